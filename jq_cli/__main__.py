@@ -1,0 +1,3 @@
+from jq_cli.cli.main import main
+
+main()

@@ -1,0 +1,317 @@
+"""All AMQP of jq: the one module that speaks to RabbitMQ (publishing, consuming, queue depths).
+
+RabbitMQ is the transport only: a message carries a job id and wakes a worker; Postgres holds
+the truth. Queues are durable classic queues with x-max-priority (quorum queues have no
+priorities in 3.10). pika errors are translated here into ServiceUnavailable.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import pika
+import pika.exceptions
+
+from jq_cli.errors import ServiceUnavailable
+from jq_cli.states import MAX_AMQP_PRIORITY
+
+SERVICE = "RabbitMQ"
+log = logging.getLogger("jq.broker")
+
+_PIKA_ERRORS = (pika.exceptions.AMQPError, OSError)
+
+
+def queue_name(namespace: str, queue: str) -> str:
+    return f"{namespace}.{queue}"
+
+
+def poison_queue_name(namespace: str) -> str:
+    """Where messages that carry no usable job id are dead-lettered, for inspection."""
+    return f"{namespace}._poison"
+
+
+def _parameters(url: str, *, heartbeat: int | None = None) -> pika.URLParameters:
+    params = pika.URLParameters(url)
+    params.connection_attempts = 1
+    params.socket_timeout = 5
+    params.blocked_connection_timeout = 30
+    if heartbeat is not None:
+        params.heartbeat = heartbeat
+    return params
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip() or repr(exc)
+    return f"{type(exc).__name__}: {text}"[:300]
+
+
+def _declare(channel, namespace: str, queue: str) -> None:
+    poison = poison_queue_name(namespace)
+    channel.queue_declare(poison, durable=True)
+    channel.queue_declare(
+        queue_name(namespace, queue),
+        durable=True,
+        arguments={
+            "x-max-priority": MAX_AMQP_PRIORITY,
+            "x-queue-type": "classic",
+            # A message a worker rejects (it names no job) is kept aside, not lost or looped.
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": poison,
+        },
+    )
+
+
+@dataclass(frozen=True)
+class Message:
+    job_id: int
+    queue: str
+    priority: int
+
+
+class Publisher:
+    """Publishes job messages. Not thread-safe: one per thread. Connects lazily, reconnects once
+    on a dropped connection. No per-message confirm wait: a message lost in flight is found by
+    the scheduler's sweeper, which re-publishes queued jobs the broker does not hold."""
+
+    def __init__(self, url: str, namespace: str):
+        self.url = url
+        self.namespace = namespace
+        self._connection: pika.BlockingConnection | None = None
+        self._channel = None
+        self._declared: set[str] = set()
+        self._props = {
+            p: pika.BasicProperties(priority=p, delivery_mode=pika.DeliveryMode.Persistent)
+            for p in range(1, MAX_AMQP_PRIORITY + 1)
+        }
+
+    def _open(self):
+        if self._channel is None or not self._channel.is_open:
+            self.close()
+            try:
+                self._connection = pika.BlockingConnection(_parameters(self.url))
+                self._channel = self._connection.channel()
+            except _PIKA_ERRORS as exc:
+                self.close()
+                raise ServiceUnavailable(SERVICE, self.url, _describe(exc)) from None
+            self._declared.clear()
+        return self._channel
+
+    def publish(self, messages: Iterable[Message]) -> int:
+        """Publish each message; returns how many. Raises ServiceUnavailable."""
+        batch = list(messages)
+        if not batch:
+            return 0
+        for attempt in (1, 2):
+            try:
+                self._publish(batch)
+                return len(batch)
+            except _PIKA_ERRORS as exc:
+                self.close()
+                if attempt == 2:
+                    raise ServiceUnavailable(SERVICE, self.url, _describe(exc)) from None
+        return 0
+
+    def _publish(self, batch: Sequence[Message]) -> None:
+        channel = self._open()
+        publish = channel.basic_publish
+        for message in batch:
+            if message.queue not in self._declared:
+                _declare(channel, self.namespace, message.queue)
+                self._declared.add(message.queue)
+            publish(
+                "",
+                queue_name(self.namespace, message.queue),
+                str(message.job_id).encode(),
+                self._props[message.priority],
+            )
+
+    def queue_depths(self, queues: Iterable[str]) -> dict[str, int | None]:
+        """Ready messages per queue, as the broker counts them (None: the queue does not exist)."""
+        depths: dict[str, int | None] = {}
+        for queue in queues:
+            try:
+                channel = self._open()
+                frame = channel.queue_declare(queue_name(self.namespace, queue), passive=True)
+                depths[queue] = frame.method.message_count
+            except pika.exceptions.ChannelClosedByBroker:
+                depths[queue] = None  # NOT_FOUND closes the channel; the next call reopens it
+                self._channel = None
+            except _PIKA_ERRORS as exc:
+                self.close()
+                raise ServiceUnavailable(SERVICE, self.url, _describe(exc)) from None
+        return depths
+
+    def purge(self, queue: str) -> int:
+        """Drop every ready message of a queue (tests and operators recovering a broker)."""
+        try:
+            return self._open().queue_purge(queue_name(self.namespace, queue)).method.message_count
+        except _PIKA_ERRORS as exc:
+            self.close()
+            raise ServiceUnavailable(SERVICE, self.url, _describe(exc)) from None
+
+    def delete_namespace_queues(self, queues: Iterable[str]) -> None:
+        """Delete the namespace's queues (tests clean up with this)."""
+        for name in [*(queue_name(self.namespace, q) for q in queues), poison_queue_name(self.namespace)]:
+            try:
+                self._open().queue_delete(name)
+            except pika.exceptions.ChannelClosedByBroker:
+                self._channel = None
+            except _PIKA_ERRORS as exc:
+                self.close()
+                raise ServiceUnavailable(SERVICE, self.url, _describe(exc)) from None
+
+    def publish_raw(self, queue: str, body: bytes, priority: int = 1, headers: dict | None = None) -> None:
+        """Publish an arbitrary body (tests of poison messages)."""
+        channel = self._open()
+        _declare(channel, self.namespace, queue)
+        channel.basic_publish(
+            "", queue_name(self.namespace, queue), body, pika.BasicProperties(priority=priority, headers=headers)
+        )
+
+    def ping(self) -> None:
+        self._open()
+
+    def close(self) -> None:
+        conn, self._connection, self._channel = self._connection, None, None
+        if conn is not None:
+            try:
+                if conn.is_open:
+                    conn.close()
+            except _PIKA_ERRORS:
+                pass
+
+
+@dataclass(frozen=True)
+class Delivery:
+    generation: int  # which connection it came on; its tag means nothing on another one
+    tag: int
+    body: bytes
+    priority: int
+    redelivered: bool
+
+
+class Consumer:
+    """Consumes a worker's queues on its own thread (pika's BlockingConnection is not
+    thread-safe and sends heartbeats only while its thread runs it). Other threads acknowledge
+    through ack()/reject(), which hand the work to the connection's thread."""
+
+    def __init__(self, url: str, namespace: str, queues: Sequence[str], prefetch: int,
+                 on_delivery: Callable[[Delivery], None], on_connection_lost: Callable[[int], None]):
+        self.url = url
+        self.namespace = namespace
+        self.queues = list(queues)
+        self.prefetch = prefetch
+        self.on_delivery = on_delivery
+        self.on_connection_lost = on_connection_lost
+        self.generation = 0
+        self.connected = threading.Event()
+        self._connection: pika.BlockingConnection | None = None
+        self._channel = None
+        self._stop = threading.Event()
+        self._consuming = True
+        self._lock = threading.Lock()
+
+    # -- called from other threads ------------------------------------------------------------
+
+    def _call(self, generation: int, fn: Callable[[], None]) -> None:
+        with self._lock:
+            conn = self._connection
+            if conn is None or generation != self.generation:
+                return  # the delivery died with its connection; the broker redelivers it
+            try:
+                conn.add_callback_threadsafe(fn)
+            except _PIKA_ERRORS:
+                pass
+
+    def ack(self, generation: int, tags: Sequence[int]) -> None:
+        if tags:
+            self._call(generation, lambda: self._settle(generation, tags, "ack"))
+
+    def reject(self, generation: int, tags: Sequence[int], requeue: bool) -> None:
+        if tags:
+            self._call(generation, lambda: self._settle(generation, tags, "requeue" if requeue else "reject"))
+
+    def stop_consuming(self) -> None:
+        """Stop receiving new deliveries (graceful shutdown); acks still flow."""
+        self._consuming = False
+        if self._connection is not None:
+            self._call(self.generation, self._cancel)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- the connection's own thread ----------------------------------------------------------
+
+    def _settle(self, generation: int, tags: Sequence[int], how: str) -> None:
+        if generation != self.generation or self._channel is None or not self._channel.is_open:
+            return
+        for tag in tags:
+            if how == "ack":
+                self._channel.basic_ack(tag)
+            else:
+                self._channel.basic_nack(tag, requeue=(how == "requeue"))
+
+    def _cancel(self) -> None:
+        if self._channel is not None and self._channel.is_open:
+            for tag in list(self._channel.consumer_tags):
+                self._channel.basic_cancel(tag)
+
+    def _on_message(self, channel, method, properties, body) -> None:
+        self.on_delivery(Delivery(self.generation, method.delivery_tag, body,
+                                  properties.priority or 0, method.redelivered))
+
+    def _connect(self) -> None:
+        connection = pika.BlockingConnection(_parameters(self.url, heartbeat=30))
+        channel = connection.channel()
+        channel.basic_qos(prefetch_count=self.prefetch)
+        for queue in self.queues:
+            _declare(channel, self.namespace, queue)
+        with self._lock:
+            self.generation += 1
+            self._connection, self._channel = connection, channel
+        if self._consuming:
+            for queue in self.queues:
+                channel.basic_consume(queue_name(self.namespace, queue), self._on_message)
+        self.connected.set()
+
+    def run(self) -> None:
+        """Consume until stop(); reconnect with back-off when the broker goes away."""
+        delay, announced = 0.5, False
+        while not self._stop.is_set():
+            try:
+                if self._connection is None:
+                    self._connect()
+                    if announced:
+                        log.info("event=broker_reconnected url=%s", _mask(self.url))
+                    delay, announced = 0.5, False
+                self._connection.process_data_events(time_limit=0.2)
+            except _PIKA_ERRORS as exc:
+                lost = self.generation
+                self._drop()
+                self.on_connection_lost(lost)
+                if not announced:
+                    log.warning("event=broker_unavailable url=%s error=%r retry=backoff",
+                                _mask(self.url), _describe(exc))
+                    announced = True
+                self._stop.wait(delay)
+                delay = min(delay * 2, 10.0)
+        self._drop()
+
+    def _drop(self) -> None:
+        self.connected.clear()
+        with self._lock:
+            conn, self._connection, self._channel = self._connection, None, None
+        if conn is not None:
+            try:
+                if conn.is_open:
+                    conn.close()
+            except _PIKA_ERRORS:
+                pass
+
+
+def _mask(url: str) -> str:
+    from jq_cli.config import mask_url
+
+    return mask_url(url)

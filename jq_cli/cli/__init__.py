@@ -1,0 +1,1 @@
+"""The `jq` command line (Typer + Rich)."""

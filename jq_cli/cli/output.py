@@ -1,0 +1,104 @@
+"""The one place the CLI turns results into output and jq errors into a line and an exit code."""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+import typer
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "value"):
+        return value.value
+    return str(value)
+
+
+def print_json(data: Any) -> None:
+    """Exactly one JSON document on stdout."""
+    sys.stdout.write(json.dumps(data, default=_default, ensure_ascii=False) + "\n")
+
+
+def fail(message: str, code: int = 1) -> None:
+    sys.stderr.write(f"jq: error: {message}\n")
+    raise typer.Exit(code)
+
+
+def handle_errors(fn: F) -> F:
+    """Render any JqError as one stderr line with its exit code (1 failed, 2 invalid input,
+    3 a service unavailable or the schema not migrated)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from jq_cli.errors import JqError
+
+        try:
+            return fn(*args, **kwargs)
+        except JqError as exc:
+            fail(exc.message, exc.exit_code)
+        except KeyboardInterrupt:
+            sys.stderr.write("jq: interrupted\n")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def console():
+    from rich.console import Console
+
+    return Console()
+
+
+def age(when: datetime | None) -> str:
+    if when is None:
+        return "-"
+    seconds = (datetime.now(timezone.utc) - when).total_seconds()
+    return human_seconds(seconds) + " ago" if seconds >= 0 else "in " + human_seconds(-seconds)
+
+
+def human_seconds(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f}m{seconds % 60:02.0f}s"
+    if seconds < 86400:
+        return f"{seconds // 3600:.0f}h{(seconds % 3600) // 60:02.0f}m"
+    return f"{seconds // 86400:.0f}d{(seconds % 86400) // 3600:02.0f}h"
+
+
+def duration(start: datetime | None, end: datetime | None) -> str:
+    if start is None or end is None:
+        return "-"
+    return human_seconds((end - start).total_seconds())
+
+
+STATE_STYLE = {"completed": "green", "dead": "red", "cancelled": "magenta", "running": "cyan",
+               "retrying": "yellow", "queued": "blue", "scheduled": "white"}
+
+
+def state_text(state: str) -> str:
+    return f"[{STATE_STYLE.get(state, 'white')}]{state}[/]"
+
+
+def jobs_table(jobs: list[dict[str, Any]], title: str | None = None):
+    from rich.table import Table
+
+    table = Table(title=title, header_style="bold")
+    for column in ("ID", "TYPE", "QUEUE", "PRIORITY", "STATE", "ATTEMPTS", "PROGRESS", "CREATED", "ERROR"):
+        table.add_column(column, overflow="fold" if column == "ERROR" else "ellipsis",
+                         justify="right" if column in ("ID", "ATTEMPTS", "PROGRESS") else "left")
+    for job in jobs:
+        progress = "-" if job.get("progress") is None else f"{job['progress']:.0f}%"
+        table.add_row(str(job["id"]), job["job_type"], job["queue"], job["priority"], state_text(job["state"]),
+                      f"{job['attempts']}/{job['max_retries'] + 1}", progress, age(job["created_at"]),
+                      (job.get("last_error") or "")[:80] if job["state"] in ("dead", "retrying", "cancelled") else "")
+    return table

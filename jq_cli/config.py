@@ -1,0 +1,100 @@
+"""Settings: every knob of jq, read once from JQ_* variables, a .env file, or defaults."""
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+NAMESPACE_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+def _env(name: str, *legacy: str) -> AliasChoices:
+    # The older service this replaces read plain names; accepting them keeps its .env working.
+    return AliasChoices(f"JQ_{name}", *legacy)
+
+
+class Settings(BaseSettings):
+    """Built once at an entry point and passed down; nothing reads the environment later."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    database_url: str = Field("postgresql://localhost/jq", validation_alias=_env("DATABASE_URL", "DATABASE_URL"))
+    rabbitmq_url: str = Field(
+        "amqp://guest:guest@localhost:5672/", validation_alias=_env("RABBITMQ_URL", "RABBITMQ_URL")
+    )
+    redis_url: str = Field("redis://localhost:6379/0", validation_alias=_env("REDIS_URL", "REDIS_URL"))
+    namespace: str = Field("jq", validation_alias=_env("NAMESPACE"))
+
+    default_max_retries: int = Field(3, ge=0, le=100, validation_alias=_env("DEFAULT_MAX_RETRIES", "DEFAULT_MAX_RETRIES"))
+    retry_base_delay: float = Field(
+        2.0, gt=0, validation_alias=_env("RETRY_BASE_DELAY", "DEFAULT_RETRY_BASE_DELAY")
+    )
+    retry_max_delay: float = Field(
+        300.0, gt=0, validation_alias=_env("RETRY_MAX_DELAY", "DEFAULT_RETRY_MAX_DELAY")
+    )
+    retry_jitter: float = Field(0.1, ge=0, le=1, validation_alias=_env("RETRY_JITTER"))
+
+    lease_ttl: float = Field(30.0, gt=0, validation_alias=_env("LEASE_TTL"))
+    shutdown_grace: float = Field(30.0, ge=0, validation_alias=_env("SHUTDOWN_GRACE"))
+    heartbeat_interval: float = Field(2.0, gt=0, validation_alias=_env("HEARTBEAT_INTERVAL"))
+
+    worker_concurrency: int = Field(8, ge=1, le=1024, validation_alias=_env("WORKER_CONCURRENCY"))
+    worker_prefetch: int = Field(0, ge=0, le=65535, validation_alias=_env("WORKER_PREFETCH"))
+    worker_queues: str = Field("default", validation_alias=_env("WORKER_QUEUES"))
+
+    # The scheduler's cadence: how often it looks for due, stuck and unpublished jobs.
+    scheduler_interval: float = Field(0.5, gt=0, validation_alias=_env("SCHEDULER_INTERVAL"))
+    # A queued job whose message is missing is re-published once it has waited this long.
+    republish_after: float = Field(15.0, gt=0, validation_alias=_env("REPUBLISH_AFTER"))
+
+    max_payload_bytes: int = Field(1_048_576, gt=0, validation_alias=_env("MAX_PAYLOAD_BYTES"))
+    scrape_allow_private: bool = Field(False, validation_alias=_env("SCRAPE_ALLOW_PRIVATE"))
+    imports: str = Field("", validation_alias=_env("IMPORTS"))
+    log_level: str = Field("INFO", validation_alias=_env("LOG_LEVEL"))
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace_is_an_identifier(cls, value: str) -> str:
+        # It becomes a Postgres schema, queue names and Redis keys: keep it a plain identifier.
+        if not NAMESPACE_PATTERN.match(value):
+            raise ValueError("must be lowercase letters, digits and _, starting with a letter, at most 40 characters")
+        return value
+
+    @property
+    def queue_names(self) -> list[str]:
+        return [q.strip() for q in self.worker_queues.split(",") if q.strip()]
+
+    @property
+    def import_modules(self) -> list[str]:
+        return [m.strip() for m in self.imports.split(",") if m.strip()]
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced, fit for messages and logs."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable url>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment and .env, with explicit overrides on top."""
+    from pydantic import ValidationError
+
+    from jq_cli.errors import InvalidInput
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "settings"
+        raise InvalidInput(f"invalid setting {field}: {err['msg']}") from None

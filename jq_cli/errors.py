@@ -1,0 +1,61 @@
+"""The one error tree of jq: every layer raises these, every front end renders them in one place."""
+from __future__ import annotations
+
+
+class JqError(Exception):
+    """Base of every error jq reports to a user. `exit_code` is what the CLI exits with."""
+
+    exit_code = 1
+    http_status = 500
+    kind = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(JqError):
+    """The request is malformed: bad option, payload, duration, name. Nothing was written."""
+
+    exit_code = 2
+    http_status = 422
+    kind = "invalid-input"
+
+
+class NotFound(JqError):
+    """The job, schedule or type named does not exist."""
+
+    exit_code = 1
+    http_status = 404
+    kind = "not-found"
+
+
+class InvalidTransition(JqError):
+    """The job is not in a state that allows the operation (e.g. retrying a completed job)."""
+
+    exit_code = 1
+    http_status = 409
+    kind = "invalid-transition"
+
+
+class ServiceUnavailable(JqError):
+    """PostgreSQL, RabbitMQ or Redis could not be reached. The message names it and its URL."""
+
+    exit_code = 3
+    http_status = 503
+    kind = "service-unavailable"
+
+    def __init__(self, service: str, url: str, detail: str) -> None:
+        from jq_cli.config import mask_url
+
+        self.service = service
+        self.url = mask_url(url)
+        super().__init__(f"{service} unavailable at {self.url}: {detail}")
+
+
+class SchemaNotMigrated(JqError):
+    """The database has no jq schema, or an older one than this code needs."""
+
+    exit_code = 3
+    http_status = 503
+    kind = "schema-not-migrated"

@@ -1,0 +1,150 @@
+"""All Redis of jq: worker heartbeats and per-second counters for rates and sparklines.
+
+Telemetry is never on the critical path: callers buffer counts and flush them about once a
+second, and when Redis is down they carry on (the dashboard shows telemetry as unavailable).
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+import redis
+import redis.exceptions
+
+from jq_cli.errors import ServiceUnavailable
+
+SERVICE = "Redis"
+COUNTER_TTL = 3600  # seconds of per-second history kept for sparklines
+_REDIS_ERRORS = (redis.exceptions.RedisError, OSError)
+
+
+class Telemetry:
+    def __init__(self, url: str, namespace: str, timeout: float = 0.5):
+        self.url = url
+        self.namespace = namespace
+        self._client = redis.Redis.from_url(
+            url, socket_connect_timeout=timeout, socket_timeout=timeout, decode_responses=True,
+            retry_on_timeout=False,
+        )
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self.namespace, *parts))
+
+    def _fail(self, exc: BaseException) -> ServiceUnavailable:
+        return ServiceUnavailable(SERVICE, self.url, f"{type(exc).__name__}: {exc}"[:300])
+
+    def ping(self) -> None:
+        try:
+            self._client.ping()
+        except _REDIS_ERRORS as exc:
+            raise self._fail(exc) from None
+
+    # -- counters -----------------------------------------------------------------------------
+
+    def add_counts(self, counts: Mapping[tuple[str, int], int]) -> None:
+        """Add buffered counts {(event, epoch second): n} in one round trip."""
+        if not counts:
+            return
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for (event, second), n in counts.items():
+                key = self._key("rate", event)
+                pipe.hincrby(key, str(second), n)
+                pipe.expire(key, COUNTER_TTL)
+            pipe.execute()
+        except _REDIS_ERRORS as exc:
+            raise self._fail(exc) from None
+
+    def rates(self, events: list[str], seconds: int = 120) -> dict[str, list[int]]:
+        """Per-second counts of each event for the last `seconds` whole seconds, oldest first."""
+        now = int(time.time()) - 1
+        fields = [str(s) for s in range(now - seconds + 1, now + 1)]
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for event in events:
+                pipe.hmget(self._key("rate", event), fields)
+            results = pipe.execute()
+        except _REDIS_ERRORS as exc:
+            raise self._fail(exc) from None
+        return {e: [int(v or 0) for v in r] for e, r in zip(events, results)}
+
+    # -- workers ------------------------------------------------------------------------------
+
+    def heartbeat(self, worker: str, info: Mapping[str, Any], ttl: float) -> None:
+        """Publish a worker's state; it disappears `ttl` seconds after its last heartbeat."""
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            pipe.set(self._key("worker", worker), json.dumps({**info, "ts": time.time()}), px=int(ttl * 1000))
+            pipe.zadd(self._key("workers"), {worker: time.time()})
+            pipe.execute()
+        except _REDIS_ERRORS as exc:
+            raise self._fail(exc) from None
+
+    def worker_gone(self, worker: str) -> None:
+        try:
+            self._client.delete(self._key("worker", worker))
+            self._client.zrem(self._key("workers"), worker)
+        except _REDIS_ERRORS as exc:
+            raise self._fail(exc) from None
+
+    def workers(self) -> list[dict[str, Any]]:
+        """Workers whose heartbeat has not expired, with `heartbeat_age` in seconds."""
+        try:
+            names = self._client.zrange(self._key("workers"), 0, -1)
+            values = self._client.mget([self._key("worker", n) for n in names]) if names else []
+            gone = [n for n, v in zip(names, values) if v is None]
+            if gone:
+                self._client.zrem(self._key("workers"), *gone)
+        except _REDIS_ERRORS as exc:
+            raise self._fail(exc) from None
+        now = time.time()
+        out = []
+        for name, value in zip(names, values):
+            if value is None:
+                continue
+            info = json.loads(value)
+            info["name"] = name
+            info["heartbeat_age"] = round(now - info.pop("ts", now), 1)
+            out.append(info)
+        return out
+
+    def delete_namespace(self) -> None:
+        """Remove every key of the namespace (tests clean up with this)."""
+        try:
+            keys = list(self._client.scan_iter(match=f"{self.namespace}:*", count=500))
+            if keys:
+                self._client.delete(*keys)
+        except _REDIS_ERRORS as exc:
+            raise self._fail(exc) from None
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class CounterBuffer:
+    """Counts events locally per epoch second so that the hot path never waits on Redis."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[tuple[str, int]] = Counter()
+        self._lock = threading.Lock()
+
+    def add(self, event: str, n: int = 1) -> None:
+        with self._lock:
+            self._counts[(event, int(time.time()))] += n
+
+    def take(self) -> Counter[tuple[str, int]]:
+        with self._lock:
+            counts, self._counts = self._counts, Counter()
+        return counts
+
+    def put_back(self, counts: Counter[tuple[str, int]]) -> None:
+        # Keep at most ten minutes of unsent history while Redis is away.
+        horizon = int(time.time()) - 600
+        with self._lock:
+            for key, n in counts.items():
+                if key[1] >= horizon:
+                    self._counts[key] += n
