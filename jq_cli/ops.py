@@ -65,8 +65,6 @@ class Operations:
         self._publisher = None
         self._telemetry = None
         self._known_types: set[str] = set()
-        self._submitted = 0
-        self._submitted_since = time.monotonic()
 
     # -- services -----------------------------------------------------------------------------
 
@@ -95,7 +93,6 @@ class Operations:
         return self._telemetry
 
     def close(self) -> None:
-        self._flush_counters(force=True)
         for service in (self._store, self._publisher, self._telemetry):
             if service is not None:
                 try:
@@ -164,7 +161,6 @@ class Operations:
         new = self._prepare(request)
         inserted = self.store.job_insert(new)
         self._publish([inserted])
-        self._count_submitted(1 if inserted.created else 0)
         return inserted
 
     def submit_many(self, jobs: Iterable[dict | JobRequest]) -> list[int]:
@@ -182,22 +178,7 @@ class Operations:
                 raise InvalidInput(f"{where} {n}: {exc.message}") from None
         inserted = self.store.job_insert_many(prepared)
         self._publish(inserted)
-        self._count_submitted(sum(1 for i in inserted if i.created))
         return inserted
-
-    def _count_submitted(self, n: int) -> None:
-        self._submitted += n
-        self._flush_counters()
-
-    def _flush_counters(self, force: bool = False) -> None:
-        # One Redis round trip a second at most: telemetry never slows a submit.
-        if not self._submitted or (not force and time.monotonic() - self._submitted_since < 1.0):
-            return
-        n, self._submitted, self._submitted_since = self._submitted, 0, time.monotonic()
-        try:
-            self.telemetry.add_counts({("submitted", int(time.time())): n})
-        except ServiceUnavailable:
-            pass  # rates are best effort; the jobs themselves are safe in Postgres
 
     # -- read ---------------------------------------------------------------------------------
 
