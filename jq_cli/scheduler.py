@@ -95,22 +95,32 @@ class Scheduler:
 
     def run_once(self) -> dict[str, Any]:
         """One pass of every duty, if this scheduler leads. Returns what it did."""
-        if not self.leader:
-            self.leader = self.store.leader_try_lock()
+        if self.leader and not self.store.has_session():
+            # The advisory lock died with the connection that took it; the next query would open a
+            # fresh session without it, and this scheduler would work beside the new leader.
+            self.leader = False
+            log.warning("event=leadership_lost scheduler=%s reason=connection_closed", self.name)
+        try:
             if not self.leader:
-                return {"leader": False}
-            log.info("event=leadership_acquired scheduler=%s", self.name)
-        report: dict[str, Any] = {"leader": True, "promoted": self.run_promote(), "rescued": self.run_rescue()}
-        now = time.monotonic()
-        if now >= self._next_sweep:
-            try:
-                report["republished"] = self.run_sweep()
-            except ServiceUnavailable as exc:
-                if exc.service != "RabbitMQ":
-                    raise
-                report["republished"] = 0  # the broker is away: nothing to compare with yet
-            self._next_sweep = now + max(1.0, self.settings.republish_after / 3)
-        return report
+                self.leader = self.store.leader_try_lock()
+                if not self.leader:
+                    return {"leader": False}
+                log.info("event=leadership_acquired scheduler=%s", self.name)
+            report: dict[str, Any] = {"leader": True, "promoted": self.run_promote(), "rescued": self.run_rescue()}
+            now = time.monotonic()
+            if now >= self._next_sweep:
+                try:
+                    report["republished"] = self.run_sweep()
+                except ServiceUnavailable as exc:
+                    if exc.service != "RabbitMQ":
+                        raise
+                    report["republished"] = 0  # the broker is away: nothing to compare with yet
+                self._next_sweep = now + max(1.0, self.settings.republish_after / 3)
+            return report
+        except JqError:
+            # Here and not only in run(): a broken connection took the lock with it, whoever calls us.
+            self.leader = False
+            raise
 
     # -- life cycle ---------------------------------------------------------------------------
 

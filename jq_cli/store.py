@@ -134,6 +134,10 @@ class Store:
             self._conn = self._connect()
         return self._conn
 
+    def has_session(self) -> bool:
+        """True while the connection (and so its session-level advisory locks) is open."""
+        return self._conn is not None and not self._conn.closed
+
     def close(self) -> None:
         if self._conn is not None:
             try:

@@ -217,6 +217,14 @@ class Worker:
             raise
         won = {job["id"] for job in claimed}
         for job in claimed:
+            stale = self.running.get(job["id"])
+            if stale is not None:
+                # An older run of this job was rescued while we were cut off, and the job came back to
+                # us. Stop the old run: lease renewal (by worker name) cannot tell the two apart.
+                stale.lost = True
+                stale.cancel.set()
+                log.warning("event=stale_run_stopped job=%d run=%d new_run=%d", stale.id, stale.run,
+                            job["run_count"])
             running = RunningJob(job["id"], job["run_count"], job["job_type"])
             if job["cancel_requested"]:
                 running.cancel.set()
@@ -256,7 +264,12 @@ class Worker:
         states = self.store.job_finish(batch, self.name)
         self._unsaved = []
         for outcome in batch:
-            running = self.running.pop(outcome.job_id, None)
+            running = self.running.get(outcome.job_id)
+            if running is not None and running.run == outcome.run:
+                del self.running[outcome.job_id]
+            else:
+                # The outcome of a stale run must not drop a newer run's entry (and with it its lease).
+                running = None
             state = states.get(outcome.job_id)
             if state is None:
                 log.info("event=outcome_ignored job=%d reason=job_no_longer_ours", outcome.job_id)
@@ -272,7 +285,8 @@ class Worker:
                          running.job_type if running else "?", (outcome.error or "")[:200])
         with self._progress_lock:
             for outcome in batch:
-                self._progress.pop(outcome.job_id, None)
+                if outcome.job_id not in self.running:
+                    self._progress.pop(outcome.job_id, None)
 
     def _flush_progress(self) -> None:
         with self._progress_lock:
@@ -422,7 +436,10 @@ class Worker:
 
     def _telemetry_loop(self) -> None:
         while not self._stop_telemetry:
-            self._send_telemetry()
+            try:
+                self._send_telemetry()
+            except Exception:  # a telemetry bug must not end heartbeats or the sd_notify watchdog
+                log.exception("event=telemetry_error worker=%s", self.name)
             sdnotify.notify(f"STATUS=running {len(self.running)} jobs, processed {self.processed}",
                             watchdog=True)
             time.sleep(self.settings.heartbeat_interval)
@@ -447,8 +464,8 @@ class Worker:
                 self._telemetry_down = True
 
     def heartbeat_info(self) -> dict[str, Any]:
-        host, pid, _ = self.name.split(":", 2)
-        return {"host": host, "pid": int(pid), "queues": self.queues, "concurrency": self.concurrency,
+        # Not parsed from the name: `jq worker --name` may be anything (it used to crash this thread).
+        return {"host": hostname(), "pid": os.getpid(), "queues": self.queues, "concurrency": self.concurrency,
                 "running": len(self.running), "jobs": sorted(self.running)[:20], "processed": self.processed,
                 "failed": self.failed, "draining": self.stopping.is_set()}
 

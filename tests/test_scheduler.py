@@ -1,0 +1,224 @@
+"""The scheduler, the owner of time: delayed jobs, re-publishing lost messages, leadership among
+several schedulers, and the rescue of jobs whose lease expired."""
+from __future__ import annotations
+
+import pytest
+
+import handlers_for_tests  # noqa: F401  (registers the t_* job types for in-process workers)
+from conftest import wait_for
+from jq_cli.broker import Message, Publisher
+from jq_cli.errors import ServiceUnavailable
+from jq_cli.scheduler import Scheduler
+
+
+def wait_state(ops, job_id: int, *states: str, timeout: float = 15.0) -> dict:
+    def reached():
+        job = ops.get(job_id)
+        return job if job["state"] in states else None
+
+    return wait_for(reached, timeout, what=f"job {job_id} to be {'/'.join(states)}")
+
+
+@pytest.fixture
+def publisher(settings):
+    p = Publisher(settings.rabbitmq_url, settings.namespace)
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def make_scheduler(settings):
+    """Schedulers driven by hand (run_once, run_rescue ...) rather than by their loop."""
+    made: list[Scheduler] = []
+
+    def make(name: str) -> Scheduler:
+        s = Scheduler(settings, name=name)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.store.close()
+        s.publisher.close()
+
+
+def ready(publisher, queue: str = "default") -> int:
+    return publisher.queue_depths([queue])[queue] or 0
+
+
+def backdate_published(store, seconds: float) -> None:
+    store._run("UPDATE jobs SET published_at = now() - make_interval(secs => %s) WHERE state = 'queued'",
+               (seconds,))
+
+
+# -- delayed jobs -------------------------------------------------------------------------------
+
+
+def test_delayed_job_is_published_within_a_second_of_its_run_at(ops, start_worker, start_scheduler):
+    start_scheduler()
+    start_worker()
+    job_id = ops.submit("noop", {}, delay=1.0)
+    job = ops.get(job_id)
+    assert job["state"] == "scheduled"
+    assert job["published_at"] is None
+    job = wait_state(ops, job_id, "completed")
+    late = (job["attempt_history"][0]["started_at"] - job["run_at"]).total_seconds()
+    assert 0 <= late < 1.0, f"started {late:.3f}s after its run_at"
+
+
+def test_scheduler_started_after_the_due_time_publishes_the_overdue_job(ops, store, start_worker,
+                                                                        start_scheduler):
+    job_id = ops.submit("noop", {}, delay=0.3)
+    start_worker()
+    run_at = ops.get(job_id)["run_at"]
+    wait_for(lambda: store.now() > run_at, 5, what="the due time to pass")
+    assert ops.get(job_id)["state"] == "scheduled"  # no scheduler, no timer: nothing moved it
+    start_scheduler()  # the timer lives in the row, so a scheduler that starts late still fires it
+    job = wait_state(ops, job_id, "completed", timeout=5)
+    assert job["attempt_history"][0]["started_at"] >= run_at
+
+
+# -- lost messages ------------------------------------------------------------------------------
+
+
+def test_queued_job_whose_message_was_purged_is_republished_and_completes(ops, publisher, start_worker,
+                                                                           start_scheduler):
+    job_id = ops.submit("noop", {"lost": True})
+    first_publish = ops.get(job_id)["published_at"]
+    assert publisher.purge("default") == 1
+    assert ready(publisher) == 0
+    start_scheduler()
+    wait_for(lambda: ready(publisher) == 1, 10, what="the sweeper to re-publish the job")
+    republished = ops.get(job_id)["published_at"]
+    assert (republished - first_publish).total_seconds() >= 1.0  # only after JQ_REPUBLISH_AFTER
+    start_worker()
+    job = wait_state(ops, job_id, "completed")
+    assert job["attempts"] == 1
+
+
+def test_sweeper_republishes_only_the_missing_messages(ops, store, publisher, make_scheduler, start_worker):
+    ids = [ops.submit("noop", {"i": i}) for i in range(3)]
+    publisher.purge("default")
+    publisher.publish([Message(ids[2], "default", 2)])  # one message survives
+    backdate_published(store, 60)
+    scheduler = make_scheduler("sweeper")
+    assert scheduler.run_sweep() == 2
+    assert ready(publisher) == 3
+    assert scheduler.run_sweep() == 0  # just published: nothing is stale any more
+    assert ready(publisher) == 3
+    start_worker()
+    for job_id in ids:
+        assert wait_state(ops, job_id, "completed")["attempts"] == 1
+
+
+# -- leadership ---------------------------------------------------------------------------------
+
+
+def test_only_one_of_two_schedulers_leads(ops, store, make_scheduler):
+    a, b = make_scheduler("a"), make_scheduler("b")
+    reports = [a.run_once(), b.run_once()]
+    assert sorted(r["leader"] for r in reports) == [False, True]
+    leader, follower = (a, b) if reports[0]["leader"] else (b, a)
+    for _ in range(3):  # it stays that way
+        assert leader.run_once()["leader"] is True
+        assert follower.run_once() == {"leader": False}
+    # The follower does no work: a due job waits for the leader.
+    job_id = ops.submit("noop", {}, delay=0.1)
+    run_at = ops.get(job_id)["run_at"]
+    wait_for(lambda: store.now() > run_at, 5, what="the due time to pass")
+    assert follower.run_once() == {"leader": False}
+    assert ops.get(job_id)["state"] == "scheduled"
+    assert leader.run_once()["promoted"] == 1
+    assert ops.get(job_id)["state"] == "queued"
+
+
+def test_follower_takes_over_when_the_leaders_connection_dies(ops, store, make_scheduler):
+    a, b = make_scheduler("a"), make_scheduler("b")
+    assert a.run_once()["leader"] is True
+    assert b.run_once()["leader"] is False
+    # The leader's session dies (a crash, a restart of its host): Postgres frees its lock at once.
+    store._one("SELECT pg_terminate_backend(%s) AS ok", (a.store.conn.info.backend_pid,))
+    wait_for(lambda: b.run_once()["leader"], 5, what="the follower to take the lead")
+    # The old leader learns it lost the lock and does not work beside the new one.
+    with pytest.raises(ServiceUnavailable):
+        a.run_once()
+    assert a.leader is False
+    assert a.run_once() == {"leader": False}
+    job_id = ops.submit("noop", {}, delay=0.05)
+    wait_for(lambda: b.run_once()["promoted"] == 1, 5, what="the new leader to promote a due job")
+    assert ops.get(job_id)["state"] == "queued"
+
+
+def test_scheduler_whose_connection_was_closed_no_longer_claims_to_lead(make_scheduler):
+    a, b = make_scheduler("a"), make_scheduler("b")
+    assert a.run_once()["leader"] is True
+    a.store.close()  # the session, and with it the advisory lock, is gone
+    assert b.run_once()["leader"] is True
+    assert a.run_once() == {"leader": False}
+    assert b.run_once()["leader"] is True
+
+
+def test_running_follower_takes_over_when_the_leader_stops(ops, start_scheduler, start_worker):
+    first, second = start_scheduler(name="first"), start_scheduler(name="second")
+    wait_for(lambda: first.leader or second.leader, 5, what="a leader")
+    assert not (first.leader and second.leader)
+    leader, follower = (first, second) if first.leader else (second, first)
+    leader.request_stop()
+    wait_for(lambda: follower.leader, 5, what="the follower to lead")
+    start_worker()
+    job_id = ops.submit("noop", {}, delay=0.2)
+    wait_state(ops, job_id, "completed", timeout=5)
+
+
+# -- rescue -------------------------------------------------------------------------------------
+
+
+def claim_as_ghost(ops, store, publisher, job_type="noop", **submit) -> int:
+    """A job running on a worker that will never report back (its message consumed)."""
+    job_id = ops.submit(job_type, {}, **submit)
+    publisher.purge("default")
+    assert [j["id"] for j in store.job_claim([job_id], "ghost:1:dead", 30)] == [job_id]
+    return job_id
+
+
+def expire_lease(store, job_id: int) -> None:
+    store._run("UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = %s", (job_id,))
+
+
+def test_rescue_requeues_a_running_job_whose_lease_expired(ops, store, publisher, make_scheduler,
+                                                           start_worker):
+    job_id = claim_as_ghost(ops, store, publisher)
+    scheduler = make_scheduler("rescuer")
+    assert scheduler.run_rescue() == {}  # the lease is still valid: the job is left alone
+    assert ops.get(job_id)["state"] == "running"
+    expire_lease(store, job_id)
+    assert scheduler.run_rescue() == {"queued": 1}
+    job = ops.get(job_id)
+    assert job["state"] == "queued" and job["worker"] is None
+    assert [a["outcome"] for a in job["attempt_history"]] == ["lost"]
+    assert job["attempt_history"][0]["finished_at"] is not None
+    assert "ghost:1:dead" in job["last_error"]
+    assert ready(publisher) == 1  # published again
+    assert scheduler.run_rescue() == {}  # once
+    start_worker(name="alive")
+    job = wait_state(ops, job_id, "completed")
+    assert [a["outcome"] for a in job["attempt_history"]] == ["lost", "completed"]
+    assert job["attempts"] == 2  # the lost attempt counts
+
+
+def test_rescue_of_a_job_on_its_last_attempt_makes_it_dead(ops, store, publisher, make_scheduler):
+    job_id = claim_as_ghost(ops, store, publisher, max_retries=0)
+    expire_lease(store, job_id)
+    assert make_scheduler("rescuer").run_rescue() == {"dead": 1}
+    job = ops.get(job_id)
+    assert job["state"] == "dead" and job["finished_at"] is not None
+    assert ready(publisher) == 0  # nothing to run
+
+
+def test_rescue_of_a_job_being_cancelled_makes_it_cancelled(ops, store, publisher, make_scheduler):
+    job_id = claim_as_ghost(ops, store, publisher, max_retries=3)
+    assert ops.cancel([job_id]).changed == {job_id: "cancelling"}
+    expire_lease(store, job_id)
+    assert make_scheduler("rescuer").run_rescue() == {"cancelled": 1}
+    assert ops.get(job_id)["state"] == "cancelled"
+    assert ready(publisher) == 0
