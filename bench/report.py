@@ -63,7 +63,9 @@ def _note(workload: str, figures: dict[str, Any]) -> str:
     if "error" in figures:
         return figures["error"]
     if workload == "W1":
-        return f"{figures['jobs']:,} jobs each way; bulk in chunks of {figures['chunk']:,}"
+        return (f"{figures['jobs']:,} jobs each way; bulk in chunks of {figures['chunk']:,}; a bare durable "
+                f"single-row insert does {figures['bare_insert_per_s']:,.0f}/s here now, so one-by-one submits "
+                f"run at {figures['one_by_one_vs_bare_insert']:.2f} of it (target 0.8)")
     if workload == "W2":
         return (f"{figures['jobs']:,} jobs, {figures['workers']} × `jq worker --concurrency "
                 f"{figures['concurrency']} --prefetch {figures['prefetch']}`; preloaded, then workers started; "

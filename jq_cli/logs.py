@@ -24,5 +24,6 @@ def setup_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("pika", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # pika logs every failed connection attempt with a traceback; jq logs the outage once itself.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)

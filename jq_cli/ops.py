@@ -139,9 +139,12 @@ class Operations:
             return
         try:
             self.publisher.publish(due)
-        except ServiceUnavailable as exc:
+        except (ServiceUnavailable, InvalidInput) as exc:
             # The jobs are committed: the scheduler's sweeper publishes them once the broker is back.
-            log.warning("event=publish_deferred jobs=%d reason=%r", len(due), exc.message)
+            # Raising here (even for a malformed JQ_RABBITMQ_URL) would report an accepted job as
+            # failed and invite a duplicate submit.
+            log.warning("publish deferred for %d job(s), the scheduler will publish them: %s", len(due),
+                        exc.message)
 
     def submit(self, job_type: str, payload: dict | None = None, *, priority: str | Priority = "medium",
                max_retries: int | None = None, queue: str = "default", delay: float | str | None = None,
@@ -167,11 +170,18 @@ class Operations:
         """Submit many jobs in one transaction: all or none. Returns their ids in order."""
         return [i.id for i in self.submit_many_detailed(jobs)]
 
-    def submit_many_detailed(self, jobs: Iterable[dict | JobRequest], *, where: str = "job") -> list[Inserted]:
+    def submit_many_detailed(self, jobs: Iterable[dict | JobRequest], *, where: str = "job",
+                             numbers: Sequence[int] | None = None) -> list[Inserted]:
+        """`numbers` label each job in error messages (e.g. its line in a file with blank lines
+        skipped); by default jobs are numbered from 1."""
+        jobs = list(jobs)
+        labels = list(numbers) if numbers is not None else list(range(1, len(jobs) + 1))
+        if len(labels) != len(jobs):
+            raise ValueError("numbers must label every job")
         requests = [j if isinstance(j, JobRequest) else JobRequest.parse(j, f"{where} {n}")
-                    for n, j in enumerate(jobs, 1)]
+                    for n, j in zip(labels, jobs)]
         prepared = []
-        for n, request in enumerate(requests, 1):
+        for n, request in zip(labels, requests):
             try:
                 prepared.append(self._prepare(request))
             except InvalidInput as exc:
@@ -276,6 +286,7 @@ class Operations:
               dry_run: bool = False) -> int:
         """Delete terminal jobs (with their attempts) in `state`; never an active one. Returns how many
         were (or, with dry_run, would be) deleted."""
+        state = state.lower()
         if state not in PURGEABLE:
             raise InvalidInput(f"purge takes a terminal state ({', '.join(PURGEABLE)}), not {state!r}")
         if job_type:
@@ -308,12 +319,12 @@ class Operations:
         try:
             for queue, depth in self.publisher.queue_depths(sorted(by_queue)).items():
                 by_queue[queue]["broker_ready"] = depth
-        except ServiceUnavailable as exc:
+        except (ServiceUnavailable, InvalidInput) as exc:  # Postgres' counts still stand
             broker_error = exc.message
         workers, telemetry_error = None, None
         try:
             workers = self.telemetry.workers()
-        except ServiceUnavailable as exc:
+        except (ServiceUnavailable, InvalidInput) as exc:
             telemetry_error = exc.message
         return {"by_state": by_state, "queued_by_priority": by_priority, "queues": by_queue,
                 "workers": workers, "broker_error": broker_error, "telemetry_error": telemetry_error}
@@ -344,12 +355,16 @@ class Operations:
             checks.append(Check("rabbitmq", True, f"reachable at {mask_url(s.rabbitmq_url)}"))
         except ServiceUnavailable as exc:
             checks.append(Check("rabbitmq", False, exc.message, "start RabbitMQ or set JQ_RABBITMQ_URL"))
+        except InvalidInput as exc:
+            checks.append(Check("rabbitmq", False, exc.message, "fix JQ_RABBITMQ_URL"))
         try:
             self.telemetry.ping()
             checks.append(Check("redis", True, f"reachable at {mask_url(s.redis_url)}"))
         except ServiceUnavailable as exc:
             checks.append(Check("redis", False, exc.message,
                                 "start Redis or set JQ_REDIS_URL (jobs still run without it)"))
+        except InvalidInput as exc:
+            checks.append(Check("redis", False, exc.message, "fix JQ_REDIS_URL"))
         return checks
 
     # -- schema -------------------------------------------------------------------------------

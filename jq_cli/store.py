@@ -291,6 +291,8 @@ class Store:
         Returns one Inserted per input, in input order."""
         if not jobs:
             return []
+        if all(j.idempotency_key is None and j.delay is None and j.run_at is None for j in jobs):
+            return self._job_copy_many(jobs)
         cols = {
             "job_type": [j.job_type for j in jobs], "queue": [j.queue for j in jobs],
             "priority": [j.priority for j in jobs], "payload": [j.payload_json for j in jobs],
@@ -352,6 +354,26 @@ class Store:
                 r = existing[job.idempotency_key]
                 out.append(Inserted(r["id"], r["state"], r["queue"], r["priority"], False))
         return out
+
+    def _job_copy_many(self, jobs: Sequence[NewJob]) -> list[Inserted]:
+        """The bulk fast path for jobs due now with no idempotency key: ids drawn from the sequence
+        in one statement, rows streamed with COPY (several times faster than a parameterised
+        INSERT for thousands of rows); run_at and published_at take their default, now()."""
+        with self._errors(), self.conn.transaction():
+            ids = [r["id"] for r in self.conn.execute(
+                # query: job_id_reserve
+                "SELECT nextval(pg_get_serial_sequence('jobs', 'id')) AS id FROM generate_series(1, %s)",
+                (len(jobs),),
+            )]
+            with self.conn.cursor().copy(
+                # query: job_copy
+                "COPY jobs (id, job_type, queue, priority, state, payload, max_retries,"
+                " retry_base_delay, retry_max_delay, retry_jitter) FROM STDIN"
+            ) as copy:
+                for job_id, j in zip(ids, jobs):
+                    copy.write_row((job_id, j.job_type, j.queue, j.priority, "queued", j.payload_json,
+                                    j.max_retries, j.retry_base_delay, j.retry_max_delay, j.retry_jitter))
+        return [Inserted(job_id, "queued", j.queue, j.priority, True) for job_id, j in zip(ids, jobs)]
 
     # -- read ---------------------------------------------------------------------------------
 

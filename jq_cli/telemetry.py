@@ -15,7 +15,7 @@ from typing import Any
 import redis
 import redis.exceptions
 
-from jq_cli.errors import ServiceUnavailable
+from jq_cli.errors import InvalidInput, ServiceUnavailable
 
 SERVICE = "Redis"
 COUNTER_TTL = 3600  # seconds of per-second history kept for sparklines
@@ -26,10 +26,15 @@ class Telemetry:
     def __init__(self, url: str, namespace: str, timeout: float = 0.5):
         self.url = url
         self.namespace = namespace
-        self._client = redis.Redis.from_url(
-            url, socket_connect_timeout=timeout, socket_timeout=timeout, decode_responses=True,
-            retry_on_timeout=False,
-        )
+        try:
+            self._client = redis.Redis.from_url(
+                url, socket_connect_timeout=timeout, socket_timeout=timeout, decode_responses=True,
+                retry_on_timeout=False,
+            )
+        except ValueError as exc:  # a malformed URL is a setting to fix, not an outage
+            from jq_cli.config import mask_url
+
+            raise InvalidInput(f"invalid Redis URL {mask_url(url)}: {exc}") from None
 
     def _key(self, *parts: str) -> str:
         return ":".join((self.namespace, *parts))

@@ -38,11 +38,13 @@ def _ops():
 
 
 def _confirm(question: str, yes: bool) -> None:
+    # Only --yes skips the question: --json chooses an output format, not consent to delete.
     if yes:
         return
     if not sys.stdin.isatty():
         fail("refusing to delete without confirmation: pass --yes", 2)
-    if not typer.confirm(question, default=False):
+    # The question goes to stderr so that stdout stays one JSON document under --json.
+    if not typer.confirm(question, default=False, err=True):
         fail("aborted", 1)
 
 
@@ -65,8 +67,10 @@ def _read_payload(value: str | None) -> dict:
     return parse_payload_text(value)
 
 
-def _read_jobs_file(value: str) -> list[dict]:
-    """Parse a JSONL file of job objects; a bad line rejects the whole file, naming the line."""
+def _read_jobs_file(value: str) -> list[tuple[int, dict]]:
+    """Parse a JSONL file of job objects; a bad line rejects the whole file, naming the line.
+    Returns (line number, job) pairs: blank lines are skipped, so the numbers are kept beside
+    the jobs rather than recounted (or stored in the job, where they would hide a user's field)."""
     import json
 
     from jq_cli.errors import InvalidInput
@@ -90,8 +94,7 @@ def _read_jobs_file(value: str) -> list[dict]:
             raise InvalidInput(f"line {number}: not valid JSON: {exc.msg}") from None
         if not isinstance(job, dict):
             raise InvalidInput(f"line {number}: a job must be a JSON object")
-        job["_line"] = number
-        jobs.append(job)
+        jobs.append((number, job))
     if not jobs:
         raise InvalidInput("the jobs file holds no jobs")
     return jobs
@@ -123,11 +126,10 @@ def submit(
     if file is not None:
         if job_type is not None or payload is not None or wait:
             raise InvalidInput("--file takes the jobs from the file: give no TYPE, --payload or --wait with it")
-        jobs = _read_jobs_file(file)
-        for job in jobs:
-            job.pop("_line")
+        numbered = _read_jobs_file(file)
         with _ops() as ops:
-            inserted = ops.submit_many_detailed(jobs, where="line")
+            inserted = ops.submit_many_detailed([job for _, job in numbered], where="line",
+                                                numbers=[n for n, _ in numbered])
         ids = [i.id for i in inserted]
         if json_out:
             print_json({"count": len(ids), "created": sum(i.created for i in inserted), "ids": ids})
@@ -297,7 +299,7 @@ def purge(
     with _ops() as ops:
         count = ops.purge(state=state, older_than=age, job_type=job_type, dry_run=True)
         if not dry_run and count:
-            _confirm(f"delete {count} {state} jobs?", yes or json_out)
+            _confirm(f"delete {count} {state} jobs?", yes)
             count = ops.purge(state=state, older_than=age, job_type=job_type)
     if json_out:
         print_json({"dry_run": dry_run, "state": state, "count": count})
@@ -354,7 +356,7 @@ def dlq_purge(yes: YesOpt = False, json_out: JsonOpt = False) -> None:
     with _ops() as ops:
         count = ops.purge(state="dead", dry_run=True)
         if count:
-            _confirm(f"delete {count} dead jobs?", yes or json_out)
+            _confirm(f"delete {count} dead jobs?", yes)
             count = ops.purge(state="dead")
     if json_out:
         print_json({"count": count})
@@ -468,6 +470,14 @@ def demo(
 
 
 def main() -> None:
+    import logging
+
+    # Commands other than the daemons log only warnings, as one `jq: warning:` line each (for
+    # example a publish deferred while RabbitMQ is down); the daemons install their own logging.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("jq: warning: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
+    logging.getLogger("pika").setLevel(logging.CRITICAL)  # jq says what failed, once, in its own words
     app()
 
 
