@@ -260,6 +260,11 @@ class Consumer:
         if tags:
             self._call(generation, lambda: self._settle(generation, tags, "requeue" if requeue else "reject"))
 
+    def set_prefetch(self, prefetch: int) -> None:
+        """Change how many unacknowledged deliveries the broker sends (also after reconnects)."""
+        self.prefetch = prefetch
+        self._call(self.generation, lambda: self._channel and self._channel.basic_qos(prefetch_count=prefetch))
+
     def stop_consuming(self) -> None:
         """Stop receiving new deliveries (graceful shutdown); acks still flow."""
         self._consuming = False

@@ -1,12 +1,18 @@
-"""Daemon logging: one line per event on stderr, journald-friendly."""
+"""Daemon logging: one line per event on stderr, journald-friendly, or JSON for log shippers."""
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import sys
+import time
 
 # syslog priorities as journald reads them from a "<N>" line prefix.
 _SYSLOG = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+# Our messages are `event=name key=value ...`; the JSON format lifts those pairs into fields.
+_PAIR = re.compile(r"(\w+)=('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|\S+)")
+LOG_FORMATS = ("text", "json")
 
 
 class _JournalFormatter(logging.Formatter):
@@ -14,9 +20,26 @@ class _JournalFormatter(logging.Formatter):
         return f"<{_SYSLOG.get(record.levelno, 6)}>{super().format(record)}"
 
 
-def setup_logging(level: str = "INFO") -> None:
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        line = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+                + f".{int(record.msecs):03d}Z", "level": record.levelname.lower(), "logger": record.name}
+        for key, value in _PAIR.findall(message):
+            if value[:1] in "'\"" and value[-1:] == value[:1]:
+                value = value[1:-1]
+            line.setdefault(key, value)
+        line["msg"] = message
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False)
+
+
+def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    if os.environ.get("JOURNAL_STREAM"):
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    elif os.environ.get("JOURNAL_STREAM"):
         # journald stamps each line itself; a priority prefix lets it filter by level.
         handler.setFormatter(_JournalFormatter("%(name)s: %(message)s"))
     else:

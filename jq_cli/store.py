@@ -459,7 +459,8 @@ class Store:
                     progress = NULL, progress_message = NULL
                 WHERE id = ANY(%(ids)s) AND state = 'queued'
                 RETURNING id, job_type, queue, priority, payload, attempts, run_count, max_retries,
-                          retry_base_delay, retry_max_delay, retry_jitter, cancel_requested
+                          retry_base_delay, retry_max_delay, retry_jitter, cancel_requested,
+                          extract(epoch FROM now() - run_at)::float8 AS waited
             ), opened AS (
                 INSERT INTO attempts (job_id, number, worker)
                 SELECT id, run_count, %(worker)s FROM claimed

@@ -21,7 +21,7 @@ import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jq_cli import sdnotify
 from jq_cli.broker import Consumer, Delivery, Message, Publisher
@@ -31,6 +31,9 @@ from jq_cli.handlers.registry import Cancelled, JobContext, PermanentError, Regi
 from jq_cli.retry import Backoff
 from jq_cli.store import Finish, Store, hostname
 from jq_cli.telemetry import CounterBuffer, Telemetry
+
+if TYPE_CHECKING:  # prometheus-client is imported only by a daemon started with --metrics-port
+    from jq_cli.metrics import DaemonMetrics
 
 log = logging.getLogger("jq.worker")
 CANCEL_POLL = 1.0  # seconds between checks for cancel requests of running jobs
@@ -42,6 +45,7 @@ class RunningJob:
     id: int
     run: int
     job_type: str
+    queue: str = "default"
     cancel: threading.Event = field(default_factory=threading.Event)
     started: float = field(default_factory=time.monotonic)
     lost: bool = False  # rescued by the scheduler while we were cut off; its outcome will not count
@@ -54,9 +58,18 @@ class HandlerPool:
     def __init__(self, size: int, run: Callable[[dict[str, Any]], None]):
         self._tasks: queue.SimpleQueue = queue.SimpleQueue()
         self._run = run
-        self._threads = [threading.Thread(target=self._loop, name=f"handler-{n}", daemon=True) for n in range(size)]
-        for thread in self._threads:
-            thread.start()
+        self.size = 0
+        self._started = 0
+        self.resize(size)
+
+    def resize(self, size: int) -> None:
+        """Grow by starting threads; shrink by asking threads to exit once their job is done."""
+        for _ in range(size - self.size):
+            self._started += 1
+            threading.Thread(target=self._loop, name=f"handler-{self._started}", daemon=True).start()
+        for _ in range(self.size - size):
+            self._tasks.put(None)
+        self.size = size
 
     def submit(self, job: dict[str, Any]) -> None:
         self._tasks.put(job)
@@ -69,14 +82,19 @@ class HandlerPool:
             self._run(job)
 
     def shutdown(self) -> None:
-        for _ in self._threads:
-            self._tasks.put(None)
+        self.resize(0)
 
 
 class Worker:
     def __init__(self, settings: Settings, registry: Registry, *, queues: list[str] | None = None,
-                 concurrency: int | None = None, prefetch: int | None = None, name: str | None = None):
+                 concurrency: int | None = None, prefetch: int | None = None, name: str | None = None,
+                 metrics: "DaemonMetrics | None" = None, reload_settings: Callable[[], Settings] | None = None):
         self.settings = settings
+        self.metrics = metrics
+        self._reload_settings = reload_settings
+        self._concurrency_fixed = concurrency is not None  # given on the command line: wins over reloads
+        self._prefetch_fixed = bool(prefetch or settings.worker_prefetch)
+        self.reload_requested = threading.Event()
         self.registry = registry
         self.queues = queues or settings.queue_names
         self.concurrency = concurrency or settings.worker_concurrency
@@ -129,9 +147,35 @@ class Worker:
         self.stopping.set()
         self.wake.set()
 
+    def request_reload(self, *_: Any) -> None:
+        self.reload_requested.set()
+        self.wake.set()
+
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
+        signal.signal(signal.SIGHUP, self.request_reload)
+
+    def _reload(self) -> None:
+        """SIGHUP: re-read the settings and apply what can change safely while running: the log
+        level and the concurrency (and with it a prefetch that follows the concurrency)."""
+        self.reload_requested.clear()
+        if self._reload_settings is None:
+            return
+        try:
+            fresh = self._reload_settings()
+        except JqError as exc:
+            log.error("event=reload_failed error=%r kept=previous_settings", exc.message)
+            return
+        logging.getLogger().setLevel(fresh.log_level.upper())
+        if not self._concurrency_fixed and fresh.worker_concurrency != self.concurrency:
+            self.concurrency = fresh.worker_concurrency
+            self.pool.resize(self.concurrency)
+            if not self._prefetch_fixed:
+                self.prefetch = self.concurrency
+                self.consumer.set_prefetch(self.prefetch)
+        log.info("event=settings_reloaded log_level=%s concurrency=%d prefetch=%d", fresh.log_level,
+                 self.concurrency, self.prefetch)
 
     # -- handler threads ----------------------------------------------------------------------
 
@@ -225,7 +269,9 @@ class Worker:
                 stale.cancel.set()
                 log.warning("event=stale_run_stopped job=%d run=%d new_run=%d", stale.id, stale.run,
                             job["run_count"])
-            running = RunningJob(job["id"], job["run_count"], job["job_type"])
+            running = RunningJob(job["id"], job["run_count"], job["job_type"], job["queue"])
+            if self.metrics is not None:
+                self.metrics.job_started(job["job_type"], job["queue"], job["waited"])
             if job["cancel_requested"]:
                 running.cancel.set()
             job["_running"] = running
@@ -275,6 +321,8 @@ class Worker:
                 log.info("event=outcome_ignored job=%d reason=job_no_longer_ours", outcome.job_id)
                 continue
             self.processed += 1
+            if self.metrics is not None and running is not None:
+                self.metrics.job_finished(running.job_type, running.queue, state, time.monotonic() - running.started)
             if state == "completed":
                 self.counters.add("completed")
                 log.debug("event=job_completed job=%d", outcome.job_id)
@@ -316,6 +364,8 @@ class Worker:
                 running.cancel.set()
 
     def _dispatch_once(self, now: float) -> None:
+        if self.reload_requested.is_set():
+            self._reload()
         self._finish()
         self._claim()
         if now >= self._next_progress:

@@ -1,33 +1,76 @@
-"""Entry points of the daemons: settings, logging and handler modules, then the loop."""
+"""Entry points of the daemons: settings, logging, metrics and handler modules, then the loop."""
 from __future__ import annotations
 
-from jq_cli.config import load_settings
-from jq_cli.logs import setup_logging
+from collections.abc import Callable
+from pathlib import Path
+
+from jq_cli.config import Settings, load_settings
+from jq_cli.errors import InvalidInput
+from jq_cli.logs import LOG_FORMATS, setup_logging
+
+
+def settings_loader(config: str | None) -> Callable[[], Settings]:
+    """Settings from the environment, with an env-format file on top when given (`--config`):
+    the file SIGHUP re-reads, since a running process's environment cannot change. Values in
+    the file win over the environment: it is the more specific of the two."""
+    if config is None:
+        return load_settings
+    path = Path(config)
+    if not path.is_file():
+        raise InvalidInput(f"--config: no such file {config}")
+
+    def load() -> Settings:
+        from dotenv import dotenv_values
+
+        values = {k: v for k, v in dotenv_values(path).items() if v is not None}
+        return load_settings(**values)
+
+    return load
+
+
+def _start(role: str, config: str | None, log_format: str, metrics_port: int | None):
+    if log_format not in LOG_FORMATS:
+        raise InvalidInput(f"--log-format must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
+    loader = settings_loader(config)
+    settings = loader()
+    setup_logging(settings.log_level, log_format)
+    metrics = None
+    if metrics_port is not None:
+        from jq_cli.metrics import DaemonMetrics
+
+        metrics = DaemonMetrics(role)
+        try:
+            metrics.serve(metrics_port)
+        except OSError as exc:
+            raise InvalidInput(f"--metrics-port {metrics_port}: {exc.strerror}") from None
+    return loader, settings, metrics
 
 
 def run_worker(*, queues: str | None, concurrency: int | None, prefetch: int | None, imports: list[str],
-               name: str | None) -> int:
+               name: str | None, config: str | None = None, log_format: str = "text",
+               metrics_port: int | None = None) -> int:
     from jq_cli.handlers import import_modules, load_builtins
     from jq_cli.jobspec import check_name
     from jq_cli.worker import Worker
 
-    settings = load_settings()
-    setup_logging(settings.log_level)
+    loader, settings, metrics = _start("worker", config, log_format, metrics_port)
     queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else settings.queue_names
     for queue in queue_list:
         check_name(queue, "queue")
     registry = load_builtins()
     import_modules([*settings.import_modules, *imports])
-    worker = Worker(settings, registry, queues=queue_list, concurrency=concurrency, prefetch=prefetch, name=name)
+    worker = Worker(settings, registry, queues=queue_list, concurrency=concurrency, prefetch=prefetch, name=name,
+                    metrics=metrics, reload_settings=loader)
     worker.install_signal_handlers()
     return worker.run()
 
 
-def run_scheduler() -> int:
+def run_scheduler(*, config: str | None = None, log_format: str = "text", metrics_port: int | None = None) -> int:
     from jq_cli.scheduler import Scheduler
 
-    settings = load_settings()
-    setup_logging(settings.log_level)
+    _, settings, metrics = _start("scheduler", config, log_format, metrics_port)
     scheduler = Scheduler(settings)
+    if metrics is not None:
+        scheduler.metrics = metrics
     scheduler.install_signal_handlers()
     return scheduler.run()

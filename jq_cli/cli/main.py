@@ -29,6 +29,9 @@ app.add_typer(dlq_app, name="dlq")
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document.")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show what would change; change nothing.")]
+ConfigOpt = Annotated[Optional[str], typer.Option(help="An env-format settings file, re-read on SIGHUP.")]
+LogFormatOpt = Annotated[str, typer.Option(help="text (journald-aware) or json.")]
+MetricsPortOpt = Annotated[Optional[int], typer.Option(min=1, max=65535, help="Serve Prometheus /metrics here.")]
 
 
 def _ops():
@@ -441,21 +444,25 @@ def worker(
     prefetch: Annotated[Optional[int], typer.Option(min=1, max=65535, help="Unacknowledged deliveries held.")] = None,
     import_: Annotated[Optional[list[str]], typer.Option("--import", help="Module of handlers to load (repeatable).")] = None,
     name: Annotated[Optional[str], typer.Option(help="Worker name (default host:pid:random).")] = None,
+    config: ConfigOpt = None,
+    log_format: LogFormatOpt = "text",
+    metrics_port: MetricsPortOpt = None,
 ) -> None:
-    """Run a worker until SIGTERM/SIGINT (then drain, hand back, exit 0)."""
+    """Run a worker until SIGTERM/SIGINT (then drain, hand back, exit 0). SIGHUP re-reads the settings."""
     from jq_cli.cli.daemon import run_worker
 
     raise typer.Exit(run_worker(queues=queues, concurrency=concurrency, prefetch=prefetch,
-                                imports=import_ or [], name=name))
+                                imports=import_ or [], name=name, config=config, log_format=log_format,
+                                metrics_port=metrics_port))
 
 
 @app.command()
 @handle_errors
-def scheduler() -> None:
+def scheduler(config: ConfigOpt = None, log_format: LogFormatOpt = "text", metrics_port: MetricsPortOpt = None) -> None:
     """Run the scheduler: delayed and retrying jobs, lease rescue, lost-message sweeps."""
     from jq_cli.cli.daemon import run_scheduler
 
-    raise typer.Exit(run_scheduler())
+    raise typer.Exit(run_scheduler(config=config, log_format=log_format, metrics_port=metrics_port))
 
 
 @app.command()
