@@ -35,13 +35,38 @@ def poison_queue_name(namespace: str) -> str:
     return f"{namespace}._poison"
 
 
-def _parameters(url: str, *, heartbeat: int | None = None) -> pika.URLParameters:
-    try:
-        params = pika.URLParameters(url)
-    except ValueError as exc:  # e.g. a port that is not a number: a setting to fix, not an outage
-        from jq_cli.config import mask_url
+# TLS files given in an amqps:// URL's query, like sslrootcert= for Postgres and ssl_ca_certs= for
+# Redis, so that every service's TLS settings live in its one URL.
+TLS_QUERY = ("cafile", "certfile", "keyfile", "server_hostname")
 
+
+def _tls_options(url: str) -> tuple[str, pika.SSLOptions | None]:
+    """Strip our TLS query arguments from an amqps:// URL and turn them into pika SSLOptions."""
+    import ssl
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    tls = {k: v for k, v in query if k in TLS_QUERY}
+    if parts.scheme != "amqps":
+        return url, None
+    rest = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k not in TLS_QUERY])))
+    context = ssl.create_default_context(cafile=tls.get("cafile"))  # verifies the server by default
+    if tls.get("certfile"):
+        context.load_cert_chain(tls["certfile"], tls.get("keyfile"))
+    return rest, pika.SSLOptions(context, server_hostname=tls.get("server_hostname") or parts.hostname)
+
+
+def _parameters(url: str, *, heartbeat: int | None = None) -> pika.URLParameters:
+    from jq_cli.config import mask_url
+
+    try:
+        plain, tls = _tls_options(url)
+        params = pika.URLParameters(plain)
+    except (ValueError, OSError) as exc:  # a bad port, an unreadable CA file: settings to fix, not an outage
         raise InvalidInput(f"invalid RabbitMQ URL {mask_url(url)}: {exc}") from None
+    if tls is not None:
+        params.ssl_options = tls
     params.connection_attempts = 1
     params.socket_timeout = 5
     params.blocked_connection_timeout = 30

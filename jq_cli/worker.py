@@ -413,7 +413,9 @@ class Worker:
         consumer_thread.start()
         telemetry_thread = threading.Thread(target=self._telemetry_loop, name="telemetry", daemon=True)
         telemetry_thread.start()
-        self.consumer.connected.wait(10)
+        deadline = time.monotonic() + 10  # READY=1 means connected; a signal must not wait for it
+        while not self.consumer.connected.wait(0.1) and not self.stopping.is_set() and time.monotonic() < deadline:
+            pass
         log.info("event=worker_started worker=%s queues=%s concurrency=%d prefetch=%d", self.name,
                  ",".join(self.queues), self.concurrency, self.prefetch)
         sdnotify.notify("READY=1", f"STATUS=consuming {','.join(self.queues)}")

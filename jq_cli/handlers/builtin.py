@@ -1,29 +1,25 @@
-"""The built-in job types: send_email and process_video (simulated), scrape_website (real), noop."""
+"""The built-in job types: send_email and process_video (simulated) and noop. scrape_website,
+the one that touches the network, lives in jq_cli.handlers.scrape."""
 from __future__ import annotations
 
-import ipaddress
 import random
 import re
-import socket
 import time
 from typing import Literal
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from jq_cli.handlers.registry import InvalidPayload, JobContext, PermanentError, job
+from jq_cli.handlers.registry import InvalidPayload, JobContext, job
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-MAX_SCRAPE_BYTES = 5 * 1024 * 1024
-MAX_REDIRECTS = 5
-MAX_MATCHES = 1000
 
 
 class _Payload(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _http_url(value: str) -> str:
+def http_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an http or https URL")
@@ -62,7 +58,7 @@ class VideoPayload(_Payload):
     output_format: Literal["mp4", "webm", "mkv", "mov", "avi", "gif"] = "mp4"
     duration: float = Field(5.0, gt=0, le=3600, description="seconds of simulated work")
 
-    _url = field_validator("video_url")(classmethod(lambda cls, v: _http_url(v)))
+    _url = field_validator("video_url")(classmethod(lambda cls, v: http_url(v)))
 
 
 @job("process_video", payload=VideoPayload)
@@ -80,79 +76,6 @@ def process_video(payload: VideoPayload, ctx: JobContext) -> dict:
             "duration": payload.duration}
 
 
-class ScrapePayload(_Payload):
-    url: str = Field(max_length=2048)
-    selector: str = Field(max_length=1000)
-    timeout: float = Field(10.0, gt=0, le=120)
-
-    _url = field_validator("url")(classmethod(lambda cls, v: _http_url(v)))
-
-    @field_validator("selector")
-    @classmethod
-    def _css(cls, value: str) -> str:
-        import soupsieve
-
-        try:
-            soupsieve.compile(value)
-        except Exception as exc:  # soupsieve raises several error kinds for bad selectors
-            raise ValueError(f"not a valid CSS selector: {exc}".splitlines()[0]) from None
-        return value
-
-
-def _refuse_private(url: str, allow_private: bool) -> None:
-    """Refuse a URL whose host resolves to anything but globally routable addresses, so that a
-    submitted job cannot make a worker probe its own network (SSRF)."""
-    if allow_private:
-        return
-    parts = urlsplit(url)
-    try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80),
-                                   proto=socket.IPPROTO_TCP)
-    except socket.gaierror as exc:
-        raise ConnectionError(f"cannot resolve {parts.hostname}: {exc}") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
-        if not address.is_global:
-            raise PermanentError(
-                f"refusing to fetch {parts.hostname}: it resolves to the non-public address {address}"
-                " (set JQ_SCRAPE_ALLOW_PRIVATE=1 to allow)"
-            )
-
-
-@job("scrape_website", payload=ScrapePayload)
-def scrape_website(payload: ScrapePayload, ctx: JobContext) -> dict:
-    """A real HTTP GET; the result is the text of the elements the CSS selector matches."""
-    import requests
-    from bs4 import BeautifulSoup
-
-    allow_private = bool(getattr(ctx.settings, "scrape_allow_private", False))
-    url = payload.url
-    with requests.Session() as session:
-        for _ in range(MAX_REDIRECTS + 1):
-            _refuse_private(url, allow_private)  # every hop: a redirect may point inwards
-            response = session.get(url, timeout=payload.timeout, allow_redirects=False, stream=True,
-                                   headers={"User-Agent": "jq-scraper/1"})
-            if response.is_redirect:
-                url = urljoin(url, response.headers["location"])
-                response.close()
-                continue
-            break
-        else:
-            raise PermanentError(f"more than {MAX_REDIRECTS} redirects")
-        with response:
-            if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
-                raise PermanentError(f"HTTP {response.status_code} from {url}")
-            response.raise_for_status()
-            body = b""
-            for chunk in response.iter_content(65536):
-                body += chunk
-                if len(body) > MAX_SCRAPE_BYTES:
-                    raise PermanentError(f"response from {url} is larger than {MAX_SCRAPE_BYTES} bytes")
-    soup = BeautifulSoup(body, "html.parser")
-    matches = [el.get_text(" ", strip=True) for el in soup.select(payload.selector, limit=MAX_MATCHES)]
-    return {"url": url, "status": response.status_code, "count": len(matches), "matches": matches}
-
-
 class NoopPayload(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -164,3 +87,6 @@ def noop(payload: NoopPayload, ctx: JobContext) -> None:
 
 
 __all__ = ["DeliveryFailed", "InvalidPayload"]
+
+
+import jq_cli.handlers.scrape  # noqa: E402,F401  (registers scrape_website beside the others)

@@ -1,0 +1,57 @@
+"""No secret in any output, log line, error or traceback: a canary password rides in every URL
+(the services here ignore it or are unreachable), and nothing the run prints may contain it."""
+from __future__ import annotations
+
+import getpass
+import signal
+import subprocess
+
+from conftest import JQ, wait_for
+
+CANARY = "Canary-S3cret-7f3a9"
+
+
+def _with_password(url: str, password: str = CANARY) -> str:
+    scheme, rest = url.split("://", 1)
+    if "@" in rest:
+        rest = rest.split("@", 1)[1]
+    return f"{scheme}://{getpass.getuser()}:{password}@{rest}"  # trust auth: the password is ignored
+
+
+def test_no_command_or_daemon_prints_the_password(settings, env, run_cli, spawn, tmp_path):
+    # Postgres here trusts local connections, so a password in its URL is ignored and the commands
+    # work; RabbitMQ and Redis URLs with the canary point at closed ports, so they fail loudly.
+    secret_env = {
+        "JQ_DATABASE_URL": _with_password(settings.database_url),
+        "JQ_RABBITMQ_URL": f"amqp://jq:{CANARY}@127.0.0.1:1/",
+        "JQ_REDIS_URL": f"redis://:{CANARY}@127.0.0.1:1/0",
+    }
+    outputs = []
+    for args in (["submit", "noop"], ["submit", "noop", "--json"], ["show", "1"], ["list"], ["stats"],
+                 ["stats", "--json"], ["doctor"], ["doctor", "--json"], ["db", "status"],
+                 ["submit", "nope"], ["retry", "1"]):
+        result = run_cli(*args, extra_env=secret_env)
+        assert result.returncode in (0, 1, 2), (args, result.stderr)  # Postgres reached: no exit 3
+        outputs.append((args, result.stdout + result.stderr))
+    # A database that is down: the error names the URL.
+    down = run_cli("list", extra_env={**secret_env, "JQ_DATABASE_URL": f"postgresql://jq:{CANARY}@127.0.0.1:1/jq"})
+    assert down.returncode == 3 and "127.0.0.1:1" in down.stderr
+    outputs.append((["list (db down)"], down.stdout + down.stderr))
+    # The daemons log their outages; run each briefly with the canary everywhere.
+    for daemon, outage in (("worker", "event=broker_unavailable"), ("scheduler", "event=publish_deferred")):
+        log = tmp_path / f"{daemon}.log"
+        with open(log, "w") as sink:
+            proc = subprocess.Popen([JQ, daemon], env={**env, **secret_env, "JQ_LOG_LEVEL": "DEBUG"},
+                                    stdout=sink, stderr=subprocess.STDOUT)
+            try:
+                if daemon == "scheduler":  # give it something to publish, so it meets the broker
+                    run_cli("submit", "noop", "--delay", "0.2s", extra_env=secret_env)
+                wait_for(lambda: outage in log.read_text(), 20,
+                         what=f"{daemon} to log its outage; its log so far: {log.read_text()[-2000:]!r}")
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(30)
+        outputs.append(([daemon], log.read_text()))
+    leaked = [args for args, text in outputs if CANARY in text]
+    assert leaked == [], f"the password appeared in the output of {leaked}"
+    assert any("***" in text for _, text in outputs), "URLs should be shown with the password masked"
