@@ -349,6 +349,12 @@ class Consumer:
                         log.info("event=broker_reconnected url=%s", _mask(self.url))
                     delay, announced = 0.5, False
                 self._connection.process_data_events(time_limit=0.2)
+                # The broker may close just the channel (e.g. consumer_timeout: a prefetched delivery
+                # that waited unacknowledged while every handler slot was busy) and keep the connection.
+                # process_data_events() does not raise for that, so without this check the worker
+                # would sit on a dead channel and consume nothing ever again (found by `make chaos`).
+                if self._channel is not None and not self._channel.is_open:
+                    raise pika.exceptions.ChannelClosed(0, "channel closed by the broker")
             except _PIKA_ERRORS as exc:
                 lost = self.generation
                 self._drop()

@@ -51,6 +51,13 @@ class Settings(BaseSettings):
     # A queued job whose message is missing is re-published once it has waited this long.
     republish_after: float = Field(15.0, gt=0, validation_alias=_env("REPUBLISH_AFTER"))
 
+    # Schedules (issue 4): a `skip` schedule's tick fires only if the scheduler is at most this late.
+    misfire_grace: float = Field(60.0, ge=0, validation_alias=_env("MISFIRE_GRACE"))
+    # Retention: the scheduler deletes terminal jobs finished longer ago than these (0 keeps them).
+    retention_completed: float = Field(7 * 86400.0, ge=0, validation_alias=_env("RETENTION_COMPLETED"))
+    retention_dead: float = Field(30 * 86400.0, ge=0, validation_alias=_env("RETENTION_DEAD"))
+    retention_cancelled: float = Field(7 * 86400.0, ge=0, validation_alias=_env("RETENTION_CANCELLED"))
+
     max_payload_bytes: int = Field(1_048_576, gt=0, validation_alias=_env("MAX_PAYLOAD_BYTES"))
     scrape_allow_private: bool = Field(False, validation_alias=_env("SCRAPE_ALLOW_PRIVATE"))
     imports: str = Field("", validation_alias=_env("IMPORTS"))
@@ -62,6 +69,21 @@ class Settings(BaseSettings):
         # It becomes a Postgres schema, queue names and Redis keys: keep it a plain identifier.
         if not NAMESPACE_PATTERN.match(value):
             raise ValueError("must be lowercase letters, digits and _, starting with a letter, at most 40 characters")
+        return value
+
+    @field_validator("misfire_grace", "retention_completed", "retention_dead", "retention_cancelled",
+                     mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        # Seconds, or a duration such as 7d or 12h.
+        if isinstance(value, str):
+            from jq_cli.durations import parse_duration
+            from jq_cli.errors import InvalidInput
+
+            try:
+                return parse_duration(value)
+            except InvalidInput as exc:
+                raise ValueError(exc.message.removeprefix("duration: ")) from None
         return value
 
     @property

@@ -1,5 +1,6 @@
-"""The `jq scheduler` daemon, the owner of time: it publishes delayed and retrying jobs when due,
-rescues jobs whose worker lost its lease, and re-publishes queued jobs whose message went missing.
+"""The `jq scheduler` daemon, the owner of time: it fires cron schedules, publishes delayed and
+retrying jobs when due, rescues jobs whose worker lost its lease, re-publishes queued jobs whose
+message went missing, and prunes old finished jobs (retention).
 
 Several may run; one leads, through a Postgres advisory lock held by its connection (a leader
 that dies frees it at once). Each duty is a run_*() step that returns counts, so it can be tested
@@ -11,17 +12,26 @@ import logging
 import signal
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jq_cli import sdnotify
+from jq_cli import cron, sdnotify
 from jq_cli.broker import Message, Publisher
 from jq_cli.config import Settings, mask_url
 from jq_cli.errors import JqError, SchemaNotMigrated, ServiceUnavailable
+from jq_cli.states import PRIORITY_NAMES
 from jq_cli.store import Store, hostname
+
+if TYPE_CHECKING:
+    from jq_cli.metrics import DaemonMetrics
 
 log = logging.getLogger("jq.scheduler")
 BATCH = 1000  # rows per statement: a large backlog never holds locks for long
 REPUBLISH_LIMIT = 5000  # messages re-published per queue per sweep
+CRON_BATCH = 100  # schedules fired per transaction
+PRUNE_BATCH = 1000  # jobs deleted per statement: each batch is its own short transaction
+PRUNE_BATCHES = 10  # per state per pass; a longer backlog goes on at the next pass
+GAUGE_EVERY = 5.0  # seconds between queue-depth computations for Prometheus
+PRUNE_EVERY = 60.0  # seconds between prunes once the backlog is gone
 
 
 class Scheduler:
@@ -35,7 +45,11 @@ class Scheduler:
         self.leader = False
         self.stopping = threading.Event()
         self._next_sweep = 0.0
+        self._next_prune = 0.0
+        self._next_gauges = 0.0
         self._down_since: float | None = None
+        self.metrics: DaemonMetrics | None = None  # set by `jq scheduler --metrics-port`
+        self._telemetry = None
 
     # -- duties -------------------------------------------------------------------------------
 
@@ -93,6 +107,75 @@ class Scheduler:
                         depths.get(queue))
         return total
 
+    def _plan(self, row: dict[str, Any], now: Any) -> cron.FirePlan | None:
+        """The fire plan of a due schedule; None (and a log line) when it cannot be computed, so one
+        broken schedule never stops the others."""
+        try:
+            plan = cron.plan(row["cron"], row["timezone"], row["next_fire_at"], now, row["misfire"],
+                             self.settings.misfire_grace)
+        except Exception as exc:  # a zone gone from tzdata, an expression croniter no longer takes
+            log.error("event=schedule_broken schedule=%s error=%r", row["name"], str(exc))
+            return None
+        if plan.missed:
+            log.warning("event=schedule_misfire schedule=%s policy=%s missed=%s%s fired=%s next=%s", row["name"],
+                        row["misfire"], plan.missed, "+" if plan.missed >= cron.COUNT_CAP - 1 else "",
+                        plan.fire_time.isoformat() if plan.fire_time else "-", plan.next_fire_at.isoformat())
+        return plan
+
+    def run_cron(self) -> int:
+        """Fire the schedules whose next tick has come (one job per tick, by the unique key on
+        schedule and fire time), advance their timers, publish. Returns the jobs created."""
+        total = 0
+        while True:
+            jobs, planned = self.store.schedule_fire_due(CRON_BATCH, self._plan, self.settings.default_max_retries)
+            for job in jobs:
+                log.info("event=schedule_fired schedule=%s fire_time=%s job=%d", job["schedule_name"],
+                         job["fire_time"].isoformat(), job["id"])
+            self._publish(jobs)
+            total += len(jobs)
+            if len(planned) < CRON_BATCH:
+                return total
+
+    def run_prune(self) -> dict[str, int]:
+        """Delete terminal jobs older than their retention (JQ_RETENTION_*), PRUNE_BATCH rows per
+        statement and at most PRUNE_BATCHES statements per state, so a large backlog is worked off over
+        several passes without starving the other duties. Returns the count deleted per state."""
+        s = self.settings
+        counts: dict[str, int] = {}
+        for state, age in (("completed", s.retention_completed), ("dead", s.retention_dead),
+                           ("cancelled", s.retention_cancelled)):
+            if age <= 0:
+                continue  # 0 keeps that state forever
+            deleted = 0
+            for _ in range(PRUNE_BATCHES):
+                n = self.store.job_prune(state, age, PRUNE_BATCH)
+                deleted += n
+                if n < PRUNE_BATCH:
+                    break
+            if deleted:
+                counts[state] = deleted
+                log.info("event=jobs_pruned state=%s count=%d older_than=%ss", state, deleted, age)
+        return counts
+
+    def run_gauges(self) -> None:
+        """Queue depth by state and priority, and workers alive, for Prometheus. Only the leader
+        computes them, so that a dashboard summing over schedulers does not count twice."""
+        counts = self.store.job_counts()
+        depth = self.metrics.depth
+        depth.clear()
+        for state, n in counts["by_state"].items():
+            depth.labels(state, "all").set(n)
+        for row in counts["queued"]:
+            depth.labels("queued", PRIORITY_NAMES.get(row["priority"], "?")).inc(row["n"])
+        try:
+            if self._telemetry is None:
+                from jq_cli.telemetry import Telemetry
+
+                self._telemetry = Telemetry(self.settings.redis_url, self.settings.namespace)
+            self.metrics.workers.set(len(self._telemetry.workers()))
+        except ServiceUnavailable:
+            pass  # telemetry is optional: the gauge keeps its last value
+
     def run_once(self) -> dict[str, Any]:
         """One pass of every duty, if this scheduler leads. Returns what it did."""
         if self.leader and not self.store.has_session():
@@ -100,14 +183,24 @@ class Scheduler:
             # fresh session without it, and this scheduler would work beside the new leader.
             self.leader = False
             log.warning("event=leadership_lost scheduler=%s reason=connection_closed", self.name)
+        if self.metrics is not None:
+            self.metrics.leader.set(1 if self.leader else 0)
         try:
             if not self.leader:
                 self.leader = self.store.leader_try_lock()
                 if not self.leader:
                     return {"leader": False}
                 log.info("event=leadership_acquired scheduler=%s", self.name)
-            report: dict[str, Any] = {"leader": True, "promoted": self.run_promote(), "rescued": self.run_rescue()}
+                if self.metrics is not None:
+                    self.metrics.leader.set(1)
+            report: dict[str, Any] = {"leader": True, "fired": self.run_cron(), "promoted": self.run_promote(),
+                                      "rescued": self.run_rescue()}
             now = time.monotonic()
+            if now >= self._next_prune:
+                report["pruned"] = pruned = self.run_prune()
+                # A full last batch means more is waiting: go on next pass instead of in a minute.
+                full = any(n >= PRUNE_BATCH * PRUNE_BATCHES for n in pruned.values())
+                self._next_prune = now + (0.0 if full else PRUNE_EVERY)
             if now >= self._next_sweep:
                 try:
                     report["republished"] = self.run_sweep()
@@ -116,6 +209,9 @@ class Scheduler:
                         raise
                     report["republished"] = 0  # the broker is away: nothing to compare with yet
                 self._next_sweep = now + max(1.0, self.settings.republish_after / 3)
+            if self.metrics is not None and now >= self._next_gauges:
+                self.run_gauges()
+                self._next_gauges = now + GAUGE_EVERY
             return report
         except JqError:
             # Here and not only in run(): a broken connection took the lock with it, whoever calls us.
@@ -162,6 +258,8 @@ class Scheduler:
                 pass
         self.store.close()
         self.publisher.close()
+        if self._telemetry is not None:
+            self._telemetry.close()
         log.info("event=scheduler_stopped scheduler=%s", self.name)
         return 0
 

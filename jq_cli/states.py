@@ -51,6 +51,7 @@ class Priority(str, Enum):
 
 _AMQP_PRIORITY = {Priority.LOW: 1, Priority.MEDIUM: 2, Priority.HIGH: 3}
 MAX_AMQP_PRIORITY = 3
+PRIORITY_NAMES = {number: p.value for p, number in _AMQP_PRIORITY.items()}  # 3 -> "high"
 
 
 class AttemptOutcome(str, Enum):

@@ -172,6 +172,24 @@ def start_scheduler(settings: Settings) -> Iterator[Callable[..., object]]:
 
 
 @pytest.fixture
+def make_scheduler(settings):
+    """Schedulers driven by hand (run_once, run_rescue ...) rather than by their loop."""
+    from jq_cli.scheduler import Scheduler
+
+    made: list = []
+
+    def make(name: str):
+        s = Scheduler(settings, name=name)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.store.close()
+        s.publisher.close()
+
+
+@pytest.fixture
 def spawn(env: dict[str, str]) -> Iterator[Callable[..., subprocess.Popen]]:
     """Start `jq worker`/`jq scheduler` as real processes (for kill -9 and signal tests)."""
     procs: list[subprocess.Popen] = []

@@ -73,8 +73,12 @@ def test_worker_without_notify_socket_sends_nothing_and_still_runs(ops, spawn, t
 
 
 def _scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        return response.read().decode()
+    """The metrics text, or "" while the daemon has not opened its port yet."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            return response.read().decode()
+    except OSError:
+        return ""
 
 
 def _sample(text: str, name: str, **labels: str) -> float:
@@ -100,6 +104,22 @@ def test_worker_metrics_count_started_and_finished_jobs_by_state(ops, spawn):
     assert _sample(text, "jq_job_duration_seconds_count", job_type="noop") == 3
     assert _sample(text, "jq_job_queue_wait_seconds_count", job_type="noop") == 3
     assert 'jq_build_info{role="worker"' in text
+
+
+def test_leading_scheduler_metrics_show_queue_depth_and_leadership(ops, spawn):
+    for priority in ("high", "low", "low"):
+        ops.submit("noop", priority=priority, queue="reports")  # no worker consumes "reports"
+    port = free_port()
+    spawn("scheduler", "--metrics-port", str(port))
+
+    def scraped():
+        text = _scrape(port)
+        return text if _sample(text, "jq_jobs", state="queued", priority="low") == 2 else None
+
+    text = wait_for(scraped, 20, what="queue depth gauges")
+    assert _sample(text, "jq_jobs", state="queued", priority="high") == 1
+    assert _sample(text, "jq_jobs", state="queued", priority="all") == 3
+    assert _sample(text, "jq_scheduler_leader") == 1
 
 
 def test_sighup_rereads_the_config_file_and_changes_concurrency(ops, spawn, tmp_path):

@@ -8,7 +8,6 @@ import handlers_for_tests  # noqa: F401  (registers the t_* job types for in-pro
 from conftest import wait_for
 from jq_cli.broker import Message, Publisher
 from jq_cli.errors import ServiceUnavailable
-from jq_cli.scheduler import Scheduler
 
 
 def wait_state(ops, job_id: int, *states: str, timeout: float = 15.0) -> dict:
@@ -24,22 +23,6 @@ def publisher(settings):
     p = Publisher(settings.rabbitmq_url, settings.namespace)
     yield p
     p.close()
-
-
-@pytest.fixture
-def make_scheduler(settings):
-    """Schedulers driven by hand (run_once, run_rescue ...) rather than by their loop."""
-    made: list[Scheduler] = []
-
-    def make(name: str) -> Scheduler:
-        s = Scheduler(settings, name=name)
-        made.append(s)
-        return s
-
-    yield make
-    for s in made:
-        s.store.close()
-        s.publisher.close()
 
 
 def ready(publisher, queue: str = "default") -> int:

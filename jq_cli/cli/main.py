@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from jq_cli.cli.output import console, fail, handle_errors, jobs_table, print_json, state_text
+from jq_cli.cli.schedules import schedule_app
 
 app = typer.Typer(
     name="jq",
@@ -25,6 +26,7 @@ db_app = typer.Typer(help="The database schema: migrate and status.", no_args_is
 dlq_app = typer.Typer(help="The dead-letter queue: jobs that exhausted their attempts.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(schedule_app, name="schedule")  # issue 4: jq schedule ...
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document.")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
@@ -386,6 +388,32 @@ def stats(json_out: JsonOpt = False) -> None:
 
 @app.command()
 @handle_errors
+def top(
+    refresh: Annotated[float, typer.Option(min=0.1, max=60, help="Seconds between refreshes.")] = 1.0,
+    once: Annotated[bool, typer.Option("--once", help="Print one plain-text snapshot and exit.")] = False,
+) -> None:
+    """The live dashboard: counts, rates, workers, recent jobs, dead letters (q quits, ? helps)."""
+    from jq_cli.ops import Operations
+
+    with Operations() as ops:
+        if once:  # plain text, no Textual: for scripts and a quick look over ssh
+            from jq_cli.errors import ServiceUnavailable
+            from jq_cli.tui.plain import snapshot_text
+            from jq_cli.tui.source import Filter, collect
+
+            snap = collect(ops, Filter())
+            sys.stdout.write(snapshot_text(snap, namespace=ops.settings.namespace,
+                                           heartbeat_interval=ops.settings.heartbeat_interval))
+            if snap.database_error:
+                raise ServiceUnavailable("PostgreSQL", ops.settings.database_url, "see above")
+            return
+        from jq_cli.tui.app import run
+
+        run(ops, refresh)
+
+
+@app.command()
+@handle_errors
 def doctor(json_out: JsonOpt = False) -> None:
     """Check PostgreSQL, RabbitMQ, Redis and the schema version."""
     from jq_cli.ops import Operations
@@ -459,10 +487,26 @@ def worker(
 @app.command()
 @handle_errors
 def scheduler(config: ConfigOpt = None, log_format: LogFormatOpt = "text", metrics_port: MetricsPortOpt = None) -> None:
-    """Run the scheduler: delayed and retrying jobs, lease rescue, lost-message sweeps."""
+    """Run the scheduler: cron schedules, delayed and retrying jobs, lease rescue, lost-message sweeps, retention."""
     from jq_cli.cli.daemon import run_scheduler
 
     raise typer.Exit(run_scheduler(config=config, log_format=log_format, metrics_port=metrics_port))
+
+
+@app.command()
+@handle_errors
+def serve(
+    host: Annotated[Optional[str], typer.Option(help="Address to listen on (default 127.0.0.1; others need an API key).")] = None,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the HTTP API (the `http` extra): the same operations as these commands, as JSON."""
+    import importlib.util
+
+    if not all(importlib.util.find_spec(m) for m in ("fastapi", "uvicorn")):
+        fail("jq serve needs the http extra: pip install 'jq-cli[http]'", 2)
+    from jq_cli.http.serve import serve as run_serve
+
+    raise typer.Exit(run_serve(host, port))
 
 
 @app.command()

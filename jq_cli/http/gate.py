@@ -1,0 +1,125 @@
+"""The gate every request passes before routing: API key, body size, request metrics, and the
+last-resort handler that answers a bare 500 (and logs the traceback) for an unexpected error."""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from jq_cli.http import problems
+from jq_cli.http.keys import ApiKeys
+
+log = logging.getLogger("jq.http")
+OPEN_PATHS = frozenset({"/health"})
+BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+
+
+class Gate:
+    """Pure ASGI middleware. Refuses a request without a valid key (401) before reading its body,
+    one whose body exceeds the limit (413, from Content-Length or by counting), and replays the
+    body it read to the application."""
+
+    def __init__(self, app: ASGIApp, *, keys: ApiKeys, max_body: int, observe: Callable[..., None],
+                 routes: Callable[[], Sequence[BaseRoute]]) -> None:
+        self.app = app
+        self.keys = keys
+        self.max_body = max_body
+        self.observe = observe
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status, responded = 500, False
+
+        async def send_noting(message: Message) -> None:
+            nonlocal status, responded
+            if message["type"] == "http.response.start":
+                status, responded = message["status"], True
+            await send(message)
+
+        try:
+            refusal = self._authenticate(scope)
+            if refusal is None:
+                refusal, receive = await self._read_body(scope, receive)
+            await (refusal or self.app)(scope, receive, send_noting)
+        except Exception:
+            # The traceback goes to the log, never to the client.
+            log.error("unhandled error on %s %s", scope.get("method"), scope.get("path"), exc_info=True)
+            if not responded:
+                await problems.internal_error()(scope, receive, send_noting)
+        finally:
+            self.observe(scope.get("method", ""), self._route(scope), status, time.perf_counter() - started)
+
+    def _authenticate(self, scope: Scope):
+        authenticated = not self.keys
+        if self.keys:
+            for name, value in scope.get("headers", ()):
+                if name == b"x-api-key":
+                    authenticated |= self.keys.accepts(value.strip())
+                elif name == b"authorization":
+                    scheme, _, token = value.partition(b" ")
+                    if scheme.lower() == b"bearer":
+                        authenticated |= self.keys.accepts(token.strip())
+        # /health answers everyone, with details only for the authenticated (see routes).
+        scope.setdefault("state", {})["authenticated"] = authenticated
+        if authenticated or scope.get("path") in OPEN_PATHS:
+            return None
+        return problems.unauthorized()
+
+    async def _read_body(self, scope: Scope, receive: Receive):
+        length = _content_length(scope)
+        if length is not None and length > self.max_body:
+            return problems.too_large(self.max_body), receive
+        if scope.get("method") in BODYLESS and not length:
+            return None, receive
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None, _replay([message], receive)  # a disconnect: let the app see it
+            size += len(message.get("body", b""))
+            if size > self.max_body:
+                return problems.too_large(self.max_body), receive
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        whole = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        return None, _replay([whole], receive)
+
+    def _route(self, scope: Scope) -> str:
+        """The route's path template (bounded cardinality); `unmatched` for any other path."""
+        route = scope.get("route")
+        if route is None:
+            for candidate in self.routes():
+                if isinstance(getattr(candidate, "path", None), str) and candidate.matches(scope)[0] is not Match.NONE:
+                    route = candidate
+                    break
+        return getattr(route, "path", None) or "unmatched"
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None  # counted while reading instead
+    return None
+
+
+def _replay(messages: list[dict[str, Any]], receive: Receive) -> Receive:
+    pending = list(messages)
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay

@@ -1,0 +1,76 @@
+"""API keys of the HTTP shim: where they come from, and the one constant-time comparison."""
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from jq_cli.errors import InvalidInput
+
+
+class KeySettings(BaseSettings):
+    """JQ_API_KEY (one key) and JQ_API_KEYS_FILE (one key a line; blank lines and # comments skipped)."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("JQ_API_KEY"))
+    api_keys_file: Path | None = Field(None, validation_alias=AliasChoices("JQ_API_KEYS_FILE"))
+
+    @field_validator("api_keys_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `JQ_API_KEYS_FILE=` in an env file means no file, not the current directory.
+        return None if isinstance(value, str) and not value.strip() else value
+
+
+class ApiKeys:
+    """The accepted keys, as bytes (headers arrive as bytes). Its repr never shows a key."""
+
+    def __init__(self, keys: Iterable[str] = ()) -> None:
+        self._keys = [k.encode("utf-8") for k in keys if k]
+
+    def __bool__(self) -> bool:
+        return bool(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __repr__(self) -> str:
+        return f"ApiKeys({len(self._keys)} keys)"
+
+    def accepts(self, candidate: bytes) -> bool:
+        # Compare with every key, never stopping early: the time taken says nothing about which
+        # key (or how much of one) matched.
+        ok = False
+        for key in self._keys:
+            ok |= hmac.compare_digest(key, candidate)
+        return ok
+
+    @classmethod
+    def from_environment(cls) -> "ApiKeys":
+        """The keys of JQ_API_KEY and JQ_API_KEYS_FILE. Raises InvalidInput for a file that cannot
+        be read or holds no key (starting without auth by accident would be worse than failing)."""
+        settings = KeySettings()
+        keys: list[str] = []
+        if settings.api_key is not None and settings.api_key.get_secret_value().strip():
+            keys.append(settings.api_key.get_secret_value().strip())
+        if settings.api_keys_file is not None:
+            keys.extend(read_keys_file(settings.api_keys_file))
+        return cls(keys)
+
+
+def read_keys_file(path: Path) -> list[str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInput(f"cannot read JQ_API_KEYS_FILE {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"JQ_API_KEYS_FILE {path} is not UTF-8 text") from None
+    keys = [line.strip() for line in text.splitlines()]
+    keys = [k for k in keys if k and not k.startswith("#")]
+    if not keys:
+        raise InvalidInput(f"JQ_API_KEYS_FILE {path} holds no key")
+    return keys

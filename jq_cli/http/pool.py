@@ -1,0 +1,53 @@
+"""A small pool of Operations objects: Operations is not thread-safe, and the shim's routes run
+on a thread pool, so each request borrows one for itself and gives it back when done."""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from jq_cli.errors import JqError, ServiceUnavailable
+from jq_cli.ops import Operations
+
+
+class OpsPool:
+    """Keeps up to `size` idle Operations (with their open connections) between requests. One
+    that met a service failure or an unexpected error is closed instead of kept: the next
+    request starts from fresh connections."""
+
+    def __init__(self, factory: Callable[[], Operations], size: int = 16) -> None:
+        self._factory = factory
+        self._size = size
+        self._idle: list[Operations] = []
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def borrow(self) -> Iterator[Operations]:
+        with self._lock:
+            ops = self._idle.pop() if self._idle else None
+        if ops is None:
+            ops = self._factory()
+        try:
+            yield ops
+        except JqError as exc:
+            self._give_back(ops, healthy=not isinstance(exc, ServiceUnavailable))
+            raise
+        except BaseException:
+            self._give_back(ops, healthy=False)
+            raise
+        else:
+            self._give_back(ops, healthy=True)
+
+    def _give_back(self, ops: Operations, *, healthy: bool) -> None:
+        if healthy:
+            with self._lock:
+                if len(self._idle) < self._size:
+                    self._idle.append(ops)
+                    return
+        ops.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for ops in idle:
+            ops.close()

@@ -1,0 +1,104 @@
+"""`jq serve`: the shim under uvicorn, listening on loopback only unless API keys are set."""
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+
+import uvicorn
+
+from jq_cli import sdnotify
+from jq_cli.config import load_settings
+from jq_cli.errors import InvalidInput
+from jq_cli.http.app import create_app
+from jq_cli.http.keys import ApiKeys
+
+LOOPBACK = "127.0.0.1"
+GRACE = 10  # seconds open requests get after SIGTERM; jq-serve.service's TimeoutStopSec is longer
+
+
+def choose_host(host: str | None, keys: ApiKeys) -> str:
+    """Loopback by default. Without a key, refuse any other address: an open queue on the network
+    would take jobs from anyone. Raises InvalidInput."""
+    if host is None:
+        return LOOPBACK
+    if not keys and not _is_loopback(host):
+        raise InvalidInput(f"refusing to listen on {host} without an API key: set JQ_API_KEY or "
+                           "JQ_API_KEYS_FILE (without one jq serve listens on 127.0.0.1 only)")
+    return host
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class NotifyingServer(uvicorn.Server):
+    """Tells systemd (Type=notify) once the socket is bound, and again when stopping; exits 0
+    after a graceful stop on SIGTERM/SIGINT, as the other daemons do (uvicorn would re-raise the
+    signal and die by it)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def stop(signum: int, frame: object) -> None:
+            if self.should_exit and signum == signal.SIGINT:
+                self.force_exit = True  # a second Ctrl-C: do not wait for open connections
+            self.should_exit = True
+
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            sdnotify.notify("READY=1", f"STATUS=serving on {self.config.host}:{self.config.port}")
+
+    async def shutdown(self, sockets=None) -> None:
+        sdnotify.notify("STOPPING=1")
+        await super().shutdown(sockets=sockets)
+
+
+def serve(host: str | None, port: int) -> int:
+    """Run until SIGTERM/SIGINT; returns the exit code. Raises InvalidInput for bad settings."""
+    settings = load_settings()
+    keys = ApiKeys.from_environment()
+    bind = choose_host(host, keys)
+    _log_to_stderr(settings.log_level)
+    if not keys:
+        sys.stderr.write(f"jq serve: no API key set (JQ_API_KEY or JQ_API_KEYS_FILE): listening on {bind} only\n")
+    else:
+        sys.stderr.write(f"jq serve: {len(keys)} API key(s) loaded: every endpoint but /health needs one\n")
+    app = create_app(settings, api_keys=keys)
+    config = uvicorn.Config(app, host=bind, port=port, log_level=settings.log_level.lower(),
+                            server_header=False, log_config=None, timeout_graceful_shutdown=GRACE)
+    server = NotifyingServer(config)
+    server.run()
+    return 0 if server.started else 1
+
+
+def _log_to_stderr(level: str) -> None:
+    # One line per event; uvicorn's own loggers (startup, access lines) share the handler. Access
+    # lines carry the path and query, never headers, so a key cannot reach the log.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    for name in ("jq", "uvicorn"):
+        logger = logging.getLogger(name)
+        logger.handlers = [handler]
+        logger.setLevel(level.upper())
+        logger.propagate = False

@@ -1,0 +1,1 @@
+"""The panels of `jq top`, one widget per module."""

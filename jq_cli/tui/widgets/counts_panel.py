@@ -1,0 +1,41 @@
+"""Jobs by state, and queued jobs by priority and by queue."""
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widget import Widget
+
+from jq_cli.tui.plain import STATES
+from jq_cli.states import Priority
+
+STATE_STYLES = {"queued": "cyan", "scheduled": "blue", "running": "yellow", "retrying": "magenta",
+                "completed": "green", "dead": "bold red", "cancelled": "dim"}
+
+
+class CountsPanel(Widget):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.border_title = "jobs"
+        self.stats: dict | None = None
+
+    def show(self, stats: dict | None) -> None:
+        if stats is not None:  # keep the last counts while Postgres is away
+            self.stats = stats
+            self.refresh()
+
+    def render(self) -> Text:
+        if self.stats is None:
+            return Text("loading…", "dim")
+        by_state = self.stats["by_state"]
+        number = max(len(str(n)) for n in by_state.values())
+        text = Text(no_wrap=True, overflow="ellipsis")
+        for i, state in enumerate(STATES):
+            text.append(f"{state:<9} ", STATE_STYLES[state])
+            text.append(f"{by_state.get(state, 0):>{number}}")
+            text.append("\n" if i % 2 else "   ")
+        prio = self.stats["queued_by_priority"]
+        text.append("\nqueued   ", "bold")
+        text.append("  ".join(f"{p.value} {prio.get(p.value, 0)}" for p in Priority))
+        queues = sorted(self.stats["queues"].items(), key=lambda kv: (-kv[1]["queued"], kv[0]))
+        text.append("\nqueues   ", "bold")
+        text.append("  ".join(f"{q} {v['queued']}" for q, v in queues) or "-")
+        return text

@@ -1,0 +1,32 @@
+"""Schemathesis against the shim's /openapi.json: generated requests to every operation, real
+services behind; whatever it sends, the shim never answers with a server error."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+with warnings.catch_warnings():  # Starlette's notice that its test client will move to `httpx2`
+    warnings.simplefilter("ignore")
+    schemathesis = pytest.importorskip("schemathesis")
+from hypothesis import HealthCheck, settings as hypothesis_settings  # noqa: E402
+from schemathesis.checks import not_a_server_error  # noqa: E402
+
+from jq_cli.http import create_app  # noqa: E402
+
+
+@pytest.fixture
+def api_schema(settings):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return schemathesis.openapi.from_asgi("/openapi.json", create_app(settings))
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@schema.parametrize()
+@hypothesis_settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_no_generated_request_gets_a_server_error(case):
+    case.call_and_validate(checks=[not_a_server_error], excluded_checks=[])
