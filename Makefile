@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench install migrate clean
+.PHONY: run test bench chaos install migrate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: $(STAMP)
 
 bench: migrate
 	$(BIN)/python -m bench
+
+# The fault suite: private PostgreSQL/RabbitMQ/Redis (ports 5433, 5673, 6380), never the shared ones.
+chaos: install
+	$(BIN)/python -m chaos
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -2,6 +2,18 @@
 from __future__ import annotations
 
 
+# Exit codes, the same for every command (`jq help exit-codes`): 0 success (an empty list too),
+# 1 the operation failed, 2 bad usage or input, 3 a service unavailable, 4 not found, 5 refused.
+EXIT_CODES = {
+    0: "success (an empty list too)",
+    1: "the operation failed (an invalid transition, a conflict, a job that did not complete with --wait)",
+    2: "bad usage or input; nothing was written",
+    3: "a service is unavailable (PostgreSQL, RabbitMQ, Redis) or the schema is not migrated",
+    4: "not found (a job, a schedule)",
+    5: "refused: a destructive command without --yes where no terminal can ask, or answered no",
+}
+
+
 class JqError(Exception):
     """Base of every error jq reports to a user. `exit_code` is what the CLI exits with."""
 
@@ -25,7 +37,7 @@ class InvalidInput(JqError):
 class NotFound(JqError):
     """The job, schedule or type named does not exist."""
 
-    exit_code = 1
+    exit_code = 4
     http_status = 404
     kind = "not-found"
 
@@ -36,6 +48,22 @@ class InvalidTransition(JqError):
     exit_code = 1
     http_status = 409
     kind = "invalid-transition"
+
+
+class Conflict(JqError):
+    """The thing to create exists already (a schedule name, for example)."""
+
+    exit_code = 1
+    http_status = 409
+    kind = "conflict"
+
+
+class Refused(JqError):
+    """A destructive action without consent: no --yes where no terminal can ask, or a "no"."""
+
+    exit_code = 5
+    http_status = 409
+    kind = "refused"
 
 
 class ServiceUnavailable(JqError):

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from jq_cli.config import Settings, load_settings, mask_url
-from jq_cli.errors import InvalidInput, InvalidTransition, JqError, NotFound, ServiceUnavailable
+from jq_cli.errors import Conflict, InvalidInput, InvalidTransition, JqError, NotFound, ServiceUnavailable
 from jq_cli.handlers import registry as handler_registry
 from jq_cli.handlers.registry import Registry, load_builtins
 from jq_cli.jobspec import JobRequest, check_name, encode_payload, parse_priority
@@ -317,7 +317,7 @@ class Operations:
         row["next_fire_at"] = self._schedule_next(spec.cron, spec.timezone)
         created = self.store.schedule_insert(row)
         if created is None:
-            raise InvalidInput(f"schedule {name} already exists")
+            raise Conflict(f"schedule {name} already exists")
         return _present_schedule(created)
 
     def schedule_list(self) -> list[dict[str, Any]]:

@@ -433,7 +433,9 @@ class Worker:
                 delay = 0.0
             except JqError as exc:
                 self._note_db(exc)
-                delay = min((delay or 0.25) * 2, 5.0)
+                # Capped well inside the lease: a worker back from a database outage must renew its
+                # leases before the scheduler's rescue takes jobs that were never interrupted.
+                delay = min((delay or 0.25) * 2, 5.0, self.settings.lease_ttl / 4)
             if self.stopping.is_set():
                 if drain_deadline is None:
                     drain_deadline = now + self.settings.shutdown_grace

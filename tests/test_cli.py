@@ -362,8 +362,8 @@ def test_show_json_includes_the_attempts(run_cli, ops, store):
         (1, "failed", "first"), (2, "completed", None)]
 
 
-def test_show_of_a_missing_job_exits_1(run_cli):
-    assert_error(run_cli("show", "99999"), 1, "job 99999 not found")
+def test_show_of_a_missing_job_exits_4(run_cli):
+    assert_error(run_cli("show", "99999"), 4, "job 99999 not found")
 
 
 def test_list_filters_newest_first(run_cli, ops, store):
@@ -484,7 +484,7 @@ def test_dlq_purge_deletes_dead_jobs_only(run_cli, ops, store):
     for _ in range(2):
         dead_job(ops, store)
     done = completed_job(ops, store)
-    assert_error(run_cli("dlq", "purge"), 2, "--yes")
+    assert_error(run_cli("dlq", "purge"), 5, "--yes")
     assert count_jobs(store, state="dead") == 2
     assert one_json(run_cli("dlq", "purge", "--yes", "--json")) == {"count": 2}
     assert [j["id"] for j in ops.list_jobs()] == [done]
@@ -503,10 +503,10 @@ def test_cancel_of_a_queued_job_means_it_never_runs(run_cli, ops, store, start_w
     assert job["state"] == "cancelled" and job["attempts"] == 0 and job["attempt_history"] == []
 
 
-def test_cancel_of_a_finished_or_missing_job_exits_1(run_cli, ops, store):
+def test_cancel_of_a_finished_job_exits_1_and_of_a_missing_one_4(run_cli, ops, store):
     done = completed_job(ops, store)
     assert_error(run_cli("cancel", str(done)), 1, f"job {done} is completed")
-    assert_error(run_cli("cancel", "77777"), 1, "job 77777 not found")
+    assert_error(run_cli("cancel", "77777"), 4, "job 77777 not found")
     assert ops.get(done)["state"] == "completed"
 
 
@@ -545,7 +545,7 @@ def test_purge_without_yes_and_without_a_terminal_refuses(run_cli, store, mixed_
     # stdin is a pipe, not a tty: nobody can answer the question, and --json is no consent.
     variants = [[], ["--json"]]
     results = run_all(run_cli, [(["purge", "--state", "completed", *extra], "") for extra in variants])
-    check_each(variants, results, lambda _, r: assert_error(r, 2, "--yes"))
+    check_each(variants, results, lambda _, r: assert_error(r, 5, "--yes"))
     assert count_jobs(store) == 6 and count_attempts(store) == 4
 
 

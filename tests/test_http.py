@@ -166,7 +166,7 @@ def test_scheduled_jobs_round_trip_with_the_older_service_body(client):
     assert r.status_code == 201, r.text
     assert (r.json()["cron"], r.json()["priority"], r.json()["enabled"]) == ("0 3 * * *", "high", True)
     assert r.headers["location"] == "/api/v1/scheduled-jobs/nightly"
-    is_problem(client.post("/api/v1/scheduled-jobs", json=old), 422)  # the name exists
+    is_problem(client.post("/api/v1/scheduled-jobs", json=old), 409)  # the name exists: a conflict
     assert [s["name"] for s in client.get("/api/v1/scheduled-jobs").json()] == ["nightly"]
     shown = client.get("/api/v1/scheduled-jobs/nightly", params={"next": 3}).json()
     assert len(shown["next_fire_times"]) == 3

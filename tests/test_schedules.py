@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from conftest import wait_for
-from jq_cli.errors import InvalidInput, NotFound
+from jq_cli.errors import Conflict, InvalidInput, NotFound
 from jq_cli.scheduler import Scheduler
 
 EVERY_SECOND = "* * * * * *"
@@ -147,7 +147,7 @@ def test_schedule_lifecycle_pause_resume_run_now_edit_remove(ops, store, make_sc
     s = ops.schedule_add("nightly", "send_email", "0 3 * * *", payload={"to": "a@example.com", "subject": "s",
                          "body": "b"}, priority="high", max_retries=1, timezone="Europe/Berlin")
     assert s["priority"] == "high" and s["enabled"] and s["next_fire_at"] > store.now()
-    with pytest.raises(InvalidInput, match="schedule nightly already exists"):
+    with pytest.raises(Conflict, match="schedule nightly already exists"):
         ops.schedule_add("nightly", "noop", "* * * * *")
     paused = ops.schedule_set_enabled("nightly", False)
     assert paused["enabled"] is False
@@ -253,7 +253,7 @@ def test_cli_add_list_show_pause_run_now_rm(run_cli, store):
                   "Europe/Berlin", "--payload", '{"k": 1}', "--json")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["timezone"] == "Europe/Berlin"
-    assert_error(run_cli("schedule", "add", "report", "noop", "--cron", "* * * * *"), 2, "already exists")
+    assert_error(run_cli("schedule", "add", "report", "noop", "--cron", "* * * * *"), 1, "already exists")
     listed = json.loads(run_cli("schedule", "list", "--json").stdout)
     assert [s["name"] for s in listed] == ["report"]
     assert run_cli("schedule", "pause", "report").returncode == 0
@@ -264,8 +264,8 @@ def test_cli_add_list_show_pause_run_now_rm(run_cli, store):
     assert "recent jobs" in run_cli("schedule", "show", "report").stdout
     assert_error(run_cli("schedule", "edit", "report", "--cron", "nope"), 2, "invalid cron expression")
     assert run_cli("schedule", "edit", "report", "--priority", "high").returncode == 0
-    assert_error(run_cli("schedule", "show", "nothere"), 1, "schedule nothere not found")
-    assert_error(run_cli("schedule", "rm", "report"), 2, "--yes")  # no terminal: refuses to delete
+    assert_error(run_cli("schedule", "show", "nothere"), 4, "schedule nothere not found")
+    assert_error(run_cli("schedule", "rm", "report"), 5, "--yes")  # no terminal: refuses to delete
     assert run_cli("schedule", "rm", "report", "--yes").returncode == 0
     assert count(store, "schedules") == 0
 

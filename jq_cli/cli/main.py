@@ -11,20 +11,23 @@ from typing import Annotated, Optional
 
 import typer
 
-from jq_cli.cli.output import console, fail, handle_errors, jobs_table, print_json, state_text
+from jq_cli.cli.output import console, fail, handle_errors, print_json, state_text
+from jq_cli.cli.rows import OutputOpt
 from jq_cli.cli.schedules import schedule_app
 
 app = typer.Typer(
     name="jq",
     help="jq: a job queue with PostgreSQL as the truth and RabbitMQ as the transport.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
 db_app = typer.Typer(help="The database schema: migrate and status.", no_args_is_help=True)
+help_app = typer.Typer(help="Reference pages: exit-codes.", no_args_is_help=True)
 dlq_app = typer.Typer(help="The dead-letter queue: jobs that exhausted their attempts.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(help_app, name="help")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(schedule_app, name="schedule")  # issue 4: jq schedule ...
 
@@ -43,14 +46,16 @@ def _ops():
 
 
 def _confirm(question: str, yes: bool) -> None:
+    from jq_cli.errors import Refused
+
     # Only --yes skips the question: --json chooses an output format, not consent to delete.
     if yes:
         return
-    if not sys.stdin.isatty():
-        fail("refusing to delete without confirmation: pass --yes", 2)
+    if not sys.stdin.isatty():  # never hang waiting for an answer no one can give
+        raise Refused("refusing to delete without confirmation: pass --yes")
     # The question goes to stderr so that stdout stays one JSON document under --json.
     if not typer.confirm(question, default=False, err=True):
-        fail("aborted", 1)
+        raise Refused("aborted: nothing was deleted")
 
 
 def _read_payload(value: str | None) -> dict:
@@ -228,18 +233,18 @@ def list_(
     queue: Annotated[Optional[str], typer.Option(help="Only jobs of this queue.")] = None,
     since: Annotated[Optional[str], typer.Option(help="Only jobs created within, e.g. 1h.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
+    output: OutputOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Jobs, newest first."""
+    from jq_cli.cli.rows import JOB_COLUMNS, emit, resolve
     from jq_cli.durations import parse_duration
 
+    fmt = resolve(output, json_out)
     since_s = parse_duration(since, "since") if since else None
     with _ops() as ops:
         jobs = ops.list_jobs(state=state, job_type=job_type, priority=priority, queue=queue, since=since_s, limit=limit)
-    if json_out:
-        print_json(jobs)
-    else:
-        console().print(jobs_table(jobs))
+    emit(jobs, JOB_COLUMNS, fmt)
 
 
 def _report(report, verb: str, json_out: bool) -> None:
@@ -320,15 +325,16 @@ def purge(
 def dlq_list(
     job_type: Annotated[Optional[str], typer.Option("--type")] = None,
     limit: Annotated[int, typer.Option()] = 100,
+    output: OutputOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Dead jobs with their last error."""
+    from jq_cli.cli.rows import JOB_COLUMNS, emit, resolve
+
+    fmt = resolve(output, json_out)
     with _ops() as ops:
         jobs = ops.dead_letters(job_type=job_type, limit=limit)
-    if json_out:
-        print_json(jobs)
-    else:
-        console().print(jobs_table(jobs, title=f"dead-letter queue ({len(jobs)} shown)"))
+    emit(jobs, JOB_COLUMNS, fmt, title=f"dead-letter queue ({len(jobs)} shown)")
 
 
 @dlq_app.command("retry")
@@ -459,6 +465,18 @@ def db_status(json_out: JsonOpt = False) -> None:
         print(f"schema version {have} of {want}" + ("" if have >= want else ": run `jq db migrate`"))
     if have < want:
         raise typer.Exit(1)
+
+
+@help_app.command("exit-codes")
+def help_exit_codes(json_out: JsonOpt = False) -> None:
+    """The exit codes of every jq command."""
+    from jq_cli.errors import EXIT_CODES
+
+    if json_out:
+        print_json({str(code): meaning for code, meaning in EXIT_CODES.items()})
+        return
+    for code, meaning in EXIT_CODES.items():
+        print(f"{code}  {meaning}")
 
 
 # -- daemons ------------------------------------------------------------------------------------

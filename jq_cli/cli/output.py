@@ -87,18 +87,3 @@ STATE_STYLE = {"completed": "green", "dead": "red", "cancelled": "magenta", "run
 
 def state_text(state: str) -> str:
     return f"[{STATE_STYLE.get(state, 'white')}]{state}[/]"
-
-
-def jobs_table(jobs: list[dict[str, Any]], title: str | None = None):
-    from rich.table import Table
-
-    table = Table(title=title, header_style="bold")
-    for column in ("ID", "TYPE", "QUEUE", "PRIORITY", "STATE", "ATTEMPTS", "PROGRESS", "CREATED", "ERROR"):
-        table.add_column(column, overflow="fold" if column == "ERROR" else "ellipsis",
-                         justify="right" if column in ("ID", "ATTEMPTS", "PROGRESS") else "left")
-    for job in jobs:
-        progress = "-" if job.get("progress") is None else f"{job['progress']:.0f}%"
-        table.add_row(str(job["id"]), job["job_type"], job["queue"], job["priority"], state_text(job["state"]),
-                      f"{job['attempts']}/{job['max_retries'] + 1}", progress, age(job["created_at"]),
-                      (job.get("last_error") or "")[:80] if job["state"] in ("dead", "retrying", "cancelled") else "")
-    return table

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from jq_cli.cli.output import console, handle_errors, print_json, state_text
+from jq_cli.cli.rows import OutputOpt
 
 schedule_app = typer.Typer(help="Cron schedules: recurring jobs that fire once per tick.", no_args_is_help=True)
 
@@ -77,23 +78,14 @@ def add(
 
 @schedule_app.command("list")
 @handle_errors
-def list_(json_out: JsonOpt = False) -> None:
+def list_(output: OutputOpt = None, json_out: JsonOpt = False) -> None:
     """Every schedule: expression, zone, enabled or paused, last fire, next fire."""
-    from rich.table import Table
+    from jq_cli.cli.rows import SCHEDULE_COLUMNS, emit, resolve
 
+    fmt = resolve(output, json_out)
     with _ops() as ops:
         schedules = ops.schedule_list()
-    if json_out:
-        print_json(schedules)
-        return
-    table = Table(header_style="bold")
-    for column in ("NAME", "TYPE", "CRON", "TIMEZONE", "STATUS", "MISFIRE", "LAST FIRE", "NEXT FIRE"):
-        table.add_column(column)
-    for s in schedules:
-        table.add_row(s["name"], s["job_type"], s["cron"], s["timezone"],
-                      "[green]enabled[/]" if s["enabled"] else "[yellow]paused[/]", s["misfire"],
-                      _when(s["last_fire_at"]), _when(s["next_fire_at"]) if s["enabled"] else "-")
-    console().print(table)
+    emit(schedules, SCHEDULE_COLUMNS, fmt, key="name")
 
 
 @schedule_app.command("show")
