@@ -75,15 +75,28 @@ def _spawn(args: list[str], log_path: str) -> subprocess.Popen:
 
 def _view(jobs: list[dict[str, Any]]) -> Table:
     table = Table(title="jq demo: following the sample jobs", header_style="bold")
-    for column in ("ID", "TYPE", "PRIORITY", "STATE", "ATTEMPTS", "PROGRESS", "DETAIL"):
-        table.add_column(column, no_wrap=column != "DETAIL", overflow="fold")
+    for column in ("ID", "TYPE", "PRIORITY", "STATE", "TRIES", "PROGRESS", "DETAIL"):
+        table.add_column(column, no_wrap=True)
     for job in jobs:
         pct = job.get("progress")
         bar = "-" if pct is None else f"{'█' * int(pct // 10)}{'░' * (10 - int(pct // 10))} {pct:3.0f}%"
         detail = job.get("last_error") if job["state"] in ("retrying", "dead") else _result(job)
         table.add_row(str(job["id"]), job["job_type"], job["priority"], state_text(job["state"]),
-                      f"{job['attempts']}/{job['max_retries'] + 1}", bar, (detail or "")[:70])
+                      f"{job['attempts']}/{job['max_retries'] + 1}", bar, _clip(detail, 44))
     return table
+
+
+def _outcomes(attempts: list[dict[str, Any]]) -> str:
+    """The attempts' outcomes, runs collapsed: "failed×3", "lost, completed"."""
+    from itertools import groupby
+
+    runs = [(outcome, len(list(group))) for outcome, group in groupby(a["outcome"] for a in attempts)]
+    return ", ".join(o if n == 1 else f"{o}×{n}" for o, n in runs) or "-"
+
+
+def _clip(text: str | None, width: int) -> str:
+    text = text or ""
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _result(job: dict[str, Any]) -> str:
@@ -101,7 +114,8 @@ def _result(job: dict[str, Any]) -> str:
 
 def run_demo(timeout: float = 120.0) -> int:
     settings = load_settings()
-    out = Console()
+    # Piped (CI logs, `make run | tee`), Rich would fold the tables into 80 columns.
+    out = Console() if sys.stdout.isatty() else Console(width=120)
     log_path = os.path.join(tempfile.gettempdir(), f"jq-demo-{settings.namespace}.log")
     server, page_url = _serve_page()
     children = [_spawn(["worker", "--concurrency", "4"], log_path), _spawn(["scheduler"], log_path)]
@@ -126,6 +140,7 @@ def run_demo(timeout: float = 120.0) -> int:
                             out.print(f"[red]a child exited early (code {child.returncode}); see {log_path}[/]")
                             return 1
                     time.sleep(0.25)
+            out.print()
             _outcome(out, jobs)
         return 0
     finally:
@@ -143,13 +158,13 @@ def run_demo(timeout: float = 120.0) -> int:
 def _outcome(out: Console, jobs: list[dict[str, Any]]) -> None:
     table = Table(title="outcome", header_style="bold")
     for column in ("ID", "TYPE", "PRIORITY", "STATE", "ATTEMPTS", "RAN FOR", "RESULT OR LAST ERROR"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, no_wrap=True)
     for job in jobs:
         attempts = job["attempt_history"]
         ran = duration(attempts[-1]["started_at"], attempts[-1]["finished_at"]) if attempts else "-"
         detail = _result(job) if job["state"] == "completed" else (job.get("last_error") or "")
         table.add_row(str(job["id"]), job["job_type"], job["priority"], state_text(job["state"]),
-                      " ".join(a["outcome"] for a in attempts) or "-", ran, detail[:90])
+                      _outcomes(attempts), ran, _clip(detail, 44))
     out.print(table)
     counts: dict[str, int] = {}
     for job in jobs:
