@@ -1,0 +1,23 @@
+"""All SQL of jq: the one package that speaks to PostgreSQL, and the only owner of job state.
+
+Queries are named noun_verb and commented with why. Every state change is a conditional
+UPDATE (DESIGN invariant 2); every time comparison uses the database's now() (invariant 4).
+Driver errors are translated in one place (base.StoreBase), into jq's error tree. Store is one
+connection; its queries are grouped by who needs them, one module each.
+"""
+from jq_cli.store.base import SERVICE, StoreBase, available_migrations, latest_version, migrations_dir
+from jq_cli.store.dashboard import job_count_created_per_second
+from jq_cli.store.jobs import JobQueries
+from jq_cli.store.maintenance import MaintenanceQueries
+from jq_cli.store.records import Finish, Inserted, NewJob, hostname, payload_json
+from jq_cli.store.schedules import ScheduleQueries
+from jq_cli.store.work import WorkQueries
+
+
+class Store(JobQueries, WorkQueries, MaintenanceQueries, ScheduleQueries, StoreBase):
+    """One PostgreSQL connection (autocommit; explicit transactions where several statements
+    must commit together). Not thread-safe: each thread that needs SQL owns a Store."""
+
+
+__all__ = ["SERVICE", "Finish", "Inserted", "NewJob", "Store", "available_migrations", "hostname",
+           "job_count_created_per_second", "latest_version", "migrations_dir", "payload_json"]

@@ -1,0 +1,266 @@
+"""Jobs from the outside: submit (one, or many in one transaction), read, and operator actions
+(retry, cancel, purge)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from jq_cli.errors import NotFound
+from jq_cli.store.records import Inserted, NewJob
+
+
+class JobQueries:
+    def job_insert(self, job: NewJob) -> Inserted:
+        """Insert one job (one round trip); an idempotency key that exists returns that job."""
+        row = self._one(
+            # query: job_insert. A job due now is queued and counted as published at once; a
+            # delayed one waits as scheduled until the scheduler promotes it.
+            """
+            WITH t AS (
+                SELECT coalesce(%(run_at)s::timestamptz,
+                                now() + make_interval(secs => coalesce(%(delay)s::float8, 0))) AS due
+            )
+            INSERT INTO jobs (job_type, queue, priority, state, payload, max_retries, run_at,
+                              idempotency_key, retry_base_delay, retry_max_delay, retry_jitter, published_at)
+            SELECT %(job_type)s, %(queue)s, %(priority)s,
+                   CASE WHEN t.due > now() THEN 'scheduled' ELSE 'queued' END,
+                   %(payload)s::jsonb, %(max_retries)s, t.due, %(key)s,
+                   %(base)s, %(max)s, %(jitter)s,
+                   CASE WHEN t.due > now() THEN NULL ELSE now() END
+            FROM t
+            ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+            RETURNING id, state, queue, priority
+            """,
+            {
+                "run_at": job.run_at, "delay": job.delay, "job_type": job.job_type, "queue": job.queue,
+                "priority": job.priority, "payload": job.payload_json, "max_retries": job.max_retries,
+                "key": job.idempotency_key, "base": job.retry_base_delay, "max": job.retry_max_delay,
+                "jitter": job.retry_jitter,
+            },
+        )
+        if row is not None:
+            return Inserted(row["id"], row["state"], row["queue"], row["priority"], True)
+        existing = self._one(
+            "SELECT id, state, queue, priority FROM jobs WHERE idempotency_key = %s",  # query: job_by_key
+            (job.idempotency_key,),
+        )
+        if existing is None:  # the first job was purged between the two statements
+            return self.job_insert(job)
+        return Inserted(existing["id"], existing["state"], existing["queue"], existing["priority"], False)
+
+    def job_insert_many(self, jobs: Sequence[NewJob]) -> list[Inserted]:
+        """Insert many jobs in one statement and one transaction: all of them or none.
+        Returns one Inserted per input, in input order."""
+        if not jobs:
+            return []
+        if all(j.idempotency_key is None and j.delay is None and j.run_at is None for j in jobs):
+            return self._job_copy_many(jobs)
+        cols = {
+            "job_type": [j.job_type for j in jobs], "queue": [j.queue for j in jobs],
+            "priority": [j.priority for j in jobs], "payload": [j.payload_json for j in jobs],
+            "max_retries": [j.max_retries for j in jobs], "delay": [j.delay for j in jobs],
+            "run_at": [j.run_at for j in jobs], "key": [j.idempotency_key for j in jobs],
+            "base": [j.retry_base_delay for j in jobs], "max": [j.retry_max_delay for j in jobs],
+            "jitter": [j.retry_jitter for j in jobs],
+        }
+        with self._errors(), self.conn.transaction():
+            rows = self.conn.execute(
+                # query: job_insert_many. Rows go in input order (ORDER BY ord), so the identity
+                # values they draw ascend with it and map back to the inputs.
+                """
+                INSERT INTO jobs (job_type, queue, priority, state, payload, max_retries, run_at,
+                                  idempotency_key, retry_base_delay, retry_max_delay, retry_jitter, published_at)
+                SELECT job_type, queue, priority,
+                       CASE WHEN due > now() THEN 'scheduled' ELSE 'queued' END,
+                       payload::jsonb, max_retries, due, key, base, max, jitter,
+                       CASE WHEN due > now() THEN NULL ELSE now() END
+                FROM (
+                    SELECT u.*, coalesce(u.run_at, now() + make_interval(secs => coalesce(u.delay, 0))) AS due
+                    FROM unnest(%(job_type)s::text[], %(queue)s::text[], %(priority)s::int2[],
+                                %(payload)s::text[], %(max_retries)s::int[], %(delay)s::float8[],
+                                %(run_at)s::timestamptz[], %(key)s::text[], %(base)s::float8[],
+                                %(max)s::float8[], %(jitter)s::float8[])
+                         WITH ORDINALITY AS u(job_type, queue, priority, payload, max_retries, delay,
+                                              run_at, key, base, max, jitter, ord)
+                    ORDER BY u.ord
+                ) t
+                ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+                RETURNING id, state, queue, priority, idempotency_key
+                """,
+                cols,
+            ).fetchall()
+            by_key = {r["idempotency_key"]: r for r in rows if r["idempotency_key"] is not None}
+            missing = sorted({j.idempotency_key for j in jobs if j.idempotency_key and j.idempotency_key not in by_key})
+            existing = {}
+            if missing:
+                existing = {
+                    r["idempotency_key"]: r
+                    for r in self.conn.execute(
+                        "SELECT id, state, queue, priority, idempotency_key FROM jobs WHERE idempotency_key = ANY(%s)",
+                        (missing,),
+                    )
+                }
+        unkeyed = iter(sorted((r for r in rows if r["idempotency_key"] is None), key=lambda r: r["id"]))
+        out: list[Inserted] = []
+        seen_keys: set[str] = set()
+        for job in jobs:
+            if job.idempotency_key is None:
+                r = next(unkeyed)
+                out.append(Inserted(r["id"], r["state"], r["queue"], r["priority"], True))
+            elif job.idempotency_key in by_key:
+                r = by_key[job.idempotency_key]
+                created = job.idempotency_key not in seen_keys
+                seen_keys.add(job.idempotency_key)
+                out.append(Inserted(r["id"], r["state"], r["queue"], r["priority"], created))
+            else:
+                r = existing[job.idempotency_key]
+                out.append(Inserted(r["id"], r["state"], r["queue"], r["priority"], False))
+        return out
+
+    def _job_copy_many(self, jobs: Sequence[NewJob]) -> list[Inserted]:
+        """The bulk fast path for jobs due now with no idempotency key: ids drawn from the sequence
+        in one statement, rows streamed with COPY (several times faster than a parameterised
+        INSERT for thousands of rows); run_at and published_at take their default, now()."""
+        with self._errors(), self.conn.transaction():
+            ids = [r["id"] for r in self.conn.execute(
+                # query: job_id_reserve
+                "SELECT nextval(pg_get_serial_sequence('jobs', 'id')) AS id FROM generate_series(1, %s)",
+                (len(jobs),),
+            )]
+            with self.conn.cursor().copy(
+                # query: job_copy
+                "COPY jobs (id, job_type, queue, priority, state, payload, max_retries,"
+                " retry_base_delay, retry_max_delay, retry_jitter) FROM STDIN"
+            ) as copy:
+                for job_id, j in zip(ids, jobs):
+                    copy.write_row((job_id, j.job_type, j.queue, j.priority, "queued", j.payload_json,
+                                    j.max_retries, j.retry_base_delay, j.retry_max_delay, j.retry_jitter))
+        return [Inserted(job_id, "queued", j.queue, j.priority, True) for job_id, j in zip(ids, jobs)]
+
+    # -- read ---------------------------------------------------------------------------------
+
+    def job_get(self, job_id: int) -> dict[str, Any]:
+        """The job with its attempts, oldest first. Raises NotFound."""
+        job = self._one("SELECT * FROM jobs WHERE id = %s", (job_id,))  # query: job_get
+        if job is None:
+            raise NotFound(f"job {job_id} not found")
+        job["attempt_history"] = self._all(
+            "SELECT * FROM attempts WHERE job_id = %s ORDER BY number",  # query: attempt_list
+            (job_id,),
+        )
+        return job
+
+    def job_states(self, ids: Sequence[int]) -> dict[int, str]:
+        rows = self._all("SELECT id, state FROM jobs WHERE id = ANY(%s)", (list(ids),))  # query: job_states
+        return {r["id"]: r["state"] for r in rows}
+
+    def job_list(
+        self,
+        *,
+        states: Sequence[str] | None = None,
+        job_type: str | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        since_seconds: float | None = None,
+        limit: int = 50,
+        before_id: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Newest first, filtered; `before_id` pages through older rows."""
+        where, params = ["true"], {}
+        if states:
+            where.append("state = ANY(%(states)s)")
+            params["states"] = list(states)
+        if job_type:
+            where.append("job_type = %(job_type)s")
+            params["job_type"] = job_type
+        if priority is not None:
+            where.append("priority = %(priority)s")
+            params["priority"] = priority
+        if queue:
+            where.append("queue = %(queue)s")
+            params["queue"] = queue
+        if since_seconds is not None:
+            where.append("created_at >= now() - make_interval(secs => %(since)s)")
+            params["since"] = since_seconds
+        if before_id is not None:
+            where.append("id < %(before)s")
+            params["before"] = before_id
+        params["limit"] = limit
+        query = (
+            "SELECT id, job_type, queue, priority, state, attempts, max_retries, progress, last_error,"
+            " run_at, created_at, started_at, finished_at, worker"
+            f" FROM jobs WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT %(limit)s"  # query: job_list
+        )
+        return self._all(query, params)
+
+    def job_counts(self) -> dict[str, Any]:
+        """Counts by state, and queued counts by priority and by queue."""
+        by_state = {r["state"]: r["n"] for r in self._all(
+            "SELECT state, count(*) AS n FROM jobs GROUP BY state"  # query: job_count_by_state
+        )}
+        queued = self._all(
+            # query: job_count_queued. The partial index jobs_queued keeps this cheap.
+            "SELECT queue, priority, count(*) AS n FROM jobs WHERE state = 'queued' GROUP BY queue, priority"
+        )
+        return {"by_state": by_state, "queued": queued}
+
+    # -- operator actions ---------------------------------------------------------------------
+
+    def job_retry(self, ids: Sequence[int]) -> list[dict[str, Any]]:
+        """Dead or cancelled jobs back to queued with a fresh set of attempts (history kept)."""
+        return self._all(
+            # query: job_retry
+            """
+            UPDATE jobs SET state = 'queued', attempts = 0, cancel_requested = false, finished_at = NULL,
+                            run_at = now(), published_at = now(), updated_at = now()
+            WHERE id = ANY(%(ids)s) AND state IN ('dead', 'cancelled')
+            RETURNING id, queue, priority
+            """,
+            {"ids": list(ids)},
+        )
+
+    def job_ids_matching(self, state: str, job_type: str | None, limit: int | None = None,
+                         older_than: float | None = None) -> list[int]:
+        where, params = ["state = %(state)s"], {"state": state}
+        if job_type:
+            where.append("job_type = %(type)s")
+            params["type"] = job_type
+        if older_than is not None:
+            where.append("coalesce(finished_at, updated_at) < now() - make_interval(secs => %(age)s)")
+            params["age"] = older_than
+        query = f"SELECT id FROM jobs WHERE {' AND '.join(where)} ORDER BY id"  # query: job_ids_matching
+        if limit is not None:
+            query += " LIMIT %(limit)s"
+            params["limit"] = limit
+        return [r["id"] for r in self._all(query, params)]
+
+    def job_cancel(self, ids: Sequence[int]) -> dict[int, str]:
+        """Cancel jobs: not started ones end cancelled now; running ones are asked to stop and end
+        cancelled when their worker sees it. Returns {id: state after} for those that changed."""
+        rows = self._all(
+            # query: job_cancel
+            """
+            UPDATE jobs SET
+                state = CASE WHEN state = 'running' THEN 'running' ELSE 'cancelled' END,
+                cancel_requested = true,
+                finished_at = CASE WHEN state = 'running' THEN NULL ELSE now() END,
+                updated_at = now()
+            WHERE id = ANY(%(ids)s) AND state IN ('scheduled', 'queued', 'running', 'retrying')
+              AND NOT (state = 'running' AND cancel_requested)
+            RETURNING id, state
+            """,
+            {"ids": list(ids)},
+        )
+        return {r["id"]: r["state"] for r in rows}
+
+    def job_purge(self, ids: Sequence[int]) -> int:
+        """Delete terminal jobs (their attempts go with them). Never touches an active job."""
+        return self._run(
+            # query: job_purge
+            "DELETE FROM jobs WHERE id = ANY(%(ids)s) AND state IN ('completed', 'dead', 'cancelled')",
+            {"ids": list(ids)},
+        )
+
+    def now(self) -> datetime:
+        return self._one("SELECT now() AS now")["now"]
