@@ -178,8 +178,7 @@ class Sandbox:
     def env(self) -> dict[str, str]:
         """The environment that points a `jq` subprocess at this sandbox."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("JQ_")}
-        for name, value in self.settings.model_dump().items():
-            env[f"JQ_{name.upper()}"] = str(value)
+        env.update(self.settings.as_environment())
         return env
 
     def start_workers(self, count: int, concurrency: int, prefetch: int) -> list[subprocess.Popen]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 NAMESPACE_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     max_payload_bytes: int = Field(1_048_576, gt=0, validation_alias=_env("MAX_PAYLOAD_BYTES"))
     scrape_allow_private: bool = Field(False, validation_alias=_env("SCRAPE_ALLOW_PRIVATE"))
     imports: str = Field("", validation_alias=_env("IMPORTS"))
+    # jq serve: one key, and/or a file of keys (one a line; blank lines and # comments skipped).
+    api_key: SecretStr | None = Field(None, validation_alias=_env("API_KEY"))
+    api_keys_file: str | None = Field(None, validation_alias=_env("API_KEYS_FILE"))
     log_level: str = Field("INFO", validation_alias=_env("LOG_LEVEL"))
 
     @field_validator("namespace")
@@ -85,6 +88,17 @@ class Settings(BaseSettings):
             except InvalidInput as exc:
                 raise ValueError(exc.message.removeprefix("duration: ")) from None
         return value
+
+    def as_environment(self) -> dict[str, str]:
+        """The JQ_* variables that give a child process (a worker, the CLI) these same settings."""
+        env = {}
+        for name, value in self.model_dump().items():
+            if value is None:
+                continue  # unset: an environment variable cannot say None
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[f"JQ_{name.upper()}"] = str(value)
+        return env
 
     @property
     def queue_names(self) -> list[str]:

@@ -55,8 +55,7 @@ def make_settings(namespace: str, **overrides) -> Settings:
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that makes a subprocess (jq CLI, worker) use these settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("JQ_")}
-    for name, value in settings.model_dump().items():
-        env[f"JQ_{name.upper()}"] = str(value)
+    env.update(settings.as_environment())
     return env
 
 

@@ -304,23 +304,24 @@ def test_health_is_open_but_shows_details_only_with_a_key(keyed):
 
 
 def test_keys_come_from_the_environment_and_a_keys_file(tmp_path, monkeypatch):
+    from jq_cli.config import load_settings
     from jq_cli.errors import InvalidInput
     from jq_cli.http.keys import ApiKeys
 
     monkeypatch.delenv("JQ_API_KEY", raising=False)
     monkeypatch.delenv("JQ_API_KEYS_FILE", raising=False)
     monkeypatch.chdir(tmp_path)  # no .env
-    assert not ApiKeys.from_environment()
+    assert not ApiKeys.from_settings(load_settings())
     keys_file = tmp_path / "keys"
     keys_file.write_text("# operators\nalpha-key\n\n  beta-key  \n")
     monkeypatch.setenv("JQ_API_KEYS_FILE", str(keys_file))
     monkeypatch.setenv("JQ_API_KEY", "gamma-key")
-    keys = ApiKeys.from_environment()
+    keys = ApiKeys.from_settings(load_settings())
     assert len(keys) == 3 and keys.accepts(b"beta-key") and not keys.accepts(b"# operators")
     assert "alpha" not in repr(keys) and "gamma" not in repr(keys)
     keys_file.write_text("# nothing here\n")
     with pytest.raises(InvalidInput, match="holds no key"):
-        ApiKeys.from_environment()
+        ApiKeys.from_settings(load_settings())
 
 
 # -- docs and metrics -----------------------------------------------------------------------------

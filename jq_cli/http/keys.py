@@ -5,25 +5,8 @@ import hmac
 from collections.abc import Iterable
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
+from jq_cli.config import Settings
 from jq_cli.errors import InvalidInput
-
-
-class KeySettings(BaseSettings):
-    """JQ_API_KEY (one key) and JQ_API_KEYS_FILE (one key a line; blank lines and # comments skipped)."""
-
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
-
-    api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("JQ_API_KEY"))
-    api_keys_file: Path | None = Field(None, validation_alias=AliasChoices("JQ_API_KEYS_FILE"))
-
-    @field_validator("api_keys_file", mode="before")
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        # `JQ_API_KEYS_FILE=` in an env file means no file, not the current directory.
-        return None if isinstance(value, str) and not value.strip() else value
 
 
 class ApiKeys:
@@ -50,15 +33,14 @@ class ApiKeys:
         return ok
 
     @classmethod
-    def from_environment(cls) -> "ApiKeys":
+    def from_settings(cls, settings: Settings) -> "ApiKeys":
         """The keys of JQ_API_KEY and JQ_API_KEYS_FILE. Raises InvalidInput for a file that cannot
         be read or holds no key (starting without auth by accident would be worse than failing)."""
-        settings = KeySettings()
         keys: list[str] = []
         if settings.api_key is not None and settings.api_key.get_secret_value().strip():
             keys.append(settings.api_key.get_secret_value().strip())
-        if settings.api_keys_file is not None:
-            keys.extend(read_keys_file(settings.api_keys_file))
+        if settings.api_keys_file and settings.api_keys_file.strip():  # `JQ_API_KEYS_FILE=` means none
+            keys.extend(read_keys_file(Path(settings.api_keys_file)))
         return cls(keys)
 
 

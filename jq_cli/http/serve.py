@@ -77,7 +77,7 @@ class NotifyingServer(uvicorn.Server):
 def serve(host: str | None, port: int) -> int:
     """Run until SIGTERM/SIGINT; returns the exit code. Raises InvalidInput for bad settings."""
     settings = load_settings()
-    keys = ApiKeys.from_environment()
+    keys = ApiKeys.from_settings(settings)
     bind = choose_host(host, keys)
     _log_to_stderr(settings.log_level)
     if not keys:
