@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 
 REPO = Path(__file__).resolve().parent.parent
 JQ = str(Path(sys.executable).parent / "jq")  # by path: `jq` on PATH may be the JSON tool

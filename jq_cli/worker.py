@@ -120,6 +120,8 @@ class Worker:
         self.running: dict[int, RunningJob] = {}
         self.processed = self.failed = self.duplicates = self.poison = 0
 
+        self._stop_telemetry = False
+        self._telemetry_down = False  # logged once when Redis goes away, once when it is back
         self.stopping = threading.Event()  # first signal: drain
         self.forced = threading.Event()  # second signal: hand back now
         self._db_down_since: float | None = None
@@ -486,8 +488,6 @@ class Worker:
 
     # -- telemetry thread ---------------------------------------------------------------------
 
-    _stop_telemetry = False
-
     def _telemetry_loop(self) -> None:
         while not self._stop_telemetry:
             try:
@@ -497,8 +497,6 @@ class Worker:
             sdnotify.notify(f"STATUS=running {len(self.running)} jobs, processed {self.processed}",
                             watchdog=True)
             time.sleep(self.settings.heartbeat_interval)
-
-    _telemetry_down = False
 
     def _send_telemetry(self, final: bool = False) -> None:
         counts = self.counters.take()

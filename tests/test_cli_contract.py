@@ -7,7 +7,7 @@ import os
 import pty
 import subprocess
 
-from conftest import JQ, wait_for
+from conftest import JQ
 
 
 def _jobs(ops, n=3):
@@ -109,4 +109,3 @@ def test_shell_completion_is_available(run_cli):
 def test_usage_errors_exit_2(run_cli):
     assert run_cli("list", "--limit", "many").returncode == 2
     assert run_cli("no-such-command").returncode == 2
-    wait_for(lambda: True, 1)
