@@ -15,7 +15,6 @@ from typing import Any
 
 from jq_cli.config import Settings, load_settings, mask_url
 from jq_cli.errors import InvalidInput, InvalidTransition, JqError, NotFound, ServiceUnavailable
-from jq_cli.handlers import registry as handler_registry
 from jq_cli.handlers.registry import Registry, load_builtins
 from jq_cli.jobspec import JobRequest, check_name, encode_payload, parse_priority
 from jq_cli.states import PRIORITY_NAMES, TERMINAL_STATES, JobState, Priority
@@ -60,7 +59,7 @@ class Operations(ScheduleOperations):
 
     def __init__(self, settings: Settings | None = None, *, registry: Registry | None = None, **overrides: Any):
         self.settings = settings or load_settings(**overrides)
-        self.registry = registry or load_builtins() or handler_registry
+        self.registry = registry or load_builtins()
         self._store: Store | None = None
         self._publisher = None
         self._telemetry = None

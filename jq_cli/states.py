@@ -9,7 +9,9 @@
     dead ──► queued (jq retry: a fresh set of attempts, history kept)
 
 A running job that is handed back on shutdown, or whose lease expired, returns to queued
-(or dead, when the lost attempt was its last).
+(or dead, when the lost attempt was its last). An attempt ends completed, failed, cancelled,
+lost (its worker's lease expired) or interrupted (handed back at shutdown; its retry is given
+back); the attempts table checks those names (sql/001_jobs.sql).
 """
 from __future__ import annotations
 
@@ -25,13 +27,8 @@ class JobState(str, Enum):
     DEAD = "dead"
     CANCELLED = "cancelled"
 
-    @property
-    def terminal(self) -> bool:
-        return self in TERMINAL_STATES
-
 
 TERMINAL_STATES = frozenset({JobState.COMPLETED, JobState.DEAD, JobState.CANCELLED})
-ACTIVE_STATES = frozenset(set(JobState) - TERMINAL_STATES)
 
 
 class Priority(str, Enum):
@@ -44,20 +41,7 @@ class Priority(str, Enum):
         """The AMQP message priority; queues are declared with x-max-priority = 3."""
         return _AMQP_PRIORITY[self]
 
-    @property
-    def rank(self) -> int:
-        return _AMQP_PRIORITY[self]
-
 
 _AMQP_PRIORITY = {Priority.LOW: 1, Priority.MEDIUM: 2, Priority.HIGH: 3}
 MAX_AMQP_PRIORITY = 3
 PRIORITY_NAMES = {number: p.value for p, number in _AMQP_PRIORITY.items()}  # 3 -> "high"
-
-
-class AttemptOutcome(str, Enum):
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    LOST = "lost"  # the worker's lease expired: it died or was cut off mid-run
-    INTERRUPTED = "interrupted"  # handed back at shutdown; does not count against retries
-    CANCELLED = "cancelled"
