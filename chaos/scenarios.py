@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from chaos.harness import Figures, Run
+from chaos.harness import Figures, Run, Workload
 
 
 @dataclass(frozen=True)
@@ -30,13 +30,21 @@ def _steady(run: Run, seconds: float, load) -> None:
 # -- 1. kill -9 of a worker mid-job ---------------------------------------------------------------
 
 
+def _loaded(run: Run, *, sleep: tuple[float, float], backlog: int, concurrency: int = 4) -> Workload:
+    """The common stage of a scenario: a scheduler, two workers, a backlog, and a steady load."""
+    run.start_scheduler()
+    run.start_worker(concurrency)
+    run.start_worker(concurrency)
+    load = run.workload(sleep=sleep)
+    load.backlog(backlog)
+    load.start()
+    return load
+
+
 def kill9(run: Run) -> Figures:
     kills = 1 if run.quick else 3
-    run.start_scheduler()
-    workers = [run.start_worker(), run.start_worker()]
-    load = run.workload(sleep=(0.3, 1.5))
-    load.backlog(12 if run.quick else 40)
-    load.start()
+    load = _loaded(run, sleep=(0.3, 1.5), backlog=12 if run.quick else 40)
+    workers = run.workers()
     for i in range(kills):
         victim = workers[i % len(workers)]
         run.wait_in_flight(victim, 2)
@@ -53,11 +61,8 @@ def kill9(run: Run) -> Figures:
 
 
 def sigterm_drain(run: Run) -> Figures:
-    run.start_scheduler()
-    workers = [run.start_worker(), run.start_worker()]
-    load = run.workload(sleep=(0.2, 1.5))  # shorter than the 3 s grace: every job should finish
-    load.backlog(30)
-    load.start()
+    load = _loaded(run, sleep=(0.2, 1.5), backlog=30)  # shorter than the 3 s grace: every job should finish
+    workers = run.workers()
     for i in range(2):
         victim = workers[i]
         run.wait_in_flight(victim, 2)
@@ -75,11 +80,8 @@ def sigterm_drain(run: Run) -> Figures:
 
 def sigterm_kill(run: Run) -> Figures:
     rounds = 1 if run.quick else 2
-    run.start_scheduler()
-    workers = [run.start_worker(), run.start_worker()]
-    load = run.workload(sleep=(1.0, 3.0))  # long enough to be cut by the SIGKILL
-    load.backlog(10 if run.quick else 24)
-    load.start()
+    load = _loaded(run, sleep=(1.0, 3.0), backlog=10 if run.quick else 24)  # long enough to be cut by the SIGKILL
+    workers = run.workers()
     for i in range(rounds):
         victim = workers[i % 2]
         run.wait_in_flight(victim, 2)
@@ -109,12 +111,7 @@ def _workers_reconnected(run: Run, since_s: float) -> None:
 
 def rabbit_stop_app(run: Run) -> Figures:
     rabbit = run.services.rabbit
-    run.start_scheduler()
-    run.start_worker()
-    run.start_worker()
-    load = run.workload(sleep=(0.1, 0.5))
-    load.backlog(30)
-    load.start()
+    load = _loaded(run, sleep=(0.1, 0.5), backlog=30)
     _steady(run, 4, load)
     before = len(load.accepted)
     rabbit.stop_app()
@@ -132,12 +129,8 @@ def rabbit_stop_app(run: Run) -> Figures:
 
 def rabbit_restart(run: Run) -> Figures:
     rabbit = run.services.rabbit
-    run.start_scheduler()
-    run.start_worker(2)
-    run.start_worker(2)
-    load = run.workload(sleep=(0.2, 0.8))
-    load.backlog(150)  # far more than two small workers clear before the broker goes
-    load.start()
+    # a backlog far more than two small workers clear before the broker goes
+    load = _loaded(run, sleep=(0.2, 0.8), backlog=150, concurrency=2)
     _steady(run, 3, load)
     before = len(load.accepted)
     rabbit.stop()  # the whole node halts: connections drop, queues come back from disk
@@ -159,12 +152,7 @@ def rabbit_restart(run: Run) -> Figures:
 
 def pg_restart(run: Run) -> Figures:
     pg = run.services.postgres
-    run.start_scheduler()
-    run.start_worker()
-    run.start_worker()
-    load = run.workload(sleep=(0.2, 1.0))
-    load.backlog(30)
-    load.start()
+    load = _loaded(run, sleep=(0.2, 1.0), backlog=30)
     _steady(run, 4, load)
     pg.stop("immediate")  # every backend dies at once, no checkpoint: what restart -m immediate does
     _steady(run, 5, load)  # held down a few seconds so that the CLI meets it down
@@ -182,12 +170,7 @@ def pg_restart(run: Run) -> Figures:
 
 def pg_terminate(run: Run) -> Figures:
     run.start_scheduler()
-    run.start_scheduler()
-    run.start_worker()
-    run.start_worker()
-    load = run.workload(sleep=(0.2, 1.0))
-    load.backlog(30)
-    load.start()
+    load = _loaded(run, sleep=(0.2, 1.0), backlog=30)
     killed = 0
     for _ in range(5):
         _steady(run, 2.5, load)
@@ -247,12 +230,7 @@ def redis_stop(run: Run) -> Figures:
 
 def proxy_latency(run: Run) -> Figures:
     run.proxy.set_latency(0.02, 0.03)
-    run.start_scheduler()
-    run.start_worker()
-    run.start_worker()
-    load = run.workload(sleep=(0.1, 0.5))
-    load.backlog(30)
-    load.start()
+    load = _loaded(run, sleep=(0.1, 0.5), backlog=30)
     _steady(run, 20, load)
     run.proxy.set_latency(0, 0)
     run.fault_over()
@@ -261,12 +239,7 @@ def proxy_latency(run: Run) -> Figures:
 
 
 def proxy_stall(run: Run) -> Figures:
-    run.start_scheduler()
-    run.start_worker()
-    run.start_worker()
-    load = run.workload(sleep=(0.2, 1.0))
-    load.backlog(30)
-    load.start()
+    load = _loaded(run, sleep=(0.2, 1.0), backlog=30)
     for _ in range(2):
         _steady(run, 4, load)
         run.proxy.stall(True)  # every packet dropped, to all three services, for 5 s
@@ -279,12 +252,7 @@ def proxy_stall(run: Run) -> Figures:
 
 
 def proxy_reset(run: Run) -> Figures:
-    run.start_scheduler()
-    run.start_worker()
-    run.start_worker()
-    load = run.workload(sleep=(0.2, 1.0))
-    load.backlog(30)
-    load.start()
+    load = _loaded(run, sleep=(0.2, 1.0), backlog=30)
     resets = 0
     for _ in range(5):
         _steady(run, 2.5, load)
