@@ -109,3 +109,16 @@ def test_shell_completion_is_available(run_cli):
 def test_usage_errors_exit_2(run_cli):
     assert run_cli("list", "--limit", "many").returncode == 2
     assert run_cli("no-such-command").returncode == 2
+
+
+def test_text_that_looks_like_rich_markup_prints_as_written(run_cli, ops, store, env):
+    from jq_cli.store import Finish
+
+    job_id = ops.submit("noop", {"note": "[/b] and [red]x"}, max_retries=0)
+    store.job_claim([job_id], "w[/i]", 30)
+    store.job_finish([Finish(job_id, 1, "failed", error="boom [/b] [bold]")], "w[/i]")
+    shown = run_cli("show", str(job_id))
+    assert shown.returncode == 0, shown.stderr
+    assert "[/b] and [red]x" in shown.stdout and "boom [/b] [bold]" in shown.stdout
+    listed = _in_a_terminal(["list", "--state", "dead"], {**env, "TERM": "xterm-256color"})
+    assert "boom [/b] [bold]" in listed and "Traceback" not in listed

@@ -20,6 +20,7 @@ from typing import Any
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from jq_cli.cli.output import duration, state_text
 from jq_cli.config import load_settings
@@ -82,7 +83,7 @@ def _view(jobs: list[dict[str, Any]]) -> Table:
         bar = "-" if pct is None else f"{'█' * int(pct // 10)}{'░' * (10 - int(pct // 10))} {pct:3.0f}%"
         detail = job.get("last_error") if job["state"] in ("retrying", "dead") else _result(job)
         table.add_row(str(job["id"]), job["job_type"], job["priority"], state_text(job["state"]),
-                      f"{job['attempts']}/{job['max_retries'] + 1}", bar, _clip(detail, 44))
+                      f"{job['attempts']}/{job['max_retries'] + 1}", bar, Text(_clip(detail, 44)))
     return table
 
 
@@ -164,7 +165,7 @@ def _outcome(out: Console, jobs: list[dict[str, Any]]) -> None:
         ran = duration(attempts[-1]["started_at"], attempts[-1]["finished_at"]) if attempts else "-"
         detail = _result(job) if job["state"] == "completed" else (job.get("last_error") or "")
         table.add_row(str(job["id"]), job["job_type"], job["priority"], state_text(job["state"]),
-                      _outcomes(attempts), ran, _clip(detail, 44))
+                      _outcomes(attempts), ran, Text(_clip(detail, 44)))
     out.print(table)
     counts: dict[str, int] = {}
     for job in jobs:

@@ -181,8 +181,9 @@ def show(job_id: Annotated[int, typer.Argument(metavar="ID")], json_out: JsonOpt
     import json
 
     from rich.table import Table
+    from rich.text import Text
 
-    from jq_cli.cli.output import age, duration
+    from jq_cli.cli.output import age, duration, print_fields
 
     with _ops() as ops:
         job = ops.get(job_id)
@@ -190,14 +191,14 @@ def show(job_id: Annotated[int, typer.Argument(metavar="ID")], json_out: JsonOpt
         print_json(job)
         return
     out = console()
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold")
-    grid.add_column()
     progress = "-" if job["progress"] is None else f"{job['progress']:.0f}%" + (
         f" {job['progress_message']}" if job.get("progress_message") else "")
-    for label, value in (
+    state = Text.from_markup(state_text(job["state"]))
+    if job["cancel_requested"] and job["state"] == "running":
+        state.append(" (cancel requested)")
+    print_fields(out, (
         ("id", str(job["id"])), ("type", job["job_type"]), ("queue", job["queue"]), ("priority", job["priority"]),
-        ("state", state_text(job["state"]) + (" (cancel requested)" if job["cancel_requested"] and job["state"] == "running" else "")),
+        ("state", state),
         ("attempts", f"{job['attempts']} of {job['max_retries'] + 1}"), ("progress", progress),
         ("created", f"{job['created_at']:%Y-%m-%d %H:%M:%S%z} ({age(job['created_at'])})"),
         ("run at", "-" if job["run_at"] is None else f"{job['run_at']:%Y-%m-%d %H:%M:%S%z} ({age(job['run_at'])})"),
@@ -207,16 +208,14 @@ def show(job_id: Annotated[int, typer.Argument(metavar="ID")], json_out: JsonOpt
         ("payload", json.dumps(job["payload"], ensure_ascii=False)),
         ("result", "-" if job["result"] is None else json.dumps(job["result"], ensure_ascii=False)),
         ("last error", job["last_error"] or "-"),
-    ):
-        grid.add_row(label, value, )
-    out.print(grid, markup=True, highlight=False)
+    ))
     if job["attempt_history"]:
         table = Table(title="attempts", header_style="bold")
         for column in ("#", "WORKER", "STARTED", "DURATION", "OUTCOME", "ERROR"):
             table.add_column(column, overflow="fold")
         for a in job["attempt_history"]:
-            table.add_row(str(a["number"]), a["worker"], f"{a['started_at']:%H:%M:%S.%f}"[:-3],
-                          duration(a["started_at"], a["finished_at"]), a["outcome"], a["error"] or "")
+            table.add_row(str(a["number"]), Text(a["worker"]), f"{a['started_at']:%H:%M:%S.%f}"[:-3],
+                          duration(a["started_at"], a["finished_at"]), a["outcome"], Text(a["error"] or ""))
         out.print(table)
         last_tb = next((a["traceback"] for a in reversed(job["attempt_history"]) if a["traceback"]), None)
         if last_tb:

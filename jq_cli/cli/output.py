@@ -87,3 +87,18 @@ STATE_STYLE = {"completed": "green", "dead": "red", "cancelled": "magenta", "run
 
 def state_text(state: str) -> str:
     return f"[{STATE_STYLE.get(state, 'white')}]{state}[/]"
+
+
+def print_fields(out, fields) -> None:
+    """Label-value lines (`jq show`, `jq schedule show`). Values are plain text unless already a
+    rich Text: a payload or an error holding "[/b]" must print as written, not as Rich markup
+    (which used to crash `jq show`)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    for label, value in fields:
+        grid.add_row(label, value if isinstance(value, Text) else Text(value))
+    out.print(grid, highlight=False)

@@ -49,6 +49,7 @@ class Column:
 
 
 def _cell(column: Column, row: dict[str, Any], plain: bool) -> str:
+    """The cell as text; on a terminal, markup only where we put it (the state's colour)."""
     value = column.value(row)
     if value is None:
         return "-"
@@ -85,13 +86,15 @@ def emit(rows: list[dict[str, Any]], columns: list[Column], fmt: Format, *, key:
             sys.stdout.write("\t".join(_cell(c, row, plain=True) for c in shown) + "\n")
         return
     from rich.table import Table
+    from rich.text import Text  # an error text holding "[/b]" is text, not Rich markup
 
     table = Table(title=title, header_style="bold")
     for c in shown:
         table.add_column(c.header, no_wrap=c.kind != "text", overflow="ellipsis",
                          justify="right" if c.kind == "number" else "left")
     for row in rows:
-        table.add_row(*(_cell(c, row, plain=False) for c in shown))
+        table.add_row(*(Text.from_markup(_cell(c, row, plain=False)) if c.kind == "state"
+                        else Text(_cell(c, row, plain=False)) for c in shown))
     console().print(table)
 
 

@@ -5,7 +5,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from jq_cli.cli.output import console, handle_errors, print_json, state_text
+from jq_cli.cli.output import console, handle_errors, print_fields, print_json, state_text
 from jq_cli.cli.rows import OutputOpt
 
 schedule_app = typer.Typer(help="Cron schedules: recurring jobs that fire once per tick.", no_args_is_help=True)
@@ -106,19 +106,14 @@ def show(
         print_json(s)
         return
     out = console()
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold")
-    grid.add_column()
-    for label, value in (
+    print_fields(out, (
         ("name", s["name"]), ("type", s["job_type"]), ("cron", s["cron"]), ("timezone", s["timezone"]),
         ("status", "enabled" if s["enabled"] else "paused"), ("misfire", s["misfire"]),
         ("queue", s["queue"]), ("priority", s["priority"]),
         ("max retries", "default" if s["max_retries"] is None else str(s["max_retries"])),
         ("payload", json.dumps(s["payload"], ensure_ascii=False)),
         ("last fire", _when(s["last_fire_at"])),
-    ):
-        grid.add_row(label, value)
-    out.print(grid, markup=False, highlight=False)
+    ))
     if s["next_fire_times"]:
         out.print("[bold]next fire times[/]" + ("" if s["enabled"] else " (if resumed now)"))
         for when in s["next_fire_times"]:

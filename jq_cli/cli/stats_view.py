@@ -5,6 +5,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from jq_cli.cli.output import state_text
 
@@ -36,7 +37,7 @@ def render_stats(out: Console, data: dict[str, Any]) -> None:
     for column in ("NAME", "QUEUES", "RUNNING", "PROCESSED", "FAILED", "HEARTBEAT", "JOBS"):
         workers.add_column(column)
     for w in data["workers"]:
-        workers.add_row(w["name"], ",".join(w["queues"]), f"{w['running']}/{w['concurrency']}", str(w["processed"]),
+        workers.add_row(Text(w["name"]), ",".join(w["queues"]), f"{w['running']}/{w['concurrency']}", str(w["processed"]),
                         str(w["failed"]), f"{w['heartbeat_age']}s ago" + (" draining" if w.get("draining") else ""),
                         ",".join(str(j) for j in w["jobs"][:5]))
     out.print(workers)
