@@ -29,6 +29,12 @@ def ready(publisher, queue: str = "default") -> int:
     return publisher.queue_depths([queue])[queue] or 0
 
 
+def wait_ready(publisher, count: int, queue: str = "default") -> None:
+    # Publishes are not confirmed one by one, and a message sent on one connection is not yet
+    # counted by a queue.declare on another the instant the publisher returns: wait for it.
+    wait_for(lambda: ready(publisher, queue) == count, 10, what=f"{count} ready messages in {queue}")
+
+
 def backdate_published(store, seconds: float) -> None:
     store._run("UPDATE jobs SET published_at = now() - make_interval(secs => %s) WHERE state = 'queued'",
                (seconds,))
@@ -68,10 +74,11 @@ def test_queued_job_whose_message_was_purged_is_republished_and_completes(ops, p
                                                                            start_scheduler):
     job_id = ops.submit("noop", {"lost": True})
     first_publish = ops.get(job_id)["published_at"]
+    wait_ready(publisher, 1)
     assert publisher.purge("default") == 1
     assert ready(publisher) == 0
     start_scheduler()
-    wait_for(lambda: ready(publisher) == 1, 10, what="the sweeper to re-publish the job")
+    wait_ready(publisher, 1)  # the sweeper re-published the job
     republished = ops.get(job_id)["published_at"]
     assert (republished - first_publish).total_seconds() >= 1.0  # only after JQ_REPUBLISH_AFTER
     start_worker()
@@ -81,12 +88,14 @@ def test_queued_job_whose_message_was_purged_is_republished_and_completes(ops, p
 
 def test_sweeper_republishes_only_the_missing_messages(ops, store, publisher, make_scheduler, start_worker):
     ids = [ops.submit("noop", {"i": i}) for i in range(3)]
+    wait_ready(publisher, 3)
     publisher.purge("default")
     publisher.publish([Message(ids[2], "default", 2)])  # one message survives
+    wait_ready(publisher, 1)
     backdate_published(store, 60)
     scheduler = make_scheduler("sweeper")
     assert scheduler.run_sweep() == 2
-    assert ready(publisher) == 3
+    wait_ready(publisher, 3)
     assert scheduler.run_sweep() == 0  # just published: nothing is stale any more
     assert ready(publisher) == 3
     start_worker()
@@ -159,6 +168,7 @@ def test_running_follower_takes_over_when_the_leader_stops(ops, start_scheduler,
 def claim_as_ghost(ops, store, publisher, job_type="noop", **submit) -> int:
     """A job running on a worker that will never report back (its message consumed)."""
     job_id = ops.submit(job_type, {}, **submit)
+    wait_ready(publisher, 1)
     publisher.purge("default")
     assert [j["id"] for j in store.job_claim([job_id], "ghost:1:dead", 30)] == [job_id]
     return job_id
@@ -181,7 +191,7 @@ def test_rescue_requeues_a_running_job_whose_lease_expired(ops, store, publisher
     assert [a["outcome"] for a in job["attempt_history"]] == ["lost"]
     assert job["attempt_history"][0]["finished_at"] is not None
     assert "ghost:1:dead" in job["last_error"]
-    assert ready(publisher) == 1  # published again
+    wait_ready(publisher, 1)  # published again
     assert scheduler.run_rescue() == {}  # once
     start_worker(name="alive")
     job = wait_state(ops, job_id, "completed")
