@@ -196,8 +196,10 @@ class Operations(ScheduleOperations):
         return _present(self.store.job_get(job_id))
 
     def list_jobs(self, *, state: str | None = None, job_type: str | None = None, priority: str | None = None,
-                  queue: str | None = None, since: float | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        """Jobs newest first. Raises InvalidInput for a bad filter."""
+                  queue: str | None = None, since: float | None = None, limit: int = 50,
+                  before_id: int | None = None) -> list[dict[str, Any]]:
+        """Jobs newest first; `before_id` continues a listing after the last id it showed (a stable
+        page even while jobs are submitted, unlike an offset). Raises InvalidInput for a bad filter."""
         states = [_parse_state(state)] if state else None
         if job_type:
             check_name(job_type, "job type")
@@ -205,9 +207,11 @@ class Operations(ScheduleOperations):
             check_name(queue, "queue")
         if not 1 <= limit <= 10_000:
             raise InvalidInput(f"limit must be between 1 and 10000, got {limit}")
+        if before_id is not None and before_id < 1:
+            raise InvalidInput(f"before must be a job id (1 or more), got {before_id}")
         prio = parse_priority(priority).amqp if priority else None
         rows = self.store.job_list(states=states, job_type=job_type, priority=prio, queue=queue,
-                                   since_seconds=since, limit=limit)
+                                   since_seconds=since, limit=limit, before_id=before_id)
         return [_present(r) for r in rows]
 
     def wait(self, job_id: int, timeout: float | None = None, poll: float = 0.1) -> dict[str, Any]:
@@ -298,8 +302,9 @@ class Operations(ScheduleOperations):
             deleted += self.store.job_purge(ids[start:start + PURGE_BATCH])
         return deleted
 
-    def dead_letters(self, *, job_type: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        return self.list_jobs(state="dead", job_type=job_type, limit=limit)
+    def dead_letters(self, *, job_type: str | None = None, limit: int = 100,
+                     before_id: int | None = None) -> list[dict[str, Any]]:
+        return self.list_jobs(state="dead", job_type=job_type, limit=limit, before_id=before_id)
 
     # -- health -------------------------------------------------------------------------------
 

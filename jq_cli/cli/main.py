@@ -232,6 +232,8 @@ def list_(
     queue: Annotated[Optional[str], typer.Option(help="Only jobs of this queue.")] = None,
     since: Annotated[Optional[str], typer.Option(help="Only jobs created within, e.g. 1h.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
+    before: Annotated[Optional[int], typer.Option(help="Only jobs older than this id: the next page "
+                                                  "after the last id shown.")] = None,
     output: OutputOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -242,7 +244,8 @@ def list_(
     fmt = resolve(output, json_out)
     since_s = parse_duration(since, "since") if since else None
     with _ops() as ops:
-        jobs = ops.list_jobs(state=state, job_type=job_type, priority=priority, queue=queue, since=since_s, limit=limit)
+        jobs = ops.list_jobs(state=state, job_type=job_type, priority=priority, queue=queue, since=since_s,
+                             limit=limit, before_id=before)
     emit(jobs, JOB_COLUMNS, fmt)
 
 
@@ -324,6 +327,7 @@ def purge(
 def dlq_list(
     job_type: Annotated[Optional[str], typer.Option("--type")] = None,
     limit: Annotated[int, typer.Option()] = 100,
+    before: Annotated[Optional[int], typer.Option(help="Only jobs older than this id.")] = None,
     output: OutputOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -332,7 +336,7 @@ def dlq_list(
 
     fmt = resolve(output, json_out)
     with _ops() as ops:
-        jobs = ops.dead_letters(job_type=job_type, limit=limit)
+        jobs = ops.dead_letters(job_type=job_type, limit=limit, before_id=before)
     emit(jobs, JOB_COLUMNS, fmt, title=f"dead-letter queue ({len(jobs)} shown)")
 
 

@@ -60,12 +60,15 @@ def _page(jobs: list[dict[str, Any]], offset: int, limit: int) -> dict[str, Any]
     page = jobs[offset:offset + limit]
     more = len(jobs) > offset + limit
     return {"jobs": page, "count": len(page), "offset": offset, "limit": limit,
-            "next_offset": offset + limit if more else None}
+            "next_offset": offset + limit if more else None,
+            "next_before_id": page[-1]["id"] if more and page else None}
 
 
-def _window(offset: int, limit: int) -> int:
+def _window(offset: int, limit: int, before_id: int | None = None) -> int:
+    if offset and before_id is not None:
+        raise InvalidInput("page with offset or with before_id, not both")
     if offset and offset + limit > MAX_WINDOW:
-        raise InvalidInput(f"offset + limit must be at most {MAX_WINDOW}: narrow the filters instead")
+        raise InvalidInput(f"offset + limit must be at most {MAX_WINDOW}: page with before_id instead")
     # One row beyond the page tells whether there is a next one.
     return min(offset + limit + 1, MAX_WINDOW) if 1 <= limit <= MAX_WINDOW else limit
 
@@ -80,12 +83,15 @@ def list_jobs(
     since: Annotated[str | None, Query(description="Only jobs created within this duration, e.g. 1h.")] = None,
     limit: Annotated[int, Query(description="Page size, 1 to 10000.")] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_WINDOW, description="Jobs to skip (see next_offset).")] = 0,
+    before_id: Annotated[int | None, Query(ge=1, description="Only jobs older than this id (see "
+                                           "next_before_id): pages stay stable while jobs arrive.")] = None,
 ) -> dict[str, Any]:
-    """The filters of `jq list`; pages through `offset` and the `next_offset` of each answer."""
+    """The filters of `jq list`. Page with `before_id` and the `next_before_id` of each answer
+    (stable under new submits), or with `offset` and `next_offset`."""
     since_s = parse_duration(since, "since") if since else None
     with pool.borrow() as ops:
         jobs = ops.list_jobs(state=state, job_type=job_type, priority=priority, queue=queue, since=since_s,
-                             limit=_window(offset, limit))
+                             limit=_window(offset, limit, before_id), before_id=before_id)
     return _page(jobs, offset, limit)
 
 
@@ -129,9 +135,10 @@ def dead_letters(
     job_type: Annotated[str | None, Query(alias="type", description="Only jobs of this type.")] = None,
     limit: Annotated[int, Query(description="Page size, 1 to 10000.")] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_WINDOW)] = 0,
+    before_id: Annotated[int | None, Query(ge=1, description="Only jobs older than this id.")] = None,
 ) -> dict[str, Any]:
     with pool.borrow() as ops:
-        jobs = ops.dead_letters(job_type=job_type, limit=_window(offset, limit))
+        jobs = ops.dead_letters(job_type=job_type, limit=_window(offset, limit, before_id), before_id=before_id)
     return _page(jobs, offset, limit)
 
 
