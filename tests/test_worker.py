@@ -394,7 +394,9 @@ def test_worker_that_gets_its_own_rescued_job_back_keeps_the_new_run_leased(
 
 def test_sigterm_lets_a_running_short_job_finish_then_exits_0(ops, spawn, log_path):
     proc = spawn_worker(spawn, "--name", "drainer")
-    job_id = ops.submit("t_sleep", {"seconds": 1.0, "log": log_path})
+    # Two seconds: a window that a loaded machine's polling does not miss (SIGTERM must come while
+    # the job runs), yet well inside the 5 s grace.
+    job_id = ops.submit("t_sleep", {"seconds": 2.0, "log": log_path})
     wait_for(lambda: ops.get(job_id)["state"] == "running" or proc.poll() is not None, 20, what="job running")
     proc.send_signal(signal.SIGTERM)
     late = ops.submit("noop", {})  # arrives while draining: not taken
