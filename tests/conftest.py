@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -34,16 +35,42 @@ FAST = {
 }
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 15.0, interval: float = 0.05, what: str = "condition"):
-    """Poll until predicate() is truthy; returns its value or fails the test with `what`."""
+def wait_for(predicate: Callable[[], object], timeout: float = 15.0, interval: float = 0.05,
+             what: str | Callable[[], str] = "condition"):
+    """Poll until predicate() is truthy; returns its value or fails the test with `what` (a callable
+    is called only then, so that the message can show the state at the time of the failure)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+            pytest.fail(f"timed out after {timeout}s waiting for {what() if callable(what) else what}")
         time.sleep(interval)
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago (nothing reserves it: see listen_on_free_port)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def listen_on_free_port(start: Callable[[int], subprocess.Popen], listening: Callable[[int], object],
+                        timeout: float = 20.0, attempts: int = 5) -> tuple[subprocess.Popen, int]:
+    """Start a daemon with start(port) until it listens: free_port() only says a port was free, and on
+    a shared machine another process may bind it before the daemon does. A daemon that exits saying
+    the address is in use is started again on another port; any other exit fails the test."""
+    for _ in range(attempts):
+        port = free_port()
+        proc = start(port)
+        wait_for(lambda: listening(port) or proc.poll() is not None, timeout, what=f"a daemon listening on {port}")
+        if proc.poll() is None:
+            return proc, port
+        err = proc.stderr.read() if proc.stderr else ""
+        if "in use" not in err.lower():
+            pytest.fail(f"the daemon exited {proc.returncode} before listening on {port}: {err[-2000:]}")
+    pytest.fail(f"no free port after {attempts} attempts")
 
 
 def make_settings(namespace: str, **overrides) -> Settings:

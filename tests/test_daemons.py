@@ -13,13 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import wait_for
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from conftest import listen_on_free_port, wait_for
 
 
 class NotifySocket:
@@ -92,36 +86,44 @@ def _sample(text: str, name: str, **labels: str) -> float:
 
 
 def test_worker_metrics_count_started_and_finished_jobs_by_state(ops, spawn):
-    port = free_port()
-    spawn("worker", "--metrics-port", str(port))
+    _, port = listen_on_free_port(lambda p: spawn("worker", "--metrics-port", str(p)), _scrape)
     ids = [ops.submit("noop") for _ in range(3)]
     ids.append(ops.submit("send_email", {"to": "a@b.co", "subject": "s", "body": "b", "failure_rate": 1},
                           max_retries=0))
     wait_for(lambda: all(ops.get(i)["state"] in ("completed", "dead") for i in ids), 20, what="jobs finished")
-    text = wait_for(lambda: (t := _scrape(port)) and _sample(t, "jq_jobs_finished_total", state="dead") and t,
-                    10, what="metrics scraped")
-    assert _sample(text, "jq_jobs_started_total", job_type="noop", queue="default") == 3
-    assert _sample(text, "jq_jobs_finished_total", job_type="noop", state="completed") == 3
-    assert _sample(text, "jq_jobs_finished_total", job_type="send_email", state="dead") == 1
-    assert _sample(text, "jq_job_duration_seconds_count", job_type="noop") == 3
-    assert _sample(text, "jq_job_queue_wait_seconds_count", job_type="noop") == 3
+    expected = {
+        ("jq_jobs_started_total", (("job_type", "noop"), ("queue", "default"))): 3,
+        ("jq_jobs_finished_total", (("job_type", "noop"), ("state", "completed"))): 3,
+        ("jq_jobs_finished_total", (("job_type", "send_email"), ("state", "dead"))): 1,
+        ("jq_job_duration_seconds_count", (("job_type", "noop"),)): 3,
+        ("jq_job_queue_wait_seconds_count", (("job_type", "noop"),)): 3,
+    }
+
+    def samples(text: str) -> dict:
+        return {key: _sample(text, key[0], **dict(key[1])) for key in expected}
+
+    # The worker counts a job in its metrics just after committing its outcome, so the last job's
+    # figures may trail its state in Postgres by a moment: wait for them all, then compare.
+    text = wait_for(lambda: (t := _scrape(port)) and samples(t) == expected and t, 10,
+                    what=lambda: f"the metrics to count every job; last scrape: {samples(_scrape(port))}")
+    assert samples(text) == expected
     assert 'jq_build_info{role="worker"' in text
 
 
 def test_leading_scheduler_metrics_show_queue_depth_and_leadership(ops, spawn):
     for priority in ("high", "low", "low"):
         ops.submit("noop", priority=priority, queue="reports")  # no worker consumes "reports"
-    port = free_port()
-    spawn("scheduler", "--metrics-port", str(port))
+    _, port = listen_on_free_port(lambda p: spawn("scheduler", "--metrics-port", str(p)), _scrape)
 
-    def scraped():
-        text = _scrape(port)
-        return text if _sample(text, "jq_jobs", state="queued", priority="low") == 2 else None
+    def figures(text: str) -> tuple[float, float, float, float]:
+        return (_sample(text, "jq_jobs", state="queued", priority="low"),
+                _sample(text, "jq_jobs", state="queued", priority="high"),
+                _sample(text, "jq_jobs", state="queued", priority="all"), _sample(text, "jq_scheduler_leader"))
 
-    text = wait_for(scraped, 20, what="queue depth gauges")
-    assert _sample(text, "jq_jobs", state="queued", priority="high") == 1
-    assert _sample(text, "jq_jobs", state="queued", priority="all") == 3
-    assert _sample(text, "jq_scheduler_leader") == 1
+    # The gauges are cleared and set again one by one every few seconds: a scrape may fall between
+    # two of them, so wait for a scrape that shows them all.
+    wait_for(lambda: figures(_scrape(port)) == (2, 1, 3, 1), 20,
+             what=lambda: f"queue depth gauges and leadership; last scrape: {figures(_scrape(port))}")
 
 
 def test_sighup_rereads_the_config_file_and_changes_concurrency(ops, spawn, tmp_path):

@@ -11,7 +11,7 @@ import warnings
 
 import httpx
 import pytest
-from conftest import make_settings, wait_for
+from conftest import listen_on_free_port, make_settings, wait_for
 
 pytest.importorskip("fastapi")
 with warnings.catch_warnings():  # Starlette's notice that it will move to `httpx2` one day
@@ -374,12 +374,6 @@ def test_serve_refuses_a_public_address_without_a_key(run_cli):
     assert out.returncode == 2 and "without an API key" in out.stderr
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def read_datagrams(sock: socket.socket) -> list[str]:
     lines = []
     while True:
@@ -390,21 +384,20 @@ def read_datagrams(sock: socket.socket) -> list[str]:
 
 
 def test_a_real_jq_serve_process_serves_the_api(settings, spawn, tmp_path):
-    port, key = free_port(), f"canary-key-{uuid.uuid4().hex}"
+    key = f"canary-key-{uuid.uuid4().hex}"
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify.sock"))
     notify.setblocking(False)
-    proc = spawn("serve", "--port", str(port), extra_env={"JQ_API_KEY": key, "NOTIFY_SOCKET": str(tmp_path / "notify.sock")})
-    base = f"http://127.0.0.1:{port}"
 
-    def up() -> bool:
+    def up(port: int) -> bool:
         try:
-            return httpx.get(f"{base}/health", timeout=1).status_code == 200
+            return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
         except httpx.TransportError:
-            assert proc.poll() is None, proc.stderr.read()
             return False
 
-    wait_for(up, 20, interval=0.1, what="jq serve listening")
+    proc, port = listen_on_free_port(lambda p: spawn("serve", "--port", str(p), extra_env={
+        "JQ_API_KEY": key, "NOTIFY_SOCKET": str(tmp_path / "notify.sock")}), up)
+    base = f"http://127.0.0.1:{port}"
     auth = {"Authorization": f"Bearer {key}"}
     r = httpx.post(f"{base}/api/v1/jobs", json={"job_type": "noop", "payload": {"via": "http"}}, headers=auth)
     assert r.status_code == 201, r.text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import handlers_for_tests  # noqa: F401  (registers the t_* job types for in-process workers)
-from conftest import wait_for
+from conftest import make_settings, wait_for
 from jq_cli.broker import Message, Publisher
 from jq_cli.errors import ServiceUnavailable
 
@@ -43,16 +43,21 @@ def backdate_published(store, seconds: float) -> None:
 # -- delayed jobs -------------------------------------------------------------------------------
 
 
-def test_delayed_job_is_published_within_a_second_of_its_run_at(ops, start_worker, start_scheduler):
-    start_scheduler()
+def test_delayed_job_is_published_within_a_second_of_its_run_at(ops, settings, start_worker, start_scheduler):
+    # No sweeps within the test: a re-publish would overwrite the published_at that is measured.
+    start_scheduler(settings=make_settings(settings.namespace, republish_after=120.0))
     start_worker()
-    job_id = ops.submit("noop", {}, delay=1.0)
+    job_id = ops.submit("noop", {}, delay=2.0)  # ample time to see it scheduled, however slow the machine
     job = ops.get(job_id)
     assert job["state"] == "scheduled"
     assert job["published_at"] is None
     job = wait_state(ops, job_id, "completed")
-    late = (job["attempt_history"][0]["started_at"] - job["run_at"]).total_seconds()
-    assert 0 <= late < 1.0, f"started {late:.3f}s after its run_at"
+    # The scheduler's promise, timed by Postgres when it promoted and published the job (the worker's
+    # pick-up after that is not the scheduler's to keep, and is slower when the machine is loaded).
+    late = (job["published_at"] - job["run_at"]).total_seconds()
+    assert 0 <= late < 1.0, f"published {late:.3f}s after its run_at"
+    started = job["attempt_history"][0]["started_at"]
+    assert started >= job["published_at"] >= job["run_at"]
 
 
 def test_scheduler_started_after_the_due_time_publishes_the_overdue_job(ops, store, start_worker,
@@ -63,7 +68,7 @@ def test_scheduler_started_after_the_due_time_publishes_the_overdue_job(ops, sto
     wait_for(lambda: store.now() > run_at, 5, what="the due time to pass")
     assert ops.get(job_id)["state"] == "scheduled"  # no scheduler, no timer: nothing moved it
     start_scheduler()  # the timer lives in the row, so a scheduler that starts late still fires it
-    job = wait_state(ops, job_id, "completed", timeout=5)
+    job = wait_state(ops, job_id, "completed")
     assert job["attempt_history"][0]["started_at"] >= run_at
 
 
@@ -130,14 +135,15 @@ def test_follower_takes_over_when_the_leaders_connection_dies(ops, store, make_s
     assert b.run_once()["leader"] is False
     # The leader's session dies (a crash, a restart of its host): Postgres frees its lock at once.
     store._one("SELECT pg_terminate_backend(%s) AS ok", (a.store.conn.info.backend_pid,))
-    wait_for(lambda: b.run_once()["leader"], 5, what="the follower to take the lead")
+    # Postgres ends the backend, and frees its lock, asynchronously: wait for it.
+    wait_for(lambda: b.run_once()["leader"], 15, what="the follower to take the lead")
     # The old leader learns it lost the lock and does not work beside the new one.
     with pytest.raises(ServiceUnavailable):
         a.run_once()
     assert a.leader is False
     assert a.run_once() == {"leader": False}
     job_id = ops.submit("noop", {}, delay=0.05)
-    wait_for(lambda: b.run_once()["promoted"] == 1, 5, what="the new leader to promote a due job")
+    wait_for(lambda: b.run_once()["promoted"] == 1, 15, what="the new leader to promote a due job")
     assert ops.get(job_id)["state"] == "queued"
 
 
@@ -152,14 +158,14 @@ def test_scheduler_whose_connection_was_closed_no_longer_claims_to_lead(make_sch
 
 def test_running_follower_takes_over_when_the_leader_stops(ops, start_scheduler, start_worker):
     first, second = start_scheduler(name="first"), start_scheduler(name="second")
-    wait_for(lambda: first.leader or second.leader, 5, what="a leader")
+    wait_for(lambda: first.leader or second.leader, 15, what="a leader")
     assert not (first.leader and second.leader)
     leader, follower = (first, second) if first.leader else (second, first)
     leader.request_stop()
-    wait_for(lambda: follower.leader, 5, what="the follower to lead")
+    wait_for(lambda: follower.leader, 15, what="the follower to lead")
     start_worker()
     job_id = ops.submit("noop", {}, delay=0.2)
-    wait_state(ops, job_id, "completed", timeout=5)
+    wait_state(ops, job_id, "completed")
 
 
 # -- rescue -------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ standby that takes over from a killed leader, misfire policies after downtime, r
 from __future__ import annotations
 
 import json
+import re
 import signal
 import threading
 import time
@@ -33,10 +34,31 @@ def set_next_fire(store, name: str, when: datetime | str) -> None:
     store._run("UPDATE schedules SET next_fire_at = %s WHERE name = %s", (when, name))
 
 
+MISFIRE = re.compile(r"event=schedule_misfire schedule=(\S+) policy=once missed=(\d+)\+? fired=(\S+)")
+
+
+def misfires(log_lines, name: str) -> dict[datetime, int]:
+    """{fire time: ticks missed before it} from the schedulers' `schedule_misfire` log lines."""
+    found = {}
+    for line in log_lines:
+        m = MISFIRE.search(line)
+        if m and m[1] == name:
+            found[datetime.fromisoformat(m[3])] = int(m[2])
+    return found
+
+
+def assert_no_tick_lost(fired: list[tuple[datetime, int]], missed: dict[datetime, int]) -> None:
+    """Each tick comes a second after the one before, unless no scheduler ran for longer than a tick
+    (a stall of a loaded machine, a takeover): then, by the misfire policy `once`, one job stands in
+    for the ticks missed, and the scheduler said so in its log. A gap it did not log is a lost tick."""
+    for (a, _), (b, _) in zip(fired, fired[1:]):
+        assert b - a == timedelta(seconds=1 + missed.get(b, 0)), f"{a} -> {b}; misfires logged: {missed}"
+
+
 # -- exactly once -------------------------------------------------------------------------------
 
 
-def test_two_schedulers_racing_create_exactly_one_job_per_tick(ops, store, make_scheduler):
+def test_two_schedulers_racing_create_exactly_one_job_per_tick(ops, store, make_scheduler, caplog):
     ops.schedule_add("tick", "noop", EVERY_SECOND)
     # Both fire without the leader lock, to prove the unique key alone holds the line.
     racers = [make_scheduler("a"), make_scheduler("b")]
@@ -56,15 +78,14 @@ def test_two_schedulers_racing_create_exactly_one_job_per_tick(ops, store, make_
         t.join(10)
     fired = ticks(store, "tick")
     assert all(n == 1 for _, n in fired), fired
-    seconds = [t for t, _ in fired]
-    assert all((b - a) == timedelta(seconds=1) for a, b in zip(seconds, seconds[1:])), seconds  # none lost
-    assert ops.schedule_get("tick")["last_fire_at"] == seconds[-1]
+    assert_no_tick_lost(fired, misfires((r.getMessage() for r in caplog.records), "tick"))
+    assert ops.schedule_get("tick")["last_fire_at"] == fired[-1][0]
 
 
 def test_a_retried_tick_creates_no_second_job(ops, store, make_scheduler):
     ops.schedule_add("tick", "noop", EVERY_SECOND)
     s = make_scheduler("a")
-    wait_for(lambda: s.run_cron() == 1, 5, what="a tick")
+    wait_for(lambda: s.run_cron() == 1, 10, what="a tick")
     (fired, _), = ticks(store, "tick")
     # The timer is rolled back to the tick already fired, as a scheduler that retried a transaction
     # it believed lost (or restored from an old backup) would see it.
@@ -86,25 +107,30 @@ def test_standby_takes_over_within_seconds_of_kill_9_of_the_leader(ops, store, s
         pids = {int(r["app"].rsplit(":", 1)[1]) for r in rows} & {p.pid for p in procs}
         return pids.pop() if pids else None
 
-    first = wait_for(leader_pid, 15, what="a leader")
-    wait_for(lambda: len(ticks(store, "tick")) >= 2, 10, what="the leader to fire ticks")
+    first = wait_for(leader_pid, 20, what="a leader")
+    wait_for(lambda: len(ticks(store, "tick")) >= 2, 15, what="the leader to fire ticks")
     leader = next(p for p in procs if p.pid == first)
     standby = next(p for p in procs if p.pid != first)
     leader.send_signal(signal.SIGKILL)
     leader.wait(5)
     killed_at = store.now()
     took_over = time.monotonic()
-    assert wait_for(lambda: leader_pid() == standby.pid, 5, what="the standby to take the lead")
-    wait_for(lambda: ticks(store, "tick")[-1][0] > killed_at + timedelta(seconds=1), 5,
+    assert wait_for(lambda: leader_pid() == standby.pid, 15, what="the standby to take the lead")
+    wait_for(lambda: ticks(store, "tick")[-1][0] > killed_at + timedelta(seconds=1), 15,
              what="the standby to fire a tick after the kill")
-    assert time.monotonic() - took_over < 5
+    # Within seconds (the standby campaigns every 0.1 s; the rest is room for a loaded machine).
+    assert time.monotonic() - took_over < 10
     fired = ticks(store, "tick")
     assert all(n == 1 for _, n in fired)
-    # Nothing lost beyond the misfire policy: at most one gap, the ticks of the takeover, closed by
-    # one job (policy once) for the latest of them.
-    gaps = [b - a for (a, _), (b, _) in zip(fired, fired[1:]) if b - a != timedelta(seconds=1)]
-    assert len(gaps) <= 1 and all(g < timedelta(seconds=5) for g in gaps), gaps
     assert standby.poll() is None
+    # Nothing lost beyond the misfire policy: the ticks of the takeover (and of any stall of a loaded
+    # machine) are closed by one job (policy once) for the latest of them, which the leader logs.
+    takeover = [b - a for (a, _), (b, _) in zip(fired, fired[1:]) if a <= killed_at < b]
+    assert takeover and takeover[0] < timedelta(seconds=10), takeover
+    standby.send_signal(signal.SIGTERM)
+    assert standby.wait(20) == 0
+    log_lines = leader.stderr.read().splitlines() + standby.stderr.read().splitlines()
+    assert_no_tick_lost(fired, misfires(log_lines, "tick"))
 
 
 # -- misfires -----------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ def test_no_command_or_daemon_prints_the_password(settings, env, run_cli, spawn,
                 if daemon == "scheduler":  # give it something to publish, so it meets the broker
                     run_cli("submit", "noop", "--delay", "0.2s", extra_env=secret_env)
                 wait_for(lambda: outage in log.read_text(), 20,
-                         what=f"{daemon} to log its outage; its log so far: {log.read_text()[-2000:]!r}")
+                         what=lambda: f"{daemon} to log its outage; its log so far: {log.read_text()[-2000:]!r}")
             finally:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(30)

@@ -26,7 +26,7 @@ FROZEN = datetime(2024, 1, 1, 12, 5, tzinfo=timezone.utc)
 EMAIL = {"to": "ops@example.com", "subject": "s", "body": "b"}
 
 
-async def until(pilot, predicate: Callable[[], object], what: str, timeout: float = 10.0):
+async def until(pilot, predicate: Callable[[], object], what: str, timeout: float = 20.0):
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
