@@ -250,8 +250,11 @@ class Labelled:
 
 
 @pytest.fixture
-def frozen_ops(ops, app_ops, store):
+def frozen_ops(ops, app_ops, store, monkeypatch):
     """A fixed mix whose timestamps are pinned, for an app whose clock is frozen at FROZEN."""
+    # Textual renders in monochrome when NO_COLOR is set (a CI runner may set it): the snapshots
+    # are in colour whatever the environment of the run.
+    monkeypatch.delenv("NO_COLOR", raising=False)
     for n in range(4):
         ops.submit("send_email", EMAIL, priority="high")
     ops.submit("process_video", {"video_url": "https://example.com/talk.mov"}, queue="reports")
