@@ -346,7 +346,10 @@ def test_metrics_count_requests_by_route_and_jobs_by_state(client):
     assert 'jq_http_requests_total{method="POST",route="/api/v1/jobs",status="201"} 1.0' in text
     assert 'jq_http_requests_total{method="GET",route="/api/v1/jobs/{job_id}",status="404"} 1.0' in text
     assert 'route="unmatched",status="404"' in text and "12345" not in text
-    assert 'jq_jobs{state="queued"} 1.0' in text and 'jq_queue_jobs_queued{queue="default"} 1.0' in text
+    # The scheduler's series: every state under priority "all", queued ones also by priority.
+    assert 'jq_jobs{priority="all",state="queued"} 1.0' in text
+    assert 'jq_jobs{priority="medium",state="queued"} 1.0' in text and 'jq_jobs{priority="all",state="dead"} 0.0' in text
+    assert 'jq_queue_jobs_queued{queue="default"} 1.0' in text
     assert "jq_stats_up 1.0" in text and 'jq_build_info{version=' in text
 
 

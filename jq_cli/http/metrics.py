@@ -38,14 +38,14 @@ class QueueCollector(Collector):
             return
         up.add_metric([], 1)
         yield up
-        by_state = GaugeMetricFamily("jq_jobs", "Jobs by state", labels=["state"])
+        # The same series as the leading scheduler's jq_jobs gauge (priority "all" for every state,
+        # then queued by priority), so that a dashboard reads either source the same way.
+        jobs = GaugeMetricFamily("jq_jobs", "Jobs by state and priority", labels=["state", "priority"])
         for state, n in stats["by_state"].items():
-            by_state.add_metric([state], n)
-        yield by_state
-        by_priority = GaugeMetricFamily("jq_jobs_queued_by_priority", "Queued jobs by priority", labels=["priority"])
+            jobs.add_metric([state, "all"], n)
         for priority, n in stats["queued_by_priority"].items():
-            by_priority.add_metric([priority], n)
-        yield by_priority
+            jobs.add_metric(["queued", priority], n)
+        yield jobs
         queued = GaugeMetricFamily("jq_queue_jobs_queued", "Queued jobs by queue, in PostgreSQL", labels=["queue"])
         ready = GaugeMetricFamily("jq_queue_broker_ready", "Messages ready in the broker by queue", labels=["queue"])
         for queue, depth in stats["queues"].items():
