@@ -101,9 +101,15 @@ def test_help_exit_codes_lists_every_code(run_cli):
     assert json.loads(run_cli("help", "exit-codes", "--json").stdout)["5"].startswith("refused")
 
 
-def test_shell_completion_is_available(run_cli):
-    result = run_cli("--show-completion", "bash")
-    assert result.returncode == 0 and "complete" in result.stdout
+def test_shell_completion_is_available(env):
+    # `--show-completion` names the shell it finds among its parent processes (a following `bash`
+    # is not read), so run it from bash as a user would: under a runner whose parents hold no shell,
+    # calling jq directly would print "Shell  not supported". The trailing `exit` keeps bash from
+    # exec-ing jq in its place.
+    result = subprocess.run(["bash", "-c", '"$0" --show-completion; status=$?; exit $status', JQ],
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "_jq_completion" in result.stdout and "complete " in result.stdout
 
 
 def test_usage_errors_exit_2(run_cli):

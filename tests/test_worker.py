@@ -327,9 +327,12 @@ def test_job_of_a_worker_killed_mid_run_completes_on_another_worker(ops, spawn, 
     marker = str(tmp_path / "first-run")
     victim = spawn_worker(spawn, "--name", "victim", env={"JQ_LEASE_TTL": "1.0"})
     job_id = ops.submit("t_sleep", {"slow_once": marker, "first_seconds": 60, "seconds": 0.05, "log": log_path})
-    wait_for(lambda: ops.get(job_id)["worker"] == "victim" or victim.poll() is not None, 20,
-             what="the victim worker to claim the job")
+    # The marker, not the claim: the job is claimed a moment before its handler starts, and a kill
+    # in between would leave the long first run to the rescuer.
+    wait_for(lambda: os.path.exists(marker) or victim.poll() is not None, 20,
+             what="the victim worker to start the job's long first run")
     assert victim.poll() is None, stderr_of(victim)
+    assert ops.get(job_id)["worker"] == "victim"
     victim.kill()  # SIGKILL: no hand back, no outcome, only an expiring lease
     victim.wait(10)
     start_scheduler()
@@ -365,9 +368,11 @@ def test_worker_that_gets_its_own_rescued_job_back_keeps_the_new_run_leased(
     w = start_worker(concurrency=2, name="same", settings=make_settings(settings.namespace, lease_ttl=1.5))
     # The first run is long, so that it is still running when the job comes back, however slow the
     # machine; only the worker stopping it ends it early (a short one could just finish by itself).
-    job_id = ops.submit("t_sleep", {"slow_once": str(tmp_path / "first"), "first_seconds": 60, "seconds": 3,
+    first = tmp_path / "first"
+    job_id = ops.submit("t_sleep", {"slow_once": str(first), "first_seconds": 60, "seconds": 3,
                                     "log": log_path})
     wait_state(ops, job_id, "running")
+    wait_for(first.exists, 15, what="the long first run to start")  # claimed a moment before it runs
     # As if the worker had been cut off: its lease ran out and a scheduler took the job back.
     rescuer = Scheduler(settings, name="rescuer")
     try:
@@ -411,9 +416,12 @@ def test_sigterm_lets_a_running_short_job_finish_then_exits_0(ops, spawn, log_pa
 def test_sigterm_hands_back_a_job_longer_than_the_grace_and_exits_0(ops, store, spawn, start_worker, tmp_path,
                                                                     log_path):
     proc = spawn_worker(spawn, "--name", "leaver", env={"JQ_SHUTDOWN_GRACE": "0.5"})
-    job_id = ops.submit("t_sleep", {"slow_once": str(tmp_path / "first"), "first_seconds": 60, "seconds": 0.05,
+    first = tmp_path / "first"
+    job_id = ops.submit("t_sleep", {"slow_once": str(first), "first_seconds": 60, "seconds": 0.05,
                                     "log": log_path}, max_retries=0)
-    wait_for(lambda: ops.get(job_id)["state"] == "running" or proc.poll() is not None, 20, what="job running")
+    # The long first run has started (its marker exists), not only been claimed.
+    wait_for(lambda: first.exists() or proc.poll() is not None, 20, what="the long first run to start")
+    assert ops.get(job_id)["state"] == "running", stderr_of(proc)
     signalled = store.now()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0, stderr_of(proc)  # long before the 60 s job would have ended
