@@ -1,5 +1,7 @@
 """`jq schedule ...`: cron schedules from the shell (parsing and output only; jq_cli.ops does the work)."""
-from __future__ import annotations
+
+# No `from __future__ import annotations` here: Typer reads every command's annotations on
+# each run, and as strings each one is compiled and evaluated again (about 30 ms of `jq --help`).
 
 from typing import Annotated, Any, Optional
 
