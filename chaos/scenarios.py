@@ -109,6 +109,18 @@ def _workers_reconnected(run: Run, since_s: float) -> None:
             run.figures.problems.append(f"{w.name} ran nothing after the fault: it did not reconnect")
 
 
+def _recovered(run: Run, load: Workload, settle: float, quiet_timeout: float = 60) -> Figures:
+    """The end of a service outage: the fault is over, the load runs `settle` seconds more, the queue
+    goes quiet, and every live worker must have run a job since the service came back."""
+    run.fault_over()
+    back = time.monotonic()
+    _steady(run, settle, load)
+    load.stop()
+    figures = run.measure(load, quiet_timeout)
+    _workers_reconnected(run, time.monotonic() - back)
+    return figures
+
+
 def rabbit_stop_app(run: Run) -> Figures:
     rabbit = run.services.rabbit
     load = _loaded(run, sleep=(0.1, 0.5), backlog=30)
@@ -118,13 +130,7 @@ def rabbit_stop_app(run: Run) -> Figures:
     _steady(run, 30, load)
     run.figures.extra["accepted_during_outage"] = len(load.accepted) - before
     rabbit.start_app()
-    run.fault_over()
-    back = time.monotonic()
-    _steady(run, 2, load)
-    load.stop()
-    figures = run.measure(load)
-    _workers_reconnected(run, time.monotonic() - back)
-    return figures
+    return _recovered(run, load, 2)
 
 
 def rabbit_restart(run: Run) -> Figures:
@@ -138,13 +144,7 @@ def rabbit_restart(run: Run) -> Figures:
     run.figures.extra["accepted_during_outage"] = len(load.accepted) - before
     rabbit.start()
     rabbit.eval("application:set_env(rabbit, channel_tick_interval, 1000).")
-    run.fault_over()
-    back = time.monotonic()
-    _steady(run, 2, load)
-    load.stop()
-    figures = run.measure(load, 75)
-    _workers_reconnected(run, time.monotonic() - back)
-    return figures
+    return _recovered(run, load, 2, 75)
 
 
 # -- 4. PostgreSQL: restarted in immediate mode under load; its jq sessions terminated --------------
@@ -157,12 +157,7 @@ def pg_restart(run: Run) -> Figures:
     pg.stop("immediate")  # every backend dies at once, no checkpoint: what restart -m immediate does
     _steady(run, 5, load)  # held down a few seconds so that the CLI meets it down
     pg.start_again()
-    run.fault_over()
-    back = time.monotonic()
-    _steady(run, 3, load)
-    load.stop()
-    figures = run.measure(load)
-    _workers_reconnected(run, time.monotonic() - back)
+    figures = _recovered(run, load, 3)
     if not load.failed:
         figures.problems.append("no submit met the database down: the fault missed the CLI")
     return figures
@@ -178,12 +173,7 @@ def pg_terminate(run: Run) -> Figures:
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND application_name LIKE 'jq-%%' AND pid <> pg_backend_pid()"))
     run.figures.extra["sessions_terminated"] = killed
-    run.fault_over()
-    back = time.monotonic()
-    _steady(run, 3, load)
-    load.stop()
-    figures = run.measure(load)
-    _workers_reconnected(run, time.monotonic() - back)
+    figures = _recovered(run, load, 3)
     leaders = run.query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")[0][0]
     figures.extra["advisory_locks_held"] = leaders
     return figures
