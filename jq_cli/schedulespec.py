@@ -8,6 +8,7 @@ from typing import Any
 
 from jq_cli import cron
 from jq_cli.errors import InvalidInput
+from jq_cli.userfiles import read_user_text
 from jq_cli.jobspec import MAX_RETRIES, check_name, parse_priority
 
 FIELDS = ("name", "job_type", "cron", "timezone", "payload", "priority", "max_retries", "queue", "misfire",
@@ -77,12 +78,7 @@ def load_schedule_file(path: str | Path) -> list[dict[str, Any]]:
     """The schedule tables of a TOML (`[[schedules]]`) or YAML (`schedules:` list) file, by its
     extension. `type` is accepted for job_type. Raises InvalidInput naming the file and the problem."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InvalidInput(f"cannot read schedule file {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise InvalidInput(f"schedule file {path} is not UTF-8 text") from None
+    text = read_user_text(path, "schedule file")
     suffix = path.suffix.lower()
     if suffix == ".toml":
         import tomllib

@@ -276,6 +276,18 @@ def test_submit_errors_exit_2_with_one_line_and_write_nothing(run_cli, store):
     assert count_jobs(store) == 0
 
 
+def test_files_that_are_not_utf8_text_exit_2_naming_them(run_cli, store, tmp_path):
+    binary = tmp_path / "latin1.json"
+    binary.write_bytes('{"name": "Jürgen"}'.encode("latin-1"))  # a payload saved in the wrong encoding
+    cases = [
+        (["submit", "noop", "--payload", f"@{binary}"], None, f"payload file {binary} is not UTF-8 text"),
+        (["submit", "--file", str(binary)], None, f"jobs file {binary} is not UTF-8 text"),
+    ]
+    results = run_all(run_cli, [(args, stdin) for args, stdin, _ in cases])
+    check_each(cases, results, lambda case, r: assert_error(r, 2, case[2]))
+    assert count_jobs(store) == 0
+
+
 def schema_exists(store: Store, namespace: str) -> bool:
     return store._one("SELECT 1 AS x FROM information_schema.schemata WHERE schema_name = %s", (namespace,)) is not None
 

@@ -8,7 +8,6 @@ so that `jq --help` and `jq submit` start fast.
 # each run, and as strings each one is compiled and evaluated again (about 30 ms of `jq --help`).
 
 import sys
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -68,14 +67,10 @@ def _read_payload(value: str | None) -> dict:
     if value == "-":
         return parse_payload_text(sys.stdin.read(), "payload from stdin")
     if value.startswith("@"):
-        path = Path(value[1:])
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            from jq_cli.errors import InvalidInput
+        from jq_cli.userfiles import read_user_text
 
-            raise InvalidInput(f"cannot read payload file {path}: {exc.strerror}") from None
-        return parse_payload_text(text, f"payload file {path}")
+        path = value[1:]
+        return parse_payload_text(read_user_text(path, "payload file"), f"payload file {path}")
     return parse_payload_text(value)
 
 
@@ -90,12 +85,9 @@ def _read_jobs_file(value: str) -> list[tuple[int, dict]]:
     if value == "-":
         lines = sys.stdin.read().splitlines()
     else:
-        try:
-            lines = Path(value).read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise InvalidInput(f"cannot read jobs file {value}: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise InvalidInput(f"jobs file {value} is not UTF-8 text") from None
+        from jq_cli.userfiles import read_user_text
+
+        lines = read_user_text(value, "jobs file").splitlines()
     jobs = []
     for number, line in enumerate(lines, 1):
         if not line.strip():

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from jq_cli.config import Settings
 from jq_cli.errors import InvalidInput
+from jq_cli.userfiles import read_user_text
 
 
 class ApiKeys:
@@ -45,13 +46,7 @@ class ApiKeys:
 
 
 def read_keys_file(path: Path) -> list[str]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InvalidInput(f"cannot read JQ_API_KEYS_FILE {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise InvalidInput(f"JQ_API_KEYS_FILE {path} is not UTF-8 text") from None
-    keys = [line.strip() for line in text.splitlines()]
+    keys = [line.strip() for line in read_user_text(path, "JQ_API_KEYS_FILE").splitlines()]
     keys = [k for k in keys if k and not k.startswith("#")]
     if not keys:
         raise InvalidInput(f"JQ_API_KEYS_FILE {path} holds no key")
