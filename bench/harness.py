@@ -4,9 +4,11 @@ stopped, and the few measurements the jq API does not offer (consumer count, RSS
 The benchmark is a harness, not a front end: it reads the database's own timestamps and the
 broker's consumer count directly, because those are the clocks and counters it measures with.
 """
+
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import platform
 import signal
@@ -21,7 +23,6 @@ from typing import Any
 
 import pika
 import pika.exceptions
-
 from jq_cli.broker import Publisher, queue_name
 from jq_cli.config import Settings, load_settings
 from jq_cli.ops import Operations
@@ -42,8 +43,9 @@ def spawn(args: Sequence[str], env: dict[str, str], log_name: str) -> subprocess
     """Start a process whose output goes to a log file (a pipe nobody reads would block it)."""
     log = open(LOG_DIR / f"{log_name}.log", "ab")
     try:
-        proc = subprocess.Popen(list(args), env=env, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            list(args), env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
     finally:
         log.close()
     _live.append(proc)
@@ -54,10 +56,8 @@ def stop(procs: Sequence[subprocess.Popen], grace: float = STOP_GRACE) -> None:
     """SIGTERM each process we started, wait up to `grace`, then SIGKILL what is left."""
     for proc in procs:
         if proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGTERM)
-            except ProcessLookupError:
-                pass
     deadline = time.monotonic() + grace
     for proc in procs:
         try:
@@ -87,18 +87,25 @@ def cpu_seconds() -> dict[int, tuple[str, float]]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue  # it exited while we looked
-        comm = stat[stat.index("(") + 1:stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2:].split()
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
         found[int(entry.name)] = (comm, (int(fields[11]) + int(fields[12])) / tick)
     return found
 
 
-def cpu_by_service(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]],
-                   workers: Sequence[int]) -> dict[str, float]:
+def cpu_by_service(
+    before: dict[int, tuple[str, float]],
+    after: dict[int, tuple[str, float]],
+    workers: Sequence[int],
+) -> dict[str, float]:
     """CPU seconds spent between two snapshots, grouped by who spent them. Processes that exited
     in between are not counted; ones that started are counted whole."""
-    groups = {"postgres": "postgresql", "beam.smp": "rabbitmq", "redis-server": "redis",
-              "jq": "jq processes not ours"}
+    groups = {
+        "postgres": "postgresql",
+        "beam.smp": "rabbitmq",
+        "redis-server": "redis",
+        "jq": "jq processes not ours",
+    }
     spent: dict[str, float] = {}
     for pid, (comm, seconds) in after.items():
         used = seconds - before.get(pid, (comm, 0.0))[1]
@@ -129,20 +136,22 @@ def rss_kb(pid: int) -> int:
 
 # -- the sandbox ----------------------------------------------------------------------------------
 
+
 class Sandbox:
     """A fresh namespace (schema, queues, Redis keys) for one workload; removed on exit."""
 
     def __init__(self, label: str, run_id: str):
         self.namespace = f"bench_{run_id}_{label.lower()}"
         # Short grace and heartbeat: the benchmark's workers stop fast and show up fast.
-        self.settings: Settings = load_settings(namespace=self.namespace, shutdown_grace=5.0,
-                                                heartbeat_interval=1.0)
+        self.settings: Settings = load_settings(
+            namespace=self.namespace, shutdown_grace=5.0, heartbeat_interval=1.0
+        )
         self.store = Store(self.settings.database_url, self.namespace, application_name="jq-bench")
         self._amqp: pika.BlockingConnection | None = None
         self._channel = None
         self.procs: list[subprocess.Popen] = []
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         self.store.ensure_database()
         self.store.migrate()
         return self
@@ -183,8 +192,11 @@ class Sandbox:
 
     def start_workers(self, count: int, concurrency: int, prefetch: int) -> list[subprocess.Popen]:
         started = [
-            spawn([JQ, "worker", "--concurrency", str(concurrency), "--prefetch", str(prefetch)],
-                  self.env, f"{self.namespace}-worker{n}")
+            spawn(
+                [JQ, "worker", "--concurrency", str(concurrency), "--prefetch", str(prefetch)],
+                self.env,
+                f"{self.namespace}-worker{n}",
+            )
             for n in range(count)
         ]
         self.procs.extend(started)
@@ -193,7 +205,9 @@ class Sandbox:
     def check_alive(self) -> None:
         for proc in self.procs:
             if proc.poll() is not None:
-                raise RuntimeError(f"worker pid {proc.pid} exited with {proc.returncode}; see {LOG_DIR}")
+                raise RuntimeError(
+                    f"worker pid {proc.pid} exited with {proc.returncode}; see {LOG_DIR}"
+                )
 
     # -- measurements ---------------------------------------------------------------------
 
@@ -216,7 +230,9 @@ class Sandbox:
             return 0
         return frame.method.consumer_count
 
-    def wait_consuming(self, count: int, timeout: float = 30.0, poll: float = 0.005) -> tuple[float, float]:
+    def wait_consuming(
+        self, count: int, timeout: float = 30.0, poll: float = 0.005
+    ) -> tuple[float, float]:
         """Wait until `count` consumers are registered. Returns the perf_counter times at which
         the first and the last of them were seen."""
         first = None
@@ -230,11 +246,14 @@ class Sandbox:
                 return first, now
             self.check_alive()
             if time.monotonic() > deadline:
-                raise RuntimeError(f"only {n} of {count} workers consuming after {timeout}s; see {LOG_DIR}")
+                raise RuntimeError(
+                    f"only {n} of {count} workers consuming after {timeout}s; see {LOG_DIR}"
+                )
             time.sleep(poll)
 
-    def wait_completed(self, total: int, timeout: float, poll: float = 0.02,
-                       on_poll=None) -> tuple[float, int]:
+    def wait_completed(
+        self, total: int, timeout: float, poll: float = 0.02, on_poll=None
+    ) -> tuple[float, int]:
         """Poll Postgres until `total` jobs are completed. Returns (perf_counter time, completed)."""
         deadline = time.monotonic() + timeout
         while True:
@@ -254,6 +273,7 @@ def new_run_id() -> str:
 
 # -- machine and versions -------------------------------------------------------------------------
 
+
 def machine() -> dict[str, Any]:
     model = "unknown"
     try:
@@ -270,8 +290,13 @@ def machine() -> dict[str, Any]:
                 mem_kb = int(line.split()[1])
     except OSError:
         pass
-    return {"cores": os.cpu_count(), "cpu_model": model, "memory_gb": round(mem_kb / 1048576, 1),
-            "kernel": platform.release(), "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+    return {
+        "cores": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gb": round(mem_kb / 1048576, 1),
+        "kernel": platform.release(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 def versions(settings: Settings) -> dict[str, str]:
@@ -279,8 +304,13 @@ def versions(settings: Settings) -> dict[str, str]:
 
     found = {"python": platform.python_version(), "jq": jq_cli.__version__}
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parent.parent, timeout=5)
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent.parent,
+            timeout=5,
+        )
         if rev.returncode == 0:
             found["jq"] += f" ({rev.stdout.strip()})"
     except (OSError, subprocess.TimeoutExpired):

@@ -1,4 +1,5 @@
 """The five workloads of issue 3. Each takes its sandbox and its sizes and returns its figures."""
+
 from __future__ import annotations
 
 import statistics
@@ -22,7 +23,9 @@ class Sizes:
     w5_jobs: int = 100_000
     chunk: int = 5_000
     workers: int = 2  # W2 and W3: worker processes in total
-    concurrency: int = 64  # no-op jobs: bigger claim and finish batches (measured: 16 → 2,600/s, 64 → 6,500/s)
+    concurrency: int = (
+        64  # no-op jobs: bigger claim and finish batches (measured: 16 → 2,600/s, 64 → 6,500/s)
+    )
     prefetch: int = 256
 
 
@@ -49,16 +52,21 @@ def percentile(values: list[float], pct: float) -> float:
 
 # -- W1 -----------------------------------------------------------------------------------------
 
+
 def _bare_insert_per_s(sb: Sandbox, n: int) -> float:
     """The yardstick of issue 3: durable single-row inserts a second, one commit each, on this
     machine now (the target for one-by-one submits is 0.8 of it)."""
     import psycopg
 
     with psycopg.connect(sb.settings.database_url, autocommit=True) as conn:
-        conn.execute(f"CREATE TABLE {sb.namespace}.bare_insert (id bigserial PRIMARY KEY, payload jsonb)")
+        conn.execute(
+            f"CREATE TABLE {sb.namespace}.bare_insert (id bigserial PRIMARY KEY, payload jsonb)"
+        )
         start = time.perf_counter()
         for _ in range(n):
-            conn.execute(f"INSERT INTO {sb.namespace}.bare_insert (payload) VALUES (%s::jsonb)", ("{}",))
+            conn.execute(
+                f"INSERT INTO {sb.namespace}.bare_insert (payload) VALUES (%s::jsonb)", ("{}",)
+            )
         seconds = time.perf_counter() - start
         conn.execute(f"DROP TABLE {sb.namespace}.bare_insert")
     return n / seconds
@@ -81,14 +89,23 @@ def w1_submit(sb: Sandbox, sizes: Sizes) -> dict:
     stored = sb.count("queued")
     if stored != 2 * n + 1:
         raise RuntimeError(f"W1: expected {2 * n + 1} queued jobs in Postgres, found {stored}")
-    return {"jobs": n, "chunk": sizes.w1_chunk, "one_by_one_s": one_s, "one_by_one_per_s": n / one_s,
-            "bare_insert_per_s": baseline, "one_by_one_vs_bare_insert": (n / one_s) / baseline,
-            "one_by_one_ms_per_job": one_s * 1000 / n, "bulk_s": bulk_s, "bulk_per_s": n / bulk_s,
-            "cpu_s_one_by_one": cpu_by_service(cpu_before, cpu_mid, []),
-            "cpu_s_bulk": cpu_by_service(cpu_mid, cpu_after, [])}
+    return {
+        "jobs": n,
+        "chunk": sizes.w1_chunk,
+        "one_by_one_s": one_s,
+        "one_by_one_per_s": n / one_s,
+        "bare_insert_per_s": baseline,
+        "one_by_one_vs_bare_insert": (n / one_s) / baseline,
+        "one_by_one_ms_per_job": one_s * 1000 / n,
+        "bulk_s": bulk_s,
+        "bulk_per_s": n / bulk_s,
+        "cpu_s_one_by_one": cpu_by_service(cpu_before, cpu_mid, []),
+        "cpu_s_bulk": cpu_by_service(cpu_mid, cpu_after, []),
+    }
 
 
 # -- W2 -----------------------------------------------------------------------------------------
+
 
 def w2_drain(sb: Sandbox, sizes: Sizes) -> dict:
     """Drain rate of real `jq worker` processes over a preloaded queue."""
@@ -108,17 +125,25 @@ def w2_drain(sb: Sandbox, sizes: Sizes) -> dict:
         "FROM jobs j JOIN attempts a ON a.job_id = j.id"
     )[0]["s"]
     return {
-        "jobs": n, "workers": sizes.workers, "concurrency": sizes.concurrency, "prefetch": sizes.prefetch,
+        "jobs": n,
+        "workers": sizes.workers,
+        "concurrency": sizes.concurrency,
+        "prefetch": sizes.prefetch,
         "mode": f"{n:,} jobs bulk-inserted and published first; then {sizes.workers} workers started; "
-                "clock from the first worker's consumer registering at the broker to all completed",
-        "preload_s": submit_s, "drain_s": end - first, "per_s": n / (end - first),
-        "second_worker_lag_s": last - first, "per_s_from_all_consuming": n / (end - last),
-        "db_span_s": span, "db_span_per_s": n / span if span else None,
+        "clock from the first worker's consumer registering at the broker to all completed",
+        "preload_s": submit_s,
+        "drain_s": end - first,
+        "per_s": n / (end - first),
+        "second_worker_lag_s": last - first,
+        "per_s_from_all_consuming": n / (end - last),
+        "db_span_s": span,
+        "db_span_per_s": n / span if span else None,
         "cpu_s": cpu,  # includes the workers' start-up (imports, connections) before the clock
     }
 
 
 # -- W3 -----------------------------------------------------------------------------------------
+
 
 def w3_latency(sb: Sandbox, sizes: Sizes) -> dict:
     """Submit→start latency at a steady rate into idle workers, from Postgres timestamps."""
@@ -136,7 +161,7 @@ def w3_latency(sb: Sandbox, sizes: Sizes) -> dict:
                 time.sleep(pause)
             ids.append(client.submit("noop"))
         sent_s = time.perf_counter() - start
-    _, done = sb.wait_completed(sizes.w3_jobs + 1, timeout=60)
+    _, _done = sb.wait_completed(sizes.w3_jobs + 1, timeout=60)
     rows = sb.sql(
         # created_at is the insert's now(), started_at the claim's now(): one clock, the database's.
         "SELECT extract(epoch FROM a.started_at - j.created_at)::float8 * 1000 AS start_ms, "
@@ -149,21 +174,31 @@ def w3_latency(sb: Sandbox, sizes: Sizes) -> dict:
     start_ms = [r["start_ms"] for r in rows]
     done_ms = [r["done_ms"] for r in rows if r["done_ms"] is not None]
     return {
-        "jobs": len(ids), "rate_per_s": sizes.w3_rate, "achieved_rate_per_s": len(ids) / sent_s,
-        "workers": sizes.workers, "p50_ms": percentile(start_ms, 50), "p95_ms": percentile(start_ms, 95),
-        "p99_ms": percentile(start_ms, 99), "max_ms": max(start_ms), "mean_ms": statistics.fmean(start_ms),
-        "finish_p50_ms": percentile(done_ms, 50), "finish_p99_ms": percentile(done_ms, 99),
+        "jobs": len(ids),
+        "rate_per_s": sizes.w3_rate,
+        "achieved_rate_per_s": len(ids) / sent_s,
+        "workers": sizes.workers,
+        "p50_ms": percentile(start_ms, 50),
+        "p95_ms": percentile(start_ms, 95),
+        "p99_ms": percentile(start_ms, 99),
+        "max_ms": max(start_ms),
+        "mean_ms": statistics.fmean(start_ms),
+        "finish_p50_ms": percentile(done_ms, 50),
+        "finish_p99_ms": percentile(done_ms, 99),
     }
 
 
 # -- W4 -----------------------------------------------------------------------------------------
+
 
 def _timed(args: list[str], env: dict[str, str]) -> tuple[float, str]:
     start = time.perf_counter()
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(args[1:])} exited {done.returncode}: {done.stderr.strip()[:300]}")
+        raise RuntimeError(
+            f"{' '.join(args[1:])} exited {done.returncode}: {done.stderr.strip()[:300]}"
+        )
     return elapsed * 1000, done.stdout
 
 
@@ -184,6 +219,7 @@ def w4_cli(sb: Sandbox, sizes: Sizes) -> dict:
 
 
 # -- W5 -----------------------------------------------------------------------------------------
+
 
 def w5_memory(sb: Sandbox, sizes: Sizes) -> dict:
     """A worker's resident memory idle and after many jobs (bulk-submitted while it runs)."""
@@ -215,9 +251,15 @@ def w5_memory(sb: Sandbox, sizes: Sizes) -> dict:
     time.sleep(1.5)  # idle again: the same state as the first reading
     after_kb = rss_kb(worker.pid)
     return {
-        "jobs": n, "concurrency": sizes.concurrency, "prefetch": sizes.prefetch,
-        "idle_rss_mb": idle_kb / 1024, "after_rss_mb": after_kb / 1024, "peak_rss_mb": peak[0] / 1024,
-        "growth_pct": (after_kb - idle_kb) * 100 / idle_kb, "drain_s": end - start, "per_s": n / (end - start),
+        "jobs": n,
+        "concurrency": sizes.concurrency,
+        "prefetch": sizes.prefetch,
+        "idle_rss_mb": idle_kb / 1024,
+        "after_rss_mb": after_kb / 1024,
+        "peak_rss_mb": peak[0] / 1024,
+        "growth_pct": (after_kb - idle_kb) * 100 / idle_kb,
+        "drain_s": end - start,
+        "per_s": n / (end - start),
         "rss_mb_by_jobs_completed": trail,
     }
 

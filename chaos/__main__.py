@@ -1,5 +1,6 @@
 """`python -m chaos` (what `make chaos` runs): private PostgreSQL, RabbitMQ and Redis, every
 scenario one after the other, one JSON line each, then a summary table. Exit 1 if any failed."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,8 +15,12 @@ from chaos.services import PrivateServices
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m chaos", description=__doc__)
-    parser.add_argument("scenarios", nargs="*", metavar="SCENARIO",
-                        help=f"run only these (default: all): {', '.join(s.name for s in SCENARIOS)}")
+    parser.add_argument(
+        "scenarios",
+        nargs="*",
+        metavar="SCENARIO",
+        help=f"run only these (default: all): {', '.join(s.name for s in SCENARIOS)}",
+    )
     args = parser.parse_args(argv)
     unknown = [n for n in args.scenarios if n not in {s.name for s in SCENARIOS}]
     if unknown:
@@ -40,8 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     skipped = [f for f in results if f.status == "skip"]
     for f in failed + skipped:
         out.print(f"{f.scenario} ({f.status}): {'; '.join(f.problems)}")
-    out.print(f"{len(results) - len(failed) - len(skipped)} passed, {len(failed)} failed, "
-                    f"{len(skipped)} skipped in {time.monotonic() - started:.0f}s")
+    out.print(
+        f"{len(results) - len(failed) - len(skipped)} passed, {len(failed)} failed, "
+        f"{len(skipped)} skipped in {time.monotonic() - started:.0f}s"
+    )
     return 1 if failed else 0
 
 

@@ -1,7 +1,9 @@
 """One scenario's run: its own namespace, real `jq` daemons, a workload submitted through the
 CLI, and the figures read back from PostgreSQL once the queue is quiet."""
+
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -25,9 +27,14 @@ TERMINAL = ("completed", "dead", "cancelled")
 # Timings that let leases, sweeps and retries happen within a scenario's minute, in the same
 # proportions as the defaults (a lease well above the daemons' reconnect back-off).
 SETTINGS = {
-    "JQ_LEASE_TTL": "10", "JQ_HEARTBEAT_INTERVAL": "0.5", "JQ_SCHEDULER_INTERVAL": "0.2",
-    "JQ_REPUBLISH_AFTER": "3", "JQ_RETRY_BASE_DELAY": "0.2", "JQ_RETRY_MAX_DELAY": "2",
-    "JQ_SHUTDOWN_GRACE": "3", "JQ_LOG_LEVEL": "INFO",
+    "JQ_LEASE_TTL": "10",
+    "JQ_HEARTBEAT_INTERVAL": "0.5",
+    "JQ_SCHEDULER_INTERVAL": "0.2",
+    "JQ_REPUBLISH_AFTER": "3",
+    "JQ_RETRY_BASE_DELAY": "0.2",
+    "JQ_RETRY_MAX_DELAY": "2",
+    "JQ_SHUTDOWN_GRACE": "3",
+    "JQ_LOG_LEVEL": "INFO",
 }
 QUICK_SETTINGS = {**SETTINGS, "JQ_LEASE_TTL": "3", "JQ_REPUBLISH_AFTER": "1"}
 
@@ -83,12 +90,14 @@ class Figures:
     problems: list[str] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
 
-    def judge(self) -> "Figures":
+    def judge(self) -> Figures:
         if self.status == "skip":
             return self
         checks = [
-            (self.lost, 0, "lost"), (self.multi_terminal, 0, "multi_terminal"),
-            (self.dup_exec, self.dup_exec_bound, "dup_exec"), (self.invalid_rows, 0, "invalid_rows"),
+            (self.lost, 0, "lost"),
+            (self.multi_terminal, 0, "multi_terminal"),
+            (self.dup_exec, self.dup_exec_bound, "dup_exec"),
+            (self.invalid_rows, 0, "invalid_rows"),
             (self.dup_ticks, 0, "dup_ticks"),
         ]
         for value, limit, name in checks:
@@ -107,8 +116,13 @@ class Daemon:
     def __init__(self, role: str, name: str, args: list[str], env: dict[str, str], log_dir: Path):
         self.role, self.name = role, name
         self.log_path = log_dir / f"{name}.log"
-        self.proc = subprocess.Popen([JQ, role, *args], env=env, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=open(self.log_path, "ab"))
+        self.proc = subprocess.Popen(
+            [JQ, role, *args],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.log_path, "ab"),
+        )
         self.pid = self.proc.pid
 
     def log(self) -> str:
@@ -120,12 +134,14 @@ class Daemon:
     def count(self, event: str) -> int:
         return len(re.findall(rf"event={event}\b", self.log()))
 
-    def wait_ready(self, timeout: float = 30) -> "Daemon":
+    def wait_ready(self, timeout: float = 30) -> Daemon:
         marker = "event=worker_started" if self.role == "worker" else "event=scheduler_started"
         deadline = time.monotonic() + timeout
         while marker not in self.log():
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: {self.log()[-2000:]}")
+                raise RuntimeError(
+                    f"{self.name} exited with {self.proc.returncode}: {self.log()[-2000:]}"
+                )
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{self.name} not ready after {timeout}s: {self.log()[-2000:]}")
             time.sleep(0.1)
@@ -167,16 +183,24 @@ class Run:
             urls = type(urls)(
                 re.sub(r":\d+/", f":{proxy.port('postgres')}/", urls.database),
                 re.sub(r":\d+/", f":{proxy.port('rabbitmq')}/", urls.rabbitmq),
-                re.sub(r":\d+/", f":{proxy.port('redis')}/", urls.redis))
+                re.sub(r":\d+/", f":{proxy.port('redis')}/", urls.redis),
+            )
         else:
             self.proxy = None
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("JQ_")}
         self.env.update(QUICK_SETTINGS if quick else SETTINGS)
-        self.env.update({
-            "JQ_DATABASE_URL": urls.database, "JQ_RABBITMQ_URL": urls.rabbitmq, "JQ_REDIS_URL": urls.redis,
-            "JQ_NAMESPACE": self.ns, "CHAOS_RECORD_URL": self.direct_db,
-            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
-        })
+        self.env.update(
+            {
+                "JQ_DATABASE_URL": urls.database,
+                "JQ_RABBITMQ_URL": urls.rabbitmq,
+                "JQ_REDIS_URL": urls.redis,
+                "JQ_NAMESPACE": self.ns,
+                "CHAOS_RECORD_URL": self.direct_db,
+                "PYTHONPATH": os.pathsep.join(
+                    p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p
+                ),
+            }
+        )
         self.daemons: list[Daemon] = []
         self.interrupted_pids: set[int] = set()
         self.stopped_pids: set[int] = set()  # stopped on purpose (SIGTERM): their exit is no crash
@@ -188,7 +212,7 @@ class Run:
 
     # -- set-up and tear-down ------------------------------------------------------------------
 
-    def setup(self) -> "Run":
+    def setup(self) -> Run:
         done = self.cli("db", "migrate", env=self._direct_env())
         if done.returncode != 0:
             raise RuntimeError(f"jq db migrate failed: {done.stderr.strip()}")
@@ -205,10 +229,8 @@ class Run:
 
     def teardown(self) -> None:
         for d in self.daemons:
-            try:
+            with contextlib.suppress(Exception):  # stopping the rest matters more
                 d.stop(5)
-            except Exception:  # stopping the rest matters more
-                pass
         if self._db is not None:
             self._db.close()
             self._db = None
@@ -235,8 +257,12 @@ class Run:
     def db(self) -> psycopg.Connection:
         """The runner's own direct connection (reconnects after a PostgreSQL fault)."""
         if self._db is None or self._db.closed or self._db.broken:
-            self._db = psycopg.connect(self.direct_db, autocommit=True, connect_timeout=3,
-                                       options=f"-c search_path={self.ns}")
+            self._db = psycopg.connect(
+                self.direct_db,
+                autocommit=True,
+                connect_timeout=3,
+                options=f"-c search_path={self.ns}",
+            )
         return self._db
 
     def query(self, q: str, params=None, retries: int = 60) -> list[tuple]:
@@ -251,18 +277,38 @@ class Run:
                 time.sleep(0.5)
         return []
 
-    def cli(self, *args: str, input: str | None = None, timeout: float = 30,
-            env: dict | None = None) -> subprocess.CompletedProcess:
+    def cli(
+        self, *args: str, input: str | None = None, timeout: float = 30, env: dict | None = None
+    ) -> subprocess.CompletedProcess:
         try:
-            return subprocess.run([JQ, *args], input=input, capture_output=True, text=True, timeout=timeout,
-                                  env=env or self.env)
+            return subprocess.run(
+                [JQ, *args],
+                input=input,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=env or self.env,
+            )
         except subprocess.TimeoutExpired:
             return subprocess.CompletedProcess([JQ, *args], -1, "", f"timed out after {timeout}s")
 
     def start_worker(self, concurrency: int = 4, *args: str) -> Daemon:
         name = f"w{len(self.daemons) + 1}"
-        d = Daemon("worker", name, ["--import", "chaos.jobs", "--concurrency", str(concurrency), "--name",
-                                    f"{self.ns}-{name}", *args], self.env, self.dir)
+        d = Daemon(
+            "worker",
+            name,
+            [
+                "--import",
+                "chaos.jobs",
+                "--concurrency",
+                str(concurrency),
+                "--name",
+                f"{self.ns}-{name}",
+                *args,
+            ],
+            self.env,
+            self.dir,
+        )
         self.daemons.append(d)
         return d.wait_ready()
 
@@ -275,7 +321,9 @@ class Run:
         return [d for d in self.daemons if d.role == "worker"]
 
     def in_flight(self, pid: int) -> int:
-        return self.query("SELECT count(*) FROM chaos_exec WHERE pid = %s AND finished_at IS NULL", (pid,))[0][0]
+        return self.query(
+            "SELECT count(*) FROM chaos_exec WHERE pid = %s AND finished_at IS NULL", (pid,)
+        )[0][0]
 
     def wait_in_flight(self, daemon: Daemon, at_least: int = 1, timeout: float = 15) -> int:
         """Wait until the daemon is running handlers (so a fault lands mid-job)."""
@@ -297,7 +345,7 @@ class Run:
             else:
                 daemon.signal(item)
 
-    def workload(self, **kwargs) -> "Workload":
+    def workload(self, **kwargs) -> Workload:
         return Workload(self, **kwargs)
 
     def expect_exit(self, daemon: Daemon) -> None:
@@ -313,13 +361,15 @@ class Run:
         """Wait until no job of the namespace is outside a terminal state; returns when (monotonic)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            open_jobs = self.query("SELECT count(*) FROM jobs WHERE state NOT IN ('completed', 'dead', 'cancelled')")
+            open_jobs = self.query(
+                "SELECT count(*) FROM jobs WHERE state NOT IN ('completed', 'dead', 'cancelled')"
+            )
             if open_jobs[0][0] == 0:
                 return time.monotonic()
             time.sleep(0.25)
         return None
 
-    def measure(self, load: "Workload | None", quiet_timeout: float = 60) -> Figures:
+    def measure(self, load: Workload | None, quiet_timeout: float = 60) -> Figures:
         f = self.figures
         quiet = self.wait_quiet(quiet_timeout)
         if quiet is None:
@@ -330,47 +380,69 @@ class Run:
         f.accepted = len(accepted)
         f.rejected = len(load.rejected) if load else 0
         f.failed_submits = len(load.failed) if load else 0
-        terminal = {r[0] for r in self.query(
-            "SELECT id FROM jobs WHERE id = ANY(%s) AND state IN ('completed', 'dead', 'cancelled')",
-            (accepted,))}
+        terminal = {
+            r[0]
+            for r in self.query(
+                "SELECT id FROM jobs WHERE id = ANY(%s) AND state IN ('completed', 'dead', 'cancelled')",
+                (accepted,),
+            )
+        }
         f.lost = len(set(accepted) - terminal)
         f.multi_terminal = self.query(
             "SELECT count(*) FROM (SELECT job_id FROM chaos_transitions WHERE new_state IN "
-            "('completed', 'dead', 'cancelled') GROUP BY job_id HAVING count(*) > 1) t")[0][0]
+            "('completed', 'dead', 'cancelled') GROUP BY job_id HAVING count(*) > 1) t"
+        )[0][0]
         f.dup_exec = self.query(
             "SELECT coalesce(sum(n - 1), 0)::int FROM (SELECT job_id, count(*) AS n FROM chaos_exec GROUP BY job_id) t"
         )[0][0]
         f.dup_exec_bound = self.query(
             "SELECT count(*) FROM chaos_exec WHERE pid = ANY(%s) AND (finished_at IS NULL OR outcome = 'cancelled')",
-            (list(self.interrupted_pids),))[0][0]
+            (list(self.interrupted_pids),),
+        )[0][0]
         f.invalid_rows = self.query(
-            "SELECT count(*) FROM jobs WHERE payload ? 'chaos_reject' OR job_type = 'chaos_no_such_type'")[0][0]
+            "SELECT count(*) FROM jobs WHERE payload ? 'chaos_reject' OR job_type = 'chaos_no_such_type'"
+        )[0][0]
         by_state = dict(self.query("SELECT state, count(*) FROM jobs GROUP BY state"))
         f.extra["states"] = by_state
-        f.extra["lease_rescues"] = self.query("SELECT count(*) FROM attempts WHERE outcome = 'lost'")[0][0]
+        f.extra["lease_rescues"] = self.query(
+            "SELECT count(*) FROM attempts WHERE outcome = 'lost'"
+        )[0][0]
         f.extra["never_ran"] = self.query(
             "SELECT count(*) FROM jobs j WHERE state = 'completed' AND job_type = 'chaos_work' AND NOT EXISTS "
-            "(SELECT 1 FROM chaos_exec e WHERE e.job_id = j.id AND e.outcome = 'completed')")[0][0]
+            "(SELECT 1 FROM chaos_exec e WHERE e.job_id = j.id AND e.outcome = 'completed')"
+        )[0][0]
         if f.extra["never_ran"]:
             f.problems.append(f"{f.extra['never_ran']} jobs completed without a finished execution")
         phantom = sum(d.count("unknown_job_message") for d in self.workers())
         f.extra["unknown_id_messages"] = phantom
         if self.fault_end_db is not None:
-            first = self.query("SELECT extract(epoch FROM min(started_at) - %s)::float8 FROM chaos_exec "
-                               "WHERE started_at > %s", (self.fault_end_db, self.fault_end_db))[0][0]
+            first = self.query(
+                "SELECT extract(epoch FROM min(started_at) - %s)::float8 FROM chaos_exec "
+                "WHERE started_at > %s",
+                (self.fault_end_db, self.fault_end_db),
+            )[0][0]
             f.extra["resume_s"] = None if first is None else round(first, 2)
-        crashed = [d.name for d in self.daemons
-                   if not d.alive and d.pid not in self.interrupted_pids | self.stopped_pids]
+        crashed = [
+            d.name
+            for d in self.daemons
+            if not d.alive and d.pid not in self.interrupted_pids | self.stopped_pids
+        ]
         if crashed:
             f.problems.append(f"daemons exited on their own: {', '.join(crashed)}")
         if load is not None:
             wrong = [r for r in load.rejected if r[1] != 2]
             if wrong:
-                f.problems.append(f"{len(wrong)} rejected submits exited {sorted({r[1] for r in wrong})}, not 2")
-            unclear = [x for x in load.failed if x[0] != 3 or "Traceback" in x[1] or x[1].count("\n") > 1]
+                f.problems.append(
+                    f"{len(wrong)} rejected submits exited {sorted({r[1] for r in wrong})}, not 2"
+                )
+            unclear = [
+                x for x in load.failed if x[0] != 3 or "Traceback" in x[1] or x[1].count("\n") > 1
+            ]
             if unclear:
-                f.problems.append(f"{len(unclear)} failed submits were not one clear line with exit 3: "
-                                  f"{unclear[0][1][:160]!r}")
+                f.problems.append(
+                    f"{len(unclear)} failed submits were not one clear line with exit 3: "
+                    f"{unclear[0][1][:160]!r}"
+                )
             if load.failed:
                 f.extra["failed_submit_sample"] = load.failed[0][1].strip()[:200]
         f.elapsed_s = round(time.monotonic() - self.started, 1)
@@ -384,11 +456,24 @@ class Workload(threading.Thread):
     """Submits chaos_work jobs through the CLI until stopped: single submits, --file batches, and
     a rejected submit every few steps. Keeps the ids the CLI reported as accepted."""
 
-    def __init__(self, run: Run, *, sleep: tuple[float, float] = (0.1, 0.6), file_size: int = 8,
-                 pause: float = 0.05, reject_every: int = 3, max_retries: int = 5):
+    def __init__(
+        self,
+        run: Run,
+        *,
+        sleep: tuple[float, float] = (0.1, 0.6),
+        file_size: int = 8,
+        pause: float = 0.05,
+        reject_every: int = 3,
+        max_retries: int = 5,
+    ):
         super().__init__(name="workload", daemon=True)
         self.run_ = run
-        self.sleep, self.file_size, self.pause, self.reject_every = sleep, file_size, pause, reject_every
+        self.sleep, self.file_size, self.pause, self.reject_every = (
+            sleep,
+            file_size,
+            pause,
+            reject_every,
+        )
         self.max_retries = max_retries
         self.accepted: list[int] = []
         self.rejected: list[tuple[str, int, str]] = []
@@ -398,8 +483,11 @@ class Workload(threading.Thread):
         self._steps = 0
 
     def job(self, **extra) -> dict:
-        return {"job_type": "chaos_work", "payload": {"sleep": round(random.uniform(*self.sleep), 3), **extra},
-                "max_retries": self.max_retries}
+        return {
+            "job_type": "chaos_work",
+            "payload": {"sleep": round(random.uniform(*self.sleep), 3), **extra},
+            "max_retries": self.max_retries,
+        }
 
     def submit_file(self, jobs: list[dict]) -> subprocess.CompletedProcess:
         path = self.run_.dir / f"jobs-{uuid.uuid4().hex[:8]}.jsonl"
@@ -413,8 +501,14 @@ class Workload(threading.Thread):
 
     def single(self) -> list[int]:
         j = self.job()
-        done = self.run_.cli("submit", "chaos_work", "--payload", json.dumps(j["payload"]),
-                             "--max-retries", str(self.max_retries))
+        done = self.run_.cli(
+            "submit",
+            "chaos_work",
+            "--payload",
+            json.dumps(j["payload"]),
+            "--max-retries",
+            str(self.max_retries),
+        )
         return self._record(done, lambda out: [int(out.strip())])
 
     def _record(self, done: subprocess.CompletedProcess, parse) -> list[int]:
@@ -435,11 +529,17 @@ class Workload(threading.Thread):
         elif kind == "unknown_type":
             done = self.run_.cli("submit", "chaos_no_such_type", "--payload", payload)
         elif kind == "bad_priority":
-            done = self.run_.cli("submit", "chaos_work", "--payload", payload, "--priority", "urgent")
+            done = self.run_.cli(
+                "submit", "chaos_work", "--payload", payload, "--priority", "urgent"
+            )
         elif kind == "bad_retries":
-            done = self.run_.cli("submit", "chaos_work", "--payload", payload, "--max-retries", "-1")
+            done = self.run_.cli(
+                "submit", "chaos_work", "--payload", payload, "--max-retries", "-1"
+            )
         elif kind == "bad_queue":
-            done = self.run_.cli("submit", "chaos_work", "--payload", payload, "--queue", "no such queue!")
+            done = self.run_.cli(
+                "submit", "chaos_work", "--payload", payload, "--queue", "no such queue!"
+            )
         else:  # a file whose fourth line is bad: the good lines around it must not be written either
             jobs = [self.job(chaos_reject=kind) for _ in range(5)]
             jobs[3] = {"job_type": "chaos_work", "payload": marker, "priority": "bogus"}
@@ -465,7 +565,7 @@ class Workload(threading.Thread):
             self.step()
             self.stopping.wait(self.pause)
 
-    def stop(self) -> "Workload":
+    def stop(self) -> Workload:
         """Stop submitting; then make sure every kind of rejected input was tried at least once."""
         self.stopping.set()
         if self.is_alive():

@@ -8,9 +8,11 @@ changed at any time from another thread:
 - reset: every open connection is closed with a TCP RST, and new ones are reset at once while
   `refuse` is set.
 """
+
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import socket
 import struct
@@ -37,11 +39,13 @@ class FaultProxy:
         self._loop = asyncio.new_event_loop()
         self._flowing: asyncio.Event | None = None
         self._servers: list[asyncio.AbstractServer] = []
-        self._thread = threading.Thread(target=self._loop.run_forever, name="chaos-proxy", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="chaos-proxy", daemon=True
+        )
 
     # -- control (any thread) --------------------------------------------------------------------
 
-    def start(self) -> "FaultProxy":
+    def start(self) -> FaultProxy:
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._listen(), self._loop).result(10)
         return self
@@ -75,7 +79,9 @@ class FaultProxy:
         self._flowing = asyncio.Event()
         self._flowing.set()
         for route in self.routes.values():
-            server = await asyncio.start_server(lambda r, w, route=route: self._serve(route, r, w), "127.0.0.1", 0)
+            server = await asyncio.start_server(
+                lambda r, w, route=route: self._serve(route, r, w), "127.0.0.1", 0
+            )
             route.listen_port = server.sockets[0].getsockname()[1]
             self._servers.append(server)
 
@@ -114,10 +120,8 @@ class FaultProxy:
         except (OSError, asyncio.IncompleteReadError):
             pass
         finally:
-            try:
+            with contextlib.suppress(OSError):
                 writer.write_eof() if writer.can_write_eof() else None
-            except OSError:
-                pass
 
     async def _reset_all(self) -> int:
         count = 0

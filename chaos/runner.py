@@ -1,4 +1,5 @@
 """Runs scenarios one at a time and reports them: a JSON line each, then a Rich summary table."""
+
 from __future__ import annotations
 
 import sys
@@ -24,8 +25,13 @@ def run_scenario(services, scenario: Scenario | str, *, quick: bool = False) -> 
     try:
         if scenario.proxy:
             u = services.urls
-            proxy = FaultProxy({"postgres": _port(u.database), "rabbitmq": _port(u.rabbitmq),
-                                "redis": _port(u.redis)}).start()
+            proxy = FaultProxy(
+                {
+                    "postgres": _port(u.database),
+                    "rabbitmq": _port(u.rabbitmq),
+                    "redis": _port(u.redis),
+                }
+            ).start()
         run = Run(services, scenario.name, quick=quick, proxy=proxy).setup()
         figures = scenario.fn(run)
         return figures.judge()
@@ -62,7 +68,9 @@ def _port(url: str) -> int:
     return urlsplit(url).port
 
 
-def run_all(services, names: Iterable[str] | None = None, *, quick: bool = False, out=sys.stdout) -> list[Figures]:
+def run_all(
+    services, names: Iterable[str] | None = None, *, quick: bool = False, out=sys.stdout
+) -> list[Figures]:
     chosen = [BY_NAME[n] for n in names] if names else SCENARIOS
     results = []
     for scenario in chosen:
@@ -78,15 +86,36 @@ def summary_table(results: list[Figures]):
     from rich.table import Table
 
     table = Table(title="jq under faults", title_justify="left")
-    for column in ("scenario", "status", "lost", "multi_terminal", "dup_exec", "dup_ticks", "invalid_rows",
-                   "recovery_s", "accepted", "elapsed_s"):
+    for column in (
+        "scenario",
+        "status",
+        "lost",
+        "multi_terminal",
+        "dup_exec",
+        "dup_ticks",
+        "invalid_rows",
+        "recovery_s",
+        "accepted",
+        "elapsed_s",
+    ):
         table.add_column(column, justify="left" if column in ("scenario", "status") else "right")
     style = {"pass": "green", "fail": "bold red", "skip": "yellow"}
     for f in results:
+
         def cell(v):
             return "-" if v is None else str(v)
+
         dup = "-" if f.dup_exec is None else f"{f.dup_exec} (≤{f.dup_exec_bound})"
-        table.add_row(f.scenario, f"[{style[f.status]}]{f.status}[/]", cell(f.lost), cell(f.multi_terminal), dup,
-                      cell(f.dup_ticks), cell(f.invalid_rows), cell(f.recovery_s), str(f.accepted),
-                      str(f.elapsed_s))
+        table.add_row(
+            f.scenario,
+            f"[{style[f.status]}]{f.status}[/]",
+            cell(f.lost),
+            cell(f.multi_terminal),
+            dup,
+            cell(f.dup_ticks),
+            cell(f.invalid_rows),
+            cell(f.recovery_s),
+            str(f.accepted),
+            str(f.elapsed_s),
+        )
     return table

@@ -1,5 +1,6 @@
 """The scenarios: each takes a fresh Run, starts daemons, submits a workload through the CLI,
 injects one kind of fault, and leaves the measuring to Run.measure()."""
+
 from __future__ import annotations
 
 import signal
@@ -30,7 +31,9 @@ def _steady(run: Run, seconds: float, load) -> None:
 # -- 1. kill -9 of a worker mid-job ---------------------------------------------------------------
 
 
-def _loaded(run: Run, *, sleep: tuple[float, float], backlog: int, concurrency: int = 4) -> Workload:
+def _loaded(
+    run: Run, *, sleep: tuple[float, float], backlog: int, concurrency: int = 4
+) -> Workload:
     """The common stage of a scenario: a scheduler, two workers, a backlog, and a steady load."""
     run.start_scheduler()
     run.start_worker(concurrency)
@@ -61,7 +64,9 @@ def kill9(run: Run) -> Figures:
 
 
 def sigterm_drain(run: Run) -> Figures:
-    load = _loaded(run, sleep=(0.2, 1.5), backlog=30)  # shorter than the 3 s grace: every job should finish
+    load = _loaded(
+        run, sleep=(0.2, 1.5), backlog=30
+    )  # shorter than the 3 s grace: every job should finish
     workers = run.workers()
     for i in range(2):
         victim = workers[i]
@@ -80,7 +85,9 @@ def sigterm_drain(run: Run) -> Figures:
 
 def sigterm_kill(run: Run) -> Figures:
     rounds = 1 if run.quick else 2
-    load = _loaded(run, sleep=(1.0, 3.0), backlog=10 if run.quick else 24)  # long enough to be cut by the SIGKILL
+    load = _loaded(
+        run, sleep=(1.0, 3.0), backlog=10 if run.quick else 24
+    )  # long enough to be cut by the SIGKILL
     workers = run.workers()
     for i in range(rounds):
         victim = workers[i % 2]
@@ -102,11 +109,15 @@ def _workers_reconnected(run: Run, since_s: float) -> None:
     for w in run.workers():
         if not w.alive:
             continue
-        n = run.query("SELECT count(*) FROM chaos_exec WHERE pid = %s AND started_at > now() - make_interval(secs => %s)",
-                      (w.pid, since_s))[0][0]
+        n = run.query(
+            "SELECT count(*) FROM chaos_exec WHERE pid = %s AND started_at > now() - make_interval(secs => %s)",
+            (w.pid, since_s),
+        )[0][0]
         run.figures.extra.setdefault("runs_after_fault", {})[w.name] = n
         if n == 0:
-            run.figures.problems.append(f"{w.name} ran nothing after the fault: it did not reconnect")
+            run.figures.problems.append(
+                f"{w.name} ran nothing after the fault: it did not reconnect"
+            )
 
 
 def _recovered(run: Run, load: Workload, settle: float, quiet_timeout: float = 60) -> Figures:
@@ -154,7 +165,9 @@ def pg_restart(run: Run) -> Figures:
     pg = run.services.postgres
     load = _loaded(run, sleep=(0.2, 1.0), backlog=30)
     _steady(run, 4, load)
-    pg.stop("immediate")  # every backend dies at once, no checkpoint: what restart -m immediate does
+    pg.stop(
+        "immediate"
+    )  # every backend dies at once, no checkpoint: what restart -m immediate does
     _steady(run, 5, load)  # held down a few seconds so that the CLI meets it down
     pg.start_again()
     figures = _recovered(run, load, 3)
@@ -169,12 +182,17 @@ def pg_terminate(run: Run) -> Figures:
     killed = 0
     for _ in range(5):
         _steady(run, 2.5, load)
-        killed += len(run.query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND application_name LIKE 'jq-%%' AND pid <> pg_backend_pid()"))
+        killed += len(
+            run.query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND application_name LIKE 'jq-%%' AND pid <> pg_backend_pid()"
+            )
+        )
     run.figures.extra["sessions_terminated"] = killed
     figures = _recovered(run, load, 3)
-    leaders = run.query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")[0][0]
+    leaders = run.query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")[0][
+        0
+    ]
     figures.extra["advisory_locks_held"] = leaders
     return figures
 
@@ -183,9 +201,11 @@ def pg_terminate(run: Run) -> Figures:
 
 
 def _rate(run: Run, start_ago: float, end_ago: float) -> float:
-    n = run.query("SELECT count(*) FROM chaos_exec WHERE outcome = 'completed' AND finished_at "
-                  "BETWEEN now() - make_interval(secs => %s) AND now() - make_interval(secs => %s)",
-                  (start_ago, end_ago))[0][0]
+    n = run.query(
+        "SELECT count(*) FROM chaos_exec WHERE outcome = 'completed' AND finished_at "
+        "BETWEEN now() - make_interval(secs => %s) AND now() - make_interval(secs => %s)",
+        (start_ago, end_ago),
+    )[0][0]
     return round(n / max(0.1, start_ago - end_ago), 1)
 
 
@@ -209,7 +229,9 @@ def redis_stop(run: Run) -> Figures:
     figures.extra["completed_per_s_before"] = before
     figures.extra["completed_per_s_while_down"] = during
     if figures.extra["lease_rescues"]:
-        figures.problems.append(f"{figures.extra['lease_rescues']} jobs rescued by lease expiry while Redis was down")
+        figures.problems.append(
+            f"{figures.extra['lease_rescues']} jobs rescued by lease expiry while Redis was down"
+        )
     if before and during < 0.5 * before:
         figures.problems.append(f"throughput fell from {before}/s to {during}/s without Redis")
     return figures
@@ -267,15 +289,25 @@ def schedulers(run: Run) -> Figures:
         f = run.figures
         f.status = "skip"
         f.lost = f.multi_terminal = f.dup_exec = f.dup_exec_bound = f.invalid_rows = None
-        f.problems.append("needs cron schedules (`jq schedule add NAME TYPE --cron ...` / "
-                          "Operations.schedule_add): not in this jq yet")
+        f.problems.append(
+            "needs cron schedules (`jq schedule add NAME TYPE --cron ...` / "
+            "Operations.schedule_add): not in this jq yet"
+        )
         return f
     run.start_worker(8)
     run.start_worker(8)
     n = 20
     for i in range(n):
-        done = run.cli("schedule", "add", f"tick{i:02d}", "chaos_work", "--cron", "* * * * * *",
-                       "--payload", '{"sleep": 0}')
+        done = run.cli(
+            "schedule",
+            "add",
+            f"tick{i:02d}",
+            "chaos_work",
+            "--cron",
+            "* * * * * *",
+            "--payload",
+            '{"sleep": 0}',
+        )
         if done.returncode != 0:
             run.figures.problems.append(f"schedule add failed: {done.stderr.strip()[:200]}")
             break
@@ -301,19 +333,24 @@ def schedulers(run: Run) -> Figures:
     load.stop()
     figures = run.measure(load)
     figures.dup_ticks = run.query(
-        "SELECT count(*) - count(DISTINCT (schedule_name, fire_time)) FROM jobs WHERE fire_time IS NOT NULL")[0][0]
+        "SELECT count(*) - count(DISTINCT (schedule_name, fire_time)) FROM jobs WHERE fire_time IS NOT NULL"
+    )[0][0]
     per_tick = run.query(
         "SELECT coalesce(sum(n - 1), 0)::int FROM (SELECT j.schedule_name, j.fire_time, count(e.id) AS n FROM jobs j "
-        "JOIN chaos_exec e ON e.job_id = j.id WHERE j.fire_time IS NOT NULL GROUP BY 1, 2) t")[0][0]
+        "JOIN chaos_exec e ON e.job_id = j.id WHERE j.fire_time IS NOT NULL GROUP BY 1, 2) t"
+    )[0][0]
     figures.dup_ticks += per_tick
-    figures.extra["ticks"] = run.query("SELECT count(*) FROM jobs WHERE fire_time IS NOT NULL")[0][0]
+    figures.extra["ticks"] = run.query("SELECT count(*) FROM jobs WHERE fire_time IS NOT NULL")[0][
+        0
+    ]
     # Seconds between first and last tick of a schedule with no tick: what the pause cost.
     gaps = run.query(
         "SELECT coalesce(sum(extract(epoch FROM last - first)::int + 1 - n), 0)::int, "
         "coalesce(max(gap), 0)::float8 FROM (SELECT schedule_name, min(fire_time) AS first, max(fire_time) AS last, "
         "count(*) AS n, max(extract(epoch FROM gap)) AS gap FROM (SELECT schedule_name, fire_time, fire_time - "
         "lag(fire_time) OVER (PARTITION BY schedule_name ORDER BY fire_time) AS gap FROM jobs "
-        "WHERE fire_time IS NOT NULL) g GROUP BY schedule_name) t")[0]
+        "WHERE fire_time IS NOT NULL) g GROUP BY schedule_name) t"
+    )[0]
     figures.extra["ticks_missed"], figures.extra["longest_gap_s"] = gaps[0], gaps[1]
     figures.extra["schedulers"] = len(scheds)
     return figures
@@ -322,8 +359,10 @@ def schedulers(run: Run) -> Figures:
 def _leader(run: Run, scheds):
     """The scheduler whose session holds the leader lock (an advisory lock), found in Postgres:
     its application_name ends with the process id."""
-    rows = run.query("SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                     "WHERE l.locktype = 'advisory' AND l.granted AND a.application_name LIKE 'jq-scheduler %%'")
+    rows = run.query(
+        "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.locktype = 'advisory' AND l.granted AND a.application_name LIKE 'jq-scheduler %%'"
+    )
     pids = {int(r[0].rsplit(":", 1)[1]) for r in rows if r[0].rsplit(":", 1)[-1].isdigit()}
     return next((s for s in scheds if s.pid in pids), None)
 
@@ -345,12 +384,16 @@ def consumer_timeout(run: Run) -> Figures:
         run.fault_over()
         load.stop()
         figures = run.measure(load)
-        runs = run.query("SELECT job_id, count(*) FROM chaos_exec WHERE job_id = ANY(%s) GROUP BY job_id",
-                         (long_ids,))
+        runs = run.query(
+            "SELECT job_id, count(*) FROM chaos_exec WHERE job_id = ANY(%s) GROUP BY job_id",
+            (long_ids,),
+        )
         figures.extra["long_job_runs"] = {str(k): v for k, v in runs}
         figures.extra["channel_closures"] = worker.count("broker_unavailable")
         if any(v != 1 for _, v in runs) or len(runs) != len(long_ids):
-            figures.problems.append(f"a job longer than consumer_timeout did not run exactly once: {runs}")
+            figures.problems.append(
+                f"a job longer than consumer_timeout did not run exactly once: {runs}"
+            )
         return figures
     finally:
         rabbit.eval("application:set_env(rabbit, consumer_timeout, 1800000).")
@@ -368,13 +411,22 @@ def poison(run: Run) -> Figures:
     good = load.backlog(10)
     run.wait_quiet(20)
     publisher = Publisher(run.services.urls.rabbitmq, run.ns)
-    noid = [b"not json at all", b'{"job_id": "nope"}', b"", b"\xff\xfe\xfa\x80 invalid utf-8", b"-5", b"0",
-            b"9" * 25, b"12abc", b"\x00\x01\x02"]
+    noid = [
+        b"not json at all",
+        b'{"job_id": "nope"}',
+        b"",
+        b"\xff\xfe\xfa\x80 invalid utf-8",
+        b"-5",
+        b"0",
+        b"9" * 25,
+        b"12abc",
+        b"\x00\x01\x02",
+    ]
     unknown = [b"987654321", b"123456789012"]
     stale = [str(good[0]).encode()]  # a completed job's id again: a duplicate, not work
     huge = {f"h{i:03d}": "x" * 1000 for i in range(100)}  # ~100 KB of headers
     sent_noid = 0
-    for rounds in range(1 if run.quick else 3):
+    for _rounds in range(1 if run.quick else 3):
         for body in noid:
             publisher.publish_raw("default", body)
             sent_noid += 1
@@ -397,9 +449,13 @@ def poison(run: Run) -> Figures:
     if not worker.alive:
         figures.problems.append("the worker died on poison messages")
     if depths.get("default"):
-        figures.problems.append(f"{depths['default']} messages still in the queue: looping or stuck")
+        figures.problems.append(
+            f"{depths['default']} messages still in the queue: looping or stuck"
+        )
     if depths.get("_poison") != sent_noid:
-        figures.problems.append(f"{depths.get('_poison')} messages dead-lettered, expected {sent_noid}")
+        figures.problems.append(
+            f"{depths.get('_poison')} messages dead-lettered, expected {sent_noid}"
+        )
     return figures
 
 
@@ -407,16 +463,39 @@ SCENARIOS = [
     Scenario("kill9", "kill -9 of a worker mid-job, 3 times", kill9),
     Scenario("sigterm_drain", "SIGTERM during jobs: a graceful drain, twice", sigterm_drain),
     Scenario("sigterm_kill", "SIGTERM then SIGKILL a second later, twice", sigterm_kill),
-    Scenario("rabbit_stop_app", "RabbitMQ stop_app for 30 s under load", rabbit_stop_app, private_only=True),
-    Scenario("rabbit_restart", "RabbitMQ node restart with a backlog", rabbit_restart, private_only=True),
-    Scenario("pg_restart", "PostgreSQL stopped (immediate) 5 s under load", pg_restart, private_only=True),
-    Scenario("pg_terminate", "pg_terminate_backend of jq sessions, 5 times", pg_terminate, private_only=True),
+    Scenario(
+        "rabbit_stop_app",
+        "RabbitMQ stop_app for 30 s under load",
+        rabbit_stop_app,
+        private_only=True,
+    ),
+    Scenario(
+        "rabbit_restart", "RabbitMQ node restart with a backlog", rabbit_restart, private_only=True
+    ),
+    Scenario(
+        "pg_restart", "PostgreSQL stopped (immediate) 5 s under load", pg_restart, private_only=True
+    ),
+    Scenario(
+        "pg_terminate",
+        "pg_terminate_backend of jq sessions, 5 times",
+        pg_terminate,
+        private_only=True,
+    ),
     Scenario("redis_stop", "Redis stopped for a minute", redis_stop, private_only=True),
-    Scenario("proxy_latency", "20-50 ms added to every chunk, all services", proxy_latency, proxy=True),
+    Scenario(
+        "proxy_latency", "20-50 ms added to every chunk, all services", proxy_latency, proxy=True
+    ),
     Scenario("proxy_stall", "all traffic dropped 5 s, twice", proxy_stall, proxy=True),
     Scenario("proxy_reset", "every connection reset, 5 times", proxy_reset, proxy=True),
-    Scenario("schedulers", "2 then 3 schedulers, leader paused 15 s", schedulers, private_only=True),
-    Scenario("consumer_timeout", "jobs of 12 s with consumer_timeout 5 s", consumer_timeout, private_only=True),
+    Scenario(
+        "schedulers", "2 then 3 schedulers, leader paused 15 s", schedulers, private_only=True
+    ),
+    Scenario(
+        "consumer_timeout",
+        "jobs of 12 s with consumer_timeout 5 s",
+        consumer_timeout,
+        private_only=True,
+    ),
     Scenario("poison", "poison messages straight to the queue", poison),
 ]
 BY_NAME = {s.name: s for s in SCENARIOS}

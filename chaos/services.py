@@ -4,6 +4,7 @@ The shared instances on the default ports belong to other people's test runs: th
 stops, restarts or reconfigures them. Every process here is started by us, tracked by its pid
 (or by its own data directory for the postmaster) and stopped by us, even on error or Ctrl-C.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")  # the real scripts (the /usr/sbin wrappers su to rabbitmq)
+RABBIT_BIN = Path(
+    "/usr/lib/rabbitmq/bin"
+)  # the real scripts (the /usr/sbin wrappers su to rabbitmq)
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -41,7 +44,9 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
 
 def _free(port: int) -> None:
     if port_open(port):
-        raise RuntimeError(f"port {port} is taken: a chaos run may already be running (or left behind)")
+        raise RuntimeError(
+            f"port {port} is taken: a chaos run may already be running (or left behind)"
+        )
 
 
 @dataclass
@@ -67,8 +72,10 @@ class PrivatePostgres:
 
     def _options(self) -> str:
         # fsync off: the suite crashes the server process, never the machine, so nothing is lost.
-        return (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-                "-c max_connections=200")
+        return (
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c max_connections=200"
+        )
 
     def start(self) -> None:
         _free(self.port)
@@ -76,11 +83,31 @@ class PrivatePostgres:
         shutil.chown(self.dir, "postgres")
         self._pg("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
         self.started = True
-        self._pg("pg_ctl", "-D", str(self.data), "-l", str(self.dir / "log"), "-w", "-o", self._options(), "start")
+        self._pg(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.dir / "log"),
+            "-w",
+            "-o",
+            self._options(),
+            "start",
+        )
 
     def start_again(self) -> None:
         """Start the stopped cluster (after stop("immediate"): crash recovery, then ready)."""
-        self._pg("pg_ctl", "-D", str(self.data), "-l", str(self.dir / "log"), "-w", "-o", self._options(), "start")
+        self._pg(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.dir / "log"),
+            "-w",
+            "-o",
+            self._options(),
+            "start",
+        )
         self.started = True
 
     def stop(self, mode: str = "fast") -> None:
@@ -93,7 +120,9 @@ class PrivatePostgres:
 class PrivateRabbit:
     """Its own node (jqchaos@localhost) with its own ports, cookie (HOME), data and no plugins."""
 
-    def __init__(self, root: Path, port: int = 5673, dist_port: int = 25673, node: str = "jqchaos@localhost"):
+    def __init__(
+        self, root: Path, port: int = 5673, dist_port: int = 25673, node: str = "jqchaos@localhost"
+    ):
         self.dir = root / "rabbit"
         self.port, self.dist_port, self.node = port, dist_port, node
         self.url = f"amqp://guest:guest@127.0.0.1:{port}/"
@@ -101,16 +130,29 @@ class PrivateRabbit:
 
     def env(self) -> dict[str, str]:
         return {
-            **os.environ, "HOME": str(self.dir), "RABBITMQ_NODENAME": self.node,
-            "RABBITMQ_NODE_PORT": str(self.port), "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
-            "RABBITMQ_DIST_PORT": str(self.dist_port), "RABBITMQ_MNESIA_BASE": str(self.dir / "mnesia"),
-            "RABBITMQ_LOG_BASE": str(self.dir / "log"), "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.dir / "plugins"),
+            **os.environ,
+            "HOME": str(self.dir),
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_MNESIA_BASE": str(self.dir / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.dir / "log"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.dir / "plugins"),
             "RABBITMQ_CONFIG_FILE": str(self.dir / "rabbitmq.conf"),
         }
 
-    def ctl(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run([str(RABBIT_BIN / "rabbitmqctl"), "-n", self.node, *args], env=self.env(),
-                              capture_output=True, text=True, timeout=timeout, check=check)
+    def ctl(
+        self, *args: str, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(RABBIT_BIN / "rabbitmqctl"), "-n", self.node, *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=check,
+        )
 
     def start(self) -> None:
         if self.proc is None:
@@ -121,11 +163,22 @@ class PrivateRabbit:
         # guest may log in over 127.0.0.1 by default; nothing else to configure.
         (self.dir / "rabbitmq.conf").write_text(f"listeners.tcp.default = 127.0.0.1:{self.port}\n")
         out = open(self.dir / "server.out", "ab")
-        self.proc = subprocess.Popen([str(RABBIT_BIN / "rabbitmq-server")], env=self.env(), stdout=out,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        wait_until(lambda: self.proc.poll() is None and self.ctl("await_startup", "--timeout", "60",
-                                                                 check=False).returncode == 0,
-                   90, "the private RabbitMQ node", interval=1.0)
+        self.proc = subprocess.Popen(
+            [str(RABBIT_BIN / "rabbitmq-server")],
+            env=self.env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_until(
+            lambda: (
+                self.proc.poll() is None
+                and self.ctl("await_startup", "--timeout", "60", check=False).returncode == 0
+            ),
+            90,
+            "the private RabbitMQ node",
+            interval=1.0,
+        )
         wait_until(lambda: port_open(self.port), 30, "the private RabbitMQ port")
 
     def stop_app(self) -> None:
@@ -162,9 +215,23 @@ class PrivateRedis:
         _free(self.port)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.dir)], stdout=open(self.dir / "out", "ab"), stderr=subprocess.STDOUT,
-            start_new_session=True)
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.dir),
+            ],
+            stdout=open(self.dir / "out", "ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         wait_until(lambda: port_open(self.port), 20, "the private Redis")
 
     def stop(self) -> None:
@@ -191,7 +258,7 @@ class PrivateServices:
         self.redis = PrivateRedis(self.root)
         self.urls = Urls(self.postgres.url, self.rabbit.url, self.redis.url)
 
-    def __enter__(self) -> "PrivateServices":
+    def __enter__(self) -> PrivateServices:
         try:
             self.postgres.start()
             self.redis.start()
@@ -225,7 +292,7 @@ class SharedServices:
         self.urls = Urls(database, rabbitmq, redis)
         self.root = Path(tempfile.mkdtemp(prefix="jq-chaos-quick-"))
 
-    def __enter__(self) -> "SharedServices":
+    def __enter__(self) -> SharedServices:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,13 +1,14 @@
 """jq: a job queue with PostgreSQL as the truth and RabbitMQ as the transport.
 
-    from jq_cli import Client, job
+from jq_cli import Client, job
 
-    @job("resize_image")
-    def resize(payload, ctx): ...
+@job("resize_image")
+def resize(payload, ctx): ...
 
-    with Client() as client:
-        job_id = client.submit("send_email", {"to": "a@example.com", "subject": "hi", "body": "..."})
+with Client() as client:
+    job_id = client.submit("send_email", {"to": "a@example.com", "subject": "hi", "body": "..."})
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,8 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from jq_cli.handlers import Cancelled, InvalidPayload, JobContext, PermanentError, job
     from jq_cli.ops import Operations as Client
+
+__all__ = ["Cancelled", "Client", "InvalidPayload", "JobContext", "PermanentError", "job"]
 
 _LAZY = {
     "Client": ("jq_cli.ops", "Operations"),

@@ -4,8 +4,10 @@ RabbitMQ is the transport only: a message carries a job id and wakes a worker; P
 the truth. Queues are durable classic queues with x-max-priority (quorum queues have no
 priorities in 3.10). pika errors are translated here into ServiceUnavailable.
 """
+
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -50,11 +52,15 @@ def _tls_options(url: str) -> tuple[str, pika.SSLOptions | None]:
     tls = {k: v for k, v in query if k in TLS_QUERY}
     if parts.scheme != "amqps":
         return url, None
-    rest = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k not in TLS_QUERY])))
+    rest = urlunsplit(
+        parts._replace(query=urlencode([(k, v) for k, v in query if k not in TLS_QUERY]))
+    )
     context = ssl.create_default_context(cafile=tls.get("cafile"))  # verifies the server by default
     if tls.get("certfile"):
         context.load_cert_chain(tls["certfile"], tls.get("keyfile"))
-    return rest, pika.SSLOptions(context, server_hostname=tls.get("server_hostname") or parts.hostname)
+    return rest, pika.SSLOptions(
+        context, server_hostname=tls.get("server_hostname") or parts.hostname
+    )
 
 
 def _parameters(url: str, *, heartbeat: int | None = None) -> pika.URLParameters:
@@ -63,7 +69,10 @@ def _parameters(url: str, *, heartbeat: int | None = None) -> pika.URLParameters
     try:
         plain, tls = _tls_options(url)
         params = pika.URLParameters(plain)
-    except (ValueError, OSError) as exc:  # a bad port, an unreadable CA file: settings to fix, not an outage
+    except (
+        ValueError,
+        OSError,
+    ) as exc:  # a bad port, an unreadable CA file: settings to fix, not an outage
         raise InvalidInput(f"invalid RabbitMQ URL {mask_url(url)}: {exc}") from None
     if tls is not None:
         params.ssl_options = tls
@@ -163,15 +172,21 @@ class Publisher:
         frames = self._frames
         for start in range(0, len(batch), PUBLISH_CHUNK):
             out = []
-            for message in batch[start:start + PUBLISH_CHUNK]:
+            for message in batch[start : start + PUBLISH_CHUNK]:
                 body = str(message.job_id).encode()
                 key = (message.queue, message.priority, len(body))
                 head = frames.get(key)
                 if head is None:
                     head = frames[key] = (
-                        pika.frame.Method(number, pika.spec.Basic.Publish(
-                            exchange="", routing_key=queue_name(self.namespace, message.queue))).marshal()
-                        + pika.frame.Header(number, len(body), self._props[message.priority]).marshal()
+                        pika.frame.Method(
+                            number,
+                            pika.spec.Basic.Publish(
+                                exchange="", routing_key=queue_name(self.namespace, message.queue)
+                            ),
+                        ).marshal()
+                        + pika.frame.Header(
+                            number, len(body), self._props[message.priority]
+                        ).marshal()
                     )
                 out.append(head)
                 out.append(pika.frame.Body(number, body).marshal())
@@ -204,7 +219,10 @@ class Publisher:
 
     def delete_namespace_queues(self, queues: Iterable[str]) -> None:
         """Delete the namespace's queues (tests clean up with this)."""
-        for name in [*(queue_name(self.namespace, q) for q in queues), poison_queue_name(self.namespace)]:
+        for name in [
+            *(queue_name(self.namespace, q) for q in queues),
+            poison_queue_name(self.namespace),
+        ]:
             try:
                 self._open().queue_delete(name)
             except pika.exceptions.ChannelClosedByBroker:
@@ -213,12 +231,17 @@ class Publisher:
                 self.close()
                 raise ServiceUnavailable(SERVICE, self.url, _describe(exc)) from None
 
-    def publish_raw(self, queue: str, body: bytes, priority: int = 1, headers: dict | None = None) -> None:
+    def publish_raw(
+        self, queue: str, body: bytes, priority: int = 1, headers: dict | None = None
+    ) -> None:
         """Publish an arbitrary body (tests of poison messages)."""
         channel = self._open()
         _declare(channel, self.namespace, queue)
         channel.basic_publish(
-            "", queue_name(self.namespace, queue), body, pika.BasicProperties(priority=priority, headers=headers)
+            "",
+            queue_name(self.namespace, queue),
+            body,
+            pika.BasicProperties(priority=priority, headers=headers),
         )
 
     def ping(self) -> None:
@@ -248,8 +271,15 @@ class Consumer:
     thread-safe and sends heartbeats only while its thread runs it). Other threads acknowledge
     through ack()/reject(), which hand the work to the connection's thread."""
 
-    def __init__(self, url: str, namespace: str, queues: Sequence[str], prefetch: int,
-                 on_delivery: Callable[[Delivery], None], on_connection_lost: Callable[[int], None]):
+    def __init__(
+        self,
+        url: str,
+        namespace: str,
+        queues: Sequence[str],
+        prefetch: int,
+        on_delivery: Callable[[Delivery], None],
+        on_connection_lost: Callable[[int], None],
+    ):
         self.url = url
         self._params = _parameters(url, heartbeat=30)  # a malformed URL fails here, at start-up
         self.namespace = namespace
@@ -272,10 +302,8 @@ class Consumer:
             conn = self._connection
             if conn is None or generation != self.generation:
                 return  # the delivery died with its connection; the broker redelivers it
-            try:
+            with contextlib.suppress(_PIKA_ERRORS):
                 conn.add_callback_threadsafe(fn)
-            except _PIKA_ERRORS:
-                pass
 
     def ack(self, generation: int, tags: Sequence[int]) -> None:
         if tags:
@@ -283,12 +311,18 @@ class Consumer:
 
     def reject(self, generation: int, tags: Sequence[int], requeue: bool) -> None:
         if tags:
-            self._call(generation, lambda: self._settle(generation, tags, "requeue" if requeue else "reject"))
+            self._call(
+                generation,
+                lambda: self._settle(generation, tags, "requeue" if requeue else "reject"),
+            )
 
     def set_prefetch(self, prefetch: int) -> None:
         """Change how many unacknowledged deliveries the broker sends (also after reconnects)."""
         self.prefetch = prefetch
-        self._call(self.generation, lambda: self._channel and self._channel.basic_qos(prefetch_count=prefetch))
+        self._call(
+            self.generation,
+            lambda: self._channel and self._channel.basic_qos(prefetch_count=prefetch),
+        )
 
     def stop_consuming(self) -> None:
         """Stop receiving new deliveries (graceful shutdown); acks still flow."""
@@ -321,8 +355,15 @@ class Consumer:
                 self._channel.basic_cancel(tag)
 
     def _on_message(self, channel, method, properties, body) -> None:
-        self.on_delivery(Delivery(self.generation, method.delivery_tag, body,
-                                  properties.priority or 0, method.redelivered))
+        self.on_delivery(
+            Delivery(
+                self.generation,
+                method.delivery_tag,
+                body,
+                properties.priority or 0,
+                method.redelivered,
+            )
+        )
 
     def _connect(self) -> None:
         connection = pika.BlockingConnection(self._params)
@@ -360,8 +401,11 @@ class Consumer:
                 self._drop()
                 self.on_connection_lost(lost)
                 if not announced:
-                    log.warning("event=broker_unavailable url=%s error=%r retry=backoff",
-                                _mask(self.url), _describe(exc))
+                    log.warning(
+                        "event=broker_unavailable url=%s error=%r retry=backoff",
+                        _mask(self.url),
+                        _describe(exc),
+                    )
                     announced = True
                 self._stop.wait(delay)
                 delay = min(delay * 2, 10.0)

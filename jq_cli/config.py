@@ -1,4 +1,5 @@
 """Settings: every knob of jq, read once from JQ_* variables, a .env file, or defaults."""
+
 from __future__ import annotations
 
 import re
@@ -22,14 +23,20 @@ class Settings(BaseSettings):
         env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
     )
 
-    database_url: str = Field("postgresql://localhost/jq", validation_alias=_env("DATABASE_URL", "DATABASE_URL"))
+    database_url: str = Field(
+        "postgresql://localhost/jq", validation_alias=_env("DATABASE_URL", "DATABASE_URL")
+    )
     rabbitmq_url: str = Field(
         "amqp://guest:guest@localhost:5672/", validation_alias=_env("RABBITMQ_URL", "RABBITMQ_URL")
     )
-    redis_url: str = Field("redis://localhost:6379/0", validation_alias=_env("REDIS_URL", "REDIS_URL"))
+    redis_url: str = Field(
+        "redis://localhost:6379/0", validation_alias=_env("REDIS_URL", "REDIS_URL")
+    )
     namespace: str = Field("jq", validation_alias=_env("NAMESPACE"))
 
-    default_max_retries: int = Field(3, ge=0, le=100, validation_alias=_env("DEFAULT_MAX_RETRIES", "DEFAULT_MAX_RETRIES"))
+    default_max_retries: int = Field(
+        3, ge=0, le=100, validation_alias=_env("DEFAULT_MAX_RETRIES", "DEFAULT_MAX_RETRIES")
+    )
     retry_base_delay: float = Field(
         2.0, gt=0, validation_alias=_env("RETRY_BASE_DELAY", "DEFAULT_RETRY_BASE_DELAY")
     )
@@ -54,9 +61,13 @@ class Settings(BaseSettings):
     # Schedules (issue 4): a `skip` schedule's tick fires only if the scheduler is at most this late.
     misfire_grace: float = Field(60.0, ge=0, validation_alias=_env("MISFIRE_GRACE"))
     # Retention: the scheduler deletes terminal jobs finished longer ago than these (0 keeps them).
-    retention_completed: float = Field(7 * 86400.0, ge=0, validation_alias=_env("RETENTION_COMPLETED"))
+    retention_completed: float = Field(
+        7 * 86400.0, ge=0, validation_alias=_env("RETENTION_COMPLETED")
+    )
     retention_dead: float = Field(30 * 86400.0, ge=0, validation_alias=_env("RETENTION_DEAD"))
-    retention_cancelled: float = Field(7 * 86400.0, ge=0, validation_alias=_env("RETENTION_CANCELLED"))
+    retention_cancelled: float = Field(
+        7 * 86400.0, ge=0, validation_alias=_env("RETENTION_CANCELLED")
+    )
 
     max_payload_bytes: int = Field(1_048_576, gt=0, validation_alias=_env("MAX_PAYLOAD_BYTES"))
     scrape_allow_private: bool = Field(False, validation_alias=_env("SCRAPE_ALLOW_PRIVATE"))
@@ -71,11 +82,18 @@ class Settings(BaseSettings):
     def _namespace_is_an_identifier(cls, value: str) -> str:
         # It becomes a Postgres schema, queue names and Redis keys: keep it a plain identifier.
         if not NAMESPACE_PATTERN.match(value):
-            raise ValueError("must be lowercase letters, digits and _, starting with a letter, at most 40 characters")
+            raise ValueError(
+                "must be lowercase letters, digits and _, starting with a letter, at most 40 characters"
+            )
         return value
 
-    @field_validator("misfire_grace", "retention_completed", "retention_dead", "retention_cancelled",
-                     mode="before")
+    @field_validator(
+        "misfire_grace",
+        "retention_completed",
+        "retention_dead",
+        "retention_cancelled",
+        mode="before",
+    )
     @classmethod
     def _duration(cls, value: object) -> object:
         # Seconds, or a duration such as 7d or 12h.

@@ -10,18 +10,19 @@ Wall-clock rules (README "Schedules"):
   and fires in both passes, so an hourly job still runs every hour.
 - Fire times are strictly increasing; a shifted tick that lands on a real one is the same tick.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, CroniterError, croniter
 
 from jq_cli.errors import InvalidInput
 
-UTC = timezone.utc
+UTC = UTC
 MISFIRE_POLICIES = ("skip", "once")
 ALIASES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 # Daylight-saving shifts are an hour almost everywhere and never more than two: a wider look
@@ -42,29 +43,44 @@ class FirePlan:
 
 def parse_zone(name: str) -> ZoneInfo:
     """The IANA zone `name`. Raises InvalidInput naming it."""
-    if not isinstance(name, str) or not name or name != name.strip() or ".." in name or name.startswith("/"):
-        raise InvalidInput(f"unknown time zone {name!r} (use an IANA name such as UTC or Europe/Berlin)")
+    if (
+        not isinstance(name, str)
+        or not name
+        or name != name.strip()
+        or ".." in name
+        or name.startswith("/")
+    ):
+        raise InvalidInput(
+            f"unknown time zone {name!r} (use an IANA name such as UTC or Europe/Berlin)"
+        )
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise InvalidInput(f"unknown time zone {name!r} (use an IANA name such as UTC or Europe/Berlin)") from None
+        raise InvalidInput(
+            f"unknown time zone {name!r} (use an IANA name such as UTC or Europe/Berlin)"
+        ) from None
 
 
 def check_cron(expr: str) -> str:
     """The expression, whitespace normalised, once it is valid and fires at all. Five fields
     (minute hour day month weekday), an optional sixth for seconds, or an @alias. Raises InvalidInput."""
     if not isinstance(expr, str) or not expr.strip():
-        raise InvalidInput("cron expression is empty (e.g. \"0 9 * * *\": minute hour day month weekday)")
+        raise InvalidInput(
+            'cron expression is empty (e.g. "0 9 * * *": minute hour day month weekday)'
+        )
     text = " ".join(expr.split())
     fields = text.split(" ")
     if text.startswith("@"):
         if text.lower() not in ALIASES:
-            raise InvalidInput(f"invalid cron expression {expr!r}: unknown alias (one of {', '.join(ALIASES)})")
+            raise InvalidInput(
+                f"invalid cron expression {expr!r}: unknown alias (one of {', '.join(ALIASES)})"
+            )
         text = text.lower()
     elif len(fields) not in (5, 6):
         raise InvalidInput(
             f"invalid cron expression {expr!r}: it has {len(fields)} fields, want 5 (minute hour day month "
-            "weekday) or 6 (the same and seconds)")
+            "weekday) or 6 (the same and seconds)"
+        )
     try:
         it = croniter(text, datetime(2000, 1, 1))
         it.get_next(datetime)
@@ -73,8 +89,10 @@ def check_cron(expr: str) -> str:
     except (CroniterError, ValueError, KeyError, TypeError) as exc:
         detail = str(exc).replace(f"[{text}] ", "") or type(exc).__name__
         if "out of range" in detail:
-            detail = ("a field is out of range (minute 0-59, hour 0-23, day 1-31, month 1-12, weekday 0-7, "
-                      "second 0-59)")
+            detail = (
+                "a field is out of range (minute 0-59, hour 0-23, day 1-31, month 1-12, weekday 0-7, "
+                "second 0-59)"
+            )
         raise InvalidInput(f"invalid cron expression {expr!r}: {detail}") from None
     return text
 
@@ -98,13 +116,18 @@ def _instants(wall: datetime, zone: ZoneInfo, both_passes: bool) -> list[datetim
     if a == b:
         return [a]
     if first.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != wall:
-        return [a]  # skipped by the clocks: fold 0 reads it with the old offset, i.e. shifted by the gap
+        return [
+            a
+        ]  # skipped by the clocks: fold 0 reads it with the old offset, i.e. shifted by the gap
     return [a, b] if both_passes else [a]
 
 
 def _shift_near(zone: ZoneInfo, instant: datetime) -> timedelta:
     """How far the clocks move in a transition within NEAR of `instant` (zero when none does)."""
-    return abs((instant + NEAR).astimezone(zone).utcoffset() - (instant - NEAR).astimezone(zone).utcoffset())
+    return abs(
+        (instant + NEAR).astimezone(zone).utcoffset()
+        - (instant - NEAR).astimezone(zone).utcoffset()
+    )
 
 
 def next_fire(expr: str, tz: str, after: datetime) -> datetime:
@@ -126,11 +149,14 @@ def next_fire(expr: str, tz: str, after: datetime) -> datetime:
         window = max(_shift_near(zone, after), timedelta(hours=1)) + timedelta(minutes=1)
         return _next_fire_near_transition(expr, zone, both, after, local, window)
     except CroniterBadDateError:
-        raise InvalidInput(f"cron expression {expr!r} never fires after {after.isoformat()}") from None
+        raise InvalidInput(
+            f"cron expression {expr!r} never fires after {after.isoformat()}"
+        ) from None
 
 
-def _next_fire_near_transition(expr: str, zone: ZoneInfo, both: bool, after: datetime, local: datetime,
-                               window: timedelta) -> datetime:
+def _next_fire_near_transition(
+    expr: str, zone: ZoneInfo, both: bool, after: datetime, local: datetime, window: timedelta
+) -> datetime:
     """Near a transition wall-clock order and time order differ by at most the shift: look at the
     wall times from `window` before `after` until `window` past the best candidate; keep the earliest."""
     best: datetime | None = None
@@ -174,7 +200,9 @@ def _latest_due(expr: str, tz: str, first: datetime, now: datetime) -> datetime:
     return candidate if candidate <= now else first
 
 
-def plan(expr: str, tz: str, due_at: datetime, now: datetime, misfire: str, grace: float) -> FirePlan:
+def plan(
+    expr: str, tz: str, due_at: datetime, now: datetime, misfire: str, grace: float
+) -> FirePlan:
     """What a schedule whose next tick `due_at` has come (due_at <= now) fires now.
 
     `once`: one job for every tick due, keyed by the latest of them. `skip`: the latest tick fires

@@ -1,8 +1,9 @@
 """Parsing of human durations (30s, 1.5m, 2h, 7d) and instants (ISO 8601) from the command line."""
+
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from jq_cli.errors import InvalidInput
 
@@ -17,7 +18,9 @@ def parse_duration(text: str | float | int, field: str = "duration") -> float:
     else:
         match = _DURATION.match(str(text))
         if not match:
-            raise InvalidInput(f"{field}: cannot parse {text!r} as a duration (use e.g. 30s, 5m, 2h, 7d)")
+            raise InvalidInput(
+                f"{field}: cannot parse {text!r} as a duration (use e.g. 30s, 5m, 2h, 7d)"
+            )
         seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
     if seconds < 0 or seconds != seconds or seconds == float("inf"):
         raise InvalidInput(f"{field}: must be a non-negative duration, got {text!r}")
@@ -31,5 +34,5 @@ def parse_instant(text: str, field: str = "at") -> datetime:
     except ValueError:
         raise InvalidInput(f"{field}: cannot parse {text!r} as an ISO 8601 time") from None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     return value

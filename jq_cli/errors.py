@@ -1,6 +1,6 @@
 """The one error tree of jq: every layer raises these, every front end renders them in one place."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 # Exit codes, the same for every command (`jq help exit-codes`): 0 success (an empty list too),
 # 1 the operation failed, 2 bad usage or input, 3 a service unavailable, 4 not found, 5 refused.

@@ -1,10 +1,11 @@
 """What a submitted job may look like: the one validation for the CLI, the Python API, bulk files
 and the HTTP shim. Everything is checked here, before anything is written."""
+
 from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -69,7 +70,9 @@ def encode_payload(payload: Any, max_bytes: int) -> str:
     except UnicodeEncodeError:
         raise InvalidInput("payload contains a lone surrogate: it is not valid Unicode") from None
     if size > max_bytes:
-        raise InvalidInput(f"payload is {size} bytes, more than the limit of {max_bytes} (JQ_MAX_PAYLOAD_BYTES)")
+        raise InvalidInput(
+            f"payload is {size} bytes, more than the limit of {max_bytes} (JQ_MAX_PAYLOAD_BYTES)"
+        )
     return text
 
 
@@ -77,7 +80,9 @@ def parse_payload_text(text: str, source: str = "payload") -> dict:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InvalidInput(f"{source} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise InvalidInput(
+            f"{source} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
     if not isinstance(value, dict):
         raise InvalidInput(f"{source} must be a JSON object, got {type(value).__name__}")
     return value
@@ -150,13 +155,13 @@ class JobRequest(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _when(self) -> "JobRequest":
+    def _when(self) -> JobRequest:
         if self.delay is not None and self.run_at is not None:
             raise ValueError("give either delay or run_at, not both")
         if self.run_at is not None:
             if self.run_at.tzinfo is None:
-                self.run_at = self.run_at.replace(tzinfo=timezone.utc)
-            now = datetime.now(timezone.utc)
+                self.run_at = self.run_at.replace(tzinfo=UTC)
+            now = datetime.now(UTC)
             if self.run_at < now - timedelta(seconds=MAX_PAST):
                 raise ValueError("run_at is more than a day in the past")
             if self.run_at > now + timedelta(seconds=MAX_DELAY):
@@ -164,7 +169,7 @@ class JobRequest(BaseModel):
         return self
 
     @classmethod
-    def parse(cls, data: Any, where: str = "") -> "JobRequest":
+    def parse(cls, data: Any, where: str = "") -> JobRequest:
         """Validate a dict into a JobRequest; raises InvalidInput naming the field (and `where`)."""
         prefix = f"{where}: " if where else ""
         if not isinstance(data, dict):

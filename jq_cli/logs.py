@@ -1,4 +1,5 @@
 """Daemon logging: one line per event on stderr, journald-friendly, or JSON for log shippers."""
+
 from __future__ import annotations
 
 import json
@@ -9,7 +10,13 @@ import sys
 import time
 
 # syslog priorities as journald reads them from a "<N>" line prefix.
-_SYSLOG = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+_SYSLOG = {
+    logging.DEBUG: 7,
+    logging.INFO: 6,
+    logging.WARNING: 4,
+    logging.ERROR: 3,
+    logging.CRITICAL: 2,
+}
 # Our messages are `event=name key=value ...`; the JSON format lifts those pairs into fields.
 _PAIR = re.compile(r"(\w+)=('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|\S+)")
 LOG_FORMATS = ("text", "json")
@@ -23,8 +30,12 @@ class _JournalFormatter(logging.Formatter):
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage()
-        line = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-                + f".{int(record.msecs):03d}Z", "level": record.levelname.lower(), "logger": record.name}
+        line = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+        }
         for key, value in _PAIR.findall(message):
             if value[:1] in "'\"" and value[-1:] == value[:1]:
                 value = value[1:-1]

@@ -4,6 +4,7 @@ Each daemon owns one registry; nothing is global, so tests can run several daemo
 process. Labelled children are cached, because the worker records a few metrics per job on
 its hot path.
 """
+
 from __future__ import annotations
 
 import threading
@@ -24,19 +25,45 @@ class DaemonMetrics:
     def __init__(self, role: str) -> None:
         self.registry = CollectorRegistry()
         Info("jq_build", "jq version and the role of this process", registry=self.registry).info(
-            {"version": __version__, "role": role})
-        self.started = Counter("jq_jobs_started", "Attempts started", ["job_type", "queue"], registry=self.registry)
-        self.finished = Counter("jq_jobs_finished", "Attempts finished, by the state the job went to",
-                                ["job_type", "queue", "state"], registry=self.registry)
-        self.duration = Histogram("jq_job_duration_seconds", "Run time of an attempt", ["job_type", "queue"],
-                                  buckets=DURATION_BUCKETS, registry=self.registry)
-        self.wait = Histogram("jq_job_queue_wait_seconds", "Time from due to started", ["job_type", "queue"],
-                              buckets=WAIT_BUCKETS, registry=self.registry)
-        self.depth = Gauge("jq_jobs", "Jobs by state and priority (the leading scheduler only)",
-                           ["state", "priority"], registry=self.registry)
-        self.workers = Gauge("jq_workers_alive", "Workers with a live heartbeat (the leading scheduler only)",
-                             registry=self.registry)
-        self.leader = Gauge("jq_scheduler_leader", "1 while this scheduler leads", registry=self.registry)
+            {"version": __version__, "role": role}
+        )
+        self.started = Counter(
+            "jq_jobs_started", "Attempts started", ["job_type", "queue"], registry=self.registry
+        )
+        self.finished = Counter(
+            "jq_jobs_finished",
+            "Attempts finished, by the state the job went to",
+            ["job_type", "queue", "state"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "jq_job_duration_seconds",
+            "Run time of an attempt",
+            ["job_type", "queue"],
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.wait = Histogram(
+            "jq_job_queue_wait_seconds",
+            "Time from due to started",
+            ["job_type", "queue"],
+            buckets=WAIT_BUCKETS,
+            registry=self.registry,
+        )
+        self.depth = Gauge(
+            "jq_jobs",
+            "Jobs by state and priority (the leading scheduler only)",
+            ["state", "priority"],
+            registry=self.registry,
+        )
+        self.workers = Gauge(
+            "jq_workers_alive",
+            "Workers with a live heartbeat (the leading scheduler only)",
+            registry=self.registry,
+        )
+        self.leader = Gauge(
+            "jq_scheduler_leader", "1 while this scheduler leads", registry=self.registry
+        )
         self._children: dict[tuple[Any, ...], Any] = {}
         self._lock = threading.Lock()
 

@@ -4,8 +4,10 @@ Front ends never touch SQL, AMQP or Redis: they call an Operations object, which
 input before anything is written, commits to Postgres first, then publishes to RabbitMQ.
 `jq_cli.Client` is this class.
 """
+
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -17,8 +19,8 @@ from jq_cli.config import Settings, load_settings, mask_url
 from jq_cli.errors import InvalidInput, InvalidTransition, JqError, NotFound, ServiceUnavailable
 from jq_cli.handlers.registry import Registry, load_builtins
 from jq_cli.jobspec import JobRequest, check_name, encode_payload, parse_priority
-from jq_cli.states import PRIORITY_NAMES, TERMINAL_STATES, JobState, Priority
 from jq_cli.schedule_ops import ScheduleOperations
+from jq_cli.states import PRIORITY_NAMES, TERMINAL_STATES, JobState, Priority
 from jq_cli.store import Inserted, Store, latest_version
 
 log = logging.getLogger("jq.ops")
@@ -40,7 +42,9 @@ class ActionReport:
     def as_dict(self) -> dict[str, Any]:
         return {
             "changed": [{"id": i, "state": s} for i, s in self.changed.items()],
-            "refused": [{"id": i, "error": e.message, "kind": e.kind} for i, e in self.refused.items()],
+            "refused": [
+                {"id": i, "error": e.message, "kind": e.kind} for i, e in self.refused.items()
+            ],
         }
 
 
@@ -57,7 +61,13 @@ class Operations(ScheduleOperations):
     application can submit thousands of jobs a second through one instance. Not thread-safe:
     give each thread its own."""
 
-    def __init__(self, settings: Settings | None = None, *, registry: Registry | None = None, **overrides: Any):
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        registry: Registry | None = None,
+        **overrides: Any,
+    ):
         self.settings = settings or load_settings(**overrides)
         self.registry = registry or load_builtins()
         self._store: Store | None = None
@@ -70,7 +80,9 @@ class Operations(ScheduleOperations):
     @property
     def store(self) -> Store:
         if self._store is None:
-            store = Store(self.settings.database_url, self.settings.namespace, application_name="jq-client")
+            store = Store(
+                self.settings.database_url, self.settings.namespace, application_name="jq-client"
+            )
             store.require_schema()
             self._store = store
         return self._store
@@ -94,13 +106,12 @@ class Operations(ScheduleOperations):
     def close(self) -> None:
         for service in (self._store, self._publisher, self._telemetry):
             if service is not None:
-                try:
+                # Closing is best effort; the process may be exiting.
+                with contextlib.suppress(Exception):
                     service.close()
-                except Exception:  # closing is best effort; the process may be exiting
-                    pass
         self._store = self._publisher = self._telemetry = None
 
-    def __enter__(self) -> "Operations":
+    def __enter__(self) -> Operations:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -133,7 +144,11 @@ class Operations(ScheduleOperations):
     def _publish(self, inserted: Sequence[Inserted]) -> None:
         from jq_cli.broker import Message
 
-        due = [Message(i.id, i.queue, i.priority) for i in inserted if i.created and i.state == JobState.QUEUED]
+        due = [
+            Message(i.id, i.queue, i.priority)
+            for i in inserted
+            if i.created and i.state == JobState.QUEUED
+        ]
         if not due:
             return
         try:
@@ -142,20 +157,40 @@ class Operations(ScheduleOperations):
             # The jobs are committed: the scheduler's sweeper publishes them once the broker is back.
             # Raising here (even for a malformed JQ_RABBITMQ_URL) would report an accepted job as
             # failed and invite a duplicate submit.
-            log.warning("publish deferred for %d job(s), the scheduler will publish them: %s", len(due),
-                        exc.message)
+            log.warning(
+                "publish deferred for %d job(s), the scheduler will publish them: %s",
+                len(due),
+                exc.message,
+            )
 
-    def submit(self, job_type: str, payload: dict | None = None, *, priority: str | Priority = "medium",
-               max_retries: int | None = None, queue: str = "default", delay: float | str | None = None,
-               run_at: datetime | str | None = None, idempotency_key: str | None = None, **retry: float) -> int:
+    def submit(
+        self,
+        job_type: str,
+        payload: dict | None = None,
+        *,
+        priority: str | Priority = "medium",
+        max_retries: int | None = None,
+        queue: str = "default",
+        delay: float | str | None = None,
+        run_at: datetime | str | None = None,
+        idempotency_key: str | None = None,
+        **retry: float,
+    ) -> int:
         """Submit one job; returns its id once the row is committed. Raises InvalidInput,
         ServiceUnavailable, SchemaNotMigrated."""
-        request = JobRequest.parse({
-            "job_type": job_type, "payload": {} if payload is None else payload,
-            "priority": priority.value if isinstance(priority, Priority) else priority,
-            "max_retries": max_retries, "queue": queue, "delay": delay, "run_at": run_at,
-            "idempotency_key": idempotency_key, **retry,
-        })
+        request = JobRequest.parse(
+            {
+                "job_type": job_type,
+                "payload": {} if payload is None else payload,
+                "priority": priority.value if isinstance(priority, Priority) else priority,
+                "max_retries": max_retries,
+                "queue": queue,
+                "delay": delay,
+                "run_at": run_at,
+                "idempotency_key": idempotency_key,
+                **retry,
+            }
+        )
         return self.submit_request(request).id
 
     def submit_request(self, request: JobRequest) -> Inserted:
@@ -169,18 +204,25 @@ class Operations(ScheduleOperations):
         """Submit many jobs in one transaction: all or none. Returns their ids in order."""
         return [i.id for i in self.submit_many_detailed(jobs)]
 
-    def submit_many_detailed(self, jobs: Iterable[dict | JobRequest], *, where: str = "job",
-                             numbers: Sequence[int] | None = None) -> list[Inserted]:
+    def submit_many_detailed(
+        self,
+        jobs: Iterable[dict | JobRequest],
+        *,
+        where: str = "job",
+        numbers: Sequence[int] | None = None,
+    ) -> list[Inserted]:
         """`numbers` label each job in error messages (e.g. its line in a file with blank lines
         skipped); by default jobs are numbered from 1."""
         jobs = list(jobs)
         labels = list(numbers) if numbers is not None else list(range(1, len(jobs) + 1))
         if len(labels) != len(jobs):
             raise ValueError("numbers must label every job")
-        requests = [j if isinstance(j, JobRequest) else JobRequest.parse(j, f"{where} {n}")
-                    for n, j in zip(labels, jobs)]
+        requests = [
+            j if isinstance(j, JobRequest) else JobRequest.parse(j, f"{where} {n}")
+            for n, j in zip(labels, jobs, strict=False)
+        ]
         prepared = []
-        for n, request in zip(labels, requests):
+        for n, request in zip(labels, requests, strict=False):
             try:
                 prepared.append(self._prepare(request))
             except InvalidInput as exc:
@@ -195,9 +237,17 @@ class Operations(ScheduleOperations):
         """The job with every attempt. Raises NotFound."""
         return _present(self.store.job_get(job_id))
 
-    def list_jobs(self, *, state: str | None = None, job_type: str | None = None, priority: str | None = None,
-                  queue: str | None = None, since: float | None = None, limit: int = 50,
-                  before_id: int | None = None) -> list[dict[str, Any]]:
+    def list_jobs(
+        self,
+        *,
+        state: str | None = None,
+        job_type: str | None = None,
+        priority: str | None = None,
+        queue: str | None = None,
+        since: float | None = None,
+        limit: int = 50,
+        before_id: int | None = None,
+    ) -> list[dict[str, Any]]:
         """Jobs newest first; `before_id` continues a listing after the last id it showed (a stable
         page even while jobs are submitted, unlike an offset). Raises InvalidInput for a bad filter."""
         states = [_parse_state(state)] if state else None
@@ -210,8 +260,15 @@ class Operations(ScheduleOperations):
         if before_id is not None and before_id < 1:
             raise InvalidInput(f"before must be a job id (1 or more), got {before_id}")
         prio = parse_priority(priority).amqp if priority else None
-        rows = self.store.job_list(states=states, job_type=job_type, priority=prio, queue=queue,
-                                   since_seconds=since, limit=limit, before_id=before_id)
+        rows = self.store.job_list(
+            states=states,
+            job_type=job_type,
+            priority=prio,
+            queue=queue,
+            since_seconds=since,
+            limit=limit,
+            before_id=before_id,
+        )
         return [_present(r) for r in rows]
 
     def wait(self, job_id: int, timeout: float | None = None, poll: float = 0.1) -> dict[str, Any]:
@@ -229,7 +286,9 @@ class Operations(ScheduleOperations):
 
     # -- operator actions ---------------------------------------------------------------------
 
-    def _refusals(self, ids: Sequence[int], changed: Iterable[int], verb: str, allowed: str) -> dict[int, JqError]:
+    def _refusals(
+        self, ids: Sequence[int], changed: Iterable[int], verb: str, allowed: str
+    ) -> dict[int, JqError]:
         rest = [i for i in ids if i not in set(changed)]
         if not rest:
             return {}
@@ -240,7 +299,8 @@ class Operations(ScheduleOperations):
                 refused[job_id] = NotFound(f"job {job_id} not found")
             else:
                 refused[job_id] = InvalidTransition(
-                    f"job {job_id} is {states[job_id]}: only {allowed} jobs can be {verb}")
+                    f"job {job_id} is {states[job_id]}: only {allowed} jobs can be {verb}"
+                )
         return refused
 
     def retry(self, ids: Sequence[int]) -> ActionReport:
@@ -251,8 +311,14 @@ class Operations(ScheduleOperations):
         report.refused = self._refusals(ids, report.changed, "retried", "dead or cancelled")
         return report
 
-    def retry_matching(self, *, state: str = "dead", job_type: str | None = None, dry_run: bool = False,
-                       limit: int | None = None) -> list[int]:
+    def retry_matching(
+        self,
+        *,
+        state: str = "dead",
+        job_type: str | None = None,
+        dry_run: bool = False,
+        limit: int | None = None,
+    ) -> list[int]:
         """Retry every job in `state` (dead or cancelled), optionally of one type. Returns the ids."""
         parsed = _parse_state(state)
         if parsed not in (JobState.DEAD, JobState.CANCELLED):
@@ -264,34 +330,51 @@ class Operations(ScheduleOperations):
             return ids
         done: list[int] = []
         for start in range(0, len(ids), PURGE_BATCH):
-            done.extend(self.retry(ids[start:start + PURGE_BATCH]).changed)
+            done.extend(self.retry(ids[start : start + PURGE_BATCH]).changed)
         return done
 
     def _publish_rows(self, rows: Sequence[dict[str, Any]]) -> None:
-        due = [Inserted(r["id"], "queued", r["queue"], r["priority"], True) for r in rows
-               if r.get("state", "queued") == "queued"]
+        due = [
+            Inserted(r["id"], "queued", r["queue"], r["priority"], True)
+            for r in rows
+            if r.get("state", "queued") == "queued"
+        ]
         self._publish(due)
 
     def cancel(self, ids: Sequence[int]) -> ActionReport:
         """Cancel jobs: one not started ends cancelled and never runs; a running one is asked to stop
         (its handler sees ctx.cancelled) and ends cancelled, never retried."""
         changed = self.store.job_cancel(list(ids))
-        report = ActionReport(changed={i: ("cancelling" if s == "running" else s) for i, s in changed.items()})
-        refused = self._refusals(ids, changed, "cancelled", "scheduled, queued, retrying or running")
+        report = ActionReport(
+            changed={i: ("cancelling" if s == "running" else s) for i, s in changed.items()}
+        )
+        refused = self._refusals(
+            ids, changed, "cancelled", "scheduled, queued, retrying or running"
+        )
         for job_id, err in list(refused.items()):
             if isinstance(err, InvalidTransition) and "is running" in err.message:
-                report.changed[job_id] = "cancelling"  # asked already: cancelling twice is not an error
+                report.changed[job_id] = (
+                    "cancelling"  # asked already: cancelling twice is not an error
+                )
                 del refused[job_id]
         report.refused = refused
         return report
 
-    def purge(self, *, state: str, older_than: float | None = None, job_type: str | None = None,
-              dry_run: bool = False) -> int:
+    def purge(
+        self,
+        *,
+        state: str,
+        older_than: float | None = None,
+        job_type: str | None = None,
+        dry_run: bool = False,
+    ) -> int:
         """Delete terminal jobs (with their attempts) in `state`; never an active one. Returns how many
         were (or, with dry_run, would be) deleted."""
         state = state.lower()
         if state not in PURGEABLE:
-            raise InvalidInput(f"purge takes a terminal state ({', '.join(PURGEABLE)}), not {state!r}")
+            raise InvalidInput(
+                f"purge takes a terminal state ({', '.join(PURGEABLE)}), not {state!r}"
+            )
         if job_type:
             check_name(job_type, "job type")
         ids = self.store.job_ids_matching(state, job_type, older_than=older_than)
@@ -299,11 +382,12 @@ class Operations(ScheduleOperations):
             return len(ids)
         deleted = 0
         for start in range(0, len(ids), PURGE_BATCH):
-            deleted += self.store.job_purge(ids[start:start + PURGE_BATCH])
+            deleted += self.store.job_purge(ids[start : start + PURGE_BATCH])
         return deleted
 
-    def dead_letters(self, *, job_type: str | None = None, limit: int = 100,
-                     before_id: int | None = None) -> list[dict[str, Any]]:
+    def dead_letters(
+        self, *, job_type: str | None = None, limit: int = 100, before_id: int | None = None
+    ) -> list[dict[str, Any]]:
         return self.list_jobs(state="dead", job_type=job_type, limit=limit, before_id=before_id)
 
     # -- health -------------------------------------------------------------------------------
@@ -317,7 +401,9 @@ class Operations(ScheduleOperations):
         by_queue: dict[str, dict[str, Any]] = {}
         for row in counts["queued"]:
             by_priority[PRIORITY_NAMES[row["priority"]]] += row["n"]
-            by_queue.setdefault(row["queue"], {"queued": 0, "broker_ready": None})["queued"] += row["n"]
+            by_queue.setdefault(row["queue"], {"queued": 0, "broker_ready": None})["queued"] += row[
+                "n"
+            ]
         by_queue.setdefault("default", {"queued": 0, "broker_ready": None})
         broker_error = None
         try:
@@ -330,8 +416,14 @@ class Operations(ScheduleOperations):
             workers = self.telemetry.workers()
         except (ServiceUnavailable, InvalidInput) as exc:
             telemetry_error = exc.message
-        return {"by_state": by_state, "queued_by_priority": by_priority, "queues": by_queue,
-                "workers": workers, "broker_error": broker_error, "telemetry_error": telemetry_error}
+        return {
+            "by_state": by_state,
+            "queued_by_priority": by_priority,
+            "queues": by_queue,
+            "workers": workers,
+            "broker_error": broker_error,
+            "telemetry_error": telemetry_error,
+        }
 
     def rates(self, seconds: int = 120) -> dict[str, list[int | None]]:
         """Per-second counts of submitted, completed and failed jobs over the last `seconds` whole
@@ -350,27 +442,48 @@ class Operations(ScheduleOperations):
             version = store.schema_version()
             checks.append(Check("postgresql", True, f"reachable at {mask_url(s.database_url)}"))
             want = latest_version()
-            checks.append(Check("schema", version >= want, f"version {version} of {want}",
-                                "" if version >= want else "run `jq db migrate`"))
+            checks.append(
+                Check(
+                    "schema",
+                    version >= want,
+                    f"version {version} of {want}",
+                    "" if version >= want else "run `jq db migrate`",
+                )
+            )
         except JqError as exc:
-            checks.append(Check("postgresql", False, exc.message,
-                                "start PostgreSQL or set JQ_DATABASE_URL"
-                                if isinstance(exc, ServiceUnavailable) else "run `jq db migrate`"))
+            checks.append(
+                Check(
+                    "postgresql",
+                    False,
+                    exc.message,
+                    "start PostgreSQL or set JQ_DATABASE_URL"
+                    if isinstance(exc, ServiceUnavailable)
+                    else "run `jq db migrate`",
+                )
+            )
         finally:
             store.close()
         try:
             self.publisher.ping()
             checks.append(Check("rabbitmq", True, f"reachable at {mask_url(s.rabbitmq_url)}"))
         except ServiceUnavailable as exc:
-            checks.append(Check("rabbitmq", False, exc.message, "start RabbitMQ or set JQ_RABBITMQ_URL"))
+            checks.append(
+                Check("rabbitmq", False, exc.message, "start RabbitMQ or set JQ_RABBITMQ_URL")
+            )
         except InvalidInput as exc:
             checks.append(Check("rabbitmq", False, exc.message, "fix JQ_RABBITMQ_URL"))
         try:
             self.telemetry.ping()
             checks.append(Check("redis", True, f"reachable at {mask_url(s.redis_url)}"))
         except ServiceUnavailable as exc:
-            checks.append(Check("redis", False, exc.message,
-                                "start Redis or set JQ_REDIS_URL (jobs still run without it)"))
+            checks.append(
+                Check(
+                    "redis",
+                    False,
+                    exc.message,
+                    "start Redis or set JQ_REDIS_URL (jobs still run without it)",
+                )
+            )
         except InvalidInput as exc:
             checks.append(Check("redis", False, exc.message, "fix JQ_REDIS_URL"))
         return checks
@@ -380,7 +493,9 @@ class Operations(ScheduleOperations):
     def migrate(self) -> tuple[bool, list[str], int]:
         """Create the database if missing and apply pending migrations.
         Returns (database created, migrations applied, version now)."""
-        store = Store(self.settings.database_url, self.settings.namespace, application_name="jq-migrate")
+        store = Store(
+            self.settings.database_url, self.settings.namespace, application_name="jq-migrate"
+        )
         try:
             created = store.ensure_database()
             applied = store.migrate()
@@ -390,7 +505,9 @@ class Operations(ScheduleOperations):
 
     def schema_status(self) -> tuple[int, int]:
         """(applied version, latest version this code ships)."""
-        store = Store(self.settings.database_url, self.settings.namespace, application_name="jq-status")
+        store = Store(
+            self.settings.database_url, self.settings.namespace, application_name="jq-status"
+        )
         try:
             return store.schema_version(), latest_version()
         finally:
@@ -401,7 +518,9 @@ def _parse_state(value: str) -> JobState:
     try:
         return JobState(value.lower())
     except ValueError:
-        raise InvalidInput(f"unknown state {value!r} (one of: {', '.join(s.value for s in JobState)})") from None
+        raise InvalidInput(
+            f"unknown state {value!r} (one of: {', '.join(s.value for s in JobState)})"
+        ) from None
 
 
 def _present(row: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
 """The back-off policy: how long a failed job waits before its next attempt."""
+
 from __future__ import annotations
 
 import random
@@ -15,10 +16,12 @@ class Backoff:
         """Seconds to wait after the n-th failed attempt (n >= 1): min(max, base * 2**(n-1)) plus a
         uniform jitter in [0, jitter * that], so jobs that failed together do not return together."""
         exponent = min(max(failed_attempt, 1) - 1, 62)  # bounded: 2**62 already dwarfs any max
-        delay = min(self.maximum, self.base * (2 ** exponent))
+        delay = min(self.maximum, self.base * (2**exponent))
         return delay + (rng or random).uniform(0, self.jitter * delay)
 
-    def with_overrides(self, base: float | None, maximum: float | None, jitter: float | None) -> "Backoff":
+    def with_overrides(
+        self, base: float | None, maximum: float | None, jitter: float | None
+    ) -> Backoff:
         return Backoff(
             base if base is not None else self.base,
             maximum if maximum is not None else self.maximum,

@@ -1,5 +1,6 @@
 """The schedule operations of jq_cli.ops.Operations (cron schedules: add, list, show, edit,
 pause, resume, remove, run now, apply a file). A mixin, so front ends still call one object."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -11,16 +12,38 @@ from jq_cli.states import PRIORITY_NAMES
 
 
 class ScheduleOperations:
-    def schedule_add(self, name: str, job_type: str, cron: str, *, payload: dict | None = None,
-                     priority: str = "medium", max_retries: int | None = None, queue: str = "default",
-                     timezone: str = "UTC", misfire: str = "once", enabled: bool = True) -> dict[str, Any]:
+    def schedule_add(
+        self,
+        name: str,
+        job_type: str,
+        cron: str,
+        *,
+        payload: dict | None = None,
+        priority: str = "medium",
+        max_retries: int | None = None,
+        queue: str = "default",
+        timezone: str = "UTC",
+        misfire: str = "once",
+        enabled: bool = True,
+    ) -> dict[str, Any]:
         """Create a schedule; its first tick is the first fire time after now (the database clock).
         Raises InvalidInput (bad field, unknown type, a name that exists), ServiceUnavailable."""
         from jq_cli.schedulespec import ScheduleSpec
 
-        spec = ScheduleSpec.parse({"name": name, "job_type": job_type, "cron": cron, "timezone": timezone,
-                                   "payload": payload, "priority": priority, "max_retries": max_retries,
-                                   "queue": queue, "misfire": misfire, "enabled": enabled})
+        spec = ScheduleSpec.parse(
+            {
+                "name": name,
+                "job_type": job_type,
+                "cron": cron,
+                "timezone": timezone,
+                "payload": payload,
+                "priority": priority,
+                "max_retries": max_retries,
+                "queue": queue,
+                "misfire": misfire,
+                "enabled": enabled,
+            }
+        )
         row = self._schedule_row(spec)
         row["next_fire_at"] = self._schedule_next(spec.cron, spec.timezone)
         created = self.store.schedule_insert(row)
@@ -47,7 +70,12 @@ class ScheduleOperations:
             if schedule["enabled"]:
                 # A due tick (no scheduler running) is still the next one to fire.
                 first = schedule["next_fire_at"]
-                times = [first, *cron.fire_times(schedule["cron"], schedule["timezone"], max(first, now), next_n - 1)]
+                times = [
+                    first,
+                    *cron.fire_times(
+                        schedule["cron"], schedule["timezone"], max(first, now), next_n - 1
+                    ),
+                ]
             else:  # what it would do if resumed now
                 times = cron.fire_times(schedule["cron"], schedule["timezone"], now, next_n)
         schedule["next_fire_times"] = times
@@ -61,9 +89,15 @@ class ScheduleOperations:
 
         unknown = sorted(set(changes) - set(EDITABLE))
         if unknown:
-            raise InvalidInput(f"cannot edit {', '.join(unknown)} (editable: {', '.join(EDITABLE)})")
+            raise InvalidInput(
+                f"cannot edit {', '.join(unknown)} (editable: {', '.join(EDITABLE)})"
+            )
         current = self._schedule(name)
-        merged = {k: v for k, v in _present_schedule(dict(current)).items() if k in EDITABLE or k == "name"}
+        merged = {
+            k: v
+            for k, v in _present_schedule(dict(current)).items()
+            if k in EDITABLE or k == "name"
+        }
         merged.update({k: v for k, v in changes.items() if v is not None})  # None: unchanged
         spec = ScheduleSpec.parse(merged)
         update = self._schedule_changes(current, spec, manage_enabled="enabled" in changes)
@@ -101,7 +135,9 @@ class ScheduleOperations:
         self._publish_rows([row])
         return row["id"]
 
-    def schedule_apply(self, specs: list[dict], *, prune: bool = False, dry_run: bool = False) -> dict[str, list[str]]:
+    def schedule_apply(
+        self, specs: list[dict], *, prune: bool = False, dry_run: bool = False
+    ) -> dict[str, list[str]]:
         """Make the schedules match `specs` (dicts of schedule_add's fields and name): add the
         missing, update the different, and with `prune` remove the undeclared, in one transaction.
         A spec without `enabled` leaves a paused schedule paused. Every spec is validated before
@@ -113,7 +149,9 @@ class ScheduleOperations:
         for number, data in enumerate(specs, 1):
             if not isinstance(data, dict):
                 raise InvalidInput(f"schedule {number}: must be a table of fields")
-            label = f"schedule {number}" + (f" ({data['name']})" if isinstance(data.get("name"), str) else "")
+            label = f"schedule {number}" + (
+                f" ({data['name']})" if isinstance(data.get("name"), str) else ""
+            )
             spec = ScheduleSpec.parse(data, label)
             try:
                 row = self._schedule_row(spec)
@@ -160,19 +198,45 @@ class ScheduleOperations:
     def _schedule_row(self, spec) -> dict[str, Any]:
         """The row to store for a validated ScheduleSpec, after the checks a submit of its job would
         pass (a known type, a payload its handler accepts). Raises InvalidInput."""
-        request = JobRequest.parse({"job_type": spec.job_type, "payload": spec.payload, "priority": spec.priority,
-                                    "max_retries": spec.max_retries, "queue": spec.queue})
+        request = JobRequest.parse(
+            {
+                "job_type": spec.job_type,
+                "payload": spec.payload,
+                "priority": spec.priority,
+                "max_retries": spec.max_retries,
+                "queue": spec.queue,
+            }
+        )
         self._check_type(request)
-        return {"name": spec.name, "job_type": spec.job_type, "cron": spec.cron, "timezone": spec.timezone,
-                "payload": encode_payload(spec.payload, self.settings.max_payload_bytes),
-                "priority": parse_priority(spec.priority).amqp, "max_retries": spec.max_retries,
-                "queue": spec.queue, "misfire": spec.misfire, "enabled": spec.enabled}
+        return {
+            "name": spec.name,
+            "job_type": spec.job_type,
+            "cron": spec.cron,
+            "timezone": spec.timezone,
+            "payload": encode_payload(spec.payload, self.settings.max_payload_bytes),
+            "priority": parse_priority(spec.priority).amqp,
+            "max_retries": spec.max_retries,
+            "queue": spec.queue,
+            "misfire": spec.misfire,
+            "enabled": spec.enabled,
+        }
 
-    def _schedule_changes(self, current: dict[str, Any], spec, *, manage_enabled: bool) -> dict[str, Any]:
+    def _schedule_changes(
+        self, current: dict[str, Any], spec, *, manage_enabled: bool
+    ) -> dict[str, Any]:
         """The columns to set so that the stored `current` row matches `spec` (validated here)."""
         row = self._schedule_row(spec)
         wanted = {**row, "payload": spec.payload}
-        fields = ["job_type", "cron", "timezone", "payload", "priority", "max_retries", "queue", "misfire"]
+        fields = [
+            "job_type",
+            "cron",
+            "timezone",
+            "payload",
+            "priority",
+            "max_retries",
+            "queue",
+            "misfire",
+        ]
         if manage_enabled:
             fields.append("enabled")
         change = {f: row[f] for f in fields if wanted[f] != current[f]}
@@ -184,8 +248,22 @@ class ScheduleOperations:
 
 def _present_schedule(row: dict[str, Any]) -> dict[str, Any]:
     """A schedule row as front ends show it (issue 4): priority by name, only the documented keys."""
-    keys = ("name", "job_type", "cron", "timezone", "payload", "priority", "max_retries", "queue", "misfire",
-            "enabled", "last_fire_at", "next_fire_at", "created_at", "updated_at")
+    keys = (
+        "name",
+        "job_type",
+        "cron",
+        "timezone",
+        "payload",
+        "priority",
+        "max_retries",
+        "queue",
+        "misfire",
+        "enabled",
+        "last_fire_at",
+        "next_fire_at",
+        "created_at",
+        "updated_at",
+    )
     out = {k: row.get(k) for k in keys}
     out["priority"] = PRIORITY_NAMES.get(out["priority"], out["priority"])
     return out

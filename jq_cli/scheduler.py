@@ -6,8 +6,10 @@ Several may run; one leads, through a Postgres advisory lock held by its connect
 that dies frees it at once). Each duty is a run_*() step that returns counts, so it can be tested
 on its own; run() is a loop around run_once().
 """
+
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -40,7 +42,9 @@ class Scheduler:
 
         self.settings = settings
         self.name = name or f"{hostname()}:{os.getpid()}"
-        self.store = Store(settings.database_url, settings.namespace, application_name=f"jq-scheduler {self.name}")
+        self.store = Store(
+            settings.database_url, settings.namespace, application_name=f"jq-scheduler {self.name}"
+        )
         self.publisher = Publisher(settings.rabbitmq_url, settings.namespace)
         self.leader = False
         self.stopping = threading.Event()
@@ -54,7 +58,11 @@ class Scheduler:
     # -- duties -------------------------------------------------------------------------------
 
     def _publish(self, rows: list[dict[str, Any]]) -> int:
-        due = [Message(r["id"], r["queue"], r["priority"]) for r in rows if r.get("state", "queued") == "queued"]
+        due = [
+            Message(r["id"], r["queue"], r["priority"])
+            for r in rows
+            if r.get("state", "queued") == "queued"
+        ]
         if not due:
             return 0
         try:
@@ -82,7 +90,9 @@ class Scheduler:
             for row in rows:
                 counts[row["state"]] = counts.get(row["state"], 0) + 1
             if rows:
-                log.warning("event=jobs_rescued count=%d ids=%s", len(rows), [r["id"] for r in rows][:20])
+                log.warning(
+                    "event=jobs_rescued count=%d ids=%s", len(rows), [r["id"] for r in rows][:20]
+                )
             self._publish(rows)
             if len(rows) < BATCH:
                 return counts
@@ -103,23 +113,39 @@ class Scheduler:
                 continue
             rows = self.store.job_republish_claim(queue, age, min(missing, REPUBLISH_LIMIT))
             total += self._publish(rows)
-            log.warning("event=messages_republished queue=%s count=%d broker_ready=%s", queue, len(rows),
-                        depths.get(queue))
+            log.warning(
+                "event=messages_republished queue=%s count=%d broker_ready=%s",
+                queue,
+                len(rows),
+                depths.get(queue),
+            )
         return total
 
     def _plan(self, row: dict[str, Any], now: Any) -> cron.FirePlan | None:
         """The fire plan of a due schedule; None (and a log line) when it cannot be computed, so one
         broken schedule never stops the others."""
         try:
-            plan = cron.plan(row["cron"], row["timezone"], row["next_fire_at"], now, row["misfire"],
-                             self.settings.misfire_grace)
+            plan = cron.plan(
+                row["cron"],
+                row["timezone"],
+                row["next_fire_at"],
+                now,
+                row["misfire"],
+                self.settings.misfire_grace,
+            )
         except Exception as exc:  # a zone gone from tzdata, an expression croniter no longer takes
             log.error("event=schedule_broken schedule=%s error=%r", row["name"], str(exc))
             return None
         if plan.missed:
-            log.warning("event=schedule_misfire schedule=%s policy=%s missed=%s%s fired=%s next=%s", row["name"],
-                        row["misfire"], plan.missed, "+" if plan.missed >= cron.COUNT_CAP - 1 else "",
-                        plan.fire_time.isoformat() if plan.fire_time else "-", plan.next_fire_at.isoformat())
+            log.warning(
+                "event=schedule_misfire schedule=%s policy=%s missed=%s%s fired=%s next=%s",
+                row["name"],
+                row["misfire"],
+                plan.missed,
+                "+" if plan.missed >= cron.COUNT_CAP - 1 else "",
+                plan.fire_time.isoformat() if plan.fire_time else "-",
+                plan.next_fire_at.isoformat(),
+            )
         return plan
 
     def run_cron(self) -> int:
@@ -127,10 +153,16 @@ class Scheduler:
         schedule and fire time), advance their timers, publish. Returns the jobs created."""
         total = 0
         while True:
-            jobs, planned = self.store.schedule_fire_due(CRON_BATCH, self._plan, self.settings.default_max_retries)
+            jobs, planned = self.store.schedule_fire_due(
+                CRON_BATCH, self._plan, self.settings.default_max_retries
+            )
             for job in jobs:
-                log.info("event=schedule_fired schedule=%s fire_time=%s job=%d", job["schedule_name"],
-                         job["fire_time"].isoformat(), job["id"])
+                log.info(
+                    "event=schedule_fired schedule=%s fire_time=%s job=%d",
+                    job["schedule_name"],
+                    job["fire_time"].isoformat(),
+                    job["id"],
+                )
             self._publish(jobs)
             total += len(jobs)
             if len(planned) < CRON_BATCH:
@@ -142,8 +174,11 @@ class Scheduler:
         several passes without starving the other duties. Returns the count deleted per state."""
         s = self.settings
         counts: dict[str, int] = {}
-        for state, age in (("completed", s.retention_completed), ("dead", s.retention_dead),
-                           ("cancelled", s.retention_cancelled)):
+        for state, age in (
+            ("completed", s.retention_completed),
+            ("dead", s.retention_dead),
+            ("cancelled", s.retention_cancelled),
+        ):
             if age <= 0:
                 continue  # 0 keeps that state forever
             deleted = 0
@@ -193,8 +228,12 @@ class Scheduler:
                 log.info("event=leadership_acquired scheduler=%s", self.name)
                 if self.metrics is not None:
                     self.metrics.leader.set(1)
-            report: dict[str, Any] = {"leader": True, "fired": self.run_cron(), "promoted": self.run_promote(),
-                                      "rescued": self.run_rescue()}
+            report: dict[str, Any] = {
+                "leader": True,
+                "fired": self.run_cron(),
+                "promoted": self.run_promote(),
+                "rescued": self.run_rescue(),
+            }
             now = time.monotonic()
             if now >= self._next_prune:
                 report["pruned"] = pruned = self.run_prune()
@@ -230,7 +269,11 @@ class Scheduler:
     def run(self) -> int:
         if self._reachable():
             self.store.require_schema()
-        log.info("event=scheduler_started scheduler=%s interval=%ss", self.name, self.settings.scheduler_interval)
+        log.info(
+            "event=scheduler_started scheduler=%s interval=%ss",
+            self.name,
+            self.settings.scheduler_interval,
+        )
         sdnotify.notify("READY=1", "STATUS=waiting for leadership")
         delay = self.settings.scheduler_interval
         while not self.stopping.is_set():
@@ -252,10 +295,8 @@ class Scheduler:
             self.stopping.wait(delay)
         sdnotify.notify("STOPPING=1")
         if self.leader:
-            try:
+            with contextlib.suppress(JqError):
                 self.store.leader_unlock()
-            except JqError:
-                pass
         self.store.close()
         self.publisher.close()
         if self._telemetry is not None:
@@ -274,10 +315,15 @@ class Scheduler:
     def _note(self, error: JqError | None) -> None:
         if error is None:
             if self._down_since is not None:
-                log.info("event=service_reconnected after=%.1fs", time.monotonic() - self._down_since)
+                log.info(
+                    "event=service_reconnected after=%.1fs", time.monotonic() - self._down_since
+                )
                 self._down_since = None
             return
         if self._down_since is None:
             self._down_since = time.monotonic()
-            log.warning("event=service_unavailable error=%r url=%s retry=backoff", error.message,
-                        mask_url(self.settings.database_url))
+            log.warning(
+                "event=service_unavailable error=%r url=%s retry=backoff",
+                error.message,
+                mask_url(self.settings.database_url),
+            )

@@ -1,5 +1,6 @@
 """What a schedule may look like: the one validation for `jq schedule add|edit|apply`, the Python
 API and the HTTP shim, and the parsing of schedule files (TOML or YAML). Nothing here writes."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -8,11 +9,21 @@ from typing import Any
 
 from jq_cli import cron
 from jq_cli.errors import InvalidInput
-from jq_cli.userfiles import read_user_text
 from jq_cli.jobspec import MAX_RETRIES, check_name, parse_priority
+from jq_cli.userfiles import read_user_text
 
-FIELDS = ("name", "job_type", "cron", "timezone", "payload", "priority", "max_retries", "queue", "misfire",
-          "enabled")
+FIELDS = (
+    "name",
+    "job_type",
+    "cron",
+    "timezone",
+    "payload",
+    "priority",
+    "max_retries",
+    "queue",
+    "misfire",
+    "enabled",
+)
 EDITABLE = FIELDS[1:]
 
 
@@ -32,7 +43,7 @@ class ScheduleSpec:
     enabled: bool = True
 
     @classmethod
-    def parse(cls, data: dict[str, Any], where: str = "") -> "ScheduleSpec":
+    def parse(cls, data: dict[str, Any], where: str = "") -> ScheduleSpec:
         """Validate every field; raises InvalidInput naming the first bad one (prefixed by `where`)."""
         prefix = f"{where}: " if where else ""
         try:
@@ -41,10 +52,12 @@ class ScheduleSpec:
             raise InvalidInput(prefix + exc.message) from None
 
     @classmethod
-    def _parse(cls, data: dict[str, Any]) -> "ScheduleSpec":
+    def _parse(cls, data: dict[str, Any]) -> ScheduleSpec:
         unknown = sorted(set(data) - set(FIELDS))
         if unknown:
-            raise InvalidInput(f"unknown field(s) {', '.join(unknown)} (known: {', '.join(FIELDS)})")
+            raise InvalidInput(
+                f"unknown field(s) {', '.join(unknown)} (known: {', '.join(FIELDS)})"
+            )
         for required in ("name", "job_type", "cron"):
             if data.get(required) is None:
                 raise InvalidInput(f"{required} is required")
@@ -58,13 +71,24 @@ class ScheduleSpec:
             payload = {}
         if not isinstance(payload, dict):
             raise InvalidInput(f"payload must be a JSON object, got {type(payload).__name__}")
-        priority = parse_priority(data.get("priority") if data.get("priority") is not None else "medium").value
+        priority = parse_priority(
+            data.get("priority") if data.get("priority") is not None else "medium"
+        ).value
         retries = data.get("max_retries")
-        if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int)
-                                    or not 0 <= retries <= MAX_RETRIES):
-            raise InvalidInput(f"max_retries must be a whole number from 0 to {MAX_RETRIES}, got {retries!r}")
-        queue = check_name(data.get("queue") if data.get("queue") is not None else "default", "queue")
-        misfire = cron.check_misfire(data.get("misfire") if data.get("misfire") is not None else "once")
+        if retries is not None and (
+            isinstance(retries, bool)
+            or not isinstance(retries, int)
+            or not 0 <= retries <= MAX_RETRIES
+        ):
+            raise InvalidInput(
+                f"max_retries must be a whole number from 0 to {MAX_RETRIES}, got {retries!r}"
+            )
+        queue = check_name(
+            data.get("queue") if data.get("queue") is not None else "default", "queue"
+        )
+        misfire = cron.check_misfire(
+            data.get("misfire") if data.get("misfire") is not None else "once"
+        )
         enabled = data.get("enabled", True)
         if not isinstance(enabled, bool):
             raise InvalidInput(f"enabled must be true or false, got {enabled!r}")
@@ -93,7 +117,9 @@ def load_schedule_file(path: str | Path) -> list[dict[str, Any]]:
         try:
             doc = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise InvalidInput(f"schedule file {path} is not valid YAML: {' '.join(str(exc).split())}") from None
+            raise InvalidInput(
+                f"schedule file {path} is not valid YAML: {' '.join(str(exc).split())}"
+            ) from None
     else:
         raise InvalidInput(f"schedule file {path}: the name must end in .toml, .yaml or .yml")
     if doc is None:
@@ -110,7 +136,9 @@ def load_schedule_file(path: str | Path) -> list[dict[str, Any]]:
         entry = dict(entry)
         if "type" in entry:
             if "job_type" in entry:
-                raise InvalidInput(f"schedule file {path}: schedule {number} gives both type and job_type")
+                raise InvalidInput(
+                    f"schedule file {path}: schedule {number} gives both type and job_type"
+                )
             entry["job_type"] = entry.pop("type")
         specs.append(entry)
     return specs

@@ -1,4 +1,5 @@
 """The systemd notify protocol: a datagram of KEY=VALUE lines to $NOTIFY_SOCKET, when set."""
+
 from __future__ import annotations
 
 import os

@@ -13,6 +13,7 @@ A running job that is handed back on shutdown, or whose lease expired, returns t
 lost (its worker's lease expired) or interrupted (handed back at shutdown; its retry is given
 back); the attempts table checks those names (sql/001_jobs.sql).
 """
+
 from __future__ import annotations
 
 from enum import Enum

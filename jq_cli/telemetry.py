@@ -3,6 +3,7 @@
 Telemetry is never on the critical path: callers buffer counts and flush them about once a
 second, and when Redis is down they carry on (the dashboard shows telemetry as unavailable).
 """
+
 from __future__ import annotations
 
 import json
@@ -28,7 +29,10 @@ class Telemetry:
         self.namespace = namespace
         try:
             self._client = redis.Redis.from_url(
-                url, socket_connect_timeout=timeout, socket_timeout=timeout, decode_responses=True,
+                url,
+                socket_connect_timeout=timeout,
+                socket_timeout=timeout,
+                decode_responses=True,
                 retry_on_timeout=False,
             )
         except ValueError as exc:  # a malformed URL is a setting to fix, not an outage
@@ -75,7 +79,7 @@ class Telemetry:
             results = pipe.execute()
         except _REDIS_ERRORS as exc:
             raise self._fail(exc) from None
-        return {e: [int(v or 0) for v in r] for e, r in zip(events, results)}
+        return {e: [int(v or 0) for v in r] for e, r in zip(events, results, strict=False)}
 
     # -- workers ------------------------------------------------------------------------------
 
@@ -83,7 +87,11 @@ class Telemetry:
         """Publish a worker's state; it disappears `ttl` seconds after its last heartbeat."""
         try:
             pipe = self._client.pipeline(transaction=False)
-            pipe.set(self._key("worker", worker), json.dumps({**info, "ts": time.time()}), px=int(ttl * 1000))
+            pipe.set(
+                self._key("worker", worker),
+                json.dumps({**info, "ts": time.time()}),
+                px=int(ttl * 1000),
+            )
             pipe.zadd(self._key("workers"), {worker: time.time()})
             pipe.execute()
         except _REDIS_ERRORS as exc:
@@ -101,14 +109,14 @@ class Telemetry:
         try:
             names = self._client.zrange(self._key("workers"), 0, -1)
             values = self._client.mget([self._key("worker", n) for n in names]) if names else []
-            gone = [n for n, v in zip(names, values) if v is None]
+            gone = [n for n, v in zip(names, values, strict=False) if v is None]
             if gone:
                 self._client.zrem(self._key("workers"), *gone)
         except _REDIS_ERRORS as exc:
             raise self._fail(exc) from None
         now = time.time()
         out = []
-        for name, value in zip(names, values):
+        for name, value in zip(names, values, strict=False):
             if value is None:
                 continue
             info = json.loads(value)

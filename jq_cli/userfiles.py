@@ -1,5 +1,6 @@
 """Files a user names (payloads, bulk jobs, schedules, API keys): read as UTF-8 text, or one clear
 InvalidInput naming the file, never a traceback."""
+
 from __future__ import annotations
 
 from pathlib import Path

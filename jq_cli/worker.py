@@ -8,8 +8,10 @@ Threads and what each owns:
 - `concurrency` handler threads run handlers and report outcomes back;
 - the telemetry thread sends heartbeats and counters to Redis, never blocking the others.
 """
+
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -66,7 +68,9 @@ class HandlerPool:
         """Grow by starting threads; shrink by asking threads to exit once their job is done."""
         for _ in range(size - self.size):
             self._started += 1
-            threading.Thread(target=self._loop, name=f"handler-{self._started}", daemon=True).start()
+            threading.Thread(
+                target=self._loop, name=f"handler-{self._started}", daemon=True
+            ).start()
         for _ in range(self.size - size):
             self._tasks.put(None)
         self.size = size
@@ -86,13 +90,24 @@ class HandlerPool:
 
 
 class Worker:
-    def __init__(self, settings: Settings, registry: Registry, *, queues: list[str] | None = None,
-                 concurrency: int | None = None, prefetch: int | None = None, name: str | None = None,
-                 metrics: "DaemonMetrics | None" = None, reload_settings: Callable[[], Settings] | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        *,
+        queues: list[str] | None = None,
+        concurrency: int | None = None,
+        prefetch: int | None = None,
+        name: str | None = None,
+        metrics: DaemonMetrics | None = None,
+        reload_settings: Callable[[], Settings] | None = None,
+    ):
         self.settings = settings
         self.metrics = metrics
         self._reload_settings = reload_settings
-        self._concurrency_fixed = concurrency is not None  # given on the command line: wins over reloads
+        self._concurrency_fixed = (
+            concurrency is not None
+        )  # given on the command line: wins over reloads
         self._prefetch_fixed = bool(prefetch or settings.worker_prefetch)
         self.reload_requested = threading.Event()
         self.registry = registry
@@ -101,14 +116,24 @@ class Worker:
         # Unclaimed deliveries wait locally; keep that buffer small so priorities stay strict.
         self.prefetch = prefetch or settings.worker_prefetch or self.concurrency
         self.name = name or f"{hostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.backoff = Backoff(settings.retry_base_delay, settings.retry_max_delay, settings.retry_jitter)
+        self.backoff = Backoff(
+            settings.retry_base_delay, settings.retry_max_delay, settings.retry_jitter
+        )
 
-        self.store = Store(settings.database_url, settings.namespace, application_name=f"jq-worker {self.name}")
+        self.store = Store(
+            settings.database_url, settings.namespace, application_name=f"jq-worker {self.name}"
+        )
         self.publisher = Publisher(settings.rabbitmq_url, settings.namespace)
         self.telemetry = Telemetry(settings.redis_url, settings.namespace)
         self.counters = CounterBuffer()
-        self.consumer = Consumer(settings.rabbitmq_url, settings.namespace, self.queues, self.prefetch,
-                                 self._on_delivery, self._on_connection_lost)
+        self.consumer = Consumer(
+            settings.rabbitmq_url,
+            settings.namespace,
+            self.queues,
+            self.prefetch,
+            self._on_delivery,
+            self._on_connection_lost,
+        )
 
         self.wake = threading.Event()
         self._inbox: list[Delivery] = []
@@ -144,8 +169,12 @@ class Worker:
         if self.stopping.is_set():
             self.forced.set()
         else:
-            log.info("event=shutdown_requested worker=%s running=%d grace=%ss", self.name, len(self.running),
-                     self.settings.shutdown_grace)
+            log.info(
+                "event=shutdown_requested worker=%s running=%d grace=%ss",
+                self.name,
+                len(self.running),
+                self.settings.shutdown_grace,
+            )
         self.stopping.set()
         self.wake.set()
 
@@ -176,8 +205,12 @@ class Worker:
             if not self._prefetch_fixed:
                 self.prefetch = self.concurrency
                 self.consumer.set_prefetch(self.prefetch)
-        log.info("event=settings_reloaded log_level=%s concurrency=%d prefetch=%d", fresh.log_level,
-                 self.concurrency, self.prefetch)
+        log.info(
+            "event=settings_reloaded log_level=%s concurrency=%d prefetch=%d",
+            fresh.log_level,
+            self.concurrency,
+            self.prefetch,
+        )
 
     # -- handler threads ----------------------------------------------------------------------
 
@@ -191,29 +224,49 @@ class Worker:
         job_id, run = job["id"], job["run_count"]
         handler = self.registry.get(job["job_type"])
         if handler is None:
-            return Finish(job_id, run, "failed",
-                          error=f"unknown job type {job['job_type']!r}: no handler on worker {self.name}")
+            return Finish(
+                job_id,
+                run,
+                "failed",
+                error=f"unknown job type {job['job_type']!r}: no handler on worker {self.name}",
+            )
         try:
             payload = handler.validate(job["payload"])
         except InvalidInput as exc:
             return Finish(job_id, run, "failed", error=f"invalid payload: {exc.message}")
-        ctx = JobContext(job_id, job["attempts"], settings=self.settings, on_progress=self._on_progress,
-                         cancel_event=running.cancel)
+        ctx = JobContext(
+            job_id,
+            job["attempts"],
+            settings=self.settings,
+            on_progress=self._on_progress,
+            cancel_event=running.cancel,
+        )
         try:
             result = handler.fn(payload, ctx)
             return Finish(job_id, run, "completed", result_json=json.dumps(result, default=str))
         except Cancelled as exc:
-            return Finish(job_id, run, "cancelled", error=f"cancelled: {exc}" if str(exc) else "cancelled")
+            return Finish(
+                job_id, run, "cancelled", error=f"cancelled: {exc}" if str(exc) else "cancelled"
+            )
         except PermanentError as exc:
-            return Finish(job_id, run, "failed", error=_describe(exc), traceback=traceback.format_exc())
+            return Finish(
+                job_id, run, "failed", error=_describe(exc), traceback=traceback.format_exc()
+            )
         except BaseException as exc:  # a handler's failure of any kind is recorded, never fatal
             retry_in = None
             if job["attempts"] <= job["max_retries"]:
-                policy = self.backoff.with_overrides(job["retry_base_delay"], job["retry_max_delay"],
-                                                     job["retry_jitter"])
+                policy = self.backoff.with_overrides(
+                    job["retry_base_delay"], job["retry_max_delay"], job["retry_jitter"]
+                )
                 retry_in = policy.delay(job["attempts"])
-            return Finish(job_id, run, "failed", error=_describe(exc), traceback=traceback.format_exc(),
-                          retry_in=retry_in)
+            return Finish(
+                job_id,
+                run,
+                "failed",
+                error=_describe(exc),
+                traceback=traceback.format_exc(),
+                retry_in=retry_in,
+            )
 
     def _on_progress(self, job_id: int, percent: float, message: str | None) -> None:
         with self._progress_lock:
@@ -249,8 +302,11 @@ class Worker:
                 by_id.setdefault(job_id, []).append(d)
         if poison:
             self.poison += len(poison)
-            log.warning("event=poison_message count=%d action=dead_lettered sample=%r", len(poison),
-                        poison[0].body[:80])
+            log.warning(
+                "event=poison_message count=%d action=dead_lettered sample=%r",
+                len(poison),
+                poison[0].body[:80],
+            )
             for d in poison:
                 self.consumer.reject(d.generation, [d.tag], requeue=False)
         if not by_id:
@@ -269,8 +325,12 @@ class Worker:
                 # us. Stop the old run: lease renewal (by worker name) cannot tell the two apart.
                 stale.lost = True
                 stale.cancel.set()
-                log.warning("event=stale_run_stopped job=%d run=%d new_run=%d", stale.id, stale.run,
-                            job["run_count"])
+                log.warning(
+                    "event=stale_run_stopped job=%d run=%d new_run=%d",
+                    stale.id,
+                    stale.run,
+                    job["run_count"],
+                )
             running = RunningJob(job["id"], job["run_count"], job["job_type"], job["queue"])
             if self.metrics is not None:
                 self.metrics.job_started(job["job_type"], job["queue"], job["waited"])
@@ -297,7 +357,9 @@ class Worker:
             log.warning("event=unknown_job_message ids=%s action=dropped", missing[:10])
         for job_id in ids:
             if job_id in states:
-                log.debug("event=duplicate_message job=%d state=%s action=dropped", job_id, states[job_id])
+                log.debug(
+                    "event=duplicate_message job=%d state=%s action=dropped", job_id, states[job_id]
+                )
 
     def _finish(self) -> None:
         batch = self._unsaved
@@ -324,15 +386,22 @@ class Worker:
                 continue
             self.processed += 1
             if self.metrics is not None and running is not None:
-                self.metrics.job_finished(running.job_type, running.queue, state, time.monotonic() - running.started)
+                self.metrics.job_finished(
+                    running.job_type, running.queue, state, time.monotonic() - running.started
+                )
             if state == "completed":
                 self.counters.add("completed")
                 log.debug("event=job_completed job=%d", outcome.job_id)
             else:
                 self.failed += 1 if state in ("retrying", "dead") else 0
                 self.counters.add("failed" if state in ("retrying", "dead") else state)
-                log.info("event=job_%s job=%d type=%s error=%r", state, outcome.job_id,
-                         running.job_type if running else "?", (outcome.error or "")[:200])
+                log.info(
+                    "event=job_%s job=%d type=%s error=%r",
+                    state,
+                    outcome.job_id,
+                    running.job_type if running else "?",
+                    (outcome.error or "")[:200],
+                )
         with self._progress_lock:
             for outcome in batch:
                 if outcome.job_id not in self.running:
@@ -380,8 +449,11 @@ class Worker:
     def _note_db(self, error: JqError | None) -> None:
         if error is None:
             if self._db_down_since is not None:
-                log.info("event=database_reconnected url=%s after=%.1fs", mask_url(self.settings.database_url),
-                         time.monotonic() - self._db_down_since)
+                log.info(
+                    "event=database_reconnected url=%s after=%.1fs",
+                    mask_url(self.settings.database_url),
+                    time.monotonic() - self._db_down_since,
+                )
                 self._db_down_since = None
             return
         if self._db_down_since is None:
@@ -413,13 +485,24 @@ class Worker:
         self.pool = HandlerPool(self.concurrency, self._execute)
         consumer_thread = threading.Thread(target=self.consumer.run, name="amqp", daemon=True)
         consumer_thread.start()
-        telemetry_thread = threading.Thread(target=self._telemetry_loop, name="telemetry", daemon=True)
+        telemetry_thread = threading.Thread(
+            target=self._telemetry_loop, name="telemetry", daemon=True
+        )
         telemetry_thread.start()
         deadline = time.monotonic() + 10  # READY=1 means connected; a signal must not wait for it
-        while not self.consumer.connected.wait(0.1) and not self.stopping.is_set() and time.monotonic() < deadline:
+        while (
+            not self.consumer.connected.wait(0.1)
+            and not self.stopping.is_set()
+            and time.monotonic() < deadline
+        ):
             pass
-        log.info("event=worker_started worker=%s queues=%s concurrency=%d prefetch=%d", self.name,
-                 ",".join(self.queues), self.concurrency, self.prefetch)
+        log.info(
+            "event=worker_started worker=%s queues=%s concurrency=%d prefetch=%d",
+            self.name,
+            ",".join(self.queues),
+            self.concurrency,
+            self.prefetch,
+        )
         sdnotify.notify("READY=1", f"STATUS=consuming {','.join(self.queues)}")
 
         self._next_lease = self._next_progress = 0.0
@@ -454,8 +537,13 @@ class Worker:
         self._send_telemetry(final=True)
         self.store.close()
         self.publisher.close()
-        log.info("event=worker_stopped worker=%s processed=%d failed=%d duplicates=%d", self.name,
-                 self.processed, self.failed, self.duplicates)
+        log.info(
+            "event=worker_stopped worker=%s processed=%d failed=%d duplicates=%d",
+            self.name,
+            self.processed,
+            self.failed,
+            self.duplicates,
+        )
         return 0
 
     def _requeue_inbox(self) -> None:
@@ -465,10 +553,8 @@ class Worker:
             self.consumer.reject(d.generation, [d.tag], requeue=True)
 
     def _hand_back(self) -> None:
-        try:
+        with contextlib.suppress(JqError):
             self._finish()
-        except JqError:
-            pass
         if not self.running:
             return
         ids = [r.id for r in self.running.values() if not r.lost]
@@ -477,12 +563,17 @@ class Worker:
         try:
             rows = self.store.job_hand_back(ids, self.name)
         except JqError as exc:
-            log.error("event=hand_back_failed jobs=%d error=%r note=the_scheduler_rescues_them_after_their_lease",
-                      len(ids), exc.message)
+            log.error(
+                "event=hand_back_failed jobs=%d error=%r note=the_scheduler_rescues_them_after_their_lease",
+                len(ids),
+                exc.message,
+            )
             return
         log.info("event=jobs_handed_back count=%d ids=%s", len(rows), [r["id"] for r in rows][:20])
         try:
-            self.publisher.publish(Message(r["id"], r["queue"], r["priority"]) for r in rows if r["state"] == "queued")
+            self.publisher.publish(
+                Message(r["id"], r["queue"], r["priority"]) for r in rows if r["state"] == "queued"
+            )
         except ServiceUnavailable as exc:
             log.warning("event=publish_deferred jobs=%d reason=%r", len(rows), exc.message)
 
@@ -494,8 +585,10 @@ class Worker:
                 self._send_telemetry()
             except Exception:  # a telemetry bug must not end heartbeats or the sd_notify watchdog
                 log.exception("event=telemetry_error worker=%s", self.name)
-            sdnotify.notify(f"STATUS=running {len(self.running)} jobs, processed {self.processed}",
-                            watchdog=True)
+            sdnotify.notify(
+                f"STATUS=running {len(self.running)} jobs, processed {self.processed}",
+                watchdog=True,
+            )
             time.sleep(self.settings.heartbeat_interval)
 
     def _send_telemetry(self, final: bool = False) -> None:
@@ -505,21 +598,33 @@ class Worker:
             if final:
                 self.telemetry.worker_gone(self.name)
             else:
-                self.telemetry.heartbeat(self.name, self.heartbeat_info(), ttl=self.settings.heartbeat_interval * 3)
+                self.telemetry.heartbeat(
+                    self.name, self.heartbeat_info(), ttl=self.settings.heartbeat_interval * 3
+                )
             if self._telemetry_down:
                 log.info("event=telemetry_reconnected url=%s", mask_url(self.settings.redis_url))
                 self._telemetry_down = False
         except ServiceUnavailable as exc:
             self.counters.put_back(counts)
             if not self._telemetry_down:
-                log.warning("event=telemetry_unavailable error=%r note=jobs_keep_running", exc.message)
+                log.warning(
+                    "event=telemetry_unavailable error=%r note=jobs_keep_running", exc.message
+                )
                 self._telemetry_down = True
 
     def heartbeat_info(self) -> dict[str, Any]:
         # Not parsed from the name: `jq worker --name` may be anything (it used to crash this thread).
-        return {"host": hostname(), "pid": os.getpid(), "queues": self.queues, "concurrency": self.concurrency,
-                "running": len(self.running), "jobs": sorted(self.running)[:20], "processed": self.processed,
-                "failed": self.failed, "draining": self.stopping.is_set()}
+        return {
+            "host": hostname(),
+            "pid": os.getpid(),
+            "queues": self.queues,
+            "concurrency": self.concurrency,
+            "running": len(self.running),
+            "jobs": sorted(self.running)[:20],
+            "processed": self.processed,
+            "failed": self.failed,
+            "draining": self.stopping.is_set(),
+        }
 
 
 def _job_id(body: bytes) -> int | None:

@@ -1,5 +1,6 @@
 """Fixtures: every test gets its own namespace (Postgres schema, RabbitMQ queues, Redis keys)
 against the real services, and removes it afterwards."""
+
 from __future__ import annotations
 
 import os
@@ -14,7 +15,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 from jq_cli.broker import Publisher
 from jq_cli.config import Settings
 from jq_cli.handlers import load_builtins
@@ -30,13 +30,23 @@ QUEUES = ("default", "other", "reports")
 
 # Fast timings so that retries, leases and sweeps happen within a test's patience.
 FAST = {
-    "retry_base_delay": 0.2, "retry_max_delay": 2.0, "retry_jitter": 0.1, "lease_ttl": 3.0,
-    "shutdown_grace": 5.0, "scheduler_interval": 0.1, "republish_after": 1.0, "heartbeat_interval": 0.5,
+    "retry_base_delay": 0.2,
+    "retry_max_delay": 2.0,
+    "retry_jitter": 0.1,
+    "lease_ttl": 3.0,
+    "shutdown_grace": 5.0,
+    "scheduler_interval": 0.1,
+    "republish_after": 1.0,
+    "heartbeat_interval": 0.5,
 }
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 15.0, interval: float = 0.05,
-             what: str | Callable[[], str] = "condition"):
+def wait_for(
+    predicate: Callable[[], object],
+    timeout: float = 15.0,
+    interval: float = 0.05,
+    what: str | Callable[[], str] = "condition",
+):
     """Poll until predicate() is truthy; returns its value or fails the test with `what` (a callable
     is called only then, so that the message can show the state at the time of the failure)."""
     deadline = time.monotonic() + timeout
@@ -45,7 +55,9 @@ def wait_for(predicate: Callable[[], object], timeout: float = 15.0, interval: f
         if value:
             return value
         if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what() if callable(what) else what}")
+            pytest.fail(
+                f"timed out after {timeout}s waiting for {what() if callable(what) else what}"
+            )
         time.sleep(interval)
 
 
@@ -56,26 +68,42 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def listen_on_free_port(start: Callable[[int], subprocess.Popen], listening: Callable[[int], object],
-                        timeout: float = 20.0, attempts: int = 5) -> tuple[subprocess.Popen, int]:
+def listen_on_free_port(
+    start: Callable[[int], subprocess.Popen],
+    listening: Callable[[int], object],
+    timeout: float = 20.0,
+    attempts: int = 5,
+) -> tuple[subprocess.Popen, int]:
     """Start a daemon with start(port) until it listens: free_port() only says a port was free, and on
     a shared machine another process may bind it before the daemon does. A daemon that exits saying
     the address is in use is started again on another port; any other exit fails the test."""
     for _ in range(attempts):
         port = free_port()
         proc = start(port)
-        wait_for(lambda: listening(port) or proc.poll() is not None, timeout, what=f"a daemon listening on {port}")
+        wait_for(
+            lambda port=port, proc=proc: listening(port) or proc.poll() is not None,
+            timeout,
+            what=f"a daemon listening on {port}",
+        )
         if proc.poll() is None:
             return proc, port
         err = proc.stderr.read() if proc.stderr else ""
         if "in use" not in err.lower():
-            pytest.fail(f"the daemon exited {proc.returncode} before listening on {port}: {err[-2000:]}")
+            pytest.fail(
+                f"the daemon exited {proc.returncode} before listening on {port}: {err[-2000:]}"
+            )
     pytest.fail(f"no free port after {attempts} attempts")
 
 
 def make_settings(namespace: str, **overrides) -> Settings:
-    values = {"database_url": DATABASE_URL, "rabbitmq_url": RABBITMQ_URL, "redis_url": REDIS_URL,
-              "namespace": namespace, **FAST, **overrides}
+    values = {
+        "database_url": DATABASE_URL,
+        "rabbitmq_url": RABBITMQ_URL,
+        "redis_url": REDIS_URL,
+        "namespace": namespace,
+        **FAST,
+        **overrides,
+    }
     return Settings(_env_file=None, **values)
 
 
@@ -134,9 +162,17 @@ def env(settings: Settings) -> dict[str, str]:
 def run_cli(env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess]:
     """Run the installed `jq` command as a user would; returns the completed process."""
 
-    def run(*args: str, input: str | None = None, timeout: float = 60, extra_env: dict | None = None):
-        return subprocess.run([JQ, *args], input=input, capture_output=True, text=True, timeout=timeout,
-                              env={**env, **(extra_env or {})})
+    def run(
+        *args: str, input: str | None = None, timeout: float = 60, extra_env: dict | None = None
+    ):
+        return subprocess.run(
+            [JQ, *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**env, **(extra_env or {})},
+        )
 
     return run
 
@@ -221,8 +257,13 @@ def spawn(env: dict[str, str]) -> Iterator[Callable[..., subprocess.Popen]]:
     procs: list[subprocess.Popen] = []
 
     def start(*args: str, extra_env: dict | None = None) -> subprocess.Popen:
-        p = subprocess.Popen([JQ, *args], env={**env, **(extra_env or {})}, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+        p = subprocess.Popen(
+            [JQ, *args],
+            env={**env, **(extra_env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         procs.append(p)
         return p
 

@@ -8,6 +8,7 @@ Every handler takes a plain dict payload. With `"log": PATH` in it, each executi
 JSON line to PATH (O_APPEND, so several processes may share a file): duplicates and re-runs are
 visible to the test.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,15 @@ def record(payload: dict, ctx, event: str) -> None:
     path = payload.get("log")
     if not path:
         return
-    line = json.dumps({"job": ctx.job_id, "attempt": ctx.attempt, "pid": os.getpid(), "event": event,
-                       "t": time.time()})
+    line = json.dumps(
+        {
+            "job": ctx.job_id,
+            "attempt": ctx.attempt,
+            "pid": os.getpid(),
+            "event": event,
+            "t": time.time(),
+        }
+    )
     with open(path, "a", encoding="utf-8") as f:
         f.write(line + "\n")
 
@@ -76,7 +84,9 @@ def t_sleep(payload: dict, ctx) -> dict:
             if payload.get("on_cancel") == "raise":
                 raise RuntimeError("stopped half way")
             raise Cancelled("saw ctx.cancelled")
-        ctx.progress(100 * (1 - max(0.0, deadline - time.monotonic()) / seconds) if seconds else 100)
+        ctx.progress(
+            100 * (1 - max(0.0, deadline - time.monotonic()) / seconds) if seconds else 100
+        )
     record(payload, ctx, "done")
     return {"slept": seconds}
 

@@ -3,6 +3,7 @@ SIGTERM then SIGKILL) and poison messages, through the same runner code as the f
 
 These only harm jq processes of their own namespace, so they run against the shared services;
 the scenarios that stop or reconfigure a service run only in `make chaos`, on private ones."""
+
 from __future__ import annotations
 
 import sys
@@ -12,9 +13,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the chaos package beside jq_cli
 
-from conftest import DATABASE_URL, RABBITMQ_URL, REDIS_URL  # noqa: E402
-from chaos.runner import run_scenario  # noqa: E402
-from chaos.services import SharedServices  # noqa: E402
+from chaos.runner import run_scenario
+from chaos.services import SharedServices
+
+from conftest import DATABASE_URL, RABBITMQ_URL, REDIS_URL
 
 
 @pytest.fixture(scope="module")

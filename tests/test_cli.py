@@ -1,18 +1,19 @@
 """The `jq` command as an operator runs it: the real installed binary in a subprocess, against
 the real services. Error cases check the exit code, the one `jq: error:` line, and that nothing
 was written."""
+
 from __future__ import annotations
 
 import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import wait_for
-
 from jq_cli.ops import Operations
 from jq_cli.store import Finish, Store
+
+from conftest import wait_for
 
 EMAIL = {"to": "ops@example.com", "subject": "hello", "body": "world"}
 VALID_PAYLOADS = {
@@ -63,6 +64,7 @@ def assert_error(result, code: int, *fragments: str) -> str:
 def run_all(run_cli, calls):
     """Run independent `jq` invocations a few at a time: the binary's start-up dominates these tests.
     Each call is (args, stdin) or (args, stdin, extra_env); results come back in order."""
+
     def one(call):
         args, stdin, *env = call
         return run_cli(*args, input=stdin, extra_env=env[0] if env else None)
@@ -74,7 +76,7 @@ def run_all(run_cli, calls):
 def check_each(cases, results, check) -> None:
     """Apply check(case, result) to every case, then fail once listing every case that failed."""
     failures = []
-    for case, result in zip(cases, results):
+    for case, result in zip(cases, results, strict=False):
         try:
             check(case, result)
         except AssertionError as exc:
@@ -116,11 +118,18 @@ def unmigrated(settings):
 
 def test_submit_of_each_builtin_type_prints_the_id_of_a_committed_job(run_cli, store):
     types = sorted(VALID_PAYLOADS)
-    results = run_all(run_cli, [(["submit", t, "--payload", json.dumps(VALID_PAYLOADS[t]), "--priority", "high"], None)
-                                for t in types])
+    results = run_all(
+        run_cli,
+        [
+            (["submit", t, "--payload", json.dumps(VALID_PAYLOADS[t]), "--priority", "high"], None)
+            for t in types
+        ],
+    )
 
     def check(job_type, result):
-        row = store.job_get(int(ok(result).strip()))  # committed: another connection sees it at once
+        row = store.job_get(
+            int(ok(result).strip())
+        )  # committed: another connection sees it at once
         assert (row["job_type"], row["state"], row["priority"]) == (job_type, "queued", 3)
         assert row["payload"] == VALID_PAYLOADS[job_type]
 
@@ -129,8 +138,19 @@ def test_submit_of_each_builtin_type_prints_the_id_of_a_committed_job(run_cli, s
 
 
 def test_submit_json_prints_exactly_one_json_document(run_cli, store):
-    job = one_json(run_cli("submit", "send_email", "--payload", json.dumps(EMAIL), "--max-retries", "7",
-                           "--queue", "reports", "--json"))
+    job = one_json(
+        run_cli(
+            "submit",
+            "send_email",
+            "--payload",
+            json.dumps(EMAIL),
+            "--max-retries",
+            "7",
+            "--queue",
+            "reports",
+            "--json",
+        )
+    )
     assert job["state"] == "queued" and job["max_retries"] == 7 and job["queue"] == "reports"
     assert job["payload"] == EMAIL and job["attempt_history"] == []
     assert count_jobs(store, id=job["id"]) == 1
@@ -145,13 +165,17 @@ def test_submit_reads_the_payload_from_a_file(run_cli, store, tmp_path):
 
 def test_submit_reads_the_payload_from_stdin(run_cli, store):
     payload = {"video_url": "https://example.com/a.mp4", "duration": 2.5}
-    job_id = int(ok(run_cli("submit", "process_video", "--payload", "-", input=json.dumps(payload))))
+    job_id = int(
+        ok(run_cli("submit", "process_video", "--payload", "-", input=json.dumps(payload)))
+    )
     assert store.job_get(job_id)["payload"] == payload
 
 
 def test_submit_with_a_repeated_idempotency_key_returns_the_first_id(run_cli, store):
     first = ok(run_cli("submit", "noop", "--idempotency-key", "invoice-7"))
-    second = ok(run_cli("submit", "noop", "--payload", '{"other": 1}', "--idempotency-key", "invoice-7"))
+    second = ok(
+        run_cli("submit", "noop", "--payload", '{"other": 1}', "--idempotency-key", "invoice-7")
+    )
     assert first == second
     assert count_jobs(store) == 1
     assert store.job_get(int(first))["payload"] == {}
@@ -165,8 +189,10 @@ def test_submit_with_a_delay_is_scheduled_in_the_future(run_cli, store):
 
 
 def test_submit_at_a_time_is_scheduled_at_that_time(run_cli, store):
-    when = (datetime.now(timezone.utc) + timedelta(days=1)).replace(microsecond=0)
-    job = one_json(run_cli("submit", "noop", "--at", when.isoformat().replace("+00:00", "Z"), "--json"))
+    when = (datetime.now(UTC) + timedelta(days=1)).replace(microsecond=0)
+    job = one_json(
+        run_cli("submit", "noop", "--at", when.isoformat().replace("+00:00", "Z"), "--json")
+    )
     assert job["state"] == "scheduled"
     assert store.job_get(job["id"])["run_at"] == when
 
@@ -180,30 +206,52 @@ def jsonl(*jobs) -> str:
 
 def test_bulk_submit_from_a_file_inserts_every_job(run_cli, store, tmp_path):
     path = tmp_path / "jobs.jsonl"
-    path.write_text(jsonl(
-        {"job_type": "noop", "payload": {"i": 1}},
-        "",
-        {"job_type": "send_email", "payload": EMAIL, "priority": "high", "max_retries": 1},
-        {"job_type": "noop", "delay": "1h", "queue": "other"},
-    ), encoding="utf-8")
+    path.write_text(
+        jsonl(
+            {"job_type": "noop", "payload": {"i": 1}},
+            "",
+            {"job_type": "send_email", "payload": EMAIL, "priority": "high", "max_retries": 1},
+            {"job_type": "noop", "delay": "1h", "queue": "other"},
+        ),
+        encoding="utf-8",
+    )
     result = one_json(run_cli("submit", "--file", str(path), "--json"))
     assert result["count"] == 3 and result["created"] == 3
     rows = [store.job_get(i) for i in result["ids"]]
-    assert [(r["job_type"], r["state"]) for r in rows] == [("noop", "queued"), ("send_email", "queued"),
-                                                         ("noop", "scheduled")]
+    assert [(r["job_type"], r["state"]) for r in rows] == [
+        ("noop", "queued"),
+        ("send_email", "queued"),
+        ("noop", "scheduled"),
+    ]
     assert rows[1]["priority"] == 3 and rows[1]["max_retries"] == 1 and rows[2]["queue"] == "other"
 
 
 def test_bulk_submit_from_stdin(run_cli, store):
-    out = ok(run_cli("submit", "--file", "-", input=jsonl(*[{"job_type": "noop", "payload": {"i": i}}
-                                                           for i in range(50)])))
+    out = ok(
+        run_cli(
+            "submit",
+            "--file",
+            "-",
+            input=jsonl(*[{"job_type": "noop", "payload": {"i": i}} for i in range(50)]),
+        )
+    )
     assert out.startswith("submitted 50 jobs (50 new)")
     assert count_jobs(store) == 50
 
 
 def test_bulk_submit_counts_repeated_idempotency_keys_once(run_cli, store):
-    result = one_json(run_cli("submit", "-f", "-", "--json", input=jsonl(
-        {"job_type": "noop", "idempotency_key": "a"}, {"job_type": "noop", "idempotency_key": "a"})))
+    result = one_json(
+        run_cli(
+            "submit",
+            "-f",
+            "-",
+            "--json",
+            input=jsonl(
+                {"job_type": "noop", "idempotency_key": "a"},
+                {"job_type": "noop", "idempotency_key": "a"},
+            ),
+        )
+    )
     assert result["count"] == 2 and result["created"] == 1 and len(set(result["ids"])) == 1
     assert count_jobs(store) == 1
 
@@ -224,12 +272,19 @@ def test_bulk_submit_with_a_bad_line_writes_nothing(run_cli, store, tmp_path):
     for n, (bad_line, _) in enumerate(BAD_LINES):
         path = tmp_path / f"jobs{n}.jsonl"
         # The bad line is line 4 of the file; the blank line 2 must not shift the number reported.
-        path.write_text(jsonl({"job_type": "noop"}, "", {"job_type": "noop"}, bad_line, {"job_type": "noop"}),
-                        encoding="utf-8")
+        path.write_text(
+            jsonl({"job_type": "noop"}, "", {"job_type": "noop"}, bad_line, {"job_type": "noop"}),
+            encoding="utf-8",
+        )
         calls.append((["submit", "--file", str(path)], None))
     cases = [(line, "line 4: ", fragment) for line, fragment in BAD_LINES]
     # The same from stdin, with the bad line last in a longer file.
-    calls.append((["submit", "--file", "-"], jsonl(*[{"job_type": "noop"}] * 9, {"job_type": "noop", "queue": "a b"})))
+    calls.append(
+        (
+            ["submit", "--file", "-"],
+            jsonl(*[{"job_type": "noop"}] * 9, {"job_type": "noop", "queue": "a b"}),
+        )
+    )
     cases.append(("stdin", "line 10: ", "queue"))
     results = run_all(run_cli, calls)
     check_each(cases, results, lambda case, r: assert_error(r, 2, case[1], case[2]))
@@ -256,15 +311,30 @@ SUBMIT_ERRORS = [
     (["submit", "noop", "--payload", "{not json"], None, ["payload is not valid JSON"]),
     (["submit", "noop", "--payload", "-"], "[]", ["payload from stdin must be a JSON object"]),
     (["submit", "noop", "--payload", "@/nonexistent/p.json"], None, ["cannot read payload file"]),
-    (["submit", "send_email", "--payload", '{"to": "nobody", "subject": "s", "body": "b"}'], None,
-     ["payload for send_email", "to: must be an email address"]),
+    (
+        ["submit", "send_email", "--payload", '{"to": "nobody", "subject": "s", "body": "b"}'],
+        None,
+        ["payload for send_email", "to: must be an email address"],
+    ),
     (["submit", "process_video", "--payload", '{"video_url": "ftp://x/y"}'], None, ["video_url"]),
-    (["submit", "scrape_website", "--payload", '{"url": "https://example.com", "selector": "[["}'], None,
-     ["selector"]),
+    (
+        [
+            "submit",
+            "scrape_website",
+            "--payload",
+            '{"url": "https://example.com", "selector": "[["}',
+        ],
+        None,
+        ["selector"],
+    ),
     (["submit", "noop", "--priority", "urgent"], None, ["priority"]),
     (["submit", "noop", "--max-retries", "-1"], None, ["max_retries"]),
     (["submit", "noop", "--delay", "soon"], None, ["delay", "'soon'"]),
-    (["submit", "noop", "--delay", "30s", "--at", "2099-01-01T00:00:00Z"], None, ["--delay", "--at"]),
+    (
+        ["submit", "noop", "--delay", "30s", "--at", "2099-01-01T00:00:00Z"],
+        None,
+        ["--delay", "--at"],
+    ),
     (["submit", "noop", "--at", "next tuesday"], None, ["run_at"]),
     (["submit"], None, ["TYPE"]),
 ]
@@ -278,9 +348,15 @@ def test_submit_errors_exit_2_with_one_line_and_write_nothing(run_cli, store):
 
 def test_files_that_are_not_utf8_text_exit_2_naming_them(run_cli, store, tmp_path):
     binary = tmp_path / "latin1.json"
-    binary.write_bytes('{"name": "Jürgen"}'.encode("latin-1"))  # a payload saved in the wrong encoding
+    binary.write_bytes(
+        '{"name": "Jürgen"}'.encode("latin-1")
+    )  # a payload saved in the wrong encoding
     cases = [
-        (["submit", "noop", "--payload", f"@{binary}"], None, f"payload file {binary} is not UTF-8 text"),
+        (
+            ["submit", "noop", "--payload", f"@{binary}"],
+            None,
+            f"payload file {binary} is not UTF-8 text",
+        ),
         (["submit", "--file", str(binary)], None, f"jobs file {binary} is not UTF-8 text"),
     ]
     results = run_all(run_cli, [(args, stdin) for args, stdin, _ in cases])
@@ -289,7 +365,12 @@ def test_files_that_are_not_utf8_text_exit_2_naming_them(run_cli, store, tmp_pat
 
 
 def schema_exists(store: Store, namespace: str) -> bool:
-    return store._one("SELECT 1 AS x FROM information_schema.schemata WHERE schema_name = %s", (namespace,)) is not None
+    return (
+        store._one(
+            "SELECT 1 AS x FROM information_schema.schemata WHERE schema_name = %s", (namespace,)
+        )
+        is not None
+    )
 
 
 def test_commands_on_an_unmigrated_database_exit_3_and_say_to_migrate(run_cli, store, unmigrated):
@@ -313,7 +394,9 @@ def test_commands_with_the_database_down_exit_3_naming_the_url_without_its_passw
 
 def test_submit_with_the_broker_down_commits_the_job_and_never_shows_the_password(run_cli, store):
     # RabbitMQ is transport only: the job is committed and the scheduler's sweeper publishes it later.
-    result = run_cli("submit", "noop", extra_env={"JQ_RABBITMQ_URL": "amqp://guest:s3cretpw@localhost:1/"})
+    result = run_cli(
+        "submit", "noop", extra_env={"JQ_RABBITMQ_URL": "amqp://guest:s3cretpw@localhost:1/"}
+    )
     job_id = int(ok(result))
     assert store.job_get(job_id)["state"] == "queued"
     assert "s3cretpw" not in result.stdout + result.stderr
@@ -325,12 +408,17 @@ def test_doctor_with_the_broker_down_exits_1_without_the_password(run_cli):
     assert result.returncode == 1
     assert "s3cretpw" not in result.stdout + result.stderr
     lines = {line.split()[1]: line for line in result.stdout.splitlines()}
-    assert lines["rabbitmq"].startswith("FAIL") and "amqp://guest:***@localhost:1/" in lines["rabbitmq"]
+    assert (
+        lines["rabbitmq"].startswith("FAIL")
+        and "amqp://guest:***@localhost:1/" in lines["rabbitmq"]
+    )
     assert all(lines[name].startswith("OK") for name in ("postgresql", "schema", "redis"))
 
 
 def test_doctor_with_redis_down_exits_1_naming_it(run_cli):
-    result = run_cli("doctor", "--json", extra_env={"JQ_REDIS_URL": "redis://:r3dispw@localhost:1/0"})
+    result = run_cli(
+        "doctor", "--json", extra_env={"JQ_REDIS_URL": "redis://:r3dispw@localhost:1/0"}
+    )
     assert result.returncode == 1
     checks = {c["name"]: c for c in json.loads(result.stdout)}
     assert not checks["redis"]["ok"] and checks["rabbitmq"]["ok"] and checks["postgresql"]["ok"]
@@ -358,7 +446,11 @@ def test_show_prints_the_job_and_its_attempts(run_cli, ops, store):
     job_id = dead_job(ops, store, "send_email", error="mailbox full")
     out = ok(run_cli("show", str(job_id), extra_env={"COLUMNS": "200"}))
     fields = {line.split()[0]: line.split()[1:] for line in out.splitlines()[:16] if line.strip()}
-    assert fields["id"] == [str(job_id)] and fields["type"] == ["send_email"] and fields["state"] == ["dead"]
+    assert (
+        fields["id"] == [str(job_id)]
+        and fields["type"] == ["send_email"]
+        and fields["state"] == ["dead"]
+    )
     assert "mailbox full" in out
     attempt = next(line for line in out.splitlines() if "test-worker" in line)  # the attempts table
     assert attempt.split()[1:2] == ["1"] and "failed" in attempt
@@ -371,7 +463,9 @@ def test_show_json_includes_the_attempts(run_cli, ops, store):
     job = one_json(run_cli("show", str(job_id), "--json"))
     assert job["id"] == job_id and job["state"] == "completed" and job["priority"] == "medium"
     assert [(a["number"], a["outcome"], a["error"]) for a in job["attempt_history"]] == [
-        (1, "failed", "first"), (2, "completed", None)]
+        (1, "failed", "first"),
+        (2, "completed", None),
+    ]
 
 
 def test_show_of_a_missing_job_exits_4(run_cli):
@@ -388,7 +482,18 @@ def test_list_filters_newest_first(run_cli, ops, store):
     low = ops.submit("noop", priority="low")
     other = ops.submit("noop", priority="high", queue="other")
     match2 = ops.submit("noop", priority="high")
-    filters = ["--state", "queued", "--type", "noop", "--priority", "high", "--queue", "default", "--since", "1h"]
+    filters = [
+        "--state",
+        "queued",
+        "--type",
+        "noop",
+        "--priority",
+        "high",
+        "--queue",
+        "default",
+        "--since",
+        "1h",
+    ]
     cases = [
         ([], [match2, other, low, email, scheduled, match1, old]),
         (filters, [match2, match1]),
@@ -429,12 +534,17 @@ def test_retry_puts_a_dead_job_back_in_the_queue_with_its_history(run_cli, ops, 
     assert ok(run_cli("retry", str(job_id))).split() == [str(job_id), "queued"]
     job = ops.get(job_id)
     assert job["state"] == "queued" and job["attempts"] == 0 and job["finished_at"] is None
-    assert [(a["number"], a["outcome"], a["error"]) for a in job["attempt_history"]] == [(1, "failed", "first failure")]
+    assert [(a["number"], a["outcome"], a["error"]) for a in job["attempt_history"]] == [
+        (1, "failed", "first failure")
+    ]
 
 
 def test_retry_of_a_job_that_is_not_dead_is_refused(run_cli, ops, store):
-    jobs = {"completed": completed_job(ops, store), "queued": ops.submit("noop"),
-            "scheduled": ops.submit("noop", delay="1h")}
+    jobs = {
+        "completed": completed_job(ops, store),
+        "queued": ops.submit("noop"),
+        "scheduled": ops.submit("noop", delay="1h"),
+    }
     cases = list(jobs.items())
     results = run_all(run_cli, [(["retry", str(job_id)], None) for _, job_id in cases])
     check_each(cases, results, lambda case, r: assert_error(r, 1, f"job {case[1]} is {case[0]}"))
@@ -508,7 +618,9 @@ def test_cancel_of_a_queued_job_means_it_never_runs(run_cli, ops, store, start_w
     assert ok(run_cli("cancel", str(job_id))).split() == [str(job_id), "cancelled"]
     worker = start_worker()
     # The worker gets the cancelled job's message and must drop it as stale.
-    wait_for(lambda: worker.worker.duplicates >= 1, what="worker dropped the cancelled job's message")
+    wait_for(
+        lambda: worker.worker.duplicates >= 1, what="worker dropped the cancelled job's message"
+    )
     other = ops.submit("noop")
     wait_for(lambda: ops.get(other)["state"] == "completed", what="a later job completed")
     job = ops.get(job_id)
@@ -527,14 +639,22 @@ def test_cancel_of_a_finished_job_exits_1_and_of_a_missing_one_4(run_cli, ops, s
 
 @pytest.fixture
 def mixed_jobs(ops, store) -> dict[str, list[int]]:
-    jobs = {"completed": [completed_job(ops, store) for _ in range(3)], "dead": [dead_job(ops, store)],
-            "queued": [ops.submit("noop")], "scheduled": [ops.submit("noop", delay="1h")]}
+    jobs = {
+        "completed": [completed_job(ops, store) for _ in range(3)],
+        "dead": [dead_job(ops, store)],
+        "queued": [ops.submit("noop")],
+        "scheduled": [ops.submit("noop", delay="1h")],
+    }
     assert count_attempts(store) == 4
     return jobs
 
 
-def test_purge_deletes_only_terminal_jobs_of_that_state_with_their_attempts(run_cli, ops, store, mixed_jobs):
-    assert ok(run_cli("purge", "--state", "completed", "--yes")).strip() == "deleted 3 completed jobs"
+def test_purge_deletes_only_terminal_jobs_of_that_state_with_their_attempts(
+    run_cli, ops, store, mixed_jobs
+):
+    assert (
+        ok(run_cli("purge", "--state", "completed", "--yes")).strip() == "deleted 3 completed jobs"
+    )
     remaining = sorted(j["id"] for j in ops.list_jobs())
     assert remaining == sorted(mixed_jobs["dead"] + mixed_jobs["queued"] + mixed_jobs["scheduled"])
     assert count_attempts(store) == 1
@@ -542,7 +662,10 @@ def test_purge_deletes_only_terminal_jobs_of_that_state_with_their_attempts(run_
 
 def test_purge_dry_run_deletes_nothing(run_cli, store, mixed_jobs):
     assert one_json(run_cli("purge", "--state", "completed", "--dry-run", "--json")) == {
-        "dry_run": True, "state": "completed", "count": 3}
+        "dry_run": True,
+        "state": "completed",
+        "count": 3,
+    }
     assert count_jobs(store) == 6 and count_attempts(store) == 4
 
 
@@ -556,7 +679,9 @@ def test_purge_of_a_non_terminal_state_is_refused(run_cli, store, mixed_jobs):
 def test_purge_without_yes_and_without_a_terminal_refuses(run_cli, store, mixed_jobs):
     # stdin is a pipe, not a tty: nobody can answer the question, and --json is no consent.
     variants = [[], ["--json"]]
-    results = run_all(run_cli, [(["purge", "--state", "completed", *extra], "") for extra in variants])
+    results = run_all(
+        run_cli, [(["purge", "--state", "completed", *extra], "") for extra in variants]
+    )
     check_each(variants, results, lambda _, r: assert_error(r, 5, "--yes"))
     assert count_jobs(store) == 6 and count_attempts(store) == 4
 
@@ -564,7 +689,12 @@ def test_purge_without_yes_and_without_a_terminal_refuses(run_cli, store, mixed_
 def test_purge_older_than_spares_recent_jobs(run_cli, ops, store, mixed_jobs):
     old = mixed_jobs["completed"][0]
     store._run("UPDATE jobs SET finished_at = now() - interval '8 days' WHERE id = %s", (old,))
-    assert one_json(run_cli("purge", "--state", "completed", "--older-than", "7d", "--yes", "--json"))["count"] == 1
+    assert (
+        one_json(run_cli("purge", "--state", "completed", "--older-than", "7d", "--yes", "--json"))[
+            "count"
+        ]
+        == 1
+    )
     assert count_jobs(store, state="completed") == 2 and count_jobs(store, id=old) == 0
 
 
@@ -579,10 +709,15 @@ def test_stats_json_counts_match_the_database(run_cli, ops, store):
     dead_job(ops, store)
     completed_job(ops, store)
     stats = one_json(run_cli("stats", "--json"))
-    truth = {r["state"]: r["n"] for r in store._all("SELECT state, count(*) AS n FROM jobs GROUP BY state")}
+    truth = {
+        r["state"]: r["n"]
+        for r in store._all("SELECT state, count(*) AS n FROM jobs GROUP BY state")
+    }
     assert truth == {"queued": 4, "scheduled": 1, "dead": 1, "completed": 1}
-    assert stats["by_state"] == {s: truth.get(s, 0) for s in
-                                 ("scheduled", "queued", "running", "retrying", "completed", "dead", "cancelled")}
+    assert stats["by_state"] == {
+        s: truth.get(s, 0)
+        for s in ("scheduled", "queued", "running", "retrying", "completed", "dead", "cancelled")
+    }
     assert stats["queued_by_priority"] == {"high": 2, "medium": 1, "low": 1}
     assert stats["queues"]["default"]["queued"] == 3 and stats["queues"]["reports"]["queued"] == 1
     assert stats["broker_error"] is None and stats["workers"] == []
@@ -603,7 +738,10 @@ def test_db_migrate_twice_changes_nothing(run_cli, store, unmigrated):
     second = one_json(run_cli("db", "migrate", "--json", extra_env=env))
     assert second == {"database_created": False, "applied": [], "version": first["version"]}
     assert one_json(run_cli("db", "status", "--json", extra_env=env)) == {
-        "version": first["version"], "latest": first["version"], "up_to_date": True}
+        "version": first["version"],
+        "latest": first["version"],
+        "up_to_date": True,
+    }
 
 
 def test_db_status_of_an_unmigrated_database_says_to_migrate(run_cli, unmigrated):
@@ -619,8 +757,10 @@ def test_db_status_of_a_migrated_database_is_up_to_date(run_cli):
 
 
 def test_malformed_broker_and_redis_urls_give_one_line_not_a_traceback(run_cli, store):
-    env = {"JQ_RABBITMQ_URL": "amqp://guest:pw1secret@localhost:notaport/",
-           "JQ_REDIS_URL": "redis://:pw2secret@localhost:notaport/0"}
+    env = {
+        "JQ_RABBITMQ_URL": "amqp://guest:pw1secret@localhost:notaport/",
+        "JQ_REDIS_URL": "redis://:pw2secret@localhost:notaport/0",
+    }
     submit = run_cli("submit", "noop", extra_env=env)
     # The job was committed before the publish failed: submit must report it, not crash.
     job_id = int(ok(submit))

@@ -1,5 +1,6 @@
 """The CLI contract for scripts: output formats, plain output off a terminal, NO_COLOR, and one
 exit code per outcome, the same for every command."""
+
 from __future__ import annotations
 
 import json
@@ -57,7 +58,9 @@ def test_json_and_another_output_format_disagree(run_cli):
 def _in_a_terminal(args: list[str], env: dict[str, str]) -> str:
     """Run jq with its stdout on a pseudo-terminal; returns what it printed."""
     leader, follower = pty.openpty()
-    proc = subprocess.Popen([JQ, *args], stdout=follower, stderr=subprocess.PIPE, env={**env, "COLUMNS": "160"})
+    proc = subprocess.Popen(
+        [JQ, *args], stdout=follower, stderr=subprocess.PIPE, env={**env, "COLUMNS": "160"}
+    )
     os.close(follower)
     chunks = []
     while True:
@@ -87,17 +90,31 @@ def test_exit_codes_one_per_outcome(run_cli, ops, env):
     assert run_cli("list").returncode == 0  # 0: success, an empty list too
     done = ops.submit("noop")
     ops.cancel([done])
-    assert run_cli("cancel", str(done)).returncode == 1  # 1: the operation failed (cancelled already)
+    assert (
+        run_cli("cancel", str(done)).returncode == 1
+    )  # 1: the operation failed (cancelled already)
     assert run_cli("submit", "noop", "--priority", "urgent").returncode == 2  # 2: bad input
-    assert run_cli("list", extra_env={"JQ_DATABASE_URL": "postgresql://localhost:1/jq"}).returncode == 3
+    assert (
+        run_cli("list", extra_env={"JQ_DATABASE_URL": "postgresql://localhost:1/jq"}).returncode
+        == 3
+    )
     assert run_cli("show", "424242").returncode == 4  # 4: not found
-    assert run_cli("purge", "--state", "cancelled", input="").returncode == 5  # 5: refused, no terminal
+    assert (
+        run_cli("purge", "--state", "cancelled", input="").returncode == 5
+    )  # 5: refused, no terminal
     assert ops.get(done)["state"] == "cancelled"  # ... and nothing was deleted
 
 
 def test_help_exit_codes_lists_every_code(run_cli):
     result = run_cli("help", "exit-codes")
-    assert [line.split()[0] for line in result.stdout.splitlines()] == ["0", "1", "2", "3", "4", "5"]
+    assert [line.split()[0] for line in result.stdout.splitlines()] == [
+        "0",
+        "1",
+        "2",
+        "3",
+        "4",
+        "5",
+    ]
     assert json.loads(run_cli("help", "exit-codes", "--json").stdout)["5"].startswith("refused")
 
 
@@ -106,8 +123,13 @@ def test_shell_completion_is_available(env):
     # is not read), so run it from bash as a user would: under a runner whose parents hold no shell,
     # calling jq directly would print "Shell  not supported". The trailing `exit` keeps bash from
     # exec-ing jq in its place.
-    result = subprocess.run(["bash", "-c", '"$0" --show-completion; status=$?; exit $status', JQ],
-                            capture_output=True, text=True, timeout=60, env=env)
+    result = subprocess.run(
+        ["bash", "-c", '"$0" --show-completion; status=$?; exit $status', JQ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     assert "_jq_completion" in result.stdout and "complete " in result.stdout
 

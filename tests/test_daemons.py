@@ -1,13 +1,14 @@
 """The daemons as systemd runs them: sd_notify over a real datagram socket, Prometheus metrics,
 SIGHUP reloads, and the log formats (text, journald, JSON)."""
+
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import subprocess
 import signal
 import socket
+import subprocess
 import urllib.request
 from pathlib import Path
 
@@ -34,8 +35,11 @@ class NotifySocket:
                 return self.messages
 
     def wait_for(self, line: str, timeout: float = 20) -> list[str]:
-        return wait_for(lambda: any(m.startswith(line) for m in self.read()) and self.messages, timeout,
-                        what=f"{line!r} on the notify socket")
+        return wait_for(
+            lambda: any(m.startswith(line) for m in self.read()) and self.messages,
+            timeout,
+            what=f"{line!r} on the notify socket",
+        )
 
     def close(self) -> None:
         self.sock.close()
@@ -79,18 +83,27 @@ def _scrape(port: int) -> str:
 
 def _sample(text: str, name: str, **labels: str) -> float:
     for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            if all(f'{k}="{v}"' in line for k, v in labels.items()):
-                return float(line.rsplit(" ", 1)[1])
+        named = line.startswith(name + "{") or line.startswith(name + " ")
+        if named and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
     return 0.0
 
 
 def test_worker_metrics_count_started_and_finished_jobs_by_state(ops, spawn):
     _, port = listen_on_free_port(lambda p: spawn("worker", "--metrics-port", str(p)), _scrape)
     ids = [ops.submit("noop") for _ in range(3)]
-    ids.append(ops.submit("send_email", {"to": "a@b.co", "subject": "s", "body": "b", "failure_rate": 1},
-                          max_retries=0))
-    wait_for(lambda: all(ops.get(i)["state"] in ("completed", "dead") for i in ids), 20, what="jobs finished")
+    ids.append(
+        ops.submit(
+            "send_email",
+            {"to": "a@b.co", "subject": "s", "body": "b", "failure_rate": 1},
+            max_retries=0,
+        )
+    )
+    wait_for(
+        lambda: all(ops.get(i)["state"] in ("completed", "dead") for i in ids),
+        20,
+        what="jobs finished",
+    )
     expected = {
         ("jq_jobs_started_total", (("job_type", "noop"), ("queue", "default"))): 3,
         ("jq_jobs_finished_total", (("job_type", "noop"), ("state", "completed"))): 3,
@@ -104,8 +117,11 @@ def test_worker_metrics_count_started_and_finished_jobs_by_state(ops, spawn):
 
     # The worker counts a job in its metrics just after committing its outcome, so the last job's
     # figures may trail its state in Postgres by a moment: wait for them all, then compare.
-    text = wait_for(lambda: (t := _scrape(port)) and samples(t) == expected and t, 10,
-                    what=lambda: f"the metrics to count every job; last scrape: {samples(_scrape(port))}")
+    text = wait_for(
+        lambda: (t := _scrape(port)) and samples(t) == expected and t,
+        10,
+        what=lambda: f"the metrics to count every job; last scrape: {samples(_scrape(port))}",
+    )
     assert samples(text) == expected
     assert 'jq_build_info{role="worker"' in text
 
@@ -116,14 +132,20 @@ def test_leading_scheduler_metrics_show_queue_depth_and_leadership(ops, spawn):
     _, port = listen_on_free_port(lambda p: spawn("scheduler", "--metrics-port", str(p)), _scrape)
 
     def figures(text: str) -> tuple[float, float, float, float]:
-        return (_sample(text, "jq_jobs", state="queued", priority="low"),
-                _sample(text, "jq_jobs", state="queued", priority="high"),
-                _sample(text, "jq_jobs", state="queued", priority="all"), _sample(text, "jq_scheduler_leader"))
+        return (
+            _sample(text, "jq_jobs", state="queued", priority="low"),
+            _sample(text, "jq_jobs", state="queued", priority="high"),
+            _sample(text, "jq_jobs", state="queued", priority="all"),
+            _sample(text, "jq_scheduler_leader"),
+        )
 
     # The gauges are cleared and set again one by one every few seconds: a scrape may fall between
     # two of them, so wait for a scrape that shows them all.
-    wait_for(lambda: figures(_scrape(port)) == (2, 1, 3, 1), 20,
-             what=lambda: f"queue depth gauges and leadership; last scrape: {figures(_scrape(port))}")
+    wait_for(
+        lambda: figures(_scrape(port)) == (2, 1, 3, 1),
+        20,
+        what=lambda: f"queue depth gauges and leadership; last scrape: {figures(_scrape(port))}",
+    )
 
 
 def test_sighup_rereads_the_config_file_and_changes_concurrency(ops, spawn, tmp_path):
@@ -155,8 +177,11 @@ def test_worker_with_a_missing_config_file_exits_2(run_cli, tmp_path):
 
 def test_json_log_format_writes_one_json_object_per_line(ops, spawn):
     proc = spawn("worker", "--log-format", "json", "--name", "jsonlog")
-    job_id = ops.submit("send_email", {"to": "a@b.co", "subject": "s", "body": "b", "failure_rate": 1},
-                        max_retries=0)
+    job_id = ops.submit(
+        "send_email",
+        {"to": "a@b.co", "subject": "s", "body": "b", "failure_rate": 1},
+        max_retries=0,
+    )
     wait_for(lambda: ops.get(job_id)["state"] == "dead", 20, what="job dead")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(20) == 0
@@ -169,8 +194,11 @@ def test_json_log_format_writes_one_json_object_per_line(ops, spawn):
 
 def test_under_journald_lines_carry_a_priority_prefix_and_no_timestamp(ops, spawn):
     proc = spawn("worker", "--name", "journald", extra_env={"JOURNAL_STREAM": "8:12345"})
-    wait_for(lambda: any(w["name"] == "journald" for w in ops.stats()["workers"] or []), 20,
-             what="worker heartbeat")
+    wait_for(
+        lambda: any(w["name"] == "journald" for w in ops.stats()["workers"] or []),
+        20,
+        what="worker heartbeat",
+    )
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(20) == 0
     lines = [line for line in proc.stderr.read().splitlines() if line.strip()]
@@ -188,13 +216,19 @@ def test_systemd_units_name_the_daemons_and_stop_after_the_drain_grace():
     units = Path(__file__).resolve().parent.parent / "daemons"
     worker = (units / "jq-worker@.service").read_text()
     assert "Type=notify" in worker and "jq worker" in worker
-    stop = int(next(line.split("=")[1] for line in worker.splitlines() if line.startswith("TimeoutStopSec")))
+    stop = int(
+        next(
+            line.split("=")[1] for line in worker.splitlines() if line.startswith("TimeoutStopSec")
+        )
+    )
     assert stop > 30  # longer than the default JQ_SHUTDOWN_GRACE
     assert "Type=notify" in (units / "jq-scheduler.service").read_text()
     assert os.path.exists(units / "jq.env.example")
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+@pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed"
+)
 def test_systemd_analyze_verifies_the_units(tmp_path):
     from conftest import JQ
 
@@ -206,5 +240,7 @@ def test_systemd_analyze_verifies_the_units(tmp_path):
         path.write_text(unit.read_text().replace("/opt/jq/.venv/bin/jq", JQ))
         paths.append(str(path))
     assert len(paths) == 3
-    result = subprocess.run(["systemd-analyze", "verify", *paths], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["systemd-analyze", "verify", *paths], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0 and result.stderr.strip() == "", result.stderr

@@ -1,4 +1,5 @@
 """`jq demo` (what `make run` runs): every sample job ends terminal and the demo exits 0."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,7 +13,12 @@ def test_demo_runs_every_sample_to_a_terminal_state_and_exits_0(run_cli, ops):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "all jobs terminal" in result.stdout
     jobs = ops.list_jobs(limit=100)
-    assert {j["job_type"] for j in jobs} == {"send_email", "process_video", "scrape_website", "noop"}
+    assert {j["job_type"] for j in jobs} == {
+        "send_email",
+        "process_video",
+        "scrape_website",
+        "noop",
+    }
     assert {j["priority"] for j in jobs} == {"high", "medium", "low"}
     assert all(j["state"] in ("completed", "dead") for j in jobs)
     scrape = next(j for j in jobs if j["job_type"] == "scrape_website")

@@ -1,6 +1,7 @@
 """The HTTP shim (`jq serve`) through HTTP against the real services: every endpoint, every error
 class as a problem document, API keys on and off, the body limit, the older service's bodies,
 Idempotency-Key, /health with a service down, /metrics, and one real `jq serve` process."""
+
 from __future__ import annotations
 
 import socket
@@ -11,22 +12,23 @@ import warnings
 
 import httpx
 import pytest
+
 from conftest import listen_on_free_port, make_settings, wait_for
 
 pytest.importorskip("fastapi")
 with warnings.catch_warnings():  # Starlette's notice that it will move to `httpx2` one day
     warnings.simplefilter("ignore")
-    from fastapi.testclient import TestClient  # noqa: E402
+    from fastapi.testclient import TestClient
 
-from jq_cli.http import create_app  # noqa: E402
-from jq_cli.ops import Operations  # noqa: E402
+from jq_cli.http import create_app
+from jq_cli.ops import Operations
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 EMAIL = {"to": "ops@example.com", "subject": "hello", "body": "world"}
 CLOSED = "127.0.0.1:1"  # nothing listens on port 1: connections are refused at once
 KEYS = ["first-key-0123456789", "second-key-9876543210"]
-TRACE_WORDS = ("Traceback", "File \"", "line ", "RuntimeError")
+TRACE_WORDS = ("Traceback", 'File "', "line ", "RuntimeError")
 
 
 @pytest.fixture
@@ -49,12 +51,14 @@ def is_problem(response: httpx.Response, status: int, kind: str | None = None) -
     assert doc["status"] == status
     if kind:
         assert doc["type"] == f"urn:jq:problem:{kind}"
-    for word in ("Traceback", "File \""):
+    for word in ("Traceback", 'File "'):
         assert word not in response.text
     return doc
 
 
-def submit(client: TestClient, job_type: str = "noop", payload: dict | None = None, **fields) -> dict:
+def submit(
+    client: TestClient, job_type: str = "noop", payload: dict | None = None, **fields
+) -> dict:
     r = client.post("/api/v1/jobs", json={"job_type": job_type, "payload": payload or {}, **fields})
     assert r.status_code == 201, r.text
     return r.json()
@@ -64,7 +68,9 @@ def submit(client: TestClient, job_type: str = "noop", payload: dict | None = No
 
 
 def test_submit_answers_201_with_the_committed_job(client, ops):
-    r = client.post("/api/v1/jobs", json={"job_type": "send_email", "payload": EMAIL, "priority": "high"})
+    r = client.post(
+        "/api/v1/jobs", json={"job_type": "send_email", "payload": EMAIL, "priority": "high"}
+    )
     assert r.status_code == 201, r.text
     job = r.json()
     assert r.headers["location"] == f"/api/v1/jobs/{job['id']}"
@@ -77,7 +83,12 @@ def test_submit_answers_201_with_the_committed_job(client, ops):
 def test_older_service_job_body_is_accepted_verbatim(client):
     old = {"job_type": "send_email", "priority": "low", "payload": EMAIL, "max_retries": 5}
     job = client.post("/api/v1/jobs", json=old).json()
-    assert (job["job_type"], job["priority"], job["max_retries"], job["payload"]) == ("send_email", "low", 5, EMAIL)
+    assert (job["job_type"], job["priority"], job["max_retries"], job["payload"]) == (
+        "send_email",
+        "low",
+        5,
+        EMAIL,
+    )
 
 
 def test_idempotency_key_header_returns_the_first_job(client):
@@ -89,7 +100,9 @@ def test_idempotency_key_header_returns_the_first_job(client):
     assert first.json()["idempotency_key"] == "order-42"
     other = client.post("/api/v1/jobs", json=body, headers={"Idempotency-Key": "order-43"})
     assert other.status_code == 201 and other.json()["id"] != first.json()["id"]
-    clash = client.post("/api/v1/jobs", json={**body, "idempotency_key": "a"}, headers={"Idempotency-Key": "b"})
+    clash = client.post(
+        "/api/v1/jobs", json={**body, "idempotency_key": "a"}, headers={"Idempotency-Key": "b"}
+    )
     is_problem(clash, 422, "invalid-input")
 
 
@@ -101,7 +114,9 @@ def test_bulk_submit_takes_all_jobs_or_none(client, ops):
     assert [ops.get(i)["payload"]["n"] for i in r.json()["ids"]] == [0, 1, 2]
     unknown = client.post("/api/v1/jobs/bulk", json={"jobs": [jobs[0], {"job_type": "nope"}]})
     assert is_problem(unknown, 422, "invalid-input")["detail"].startswith("job 2: unknown job type")
-    badly = client.post("/api/v1/jobs/bulk", json={"jobs": [jobs[0], {"job_type": "noop", "priority": "urgent"}]})
+    badly = client.post(
+        "/api/v1/jobs/bulk", json={"jobs": [jobs[0], {"job_type": "noop", "priority": "urgent"}]}
+    )
     assert is_problem(badly, 422)["detail"].startswith("job 2: priority")
     is_problem(client.post("/api/v1/jobs/bulk", json={"jobs": []}), 422)
     assert len(ops.list_jobs()) == 3  # the refused batches wrote nothing
@@ -114,9 +129,13 @@ def test_list_filters_and_pages_newest_first(client):
     assert [j["id"] for j in page["jobs"]] == ids[::-1][:2] and page["next_offset"] == 2
     last = client.get("/api/v1/jobs", params={"type": "noop", "limit": 2, "offset": 4}).json()
     assert [j["id"] for j in last["jobs"]] == [ids[0]] and last["next_offset"] is None
-    high = client.get("/api/v1/jobs", params={"priority": "high", "state": "queued", "since": "1h"}).json()
+    high = client.get(
+        "/api/v1/jobs", params={"priority": "high", "state": "queued", "since": "1h"}
+    ).json()
     assert [j["job_type"] for j in high["jobs"]] == ["send_email"]
-    assert is_problem(client.get("/api/v1/jobs", params={"state": "lost"}), 422)["detail"].startswith("unknown state")
+    assert is_problem(client.get("/api/v1/jobs", params={"state": "lost"}), 422)[
+        "detail"
+    ].startswith("unknown state")
     is_problem(client.get("/api/v1/jobs", params={"limit": 0}), 422)
     is_problem(client.get("/api/v1/jobs", params={"since": "soon"}), 422)
 
@@ -124,10 +143,17 @@ def test_list_filters_and_pages_newest_first(client):
 def test_cancel_and_retry_answer_409_for_a_wrong_state_and_404_for_an_unknown_id(client):
     job_id = submit(client)["id"]
     is_problem(client.post(f"/api/v1/jobs/{job_id}/retry"), 409, "invalid-transition")
-    assert client.post(f"/api/v1/jobs/{job_id}/cancel").json() == {"id": job_id, "state": "cancelled"}
+    assert client.post(f"/api/v1/jobs/{job_id}/cancel").json() == {
+        "id": job_id,
+        "state": "cancelled",
+    }
     is_problem(client.post(f"/api/v1/jobs/{job_id}/cancel"), 409, "invalid-transition")
     assert client.post(f"/api/v1/jobs/{job_id}/retry").json() == {"id": job_id, "state": "queued"}
-    for path in ("/api/v1/jobs/987654321", "/api/v1/jobs/987654321/retry", "/api/v1/jobs/987654321/cancel"):
+    for path in (
+        "/api/v1/jobs/987654321",
+        "/api/v1/jobs/987654321/retry",
+        "/api/v1/jobs/987654321/cancel",
+    ):
         call = client.get if path.endswith("1") else client.post
         is_problem(call(path), 404, "not-found")
     is_problem(client.get("/api/v1/jobs/0"), 422)
@@ -160,22 +186,38 @@ def test_stats_counts_by_state_priority_and_queue(client):
 
 
 def test_scheduled_jobs_round_trip_with_the_older_service_body(client):
-    old = {"name": "nightly", "job_type": "send_email", "cron_expression": "0 3 * * *", "payload": EMAIL,
-           "priority": "high"}
+    old = {
+        "name": "nightly",
+        "job_type": "send_email",
+        "cron_expression": "0 3 * * *",
+        "payload": EMAIL,
+        "priority": "high",
+    }
     r = client.post("/api/v1/scheduled-jobs", json=old)
     assert r.status_code == 201, r.text
-    assert (r.json()["cron"], r.json()["priority"], r.json()["enabled"]) == ("0 3 * * *", "high", True)
+    assert (r.json()["cron"], r.json()["priority"], r.json()["enabled"]) == (
+        "0 3 * * *",
+        "high",
+        True,
+    )
     assert r.headers["location"] == "/api/v1/scheduled-jobs/nightly"
     is_problem(client.post("/api/v1/scheduled-jobs", json=old), 409)  # the name exists: a conflict
     assert [s["name"] for s in client.get("/api/v1/scheduled-jobs").json()] == ["nightly"]
     shown = client.get("/api/v1/scheduled-jobs/nightly", params={"next": 3}).json()
     assert len(shown["next_fire_times"]) == 3
-    changed = client.patch("/api/v1/scheduled-jobs/nightly", json={"cron": "*/5 * * * *", "enabled": False})
+    changed = client.patch(
+        "/api/v1/scheduled-jobs/nightly", json={"cron": "*/5 * * * *", "enabled": False}
+    )
     assert changed.status_code == 200, changed.text
     assert (changed.json()["cron"], changed.json()["enabled"]) == ("*/5 * * * *", False)
     is_problem(client.patch("/api/v1/scheduled-jobs/nightly", json={"colour": "blue"}), 422)
     is_problem(client.patch("/api/v1/scheduled-jobs/nightly", json={"cron": "every tuesday"}), 422)
-    is_problem(client.post("/api/v1/scheduled-jobs", json={**old, "name": "bad", "cron_expression": "61 * * * *"}), 422)
+    is_problem(
+        client.post(
+            "/api/v1/scheduled-jobs", json={**old, "name": "bad", "cron_expression": "61 * * * *"}
+        ),
+        422,
+    )
     assert client.delete("/api/v1/scheduled-jobs/nightly").status_code == 204
     for call in (client.get, client.delete):
         is_problem(call("/api/v1/scheduled-jobs/nightly"), 404, "not-found")
@@ -187,12 +229,26 @@ def test_scheduled_jobs_round_trip_with_the_older_service_body(client):
 
 def test_bad_requests_are_problem_documents(client):
     post = "/api/v1/jobs"
-    is_problem(client.post(post, content=b'{"job_type": ', headers={"content-type": "application/json"}), 400)
-    is_problem(client.post(post, content=b'{"job_type": "noop"}', headers={"content-type": "text/plain"}), 415)
-    detail = is_problem(client.post(post, json={"job_type": "noop", "payload": [1]}), 422, "invalid-input")["detail"]
+    is_problem(
+        client.post(post, content=b'{"job_type": ', headers={"content-type": "application/json"}),
+        400,
+    )
+    is_problem(
+        client.post(post, content=b'{"job_type": "noop"}', headers={"content-type": "text/plain"}),
+        415,
+    )
+    detail = is_problem(
+        client.post(post, json={"job_type": "noop", "payload": [1]}), 422, "invalid-input"
+    )["detail"]
     assert detail.startswith("payload")
-    assert "colour" in is_problem(client.post(post, json={"job_type": "noop", "colour": 1}), 422)["detail"]
-    assert "unknown job type" in is_problem(client.post(post, json={"job_type": "nope"}), 422)["detail"]
+    assert (
+        "colour"
+        in is_problem(client.post(post, json={"job_type": "noop", "colour": 1}), 422)["detail"]
+    )
+    assert (
+        "unknown job type"
+        in is_problem(client.post(post, json={"job_type": "nope"}), 422)["detail"]
+    )
     is_problem(client.get("/api/v1/nowhere"), 404)
     is_problem(client.delete("/api/v1/jobs"), 405)
 
@@ -202,11 +258,21 @@ def test_a_body_over_the_limit_is_refused_with_413_before_parsing(settings, ops)
     with TestClient(create_app(small)) as c:
         big = {"job_type": "noop", "payload": {"blob": "x" * 2000}}
         is_problem(c.post("/api/v1/jobs", json=big), 413, "payload-too-large")
-        chunks = iter([b'{"job_type": "noop", "payload": {"blob": "', b"x" * 600, b"x" * 600, b'"}}'])
-        is_problem(c.post("/api/v1/jobs", content=chunks, headers={"content-type": "application/json"}), 413)
+        chunks = iter(
+            [b'{"job_type": "noop", "payload": {"blob": "', b"x" * 600, b"x" * 600, b'"}}']
+        )
+        is_problem(
+            c.post("/api/v1/jobs", content=chunks, headers={"content-type": "application/json"}),
+            413,
+        )
         bulk = {"jobs": [{"job_type": "noop", "payload": {"n": n}} for n in range(100)]}
         is_problem(c.post("/api/v1/jobs/bulk", json=bulk), 413)
-        assert c.post("/api/v1/jobs", json={"job_type": "noop", "payload": {"blob": "x" * 100}}).status_code == 201
+        assert (
+            c.post(
+                "/api/v1/jobs", json={"job_type": "noop", "payload": {"blob": "x" * 100}}
+            ).status_code
+            == 201
+        )
         assert 'route="/api/v1/jobs",status="413"} 2.0' in c.get("/metrics").text
     assert len(ops.list_jobs()) == 1
 
@@ -273,17 +339,37 @@ def test_a_submit_while_rabbitmq_is_down_is_still_accepted(settings, ops):
 
 
 def test_every_endpoint_but_health_needs_a_key_when_keys_are_set(keyed):
-    paths = [("GET", "/api/v1/jobs"), ("POST", "/api/v1/jobs"), ("GET", "/api/v1/stats"), ("GET", "/metrics"),
-             ("GET", "/api/v1/scheduled-jobs"), ("GET", "/openapi.json"), ("DELETE", "/api/v1/scheduled-jobs/x")]
+    paths = [
+        ("GET", "/api/v1/jobs"),
+        ("POST", "/api/v1/jobs"),
+        ("GET", "/api/v1/stats"),
+        ("GET", "/metrics"),
+        ("GET", "/api/v1/scheduled-jobs"),
+        ("GET", "/openapi.json"),
+        ("DELETE", "/api/v1/scheduled-jobs/x"),
+    ]
     for method, path in paths:
-        for headers in ({}, {"X-API-Key": "wrong"}, {"Authorization": "Bearer wrong"},
-                        {"Authorization": f"Basic {KEYS[0]}"}):
+        for headers in (
+            {},
+            {"X-API-Key": "wrong"},
+            {"Authorization": "Bearer wrong"},
+            {"Authorization": f"Basic {KEYS[0]}"},
+        ):
             r = keyed.request(method, path, headers=headers)
             is_problem(r, 401, "unauthorized")
             assert r.headers["www-authenticate"].startswith("Bearer")
-    assert keyed.get("/api/v1/jobs", headers={"Authorization": f"Bearer {KEYS[0]}"}).status_code == 200
-    assert keyed.get("/api/v1/jobs", headers={"authorization": f"bearer {KEYS[1]}"}).status_code == 200
-    assert keyed.post("/api/v1/jobs", json={"job_type": "noop"}, headers={"X-API-Key": KEYS[1]}).status_code == 201
+    assert (
+        keyed.get("/api/v1/jobs", headers={"Authorization": f"Bearer {KEYS[0]}"}).status_code == 200
+    )
+    assert (
+        keyed.get("/api/v1/jobs", headers={"authorization": f"bearer {KEYS[1]}"}).status_code == 200
+    )
+    assert (
+        keyed.post(
+            "/api/v1/jobs", json={"job_type": "noop"}, headers={"X-API-Key": KEYS[1]}
+        ).status_code
+        == 201
+    )
     metrics = keyed.get("/metrics", headers={"X-API-Key": KEYS[0]}).text
     assert 'jq_http_requests_total{method="GET",route="/api/v1/stats",status="401"} 4.0' in metrics
 
@@ -330,9 +416,18 @@ def test_keys_come_from_the_environment_and_a_keys_file(tmp_path, monkeypatch):
 def test_openapi_and_docs_describe_every_endpoint(client):
     paths = client.get("/openapi.json").json()["paths"]
     assert set(paths) == {
-        "/api/v1/jobs", "/api/v1/jobs/bulk", "/api/v1/jobs/{job_id}", "/api/v1/jobs/{job_id}/retry",
-        "/api/v1/jobs/{job_id}/cancel", "/api/v1/stats", "/api/v1/dead-letter", "/api/v1/dead-letter/retry",
-        "/api/v1/scheduled-jobs", "/api/v1/scheduled-jobs/{name}", "/health", "/metrics",
+        "/api/v1/jobs",
+        "/api/v1/jobs/bulk",
+        "/api/v1/jobs/{job_id}",
+        "/api/v1/jobs/{job_id}/retry",
+        "/api/v1/jobs/{job_id}/cancel",
+        "/api/v1/stats",
+        "/api/v1/dead-letter",
+        "/api/v1/dead-letter/retry",
+        "/api/v1/scheduled-jobs",
+        "/api/v1/scheduled-jobs/{name}",
+        "/health",
+        "/metrics",
     }
     assert set(paths["/api/v1/scheduled-jobs/{name}"]) == {"get", "patch", "delete"}
     assert "swagger" in client.get("/docs").text.lower()
@@ -344,36 +439,50 @@ def test_metrics_count_requests_by_route_and_jobs_by_state(client):
     client.get("/no/such/path/12345")
     text = client.get("/metrics").text
     assert 'jq_http_requests_total{method="POST",route="/api/v1/jobs",status="201"} 1.0' in text
-    assert 'jq_http_requests_total{method="GET",route="/api/v1/jobs/{job_id}",status="404"} 1.0' in text
+    assert (
+        'jq_http_requests_total{method="GET",route="/api/v1/jobs/{job_id}",status="404"} 1.0'
+        in text
+    )
     assert 'route="unmatched",status="404"' in text and "12345" not in text
     # The scheduler's series: every state under priority "all", queued ones also by priority.
     assert 'jq_jobs{priority="all",state="queued"} 1.0' in text
-    assert 'jq_jobs{priority="medium",state="queued"} 1.0' in text and 'jq_jobs{priority="all",state="dead"} 0.0' in text
+    assert (
+        'jq_jobs{priority="medium",state="queued"} 1.0' in text
+        and 'jq_jobs{priority="all",state="dead"} 0.0' in text
+    )
     assert 'jq_queue_jobs_queued{queue="default"} 1.0' in text
-    assert "jq_stats_up 1.0" in text and 'jq_build_info{version=' in text
+    assert "jq_stats_up 1.0" in text and "jq_build_info{version=" in text
 
 
 # -- the command ----------------------------------------------------------------------------------
 
 
 def test_jq_help_does_not_import_the_http_stack():
-    code = ("import sys; sys.argv = ['jq', '--help']\nfrom jq_cli.cli.main import main\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\nprint('fastapi' in sys.modules, 'uvicorn' in sys.modules)")
+    code = (
+        "import sys; sys.argv = ['jq', '--help']\nfrom jq_cli.cli.main import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\nprint('fastapi' in sys.modules, 'uvicorn' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert out.stdout.strip().splitlines()[-1] == "False False"
     assert "serve" in out.stdout
 
 
 def test_serve_without_the_extra_names_it_and_exits_2():
-    code = ("import sys; sys.modules['fastapi'] = None; sys.argv = ['jq', 'serve']\n"
-            "from jq_cli.cli.main import main\nmain()")
+    code = (
+        "import sys; sys.modules['fastapi'] = None; sys.argv = ['jq', 'serve']\n"
+        "from jq_cli.cli.main import main\nmain()"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert out.returncode == 2
-    assert out.stderr.strip().splitlines() == ["jq: error: jq serve needs the http extra: pip install 'jq-cli[http]'"]
+    assert out.stderr.strip().splitlines() == [
+        "jq: error: jq serve needs the http extra: pip install 'jq-cli[http]'"
+    ]
 
 
 def test_serve_refuses_a_public_address_without_a_key(run_cli):
-    out = run_cli("serve", "--host", "0.0.0.0", extra_env={"JQ_API_KEY": "", "JQ_API_KEYS_FILE": ""})
+    out = run_cli(
+        "serve", "--host", "0.0.0.0", extra_env={"JQ_API_KEY": "", "JQ_API_KEYS_FILE": ""}
+    )
     assert out.returncode == 2 and "without an API key" in out.stderr
 
 
@@ -398,15 +507,29 @@ def test_a_real_jq_serve_process_serves_the_api(settings, spawn, tmp_path):
         except httpx.TransportError:
             return False
 
-    proc, port = listen_on_free_port(lambda p: spawn("serve", "--port", str(p), extra_env={
-        "JQ_API_KEY": key, "NOTIFY_SOCKET": str(tmp_path / "notify.sock")}), up)
+    proc, port = listen_on_free_port(
+        lambda p: spawn(
+            "serve",
+            "--port",
+            str(p),
+            extra_env={"JQ_API_KEY": key, "NOTIFY_SOCKET": str(tmp_path / "notify.sock")},
+        ),
+        up,
+    )
     base = f"http://127.0.0.1:{port}"
     auth = {"Authorization": f"Bearer {key}"}
-    r = httpx.post(f"{base}/api/v1/jobs", json={"job_type": "noop", "payload": {"via": "http"}}, headers=auth)
+    r = httpx.post(
+        f"{base}/api/v1/jobs", json={"job_type": "noop", "payload": {"via": "http"}}, headers=auth
+    )
     assert r.status_code == 201, r.text
-    assert httpx.get(f"{base}/api/v1/jobs/{r.json()['id']}", headers=auth).json()["payload"] == {"via": "http"}
+    assert httpx.get(f"{base}/api/v1/jobs/{r.json()['id']}", headers=auth).json()["payload"] == {
+        "via": "http"
+    }
     assert httpx.get(f"{base}/api/v1/stats").status_code == 401
-    assert httpx.get(f"{base}/openapi.json", headers={"X-API-Key": key}).json()["info"]["title"] == "jq"
+    assert (
+        httpx.get(f"{base}/openapi.json", headers={"X-API-Key": key}).json()["info"]["title"]
+        == "jq"
+    )
     assert "READY=1" in read_datagrams(notify)  # sent once the socket was bound
     proc.terminate()
     assert proc.wait(15) == 0

@@ -1,5 +1,6 @@
 """Schemathesis against the shim's /openapi.json: generated requests to every operation, real
 services behind; whatever it sends, the shim never answers with a server error."""
+
 from __future__ import annotations
 
 import warnings
@@ -9,10 +10,10 @@ import pytest
 with warnings.catch_warnings():  # Starlette's notice that its test client will move to `httpx2`
     warnings.simplefilter("ignore")
     schemathesis = pytest.importorskip("schemathesis")
-from hypothesis import HealthCheck, settings as hypothesis_settings  # noqa: E402
-from schemathesis.checks import not_a_server_error  # noqa: E402
-
-from jq_cli.http import create_app  # noqa: E402
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+from jq_cli.http import create_app
+from schemathesis.checks import not_a_server_error
 
 
 @pytest.fixture

@@ -1,15 +1,16 @@
 """The least-privilege setup the README documents works: an application role with row rights
 only (no DDL) can submit, run and inspect jobs; only migrations need more."""
+
 from __future__ import annotations
 
 import uuid
 
 import psycopg
 import pytest
+from jq_cli.ops import Operations
 from psycopg import sql
 
 from conftest import make_settings, wait_for
-from jq_cli.ops import Operations
 
 
 @pytest.fixture
@@ -30,8 +31,9 @@ def app_role(settings):
         admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
-def test_an_application_role_without_ddl_runs_the_whole_lifecycle(settings, app_role, start_worker,
-                                                                   start_scheduler):
+def test_an_application_role_without_ddl_runs_the_whole_lifecycle(
+    settings, app_role, start_worker, start_scheduler
+):
     url = settings.database_url.replace("postgresql://", f"postgresql://{app_role}@")
     app = make_settings(settings.namespace, database_url=url)
     with Operations(app) as ops:
@@ -43,5 +45,10 @@ def test_an_application_role_without_ddl_runs_the_whole_lifecycle(settings, app_
             wait_for(lambda i=i: ops.get(i)["state"] == "completed", 20, what=f"job {i} completed")
         assert ops.purge(state="completed") == 3
     # ... and it really has no DDL: it cannot create tables in the schema.
-    with psycopg.connect(url, autocommit=True) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
-        conn.execute(sql.SQL("CREATE TABLE {}.x (id int)").format(sql.Identifier(settings.namespace)))
+    with (
+        psycopg.connect(url, autocommit=True) as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
+        conn.execute(
+            sql.SQL("CREATE TABLE {}.x (id int)").format(sql.Identifier(settings.namespace))
+        )

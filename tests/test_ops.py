@@ -1,31 +1,54 @@
 """The operations layer (jq_cli.ops) in-process, against the real services: submit and its
 validation, idempotency, bulk submit, delays, listing, retry, cancel, purge and stats."""
+
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import make_settings, wait_for
-
-from jq_cli.errors import InvalidInput, InvalidTransition, NotFound, SchemaNotMigrated, ServiceUnavailable
+from jq_cli.errors import (
+    InvalidInput,
+    InvalidTransition,
+    NotFound,
+    SchemaNotMigrated,
+    ServiceUnavailable,
+)
 from jq_cli.ops import Operations
 from jq_cli.store import Finish, Store
+
+from conftest import make_settings, wait_for
 
 VALID_PAYLOADS = {
     "noop": {"anything": [1, 2, {"goes": True}]},
     "send_email": {"to": "ops@example.com", "subject": "hello", "body": "world"},
-    "process_video": {"video_url": "https://example.com/v/clip.mov", "output_format": "webm", "duration": 1},
+    "process_video": {
+        "video_url": "https://example.com/v/clip.mov",
+        "output_format": "webm",
+        "duration": 1,
+    },
     "scrape_website": {"url": "https://example.com/", "selector": "div.content > h1"},
 }
 
 INVALID_PAYLOADS = [
     ("send_email", {"to": "not-an-address", "subject": "s", "body": "b"}, "to"),
     ("send_email", {"to": "a@example.com", "body": "b"}, "subject"),
-    ("send_email", {"to": "a@example.com", "subject": "s", "body": "b", "cc": "x@example.com"}, "cc"),
-    ("send_email", {"to": "a@example.com", "subject": "s", "body": "b", "failure_rate": 2}, "failure_rate"),
+    (
+        "send_email",
+        {"to": "a@example.com", "subject": "s", "body": "b", "cc": "x@example.com"},
+        "cc",
+    ),
+    (
+        "send_email",
+        {"to": "a@example.com", "subject": "s", "body": "b", "failure_rate": 2},
+        "failure_rate",
+    ),
     ("process_video", {"video_url": "ftp://example.com/a.mov"}, "video_url"),
-    ("process_video", {"video_url": "https://example.com/a.mov", "output_format": "exe"}, "output_format"),
+    (
+        "process_video",
+        {"video_url": "https://example.com/a.mov", "output_format": "exe"},
+        "output_format",
+    ),
     ("process_video", {"video_url": "https://example.com/a.mov", "duration": 0}, "duration"),
     ("scrape_website", {"url": "https://example.com", "selector": "div[["}, "selector"),
     ("scrape_website", {"url": "file:///etc/passwd", "selector": "h1"}, "url"),
@@ -50,12 +73,16 @@ def finish(store: Store, job_id: int, outcome: str, error: str | None = None) ->
     (a failure with no retry left makes it dead)."""
     claimed = store.job_claim([job_id], "test-worker", 30)
     assert [c["id"] for c in claimed] == [job_id]
-    changed = store.job_finish([Finish(job_id, claimed[0]["run_count"], outcome, error=error)], "test-worker")
+    changed = store.job_finish(
+        [Finish(job_id, claimed[0]["run_count"], outcome, error=error)], "test-worker"
+    )
     assert changed == {job_id: {"completed": "completed", "failed": "dead"}[outcome]}
 
 
 def dead_job(ops: Operations, store: Store, job_type: str = "noop", error: str = "boom") -> int:
-    job_id = ops.submit(job_type, {"n": 1} if job_type == "noop" else VALID_PAYLOADS[job_type], max_retries=0)
+    job_id = ops.submit(
+        job_type, {"n": 1} if job_type == "noop" else VALID_PAYLOADS[job_type], max_retries=0
+    )
     finish(store, job_id, "failed", error)
     return job_id
 
@@ -78,7 +105,9 @@ def reader(settings) -> Operations:
 
 @pytest.mark.parametrize("job_type", sorted(VALID_PAYLOADS))
 def test_submit_of_each_builtin_type_is_committed_before_it_returns(ops, store, job_type):
-    job_id = ops.submit(job_type, VALID_PAYLOADS[job_type], priority="high", max_retries=5, queue="other")
+    job_id = ops.submit(
+        job_type, VALID_PAYLOADS[job_type], priority="high", max_retries=5, queue="other"
+    )
     # A separate connection sees the row at once: it was committed, not merely inserted.
     row = store.job_get(job_id)
     assert row["job_type"] == job_type
@@ -104,22 +133,25 @@ def test_submit_rejects_a_payload_failing_the_types_schema(ops, store, job_type,
     assert count_jobs(store) == 0
 
 
-@pytest.mark.parametrize(("kwargs", "fragment"), [
-    ({"job_type": "no_such_type"}, "unknown job type 'no_such_type'"),
-    ({"job_type": "bad type!"}, "job_type"),
-    ({"job_type": "noop", "payload": [1, 2]}, "payload"),
-    ({"job_type": "noop", "priority": "urgent"}, "priority"),
-    ({"job_type": "noop", "max_retries": -1}, "max_retries"),
-    ({"job_type": "noop", "max_retries": 101}, "max_retries"),
-    ({"job_type": "noop", "queue": "no spaces"}, "queue"),
-    ({"job_type": "noop", "delay": "soon"}, "delay"),
-    ({"job_type": "noop", "delay": "-5s"}, "delay"),
-    ({"job_type": "noop", "delay": 5, "run_at": "2099-01-01T00:00:00Z"}, "not both"),
-    ({"job_type": "noop", "run_at": "yesterday"}, "run_at"),
-    ({"job_type": "noop", "run_at": "2001-01-01T00:00:00Z"}, "in the past"),
-    ({"job_type": "noop", "idempotency_key": ""}, "idempotency_key"),
-    ({"job_type": "noop", "payload": {"s": "nul\x00byte"}}, "NUL"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"job_type": "no_such_type"}, "unknown job type 'no_such_type'"),
+        ({"job_type": "bad type!"}, "job_type"),
+        ({"job_type": "noop", "payload": [1, 2]}, "payload"),
+        ({"job_type": "noop", "priority": "urgent"}, "priority"),
+        ({"job_type": "noop", "max_retries": -1}, "max_retries"),
+        ({"job_type": "noop", "max_retries": 101}, "max_retries"),
+        ({"job_type": "noop", "queue": "no spaces"}, "queue"),
+        ({"job_type": "noop", "delay": "soon"}, "delay"),
+        ({"job_type": "noop", "delay": "-5s"}, "delay"),
+        ({"job_type": "noop", "delay": 5, "run_at": "2099-01-01T00:00:00Z"}, "not both"),
+        ({"job_type": "noop", "run_at": "yesterday"}, "run_at"),
+        ({"job_type": "noop", "run_at": "2001-01-01T00:00:00Z"}, "in the past"),
+        ({"job_type": "noop", "idempotency_key": ""}, "idempotency_key"),
+        ({"job_type": "noop", "payload": {"s": "nul\x00byte"}}, "NUL"),
+    ],
+)
 def test_submit_rejects_invalid_input_and_writes_nothing(ops, store, kwargs, fragment):
     with pytest.raises(InvalidInput) as err:
         ops.submit(**kwargs)
@@ -128,17 +160,22 @@ def test_submit_rejects_invalid_input_and_writes_nothing(ops, store, kwargs, fra
 
 
 def test_submit_rejects_a_payload_over_the_size_limit(settings, store):
-    with Operations(settings.model_copy(update={"max_payload_bytes": 100})) as small:
-        with pytest.raises(InvalidInput, match="more than the limit of 100"):
-            small.submit("noop", {"blob": "x" * 200})
+    with (
+        Operations(settings.model_copy(update={"max_payload_bytes": 100})) as small,
+        pytest.raises(InvalidInput, match="more than the limit of 100"),
+    ):
+        small.submit("noop", {"blob": "x" * 200})
     assert count_jobs(store) == 0
 
 
 def test_a_second_submit_with_the_same_idempotency_key_returns_the_first_job(ops, reader, store):
     first = ops.submit("send_email", VALID_PAYLOADS["send_email"], idempotency_key="order-42")
     # Another client (another connection), another payload: still the first job.
-    second = reader.submit("send_email", {**VALID_PAYLOADS["send_email"], "subject": "again"},
-                           idempotency_key="order-42")
+    second = reader.submit(
+        "send_email",
+        {**VALID_PAYLOADS["send_email"], "subject": "again"},
+        idempotency_key="order-42",
+    )
     assert second == first
     assert count_jobs(store) == 1
     assert store.job_get(first)["payload"]["subject"] == "hello"
@@ -147,21 +184,26 @@ def test_a_second_submit_with_the_same_idempotency_key_returns_the_first_job(ops
 
 
 def test_submit_many_inserts_every_job_in_order(ops, store):
-    jobs = [{"job_type": "noop", "payload": {"i": i}, "priority": ["low", "medium", "high"][i % 3]}
-            for i in range(30)]
+    jobs = [
+        {"job_type": "noop", "payload": {"i": i}, "priority": ["low", "medium", "high"][i % 3]}
+        for i in range(30)
+    ]
     ids = ops.submit_many(jobs)
     assert len(ids) == 30 and len(set(ids)) == 30
     assert [store.job_get(i)["payload"]["i"] for i in ids] == list(range(30))
     assert count_jobs(store) == 30
 
 
-@pytest.mark.parametrize(("bad", "fragment"), [
-    ({"job_type": "no_such_type"}, "unknown job type"),
-    ({"job_type": "noop", "priority": "urgent"}, "priority"),
-    ({"job_type": "noop", "colour": "red"}, "colour"),
-    ({"job_type": "send_email", "payload": {"to": "nobody"}}, "payload for send_email"),
-    ("not an object", "JSON object"),
-])
+@pytest.mark.parametrize(
+    ("bad", "fragment"),
+    [
+        ({"job_type": "no_such_type"}, "unknown job type"),
+        ({"job_type": "noop", "priority": "urgent"}, "priority"),
+        ({"job_type": "noop", "colour": "red"}, "colour"),
+        ({"job_type": "send_email", "payload": {"to": "nobody"}}, "payload for send_email"),
+        ("not an object", "JSON object"),
+    ],
+)
 def test_submit_many_with_one_bad_job_writes_nothing(ops, store, bad, fragment):
     jobs = [{"job_type": "noop"}, {"job_type": "noop"}, bad, {"job_type": "noop"}]
     with pytest.raises(InvalidInput) as err:
@@ -173,12 +215,14 @@ def test_submit_many_with_one_bad_job_writes_nothing(ops, store, bad, fragment):
 
 def test_submit_many_honours_idempotency_keys_within_and_across_batches(ops, store):
     before = ops.submit("noop", idempotency_key="k-old")
-    ids = ops.submit_many([
-        {"job_type": "noop", "idempotency_key": "k-new"},
-        {"job_type": "noop"},
-        {"job_type": "noop", "idempotency_key": "k-new"},
-        {"job_type": "noop", "idempotency_key": "k-old"},
-    ])
+    ids = ops.submit_many(
+        [
+            {"job_type": "noop", "idempotency_key": "k-new"},
+            {"job_type": "noop"},
+            {"job_type": "noop", "idempotency_key": "k-new"},
+            {"job_type": "noop", "idempotency_key": "k-old"},
+        ]
+    )
     assert ids[0] == ids[2]
     assert ids[3] == before
     assert count_jobs(store) == 3
@@ -194,7 +238,7 @@ def test_submit_with_a_delay_is_scheduled_with_run_at_in_the_future(ops, store):
 
 
 def test_submit_at_a_future_time_is_scheduled_at_that_time(ops, store):
-    when = (datetime.now(timezone.utc) + timedelta(hours=2)).replace(microsecond=0)
+    when = (datetime.now(UTC) + timedelta(hours=2)).replace(microsecond=0)
     job_id = ops.submit("noop", run_at=when.isoformat())
     row = store.job_get(job_id)
     assert row["state"] == "scheduled"
@@ -216,17 +260,15 @@ def test_submit_with_the_broker_down_still_commits_the_job(settings, store):
 
 def test_operations_on_an_unmigrated_namespace_raise_schema_not_migrated(settings):
     never = settings.model_copy(update={"namespace": f"t{uuid.uuid4().hex[:12]}"})
-    with Operations(never) as o:
-        with pytest.raises(SchemaNotMigrated, match="jq db migrate") as err:
-            o.submit("noop")
+    with Operations(never) as o, pytest.raises(SchemaNotMigrated, match="jq db migrate") as err:
+        o.submit("noop")
     assert err.value.exit_code == 3
 
 
 def test_operations_with_the_database_down_raise_service_unavailable_without_the_password(settings):
     down = settings.model_copy(update={"database_url": "postgresql://jq:hunter2@127.0.0.1:1/jq"})
-    with Operations(down) as o:
-        with pytest.raises(ServiceUnavailable) as err:
-            o.submit("noop")
+    with Operations(down) as o, pytest.raises(ServiceUnavailable) as err:
+        o.submit("noop")
     assert err.value.exit_code == 3
     assert "postgresql://jq:***@127.0.0.1:1/jq" in err.value.message
     assert "hunter2" not in err.value.message
@@ -265,8 +307,17 @@ def test_list_since_excludes_older_jobs(ops, store):
     assert [j["id"] for j in ops.list_jobs(since=3600)] == [new]
 
 
-@pytest.mark.parametrize("kwargs", [{"state": "sleeping"}, {"priority": "urgent"}, {"limit": 0},
-                                    {"limit": 10_001}, {"queue": "a b"}, {"job_type": "x;drop"}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"state": "sleeping"},
+        {"priority": "urgent"},
+        {"limit": 0},
+        {"limit": 10_001},
+        {"queue": "a b"},
+        {"job_type": "x;drop"},
+    ],
+)
 def test_list_rejects_a_bad_filter(ops, kwargs):
     with pytest.raises(InvalidInput):
         ops.list_jobs(**kwargs)
@@ -276,7 +327,9 @@ def test_list_rejects_a_bad_filter(ops, kwargs):
 
 
 def test_a_failing_handler_ends_dead_with_its_attempt_recorded(ops, start_worker):
-    job_id = ops.submit("send_email", {**VALID_PAYLOADS["send_email"], "failure_rate": 1}, max_retries=0)
+    job_id = ops.submit(
+        "send_email", {**VALID_PAYLOADS["send_email"], "failure_rate": 1}, max_retries=0
+    )
     start_worker()
     job = wait_for(lambda: (j := ops.get(job_id))["state"] == "dead" and j, what="job dead")
     assert job["attempts"] == 1
@@ -294,7 +347,9 @@ def test_retry_of_a_dead_job_queues_it_with_attempts_reset_and_history_kept(ops,
     assert job["state"] == "queued"
     assert job["attempts"] == 0
     assert job["finished_at"] is None
-    assert [(a["number"], a["outcome"], a["error"]) for a in job["attempt_history"]] == [(1, "failed", "first failure")]
+    assert [(a["number"], a["outcome"], a["error"]) for a in job["attempt_history"]] == [
+        (1, "failed", "first failure")
+    ]
     # The fresh attempt is numbered after the kept one.
     claimed = store.job_claim([job_id], "test-worker", 30)
     assert claimed[0]["run_count"] == 2 and claimed[0]["attempts"] == 1
@@ -304,7 +359,9 @@ def test_retried_dead_job_runs_again_on_a_worker(ops, store, start_worker):
     job_id = dead_job(ops, store)
     ops.retry([job_id])
     start_worker()
-    job = wait_for(lambda: (j := ops.get(job_id))["state"] == "completed" and j, what="retried job completed")
+    job = wait_for(
+        lambda: (j := ops.get(job_id))["state"] == "completed" and j, what="retried job completed"
+    )
     assert [a["outcome"] for a in job["attempt_history"]] == ["failed", "completed"]
 
 
@@ -314,8 +371,14 @@ def test_retry_refuses_completed_queued_and_missing_jobs(ops, store):
     dead = dead_job(ops, store)
     report = ops.retry([done, queued, dead, 999_999])
     assert report.changed == {dead: "queued"}
-    assert isinstance(report.refused[done], InvalidTransition) and "is completed" in report.refused[done].message
-    assert isinstance(report.refused[queued], InvalidTransition) and "is queued" in report.refused[queued].message
+    assert (
+        isinstance(report.refused[done], InvalidTransition)
+        and "is completed" in report.refused[done].message
+    )
+    assert (
+        isinstance(report.refused[queued], InvalidTransition)
+        and "is queued" in report.refused[queued].message
+    )
     assert isinstance(report.refused[999_999], NotFound)
     assert ops.get(done)["state"] == "completed" and ops.get(queued)["state"] == "queued"
 
@@ -342,7 +405,9 @@ def test_cancelled_queued_job_never_runs(ops, store, start_worker):
     assert ops.cancel([job_id]).changed == {job_id: "cancelled"}
     worker = start_worker()
     # The worker receives the cancelled job's message and drops it as stale.
-    wait_for(lambda: worker.worker.duplicates >= 1, what="worker dropped the cancelled job's message")
+    wait_for(
+        lambda: worker.worker.duplicates >= 1, what="worker dropped the cancelled job's message"
+    )
     job = ops.get(job_id)
     assert job["state"] == "cancelled"
     assert job["attempts"] == 0 and job["attempt_history"] == []
@@ -376,7 +441,9 @@ def test_purge_deletes_only_terminal_jobs_of_the_state_with_their_attempts(ops, 
     remaining = {j["id"] for j in ops.list_jobs()}
     assert remaining == {dead, queued, scheduled}
     assert not remaining & set(done)
-    assert count_attempts(store) == 1  # the dead job's attempt; the completed ones went with their jobs
+    assert (
+        count_attempts(store) == 1
+    )  # the dead job's attempt; the completed ones went with their jobs
 
 
 @pytest.mark.parametrize("state", ["queued", "running", "scheduled", "retrying", "bogus"])
@@ -405,14 +472,19 @@ def test_stats_counts_match_the_database(ops, store):
     dead_job(ops, store)
     completed_job(ops, store)
     stats = ops.stats()
-    truth = {r["state"]: r["n"] for r in store._all("SELECT state, count(*) AS n FROM jobs GROUP BY state")}
+    truth = {
+        r["state"]: r["n"]
+        for r in store._all("SELECT state, count(*) AS n FROM jobs GROUP BY state")
+    }
     assert {s: n for s, n in stats["by_state"].items() if n} == truth
     assert truth == {"queued": 3, "scheduled": 1, "dead": 1, "completed": 1}
     assert stats["queued_by_priority"] == {"high": 1, "medium": 0, "low": 2}
     assert stats["queues"]["default"]["queued"] == 1 and stats["queues"]["other"]["queued"] == 2
     assert stats["broker_error"] is None and stats["telemetry_error"] is None
     # The broker holds one message per published job (the delayed one is not published yet).
-    wait_for(lambda: ops.stats()["queues"]["other"]["broker_ready"] == 2, what="broker depth of 'other'")
+    wait_for(
+        lambda: ops.stats()["queues"]["other"]["broker_ready"] == 2, what="broker depth of 'other'"
+    )
 
 
 def test_doctor_reports_every_service_ok(ops):
@@ -446,8 +518,12 @@ def test_migrate_twice_applies_nothing_the_second_time():
 
 def test_stats_with_the_broker_and_redis_down_still_counts_from_postgres(settings, ops):
     ops.submit("noop")
-    down = settings.model_copy(update={"rabbitmq_url": "amqp://guest:pw@127.0.0.1:1/",
-                                       "redis_url": "redis://127.0.0.1:1/0"})
+    down = settings.model_copy(
+        update={
+            "rabbitmq_url": "amqp://guest:pw@127.0.0.1:1/",
+            "redis_url": "redis://127.0.0.1:1/0",
+        }
+    )
     with Operations(down) as o:
         stats = o.stats()
     assert stats["by_state"]["queued"] == 1

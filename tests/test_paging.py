@@ -1,12 +1,12 @@
 """Keyset paging: `before_id` continues a listing after the last id shown, and the pages stay
 stable while new jobs arrive (an offset would shift by one for every new submit)."""
+
 from __future__ import annotations
 
 import json
 import warnings
 
 import pytest
-
 from jq_cli.errors import InvalidInput
 
 
@@ -35,7 +35,11 @@ def test_cli_list_before_shows_the_next_page(ops, run_cli):
     assert result.returncode == 0, result.stderr
     assert [j["id"] for j in json.loads(result.stdout)] == [ids[1], ids[0]]
     bad = run_cli("list", "--before", "-3")
-    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "before must be a job id" in bad.stderr
+    assert (
+        bad.returncode == 2
+        and bad.stderr.count("\n") == 1
+        and "before must be a job id" in bad.stderr
+    )
 
 
 def test_http_next_before_id_gives_stable_pages(settings):
@@ -46,13 +50,21 @@ def test_http_next_before_id_gives_stable_pages(settings):
     from jq_cli.http import create_app
 
     with TestClient(create_app(settings)) as client:
-        ids = client.post("/api/v1/jobs/bulk", json={"jobs": [{"job_type": "noop"} for _ in range(5)]}).json()["ids"]
+        ids = client.post(
+            "/api/v1/jobs/bulk", json={"jobs": [{"job_type": "noop"} for _ in range(5)]}
+        ).json()["ids"]
         page = client.get("/api/v1/jobs", params={"limit": 2}).json()
         assert [j["id"] for j in page["jobs"]] == ids[::-1][:2] and page["next_before_id"] == ids[3]
         client.post("/api/v1/jobs", json={"job_type": "noop"})  # arrives between two pages
-        page = client.get("/api/v1/jobs", params={"limit": 2, "before_id": page["next_before_id"]}).json()
-        assert [j["id"] for j in page["jobs"]] == [ids[2], ids[1]] and page["next_before_id"] == ids[1]
-        page = client.get("/api/v1/jobs", params={"limit": 2, "before_id": page["next_before_id"]}).json()
+        page = client.get(
+            "/api/v1/jobs", params={"limit": 2, "before_id": page["next_before_id"]}
+        ).json()
+        assert [j["id"] for j in page["jobs"]] == [ids[2], ids[1]] and page[
+            "next_before_id"
+        ] == ids[1]
+        page = client.get(
+            "/api/v1/jobs", params={"limit": 2, "before_id": page["next_before_id"]}
+        ).json()
         assert [j["id"] for j in page["jobs"]] == [ids[0]] and page["next_before_id"] is None
         both = client.get("/api/v1/jobs", params={"offset": 2, "before_id": ids[4]})
         assert both.status_code == 422 and "not both" in both.json()["detail"]

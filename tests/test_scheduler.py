@@ -1,13 +1,14 @@
 """The scheduler, the owner of time: delayed jobs, re-publishing lost messages, leadership among
 several schedulers, and the rescue of jobs whose lease expired."""
+
 from __future__ import annotations
 
 import pytest
+from jq_cli.broker import Message, Publisher
+from jq_cli.errors import ServiceUnavailable
 
 import handlers_for_tests  # noqa: F401  (registers the t_* job types for in-process workers)
 from conftest import make_settings, wait_for
-from jq_cli.broker import Message, Publisher
-from jq_cli.errors import ServiceUnavailable
 
 
 def wait_state(ops, job_id: int, *states: str, timeout: float = 15.0) -> dict:
@@ -32,22 +33,30 @@ def ready(publisher, queue: str = "default") -> int:
 def wait_ready(publisher, count: int, queue: str = "default") -> None:
     # Publishes are not confirmed one by one, and a message sent on one connection is not yet
     # counted by a queue.declare on another the instant the publisher returns: wait for it.
-    wait_for(lambda: ready(publisher, queue) == count, 10, what=f"{count} ready messages in {queue}")
+    wait_for(
+        lambda: ready(publisher, queue) == count, 10, what=f"{count} ready messages in {queue}"
+    )
 
 
 def backdate_published(store, seconds: float) -> None:
-    store._run("UPDATE jobs SET published_at = now() - make_interval(secs => %s) WHERE state = 'queued'",
-               (seconds,))
+    store._run(
+        "UPDATE jobs SET published_at = now() - make_interval(secs => %s) WHERE state = 'queued'",
+        (seconds,),
+    )
 
 
 # -- delayed jobs -------------------------------------------------------------------------------
 
 
-def test_delayed_job_is_published_within_a_second_of_its_run_at(ops, settings, start_worker, start_scheduler):
+def test_delayed_job_is_published_within_a_second_of_its_run_at(
+    ops, settings, start_worker, start_scheduler
+):
     # No sweeps within the test: a re-publish would overwrite the published_at that is measured.
     start_scheduler(settings=make_settings(settings.namespace, republish_after=120.0))
     start_worker()
-    job_id = ops.submit("noop", {}, delay=2.0)  # ample time to see it scheduled, however slow the machine
+    job_id = ops.submit(
+        "noop", {}, delay=2.0
+    )  # ample time to see it scheduled, however slow the machine
     job = ops.get(job_id)
     assert job["state"] == "scheduled"
     assert job["published_at"] is None
@@ -60,8 +69,9 @@ def test_delayed_job_is_published_within_a_second_of_its_run_at(ops, settings, s
     assert started >= job["published_at"] >= job["run_at"]
 
 
-def test_scheduler_started_after_the_due_time_publishes_the_overdue_job(ops, store, start_worker,
-                                                                        start_scheduler):
+def test_scheduler_started_after_the_due_time_publishes_the_overdue_job(
+    ops, store, start_worker, start_scheduler
+):
     job_id = ops.submit("noop", {}, delay=0.3)
     start_worker()
     run_at = ops.get(job_id)["run_at"]
@@ -75,8 +85,9 @@ def test_scheduler_started_after_the_due_time_publishes_the_overdue_job(ops, sto
 # -- lost messages ------------------------------------------------------------------------------
 
 
-def test_queued_job_whose_message_was_purged_is_republished_and_completes(ops, publisher, start_worker,
-                                                                           start_scheduler):
+def test_queued_job_whose_message_was_purged_is_republished_and_completes(
+    ops, publisher, start_worker, start_scheduler
+):
     job_id = ops.submit("noop", {"lost": True})
     first_publish = ops.get(job_id)["published_at"]
     wait_ready(publisher, 1)
@@ -91,7 +102,9 @@ def test_queued_job_whose_message_was_purged_is_republished_and_completes(ops, p
     assert job["attempts"] == 1
 
 
-def test_sweeper_republishes_only_the_missing_messages(ops, store, publisher, make_scheduler, start_worker):
+def test_sweeper_republishes_only_the_missing_messages(
+    ops, store, publisher, make_scheduler, start_worker
+):
     ids = [ops.submit("noop", {"i": i}) for i in range(3)]
     wait_ready(publisher, 3)
     publisher.purge("default")
@@ -181,11 +194,14 @@ def claim_as_ghost(ops, store, publisher, job_type="noop", **submit) -> int:
 
 
 def expire_lease(store, job_id: int) -> None:
-    store._run("UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = %s", (job_id,))
+    store._run(
+        "UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = %s", (job_id,)
+    )
 
 
-def test_rescue_requeues_a_running_job_whose_lease_expired(ops, store, publisher, make_scheduler,
-                                                           start_worker):
+def test_rescue_requeues_a_running_job_whose_lease_expired(
+    ops, store, publisher, make_scheduler, start_worker
+):
     job_id = claim_as_ghost(ops, store, publisher)
     scheduler = make_scheduler("rescuer")
     assert scheduler.run_rescue() == {}  # the lease is still valid: the job is left alone

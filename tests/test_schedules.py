@@ -1,28 +1,33 @@
 """Cron schedules against the real services: one job per tick however many schedulers race, a
 standby that takes over from a killed leader, misfire policies after downtime, retention, and the
 `jq schedule` commands (bad input writes nothing; apply is idempotent)."""
+
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import signal
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from conftest import wait_for
 from jq_cli.errors import Conflict, InvalidInput, NotFound
 from jq_cli.scheduler import Scheduler
+
+from conftest import wait_for
 
 EVERY_SECOND = "* * * * * *"
 
 
 def ticks(store, name: str) -> list[tuple[datetime, int]]:
     """(fire_time, jobs with it) for the schedule's ticks, in order."""
-    rows = store._all("SELECT fire_time, count(*) AS n FROM jobs WHERE schedule_name = %s AND fire_time IS NOT NULL"
-                      " GROUP BY fire_time ORDER BY fire_time", (name,))
+    rows = store._all(
+        "SELECT fire_time, count(*) AS n FROM jobs WHERE schedule_name = %s AND fire_time IS NOT NULL"
+        " GROUP BY fire_time ORDER BY fire_time",
+        (name,),
+    )
     return [(r["fire_time"], r["n"]) for r in rows]
 
 
@@ -34,7 +39,9 @@ def set_next_fire(store, name: str, when: datetime | str) -> None:
     store._run("UPDATE schedules SET next_fire_at = %s WHERE name = %s", (when, name))
 
 
-MISFIRE = re.compile(r"event=schedule_misfire schedule=(\S+) policy=once missed=(\d+)\+? fired=(\S+)")
+MISFIRE = re.compile(
+    r"event=schedule_misfire schedule=(\S+) policy=once missed=(\d+)\+? fired=(\S+)"
+)
 
 
 def misfires(log_lines, name: str) -> dict[datetime, int]:
@@ -51,8 +58,10 @@ def assert_no_tick_lost(fired: list[tuple[datetime, int]], missed: dict[datetime
     """Each tick comes a second after the one before, unless no scheduler ran for longer than a tick
     (a stall of a loaded machine, a takeover): then, by the misfire policy `once`, one job stands in
     for the ticks missed, and the scheduler said so in its log. A gap it did not log is a lost tick."""
-    for (a, _), (b, _) in zip(fired, fired[1:]):
-        assert b - a == timedelta(seconds=1 + missed.get(b, 0)), f"{a} -> {b}; misfires logged: {missed}"
+    for (a, _), (b, _) in itertools.pairwise(fired):
+        assert b - a == timedelta(seconds=1 + missed.get(b, 0)), (
+            f"{a} -> {b}; misfires logged: {missed}"
+        )
 
 
 # -- exactly once -------------------------------------------------------------------------------
@@ -86,7 +95,7 @@ def test_a_retried_tick_creates_no_second_job(ops, store, make_scheduler):
     ops.schedule_add("tick", "noop", EVERY_SECOND)
     s = make_scheduler("a")
     wait_for(lambda: s.run_cron() == 1, 10, what="a tick")
-    (fired, _), = ticks(store, "tick")
+    ((fired, _),) = ticks(store, "tick")
     # The timer is rolled back to the tick already fired, as a scheduler that retried a transaction
     # it believed lost (or restored from an old backup) would see it.
     set_next_fire(store, "tick", fired)
@@ -103,7 +112,8 @@ def test_standby_takes_over_within_seconds_of_kill_9_of_the_leader(ops, store, s
         """The pid of the spawned scheduler whose session holds an advisory lock (its name is host:pid)."""
         rows = store._all(
             "SELECT a.application_name AS app FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-            " WHERE l.locktype = 'advisory' AND l.granted AND a.application_name LIKE 'jq-scheduler %%'")
+            " WHERE l.locktype = 'advisory' AND l.granted AND a.application_name LIKE 'jq-scheduler %%'"
+        )
         pids = {int(r["app"].rsplit(":", 1)[1]) for r in rows} & {p.pid for p in procs}
         return pids.pop() if pids else None
 
@@ -116,8 +126,11 @@ def test_standby_takes_over_within_seconds_of_kill_9_of_the_leader(ops, store, s
     killed_at = store.now()
     took_over = time.monotonic()
     assert wait_for(lambda: leader_pid() == standby.pid, 15, what="the standby to take the lead")
-    wait_for(lambda: ticks(store, "tick")[-1][0] > killed_at + timedelta(seconds=1), 15,
-             what="the standby to fire a tick after the kill")
+    wait_for(
+        lambda: ticks(store, "tick")[-1][0] > killed_at + timedelta(seconds=1),
+        15,
+        what="the standby to fire a tick after the kill",
+    )
     # Within seconds (the standby campaigns every 0.1 s; the rest is room for a loaded machine).
     assert time.monotonic() - took_over < 10
     fired = ticks(store, "tick")
@@ -125,7 +138,7 @@ def test_standby_takes_over_within_seconds_of_kill_9_of_the_leader(ops, store, s
     assert standby.poll() is None
     # Nothing lost beyond the misfire policy: the ticks of the takeover (and of any stall of a loaded
     # machine) are closed by one job (policy once) for the latest of them, which the leader logs.
-    takeover = [b - a for (a, _), (b, _) in zip(fired, fired[1:]) if a <= killed_at < b]
+    takeover = [b - a for (a, _), (b, _) in itertools.pairwise(fired) if a <= killed_at < b]
     assert takeover and takeover[0] < timedelta(seconds=10), takeover
     standby.send_signal(signal.SIGTERM)
     assert standby.wait(20) == 0
@@ -136,7 +149,9 @@ def test_standby_takes_over_within_seconds_of_kill_9_of_the_leader(ops, store, s
 # -- misfires -----------------------------------------------------------------------------------
 
 
-def test_misfire_once_fires_one_job_for_the_ticks_missed_during_downtime(ops, store, make_scheduler):
+def test_misfire_once_fires_one_job_for_the_ticks_missed_during_downtime(
+    ops, store, make_scheduler
+):
     ops.schedule_add("yearly", "noop", "0 0 1 1 *")  # misfire defaults to once
     ops.schedule_add("fast", "noop", EVERY_SECOND, misfire="once")
     now = store.now()
@@ -144,20 +159,24 @@ def test_misfire_once_fires_one_job_for_the_ticks_missed_during_downtime(ops, st
     set_next_fire(store, "fast", now - timedelta(seconds=30))  # thirty seconds without one
     make_scheduler("back").run_cron()
     yearly = ticks(store, "yearly")
-    assert yearly == [(datetime(now.year, 1, 1, tzinfo=timezone.utc), 1)]  # one job, not five
-    assert ops.schedule_get("yearly")["next_fire_at"] == datetime(now.year + 1, 1, 1, tzinfo=timezone.utc)
+    assert yearly == [(datetime(now.year, 1, 1, tzinfo=UTC), 1)]  # one job, not five
+    assert ops.schedule_get("yearly")["next_fire_at"] == datetime(now.year + 1, 1, 1, tzinfo=UTC)
     fast = ticks(store, "fast")
-    assert len(fast) == 1 and fast[0][0] > now - timedelta(seconds=1)  # one job, for the latest tick
+    assert len(fast) == 1 and fast[0][0] > now - timedelta(
+        seconds=1
+    )  # one job, for the latest tick
 
 
-def test_misfire_skip_fires_nothing_for_missed_ticks_and_resumes_at_the_next(ops, store, make_scheduler):
+def test_misfire_skip_fires_nothing_for_missed_ticks_and_resumes_at_the_next(
+    ops, store, make_scheduler
+):
     ops.schedule_add("yearly", "noop", "0 0 1 1 *", misfire="skip")
     set_next_fire(store, "yearly", "2020-01-01T00:00:00Z")
     s = make_scheduler("back")
     assert s.run_cron() == 0
     assert ticks(store, "yearly") == []
     this_year = store.now().year
-    assert ops.schedule_get("yearly")["next_fire_at"] == datetime(this_year + 1, 1, 1, tzinfo=timezone.utc)
+    assert ops.schedule_get("yearly")["next_fire_at"] == datetime(this_year + 1, 1, 1, tzinfo=UTC)
     # A fast schedule skips the backlog but fires its ticks again once the scheduler is back.
     ops.schedule_add("fast", "noop", EVERY_SECOND, misfire="skip")
     set_next_fire(store, "fast", store.now() - timedelta(minutes=10))
@@ -170,8 +189,15 @@ def test_misfire_skip_fires_nothing_for_missed_ticks_and_resumes_at_the_next(ops
 
 
 def test_schedule_lifecycle_pause_resume_run_now_edit_remove(ops, store, make_scheduler):
-    s = ops.schedule_add("nightly", "send_email", "0 3 * * *", payload={"to": "a@example.com", "subject": "s",
-                         "body": "b"}, priority="high", max_retries=1, timezone="Europe/Berlin")
+    s = ops.schedule_add(
+        "nightly",
+        "send_email",
+        "0 3 * * *",
+        payload={"to": "a@example.com", "subject": "s", "body": "b"},
+        priority="high",
+        max_retries=1,
+        timezone="Europe/Berlin",
+    )
     assert s["priority"] == "high" and s["enabled"] and s["next_fire_at"] > store.now()
     with pytest.raises(Conflict, match="schedule nightly already exists"):
         ops.schedule_add("nightly", "noop", "* * * * *")
@@ -192,7 +218,7 @@ def test_schedule_lifecycle_pause_resume_run_now_edit_remove(ops, store, make_sc
     edited = ops.schedule_edit("nightly", cron="30 4 * * *", misfire="skip")
     assert (edited["cron"], edited["misfire"], edited["priority"]) == ("30 4 * * *", "skip", "high")
     assert edited["next_fire_at"].astimezone(ZoneBerlin).strftime("%H:%M") == "04:30"
-    with pytest.raises(InvalidInput, match="timezone|time zone"):
+    with pytest.raises(InvalidInput, match=r"timezone|time zone"):
         ops.schedule_edit("nightly", timezone="Nowhere/Land")
     assert ops.schedule_get("nightly")["timezone"] == "Europe/Berlin"  # nothing written
     ops.schedule_remove("nightly")
@@ -211,20 +237,40 @@ ZoneBerlin = ZoneInfo("Europe/Berlin")
 # -- retention ----------------------------------------------------------------------------------
 
 
-def test_retention_prunes_old_terminal_jobs_only_in_bounded_batches(ops, store, make_scheduler, monkeypatch):
+def test_retention_prunes_old_terminal_jobs_only_in_bounded_batches(
+    ops, store, make_scheduler, monkeypatch
+):
     import jq_cli.scheduler as scheduler_module
 
     ids = ops.submit_many([{"job_type": "noop", "payload": {"i": i}} for i in range(12)])
     states = ["completed"] * 5 + ["dead"] * 3 + ["cancelled"] * 2 + ["queued", "completed"]
-    for job_id, state in zip(ids, states):
-        store._run("UPDATE jobs SET state = %s, finished_at = CASE WHEN %s = 'queued' THEN NULL ELSE now() END"
-                   " WHERE id = %s", (state, state, job_id))
+    for job_id, state in zip(ids, states, strict=False):
+        store._run(
+            "UPDATE jobs SET state = %s, finished_at = CASE WHEN %s = 'queued' THEN NULL ELSE now() END"
+            " WHERE id = %s",
+            (state, state, job_id),
+        )
     # Old enough: 4 completed (8 days), 1 dead of 31 days, 2 dead of 10 days (kept), 2 cancelled of 8 days.
-    age = {ids[0]: 8, ids[1]: 8, ids[2]: 8, ids[3]: 8, ids[4]: 1, ids[5]: 31, ids[6]: 10, ids[7]: 10,
-           ids[8]: 8, ids[9]: 8, ids[10]: 400, ids[11]: 0}
+    age = {
+        ids[0]: 8,
+        ids[1]: 8,
+        ids[2]: 8,
+        ids[3]: 8,
+        ids[4]: 1,
+        ids[5]: 31,
+        ids[6]: 10,
+        ids[7]: 10,
+        ids[8]: 8,
+        ids[9]: 8,
+        ids[10]: 400,
+        ids[11]: 0,
+    }
     for job_id, days in age.items():
-        store._run("UPDATE jobs SET finished_at = now() - make_interval(days => %s), updated_at = now()"
-                   " - make_interval(days => %s) WHERE id = %s AND finished_at IS NOT NULL", (days, days, job_id))
+        store._run(
+            "UPDATE jobs SET finished_at = now() - make_interval(days => %s), updated_at = now()"
+            " - make_interval(days => %s) WHERE id = %s AND finished_at IS NOT NULL",
+            (days, days, job_id),
+        )
     store._run("UPDATE jobs SET created_at = now() - interval '400 days' WHERE id = %s", (ids[10],))
     monkeypatch.setattr(scheduler_module, "PRUNE_BATCH", 2)
     monkeypatch.setattr(scheduler_module, "PRUNE_BATCHES", 1)
@@ -234,7 +280,13 @@ def test_retention_prunes_old_terminal_jobs_only_in_bounded_batches(ops, store, 
     assert s.run_prune() == {"completed": 2}
     assert s.run_prune() == {}
     left = {r["id"] for r in store._all("SELECT id FROM jobs")}
-    assert left == {ids[4], ids[6], ids[7], ids[10], ids[11]}  # young, dead < 30 d, and the queued job
+    assert left == {
+        ids[4],
+        ids[6],
+        ids[7],
+        ids[10],
+        ids[11],
+    }  # young, dead < 30 d, and the queued job
 
 
 # -- the CLI --------------------------------------------------------------------------------------
@@ -253,7 +305,10 @@ BAD_ADDS = [
     (["bad", "noop", "--cron", "61 * * * *"], "out of range"),
     (["bad", "noop", "--cron", "* * *"], "3 fields"),
     (["bad", "noop", "--cron", "0 0 31 2 *"], "never fires"),
-    (["bad", "noop", "--cron", "* * * * *", "--timezone", "Mars/Olympus"], "unknown time zone 'Mars/Olympus'"),
+    (
+        ["bad", "noop", "--cron", "* * * * *", "--timezone", "Mars/Olympus"],
+        "unknown time zone 'Mars/Olympus'",
+    ),
     (["9-bad", "noop", "--cron", "* * * * *"], "schedule name '9-bad'"),
     (["bad name", "noop", "--cron", "* * * * *"], "schedule name 'bad name'"),
     (["bad", "no_such_type", "--cron", "* * * * *"], "unknown job type"),
@@ -269,17 +324,30 @@ def test_every_bad_add_exits_2_with_one_clear_line_and_writes_nothing(run_cli, s
 
     with ThreadPoolExecutor(len(BAD_ADDS)) as pool:  # independent commands: run them side by side
         results = list(pool.map(lambda case: run_cli("schedule", "add", *case[0]), BAD_ADDS))
-    for (_, fragment), result in zip(BAD_ADDS, results):
+    for (_, fragment), result in zip(BAD_ADDS, results, strict=False):
         assert_error(result, 2, fragment)
     assert count(store, "schedules") == 0
 
 
 def test_cli_add_list_show_pause_run_now_rm(run_cli, store):
-    out = run_cli("schedule", "add", "report", "noop", "--cron", "0 9 * * MON-FRI", "--timezone",
-                  "Europe/Berlin", "--payload", '{"k": 1}', "--json")
+    out = run_cli(
+        "schedule",
+        "add",
+        "report",
+        "noop",
+        "--cron",
+        "0 9 * * MON-FRI",
+        "--timezone",
+        "Europe/Berlin",
+        "--payload",
+        '{"k": 1}',
+        "--json",
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["timezone"] == "Europe/Berlin"
-    assert_error(run_cli("schedule", "add", "report", "noop", "--cron", "* * * * *"), 1, "already exists")
+    assert_error(
+        run_cli("schedule", "add", "report", "noop", "--cron", "* * * * *"), 1, "already exists"
+    )
     listed = json.loads(run_cli("schedule", "list", "--json").stdout)
     assert [s["name"] for s in listed] == ["report"]
     assert run_cli("schedule", "pause", "report").returncode == 0
@@ -288,7 +356,9 @@ def test_cli_add_list_show_pause_run_now_rm(run_cli, store):
     shown = json.loads(run_cli("schedule", "show", "report", "--next", "3", "--json").stdout)
     assert len(shown["next_fire_times"]) == 3 and shown["recent_jobs"][0]["id"] == job_id
     assert "recent jobs" in run_cli("schedule", "show", "report").stdout
-    assert_error(run_cli("schedule", "edit", "report", "--cron", "nope"), 2, "invalid cron expression")
+    assert_error(
+        run_cli("schedule", "edit", "report", "--cron", "nope"), 2, "invalid cron expression"
+    )
     assert run_cli("schedule", "edit", "report", "--priority", "high").returncode == 0
     assert_error(run_cli("schedule", "show", "nothere"), 4, "schedule nothere not found")
     assert_error(run_cli("schedule", "rm", "report"), 5, "--yes")  # no terminal: refuses to delete
@@ -330,32 +400,55 @@ def test_apply_is_idempotent_dry_run_writes_nothing_and_prune_removes(run_cli, s
     toml.write_text(TOML)
     yaml.write_text(YAML)
     dry = json.loads(run_cli("schedule", "apply", str(toml), "--dry-run", "--json").stdout)
-    assert dry == {"dry_run": True, "added": ["nightly", "often"], "updated": [], "removed": [], "unchanged": []}
+    assert dry == {
+        "dry_run": True,
+        "added": ["nightly", "often"],
+        "updated": [],
+        "removed": [],
+        "unchanged": [],
+    }
     assert count(store, "schedules") == 0
     first = json.loads(run_cli("schedule", "apply", str(toml), "--json").stdout)
     assert first["added"] == ["nightly", "often"]
     before = store._all("SELECT * FROM schedules ORDER BY name")
     second = run_cli("schedule", "apply", str(toml))
     assert second.returncode == 0 and "0 added, 0 updated, 0 removed, 2 unchanged" in second.stdout
-    assert store._all("SELECT * FROM schedules ORDER BY name") == before  # not even updated_at moved
+    assert (
+        store._all("SELECT * FROM schedules ORDER BY name") == before
+    )  # not even updated_at moved
     # A paused schedule stays paused when the file does not say `enabled`.
     assert run_cli("schedule", "pause", "often").returncode == 0
-    assert json.loads(run_cli("schedule", "apply", str(toml), "--json").stdout)["unchanged"] == ["nightly", "often"]
+    assert json.loads(run_cli("schedule", "apply", str(toml), "--json").stdout)["unchanged"] == [
+        "nightly",
+        "often",
+    ]
     # The YAML file declares nightly the same, adds hourly, and leaves out often.
-    dry = json.loads(run_cli("schedule", "apply", str(yaml), "--prune", "--dry-run", "--json").stdout)
+    dry = json.loads(
+        run_cli("schedule", "apply", str(yaml), "--prune", "--dry-run", "--json").stdout
+    )
     assert (dry["added"], dry["removed"], dry["unchanged"]) == (["hourly"], ["often"], ["nightly"])
     assert count(store, "schedules") == 2
     out = run_cli("schedule", "apply", str(yaml), "--prune")
     assert "+ hourly (added)" in out.stdout and "- often (removed)" in out.stdout
-    assert [r["name"] for r in store._all("SELECT name FROM schedules ORDER BY name")] == ["hourly", "nightly"]
+    assert [r["name"] for r in store._all("SELECT name FROM schedules ORDER BY name")] == [
+        "hourly",
+        "nightly",
+    ]
     yaml.write_text(YAML.replace("sales", "returns"))
-    assert json.loads(run_cli("schedule", "apply", str(yaml), "--json").stdout)["updated"] == ["nightly"]
+    assert json.loads(run_cli("schedule", "apply", str(yaml), "--json").stdout)["updated"] == [
+        "nightly"
+    ]
 
 
 def test_apply_of_a_bad_file_writes_nothing(run_cli, store, tmp_path):
     bad = tmp_path / "bad.toml"
-    bad.write_text(TOML + '\n[[schedules]]\nname = "broken"\ntype = "noop"\ncron = "* * * * *"\ntimezone = "No/Where"\n')
-    assert_error(run_cli("schedule", "apply", str(bad)), 2, "schedule 3 (broken)", "unknown time zone")
+    bad.write_text(
+        TOML
+        + '\n[[schedules]]\nname = "broken"\ntype = "noop"\ncron = "* * * * *"\ntimezone = "No/Where"\n'
+    )
+    assert_error(
+        run_cli("schedule", "apply", str(bad)), 2, "schedule 3 (broken)", "unknown time zone"
+    )
     twice = tmp_path / "twice.yaml"
     twice.write_text(YAML + "  - {name: nightly, type: noop, cron: '* * * * *'}\n")
     assert_error(run_cli("schedule", "apply", str(twice)), 2, "nightly is declared more than once")

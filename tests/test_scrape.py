@@ -1,5 +1,6 @@
 """scrape_website's guard against server-side request forgery: hosts are judged on the addresses
 they resolve to, the connection goes to the judged address, and every redirect is judged again."""
+
 from __future__ import annotations
 
 import http.server
@@ -7,7 +8,6 @@ import socket
 import threading
 
 import pytest
-
 from jq_cli.handlers.registry import JobContext, PermanentError
 from jq_cli.handlers.scrape import ScrapePayload, resolve_public, scrape_website
 
@@ -17,8 +17,21 @@ class _Settings:
         self.scrape_allow_private = allow_private
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "10.1.2.3", "192.168.0.10", "172.16.0.1",
-                                  "169.254.169.254", "::1", "fd00::1", "0.0.0.0", "100.64.0.1"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.1",
+        "localhost",
+        "10.1.2.3",
+        "192.168.0.10",
+        "172.16.0.1",
+        "169.254.169.254",
+        "::1",
+        "fd00::1",
+        "0.0.0.0",
+        "100.64.0.1",
+    ],
+)
 def test_non_public_addresses_are_refused_for_good(host):
     with pytest.raises(PermanentError, match="non-public address"):
         resolve_public(host, 80, allow_private=False)
@@ -29,12 +42,14 @@ def test_a_name_with_any_private_answer_is_refused(monkeypatch):
 
     def answers(host, *args, **kwargs):
         if host == "mixed.test":  # one public and one private answer, as a rebinding attacker gives
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", 80)),
-                    (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 80))]
+            return [
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", 80)),
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 80)),
+            ]
         return real(host, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", answers)
-    with pytest.raises(PermanentError, match="127.0.0.1"):
+    with pytest.raises(PermanentError, match=r"127\.0\.0\.1"):
         resolve_public("mixed.test", 80, allow_private=False)
 
 
@@ -43,7 +58,7 @@ def server():
     seen: list[dict] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             seen.append({"path": self.path, "host": self.headers["Host"]})
             if self.path == "/to-file":
                 self.send_response(302)
@@ -96,6 +111,6 @@ def test_a_loopback_url_is_refused_before_any_request_is_sent(server):
 
 
 def test_a_redirect_to_another_scheme_is_refused(server):
-    port, seen = server
+    port, _seen = server
     with pytest.raises(PermanentError, match="only http and https"):
         _run(f"http://127.0.0.1:{port}/to-file", allow_private=True)

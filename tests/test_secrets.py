@@ -1,5 +1,6 @@
 """No secret in any output, log line, error or traceback: a canary password rides in every URL
 (the services here ignore it or are unreachable), and nothing the run prints may contain it."""
+
 from __future__ import annotations
 
 import getpass
@@ -15,7 +16,9 @@ def _with_password(url: str, password: str = CANARY) -> str:
     scheme, rest = url.split("://", 1)
     if "@" in rest:
         rest = rest.split("@", 1)[1]
-    return f"{scheme}://{getpass.getuser()}:{password}@{rest}"  # trust auth: the password is ignored
+    return (
+        f"{scheme}://{getpass.getuser()}:{password}@{rest}"  # trust auth: the password is ignored
+    )
 
 
 def test_no_command_or_daemon_prints_the_password(settings, env, run_cli, spawn, tmp_path):
@@ -27,31 +30,58 @@ def test_no_command_or_daemon_prints_the_password(settings, env, run_cli, spawn,
         "JQ_REDIS_URL": f"redis://:{CANARY}@127.0.0.1:1/0",
     }
     outputs = []
-    for args in (["submit", "noop"], ["submit", "noop", "--json"], ["show", "1"], ["list"], ["stats"],
-                 ["stats", "--json"], ["doctor"], ["doctor", "--json"], ["db", "status"],
-                 ["submit", "nope"], ["retry", "1"]):
+    for args in (
+        ["submit", "noop"],
+        ["submit", "noop", "--json"],
+        ["show", "1"],
+        ["list"],
+        ["stats"],
+        ["stats", "--json"],
+        ["doctor"],
+        ["doctor", "--json"],
+        ["db", "status"],
+        ["submit", "nope"],
+        ["retry", "1"],
+    ):
         result = run_cli(*args, extra_env=secret_env)
         assert result.returncode in (0, 1, 2), (args, result.stderr)  # Postgres reached: no exit 3
         outputs.append((args, result.stdout + result.stderr))
     # A database that is down: the error names the URL.
-    down = run_cli("list", extra_env={**secret_env, "JQ_DATABASE_URL": f"postgresql://jq:{CANARY}@127.0.0.1:1/jq"})
+    down = run_cli(
+        "list",
+        extra_env={**secret_env, "JQ_DATABASE_URL": f"postgresql://jq:{CANARY}@127.0.0.1:1/jq"},
+    )
     assert down.returncode == 3 and "127.0.0.1:1" in down.stderr
     outputs.append((["list (db down)"], down.stdout + down.stderr))
     # The daemons log their outages; run each briefly with the canary everywhere.
-    for daemon, outage in (("worker", "event=broker_unavailable"), ("scheduler", "event=publish_deferred")):
+    for daemon, outage in (
+        ("worker", "event=broker_unavailable"),
+        ("scheduler", "event=publish_deferred"),
+    ):
         log = tmp_path / f"{daemon}.log"
         with open(log, "w") as sink:
-            proc = subprocess.Popen([JQ, daemon], env={**env, **secret_env, "JQ_LOG_LEVEL": "DEBUG"},
-                                    stdout=sink, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                [JQ, daemon],
+                env={**env, **secret_env, "JQ_LOG_LEVEL": "DEBUG"},
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
             try:
                 if daemon == "scheduler":  # give it something to publish, so it meets the broker
                     run_cli("submit", "noop", "--delay", "0.2s", extra_env=secret_env)
-                wait_for(lambda: outage in log.read_text(), 20,
-                         what=lambda: f"{daemon} to log its outage; its log so far: {log.read_text()[-2000:]!r}")
+                wait_for(
+                    lambda outage=outage, log=log: outage in log.read_text(),
+                    20,
+                    what=lambda daemon=daemon, log=log: (
+                        f"{daemon} to log its outage; its log so far: {log.read_text()[-2000:]!r}"
+                    ),
+                )
             finally:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(30)
         outputs.append(([daemon], log.read_text()))
     leaked = [args for args, text in outputs if CANARY in text]
     assert leaked == [], f"the password appeared in the output of {leaked}"
-    assert any("***" in text for _, text in outputs), "URLs should be shown with the password masked"
+    assert any("***" in text for _, text in outputs), (
+        "URLs should be shown with the password masked"
+    )

@@ -1,4 +1,5 @@
 """TLS settings of the three services pass through their URLs to the drivers."""
+
 from __future__ import annotations
 
 from jq_cli.broker import _parameters
@@ -13,15 +14,20 @@ def test_amqps_url_carries_ca_and_client_certificate_options(tmp_path):
 
 
 def test_an_unreadable_ca_file_is_a_one_line_setting_error(run_cli, tmp_path):
-    result = run_cli("doctor", extra_env={"JQ_RABBITMQ_URL": f"amqps://jq:pw@127.0.0.1:1/?cafile={tmp_path}/none.pem"})
+    result = run_cli(
+        "doctor",
+        extra_env={"JQ_RABBITMQ_URL": f"amqps://jq:pw@127.0.0.1:1/?cafile={tmp_path}/none.pem"},
+    )
     assert result.returncode == 1
     line = next(line for line in result.stdout.splitlines() if "rabbitmq" in line)
     assert "FAIL" in line and "none.pem" in line and "pw" not in line
 
 
 def test_rediss_url_passes_its_ssl_options_to_redis():
-    telemetry = Telemetry("rediss://:pw@cache.example:6380/0?ssl_ca_certs=/etc/ssl/ca.pem&ssl_cert_reqs=required",
-                          "ns")
+    telemetry = Telemetry(
+        "rediss://:pw@cache.example:6380/0?ssl_ca_certs=/etc/ssl/ca.pem&ssl_cert_reqs=required",
+        "ns",
+    )
     kwargs = telemetry._client.connection_pool.connection_kwargs
     assert kwargs["ssl_ca_certs"] == "/etc/ssl/ca.pem" and kwargs["port"] == 6380
     telemetry.close()
@@ -29,6 +35,8 @@ def test_rediss_url_passes_its_ssl_options_to_redis():
 
 def test_postgres_sslmode_reaches_libpq(run_cli, settings):
     # The local server has no TLS, so sslmode=require must make the connection fail: proof it was passed on.
-    result = run_cli("list", extra_env={"JQ_DATABASE_URL": settings.database_url + "?sslmode=require"})
+    result = run_cli(
+        "list", extra_env={"JQ_DATABASE_URL": settings.database_url + "?sslmode=require"}
+    )
     assert result.returncode == 3
     assert "SSL" in result.stderr

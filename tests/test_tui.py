@@ -5,16 +5,15 @@ Snapshots (SVG, pytest-textual-snapshot) live in tests/__snapshots__/test_tui/. 
 intended change to the look of the dashboard, review and accept the new pictures with
     .venv/bin/pytest tests/test_tui.py -k snapshot --snapshot-update
 """
+
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
-
-from conftest import make_settings, wait_for
 from jq_cli.ops import Operations
 from jq_cli.tui.app import TopApp
 from jq_cli.tui.screens.confirm import ConfirmScreen
@@ -22,7 +21,9 @@ from jq_cli.tui.screens.job_detail import JobDetailScreen
 from jq_cli.tui.widgets.jobs_panel import FilterInput
 from jq_cli.tui.widgets.row_table import RowTable
 
-FROZEN = datetime(2024, 1, 1, 12, 5, tzinfo=timezone.utc)
+from conftest import make_settings, wait_for
+
+FROZEN = datetime(2024, 1, 1, 12, 5, tzinfo=UTC)
 EMAIL = {"to": "ops@example.com", "subject": "s", "body": "b"}
 
 
@@ -71,11 +72,20 @@ def test_counts_match_the_database(ops, app_ops, store):
         async with app.run_test(size=(120, 40)) as pilot:
             await until(pilot, lambda: app.snapshots, "the first refresh")
             counts = app.screen.query_one("#counts").stats
-            db = {r["state"]: r["n"] for r in store._all("SELECT state, count(*) AS n FROM jobs GROUP BY state")}
-            assert {s: n for s, n in counts["by_state"].items() if n} == db == {
-                "queued": 5, "scheduled": 1, "cancelled": 2}
+            db = {
+                r["state"]: r["n"]
+                for r in store._all("SELECT state, count(*) AS n FROM jobs GROUP BY state")
+            }
+            assert (
+                {s: n for s, n in counts["by_state"].items() if n}
+                == db
+                == {"queued": 5, "scheduled": 1, "cancelled": 2}
+            )
             assert counts["queued_by_priority"] == {"high": 3, "medium": 0, "low": 2}
-            assert {q: v["queued"] for q, v in counts["queues"].items()} == {"default": 3, "reports": 2}
+            assert {q: v["queued"] for q, v in counts["queues"].items()} == {
+                "default": 3,
+                "reports": 2,
+            }
             assert len(table_ids(app)) == 8
             text = str(app.screen.query_one("#counts").render())
             assert "queued    5" in text and "cancelled 2" in text and "reports 2" in text
@@ -85,7 +95,9 @@ def test_counts_match_the_database(ops, app_ops, store):
 
 def test_keys_retry_dead_jobs_and_the_database_shows_it(ops, app_ops, store, start_worker):
     worker = start_worker()
-    dead = [ops.submit("send_email", {**EMAIL, "failure_rate": 1.0}, max_retries=0) for _ in range(3)]
+    dead = [
+        ops.submit("send_email", {**EMAIL, "failure_rate": 1.0}, max_retries=0) for _ in range(3)
+    ]
     wait_for(lambda: set(store.job_states(dead).values()) == {"dead"}, what="three dead jobs")
     worker.stop()
 
@@ -99,24 +111,37 @@ def test_keys_retry_dead_jobs_and_the_database_shows_it(ops, app_ops, store, sta
             selected = int(app.focused.selected_key())
             assert selected == dead[1]
             await pilot.press("r")
-            await until(pilot, lambda: store.job_states([selected])[selected] == "queued", "the retried job queued")
+            await until(
+                pilot,
+                lambda: store.job_states([selected])[selected] == "queued",
+                "the retried job queued",
+            )
             assert set(store.job_states([dead[0], dead[2]]).values()) == {"dead"}
-            await until(pilot, lambda: selected not in table_ids(app, "dead-table"), "the panel to drop it")
+            await until(
+                pilot, lambda: selected not in table_ids(app, "dead-table"), "the panel to drop it"
+            )
 
             await pilot.press("R")  # every dead job of the filter, after a confirmation
             await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
             assert "Retry 2 dead jobs" in app.screen.question
             await pilot.press("y")
-            await until(pilot, lambda: set(store.job_states(dead).values()) == {"queued"}, "all retried")
+            await until(
+                pilot, lambda: set(store.job_states(dead).values()) == {"queued"}, "all retried"
+            )
             history = store.job_get(selected)["attempt_history"]
             assert len(history) == 1 and history[0]["outcome"] == "failed"  # kept across the retry
 
             await pilot.press("enter")  # a refused action shows its error; the app carries on
-            await until(pilot, lambda: app.snapshots and not table_ids(app, "dead-table"), "an empty panel")
+            await until(
+                pilot, lambda: app.snapshots and not table_ids(app, "dead-table"), "an empty panel"
+            )
             app.screen.query_one("#jobs-table").focus()
             await pilot.press("r")
-            await until(pilot, lambda: any("only dead or cancelled" in n.message for n in app._notifications),
-                        "the refusal shown")
+            await until(
+                pilot,
+                lambda: any("only dead or cancelled" in n.message for n in app._notifications),
+                "the refusal shown",
+            )
 
     run(scenario())
 
@@ -129,17 +154,24 @@ def test_cancel_purge_and_detail(ops, app_ops, store):
         async with app.run_test(size=(80, 24)) as pilot:
             await until(pilot, lambda: len(table_ids(app)) == 3, "the jobs")
             await pilot.press("c")  # the newest job, selected first
-            await until(pilot, lambda: store.job_states([ids[2]])[ids[2]] == "cancelled", "the cancel")
+            await until(
+                pilot, lambda: store.job_states([ids[2]])[ids[2]] == "cancelled", "the cancel"
+            )
             await pilot.press("enter")
             await until(pilot, lambda: isinstance(app.screen, JobDetailScreen), "the detail screen")
             assert app.screen.job_id == ids[2]
             assert app.screen.job["payload"] == {"n": 2} and app.screen.job["state"] == "cancelled"
             await pilot.press("escape")
-            await until(pilot, lambda: not isinstance(app.screen, JobDetailScreen), "back to the dashboard")
+            await until(
+                pilot, lambda: not isinstance(app.screen, JobDetailScreen), "back to the dashboard"
+            )
 
             await pilot.press("p")  # not on a finished state: says how, deletes nothing
-            await until(pilot, lambda: any("purge deletes finished" in n.message for n in app._notifications),
-                        "the purge hint")
+            await until(
+                pilot,
+                lambda: any("purge deletes finished" in n.message for n in app._notifications),
+                "the purge hint",
+            )
             await pilot.press("slash")
             app.screen.query_one(FilterInput).value = "state:cancelled"
             await pilot.press("enter")
@@ -168,12 +200,22 @@ def test_filters_narrow_the_table(ops, app_ops):
 
             async def apply(text: str, expected: list[int]):
                 await pilot.press("slash")
-                app.screen.query_one(FilterInput).value = text  # typing it key by key is slow in the pilot
+                app.screen.query_one(
+                    FilterInput
+                ).value = text  # typing it key by key is slow in the pilot
                 await pilot.press("enter")
-                await until(pilot, lambda: sorted(table_ids(app)) == sorted(expected), f"the filter {text!r}")
+                await until(
+                    pilot,
+                    lambda: sorted(table_ids(app)) == sorted(expected),
+                    f"the filter {text!r}",
+                )
 
-            await pilot.press("slash", *"state:cancelled", "enter")  # typed once, as an operator would
-            await until(pilot, lambda: sorted(table_ids(app)) == mix["cancelled"], "the cancelled jobs")
+            await pilot.press(
+                "slash", *"state:cancelled", "enter"
+            )  # typed once, as an operator would
+            await until(
+                pilot, lambda: sorted(table_ids(app)) == mix["cancelled"], "the cancelled jobs"
+            )
             await apply("priority:high", mix["high"])
             await apply("queue:reports", mix["low"])
             await apply("type:noop state:queued", mix["low"])
@@ -185,8 +227,11 @@ def test_filters_narrow_the_table(ops, app_ops):
             await pilot.press("slash")
             app.screen.query_one(FilterInput).value = "state:nope"
             await pilot.press("enter")
-            await until(pilot, lambda: any("unknown state" in n.message for n in app._notifications),
-                        "a bad filter refused")
+            await until(
+                pilot,
+                lambda: any("unknown state" in n.message for n in app._notifications),
+                "a bad filter refused",
+            )
 
     run(scenario())
 
@@ -202,10 +247,14 @@ def test_survives_telemetry_and_database_outages(ops, settings, store):
             async with app.run_test(size=(80, 24)) as pilot:
                 await until(pilot, lambda: app.snapshots, "the first refresh")
                 assert "telemetry unavailable" in str(app.screen.query_one("#rates").render())
-                assert "telemetry unavailable" in str(app.screen.query_one("#workers .note").render())
+                assert "telemetry unavailable" in str(
+                    app.screen.query_one("#workers .note").render()
+                )
                 assert sorted(table_ids(app)) == ids  # the rest keeps working, actions too
                 await pilot.press("c")
-                await until(pilot, lambda: store.job_states([ids[1]])[ids[1]] == "cancelled", "the cancel")
+                await until(
+                    pilot, lambda: store.job_states([ids[1]])[ids[1]] == "cancelled", "the cancel"
+                )
 
                 # Postgres drops the app's connection: the app says so and reconnects by itself.
                 pid = app_ops.store.conn.info.backend_pid
@@ -218,7 +267,9 @@ def test_survives_telemetry_and_database_outages(ops, settings, store):
             app = TopApp(app_ops, refresh=0.2)
             async with app.run_test(size=(80, 24)) as pilot:
                 await until(pilot, lambda: app.snapshots >= 2, "two refreshes")
-                assert "PostgreSQL unavailable, reconnecting" in str(app.screen.query_one("#status").render())
+                assert "PostgreSQL unavailable, reconnecting" in str(
+                    app.screen.query_one("#status").render()
+                )
 
     run(scenario())
 
@@ -228,7 +279,11 @@ def test_once_prints_one_plain_snapshot(ops, run_cli):
     done = run_cli("top", "--once")
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert "queued    5" in out and "cancelled 2" in out and "queued by queue: default 3  reports 2" in out
+    assert (
+        "queued    5" in out
+        and "cancelled 2" in out
+        and "queued by queue: default 3  reports 2" in out
+    )
     assert "submitted" in out and "workers (0)" in out and "dead letters (0)" in out
     assert all(f"\n{i} " in out for ids in mix.values() for i in ids)
     assert "\x1b" not in out  # plain text, for scripts
@@ -255,7 +310,7 @@ def frozen_ops(ops, app_ops, store, monkeypatch):
     # Textual renders in monochrome when NO_COLOR is set (a CI runner may set it): the snapshots
     # are in colour whatever the environment of the run.
     monkeypatch.delenv("NO_COLOR", raising=False)
-    for n in range(4):
+    for _n in range(4):
         ops.submit("send_email", EMAIL, priority="high")
     ops.submit("process_video", {"video_url": "https://example.com/talk.mov"}, queue="reports")
     ops.submit("noop", {}, priority="low", delay="1h")
@@ -305,7 +360,9 @@ def test_snapshot_job_detail(snap_compare, frozen_ops, size):
     async def open_dead_job(pilot) -> None:
         await loaded(pilot)
         await pilot.press("tab", "tab", "tab", "enter")  # the dead-letter panel, its first job
-        await until(pilot, lambda: isinstance(pilot.app.screen, JobDetailScreen), "the detail screen")
+        await until(
+            pilot, lambda: isinstance(pilot.app.screen, JobDetailScreen), "the detail screen"
+        )
         await pilot.pause()
 
     assert snap_compare(frozen_app(frozen_ops), terminal_size=size, run_before=open_dead_job)

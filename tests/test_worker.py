@@ -1,6 +1,7 @@
 """The worker against the real services: each built-in job type end to end, retries and their
 back-off, dead letters, priorities, cancellation, crashes (kill -9), graceful shutdown (SIGTERM),
 duplicate and poison messages, and a Redis that is not there."""
+
 from __future__ import annotations
 
 import http.server
@@ -11,12 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
+from jq_cli.broker import Message, Publisher
+from jq_cli.store import NewJob
 
 import handlers_for_tests  # noqa: F401  (registers the t_* job types for in-process workers)
 from conftest import make_settings, wait_for
 from handlers_for_tests import read_log
-from jq_cli.broker import Message, Publisher
-from jq_cli.store import NewJob
 
 TESTS_DIR = str(Path(__file__).resolve().parent)
 WORKER_ENV = {"PYTHONPATH": TESTS_DIR}
@@ -35,7 +36,9 @@ def outcomes(job: dict) -> list[str]:
 
 
 def spawn_worker(spawn, *args: str, env: dict | None = None):
-    return spawn("worker", "--import", "handlers_for_tests", *args, extra_env={**WORKER_ENV, **(env or {})})
+    return spawn(
+        "worker", "--import", "handlers_for_tests", *args, extra_env={**WORKER_ENV, **(env or {})}
+    )
 
 
 def stderr_of(proc) -> str:
@@ -72,7 +75,9 @@ def test_noop_job_goes_from_queued_to_completed(ops, start_worker):
 
 
 def test_send_email_that_succeeds_completes_with_its_result(ops, start_worker):
-    job_id = ops.submit("send_email", {"to": "a@example.com", "subject": "hi", "body": "x", "failure_rate": 0})
+    job_id = ops.submit(
+        "send_email", {"to": "a@example.com", "subject": "hi", "body": "x", "failure_rate": 0}
+    )
     start_worker()
     job = wait_state(ops, job_id, "completed")
     assert job["result"]["delivered_to"] == "a@example.com"
@@ -81,8 +86,12 @@ def test_send_email_that_succeeds_completes_with_its_result(ops, start_worker):
 
 
 def test_send_email_that_always_fails_is_retried_then_dead(ops, start_worker, start_scheduler):
-    job_id = ops.submit("send_email", {"to": "a@example.com", "subject": "hi", "body": "x", "failure_rate": 1},
-                        max_retries=2, retry_base_delay=0.05)
+    job_id = ops.submit(
+        "send_email",
+        {"to": "a@example.com", "subject": "hi", "body": "x", "failure_rate": 1},
+        max_retries=2,
+        retry_base_delay=0.05,
+    )
     start_scheduler()
     start_worker()
     job = wait_state(ops, job_id, "dead")
@@ -96,13 +105,19 @@ def test_send_email_that_always_fails_is_retried_then_dead(ops, start_worker, st
 
 
 def test_process_video_reports_progress_while_running_and_100_at_the_end(ops, start_worker):
-    job_id = ops.submit("process_video", {"video_url": "https://example.com/v/clip.mov", "output_format": "webm",
-                                          "duration": 4.0})
+    job_id = ops.submit(
+        "process_video",
+        {"video_url": "https://example.com/v/clip.mov", "output_format": "webm", "duration": 4.0},
+    )
     start_worker()
 
     def midway():
         job = ops.get(job_id)
-        return job if job["state"] == "running" and job["progress"] and 0 < job["progress"] < 100 else None
+        return (
+            job
+            if job["state"] == "running" and job["progress"] and 0 < job["progress"] < 100
+            else None
+        )
 
     # Four seconds of running with progress written every half second: a window that a loaded
     # machine's polling does not miss.
@@ -119,11 +134,13 @@ def web_server():
     hits: list[str] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (http.server's name)
+        def do_GET(self):
             hits.append(self.path)
             if self.path == "/page":
-                body = (b"<html><body><h1>Title</h1><p class='x'>first</p>"
-                        b"<div><p class='x'>second <b>bold</b></p></div><p>other</p></body></html>")
+                body = (
+                    b"<html><body><h1>Title</h1><p class='x'>first</p>"
+                    b"<div><p class='x'>second <b>bold</b></p></div><p>other</p></body></html>"
+                )
                 self.send_response(200)
                 self.send_header("Content-Type", "text/html")
                 self.send_header("Content-Length", str(len(body)))
@@ -144,22 +161,35 @@ def web_server():
     server.server_close()
 
 
-def test_scrape_website_returns_the_matched_text_of_a_local_page(ops, settings, start_worker, web_server):
+def test_scrape_website_returns_the_matched_text_of_a_local_page(
+    ops, settings, start_worker, web_server
+):
     allowed = make_settings(settings.namespace, scrape_allow_private=True)
     url = f"http://127.0.0.1:{web_server.server_port}/page"
     job_id = ops.submit("scrape_website", {"url": url, "selector": "p.x"})
-    missing = ops.submit("scrape_website", {"url": url.replace("/page", "/gone"), "selector": "p"}, max_retries=3)
+    missing = ops.submit(
+        "scrape_website", {"url": url.replace("/page", "/gone"), "selector": "p"}, max_retries=3
+    )
     start_worker(settings=allowed)
     job = wait_state(ops, job_id, "completed")
-    assert job["result"] == {"url": url, "status": 200, "count": 2, "matches": ["first", "second bold"]}
+    assert job["result"] == {
+        "url": url,
+        "status": 200,
+        "count": 2,
+        "matches": ["first", "second bold"],
+    }
     # A 404 cannot be fixed by retrying: dead after one attempt.
     gone = wait_state(ops, missing, "dead")
     assert gone["attempts"] == 1 and "HTTP 404" in gone["last_error"]
 
 
-def test_scrape_website_refuses_a_loopback_url_without_retrying(ops, start_worker, start_scheduler, web_server):
+def test_scrape_website_refuses_a_loopback_url_without_retrying(
+    ops, start_worker, start_scheduler, web_server
+):
     url = f"http://127.0.0.1:{web_server.server_port}/page"
-    job_id = ops.submit("scrape_website", {"url": url, "selector": "p"}, max_retries=3, retry_base_delay=0.05)
+    job_id = ops.submit(
+        "scrape_website", {"url": url, "selector": "p"}, max_retries=3, retry_base_delay=0.05
+    )
     start_scheduler()
     start_worker()  # default settings: scrape_allow_private is off
     job = wait_state(ops, job_id, "dead")
@@ -173,13 +203,16 @@ def test_scrape_website_refuses_a_loopback_url_without_retrying(ops, start_worke
 # -- failures, retries and dead letters --------------------------------------------------------
 
 
-def test_retry_gaps_follow_the_exponential_backoff_within_its_jitter(ops, start_worker, start_scheduler):
+def test_retry_gaps_follow_the_exponential_backoff_within_its_jitter(
+    ops, start_worker, start_scheduler
+):
     # The tolerance is the scheduling latency allowed between a retry's run_at and its start (a
     # scheduler pass, a publish, a delivery, a claim): generous, for a loaded machine, yet smaller than
     # the next doubling of the back-off, which the last gap (2 s) must not show.
     base, jitter, tolerance = 0.5, 0.1, 1.0
-    job_id = ops.submit("t_fail", {}, max_retries=3, retry_base_delay=base, retry_jitter=jitter,
-                        retry_max_delay=60)
+    job_id = ops.submit(
+        "t_fail", {}, max_retries=3, retry_base_delay=base, retry_jitter=jitter, retry_max_delay=60
+    )
     start_scheduler()
     start_worker()
     job = wait_state(ops, job_id, "dead", timeout=30)
@@ -188,18 +221,28 @@ def test_retry_gaps_follow_the_exponential_backoff_within_its_jitter(ops, start_
     for n in (1, 2, 3):
         backoff = base * 2 ** (n - 1)
         # The retry may not start before its back-off has passed since the failure was recorded...
-        wait_after_failure = (history[n]["started_at"] - history[n - 1]["finished_at"]).total_seconds()
-        assert wait_after_failure >= backoff, f"attempt {n + 1} started {wait_after_failure:.3f}s after failure {n}"
+        wait_after_failure = (
+            history[n]["started_at"] - history[n - 1]["finished_at"]
+        ).total_seconds()
+        assert wait_after_failure >= backoff, (
+            f"attempt {n + 1} started {wait_after_failure:.3f}s after failure {n}"
+        )
         # ...and starts within its jitter (plus scheduling latency) of that.
-        assert wait_after_failure <= backoff * (1 + jitter) + tolerance, \
+        assert wait_after_failure <= backoff * (1 + jitter) + tolerance, (
             f"attempt {n + 1} started {wait_after_failure:.3f}s after failure {n}, back-off {backoff}s"
+        )
 
 
 @pytest.mark.parametrize("max_retries", [0, 2])
 def test_failing_job_is_dead_after_exactly_max_retries_plus_one_attempts(
-        ops, start_worker, start_scheduler, log_path, max_retries):
-    job_id = ops.submit("t_fail", {"log": log_path, "message": "boom"}, max_retries=max_retries,
-                        retry_base_delay=0.05)
+    ops, start_worker, start_scheduler, log_path, max_retries
+):
+    job_id = ops.submit(
+        "t_fail",
+        {"log": log_path, "message": "boom"},
+        max_retries=max_retries,
+        retry_base_delay=0.05,
+    )
     start_scheduler()
     start_worker()
     job = wait_state(ops, job_id, "dead")
@@ -214,7 +257,9 @@ def test_failing_job_is_dead_after_exactly_max_retries_plus_one_attempts(
     assert ops.get(job_id)["state"] == "dead"
 
 
-def test_job_of_a_type_this_worker_lacks_goes_dead_without_retries(ops, store, start_worker, start_scheduler):
+def test_job_of_a_type_this_worker_lacks_goes_dead_without_retries(
+    ops, store, start_worker, start_scheduler
+):
     # Registered as if a worker elsewhere had it, so that submit accepts it.
     store.job_type_register(["t_elsewhere"], "another-host:1:abc")
     job_id = ops.submit("t_elsewhere", {"x": 1}, max_retries=3, retry_base_delay=0.05)
@@ -227,11 +272,20 @@ def test_job_of_a_type_this_worker_lacks_goes_dead_without_retries(ops, store, s
     assert w.thread.is_alive()
 
 
-def test_job_with_an_invalid_payload_goes_dead_without_retries(ops, store, publisher, start_worker,
-                                                               start_scheduler):
+def test_job_with_an_invalid_payload_goes_dead_without_retries(
+    ops, store, publisher, start_worker, start_scheduler
+):
     # Submit validates payloads, so write the bad one as an older client or a hand edit might.
-    inserted = store.job_insert(NewJob("send_email", '{"to": "not-an-address", "subject": "s", "body": "b"}',
-                                       "default", 2, 3, retry_base_delay=0.05))
+    inserted = store.job_insert(
+        NewJob(
+            "send_email",
+            '{"to": "not-an-address", "subject": "s", "body": "b"}',
+            "default",
+            2,
+            3,
+            retry_base_delay=0.05,
+        )
+    )
     publisher.publish([Message(inserted.id, "default", 2)])
     start_scheduler()
     start_worker()
@@ -254,8 +308,11 @@ def test_high_priority_job_starts_before_queued_low_ones(ops, publisher, start_w
     high = ops.submit("noop", {"i": "high"}, priority="high")
     # All nine published and counted by the broker, less the prefetch the worker may hold already.
     waiting = 9 - w.worker.prefetch
-    wait_for(lambda: publisher.queue_depths(["default"])["default"] == waiting, 10,
-             what=f"{waiting} messages ready in the broker")
+    wait_for(
+        lambda: publisher.queue_depths(["default"])["default"] == waiting,
+        10,
+        what=f"{waiting} messages ready in the broker",
+    )
     assert ops.cancel([busy]).changed == {busy: "cancelling"}
     for job_id in [*lows, high]:
         wait_state(ops, job_id, "completed")
@@ -263,7 +320,9 @@ def test_high_priority_job_starts_before_queued_low_ones(ops, publisher, start_w
     before_high = [j for j in lows if started[j] < started[high]]
     # With prefetch 1 the worker may already hold one low delivery while busy; every low job still
     # in the broker must come after the high one.
-    assert len(before_high) <= w.worker.prefetch, f"{len(before_high)} low jobs started before the high one"
+    assert len(before_high) <= w.worker.prefetch, (
+        f"{len(before_high)} low jobs started before the high one"
+    )
     # Low jobs among themselves keep their submission order.
     assert sorted(lows, key=started.get) == lows
 
@@ -285,8 +344,12 @@ def test_job_cancelled_before_it_runs_never_runs(ops, start_worker, log_path):
     assert [e["job"] for e in read_log(log_path)] == [sentinel]
 
 
-def test_cancelling_a_running_process_video_stops_it_as_cancelled(ops, start_worker, start_scheduler):
-    job_id = ops.submit("process_video", {"video_url": "https://example.com/a.mp4", "duration": 20}, max_retries=3)
+def test_cancelling_a_running_process_video_stops_it_as_cancelled(
+    ops, start_worker, start_scheduler
+):
+    job_id = ops.submit(
+        "process_video", {"video_url": "https://example.com/a.mp4", "duration": 20}, max_retries=3
+    )
     start_scheduler()
     start_worker()
     wait_for(lambda: (ops.get(job_id)["progress"] or 0) > 0, 10, what="progress reported")
@@ -301,10 +364,15 @@ def test_cancelling_a_running_process_video_stops_it_as_cancelled(ops, start_wor
     assert job["result"] is None
 
 
-def test_cancelled_handler_that_raises_still_ends_cancelled_not_retried(ops, start_worker, start_scheduler,
-                                                                         log_path):
-    job_id = ops.submit("t_sleep", {"seconds": 20, "on_cancel": "raise", "log": log_path}, max_retries=3,
-                        retry_base_delay=0.05)
+def test_cancelled_handler_that_raises_still_ends_cancelled_not_retried(
+    ops, start_worker, start_scheduler, log_path
+):
+    job_id = ops.submit(
+        "t_sleep",
+        {"seconds": 20, "on_cancel": "raise", "log": log_path},
+        max_retries=3,
+        retry_base_delay=0.05,
+    )
     start_scheduler()
     start_worker()
     wait_state(ops, job_id, "running")
@@ -322,15 +390,21 @@ def test_cancelled_handler_that_raises_still_ends_cancelled_not_retried(ops, sta
 # -- crashes and shutdown -----------------------------------------------------------------------
 
 
-def test_job_of_a_worker_killed_mid_run_completes_on_another_worker(ops, spawn, start_worker, start_scheduler,
-                                                                     tmp_path, log_path):
+def test_job_of_a_worker_killed_mid_run_completes_on_another_worker(
+    ops, spawn, start_worker, start_scheduler, tmp_path, log_path
+):
     marker = str(tmp_path / "first-run")
     victim = spawn_worker(spawn, "--name", "victim", env={"JQ_LEASE_TTL": "1.0"})
-    job_id = ops.submit("t_sleep", {"slow_once": marker, "first_seconds": 60, "seconds": 0.05, "log": log_path})
+    job_id = ops.submit(
+        "t_sleep", {"slow_once": marker, "first_seconds": 60, "seconds": 0.05, "log": log_path}
+    )
     # The marker, not the claim: the job is claimed a moment before its handler starts, and a kill
     # in between would leave the long first run to the rescuer.
-    wait_for(lambda: os.path.exists(marker) or victim.poll() is not None, 20,
-             what="the victim worker to start the job's long first run")
+    wait_for(
+        lambda: os.path.exists(marker) or victim.poll() is not None,
+        20,
+        what="the victim worker to start the job's long first run",
+    )
     assert victim.poll() is None, stderr_of(victim)
     assert ops.get(job_id)["worker"] == "victim"
     victim.kill()  # SIGKILL: no hand back, no outcome, only an expiring lease
@@ -359,28 +433,38 @@ def test_job_that_kills_its_worker_every_time_ends_dead(ops, spawn, start_schedu
 
 
 def test_worker_that_gets_its_own_rescued_job_back_keeps_the_new_run_leased(
-        ops, settings, store, start_worker, start_scheduler, tmp_path, log_path):
+    ops, settings, store, start_worker, start_scheduler, tmp_path, log_path
+):
     """A worker cut off longer than its lease loses the job to a rescue; when the re-published
     message comes back to that same worker, the stale run must be stopped, and its late outcome
     must not drop the new run's lease (which would get the new run rescued and run a third time)."""
     from jq_cli.scheduler import Scheduler
 
-    w = start_worker(concurrency=2, name="same", settings=make_settings(settings.namespace, lease_ttl=1.5))
+    w = start_worker(
+        concurrency=2, name="same", settings=make_settings(settings.namespace, lease_ttl=1.5)
+    )
     # The first run is long, so that it is still running when the job comes back, however slow the
     # machine; only the worker stopping it ends it early (a short one could just finish by itself).
     first = tmp_path / "first"
-    job_id = ops.submit("t_sleep", {"slow_once": str(first), "first_seconds": 60, "seconds": 3,
-                                    "log": log_path})
+    job_id = ops.submit(
+        "t_sleep", {"slow_once": str(first), "first_seconds": 60, "seconds": 3, "log": log_path}
+    )
     wait_state(ops, job_id, "running")
-    wait_for(first.exists, 15, what="the long first run to start")  # claimed a moment before it runs
+    wait_for(
+        first.exists, 15, what="the long first run to start"
+    )  # claimed a moment before it runs
     # As if the worker had been cut off: its lease ran out and a scheduler took the job back.
     rescuer = Scheduler(settings, name="rescuer")
     try:
+
         def rescued() -> bool:
             # The live worker renews its lease every half second, expired or not: expire it again
             # until a rescue comes in before the next renewal.
-            store._run("UPDATE jobs SET lease_expires_at = now() - interval '1 second'"
-                       " WHERE id = %s AND state = 'running' AND run_count = 1", (job_id,))
+            store._run(
+                "UPDATE jobs SET lease_expires_at = now() - interval '1 second'"
+                " WHERE id = %s AND state = 'running' AND run_count = 1",
+                (job_id,),
+            )
             return rescuer.run_rescue() == {"queued": 1}
 
         wait_for(rescued, 15, what="a rescue of the expired lease")
@@ -402,7 +486,11 @@ def test_sigterm_lets_a_running_short_job_finish_then_exits_0(ops, spawn, log_pa
     # Two seconds: a window that a loaded machine's polling does not miss (SIGTERM must come while
     # the job runs), yet well inside the 5 s grace.
     job_id = ops.submit("t_sleep", {"seconds": 2.0, "log": log_path})
-    wait_for(lambda: ops.get(job_id)["state"] == "running" or proc.poll() is not None, 20, what="job running")
+    wait_for(
+        lambda: ops.get(job_id)["state"] == "running" or proc.poll() is not None,
+        20,
+        what="job running",
+    )
     proc.send_signal(signal.SIGTERM)
     late = ops.submit("noop", {})  # arrives while draining: not taken
     assert proc.wait(15) == 0, stderr_of(proc)
@@ -413,14 +501,20 @@ def test_sigterm_lets_a_running_short_job_finish_then_exits_0(ops, spawn, log_pa
     assert ops.get(late)["state"] == "queued"
 
 
-def test_sigterm_hands_back_a_job_longer_than_the_grace_and_exits_0(ops, store, spawn, start_worker, tmp_path,
-                                                                    log_path):
+def test_sigterm_hands_back_a_job_longer_than_the_grace_and_exits_0(
+    ops, store, spawn, start_worker, tmp_path, log_path
+):
     proc = spawn_worker(spawn, "--name", "leaver", env={"JQ_SHUTDOWN_GRACE": "0.5"})
     first = tmp_path / "first"
-    job_id = ops.submit("t_sleep", {"slow_once": str(first), "first_seconds": 60, "seconds": 0.05,
-                                    "log": log_path}, max_retries=0)
+    job_id = ops.submit(
+        "t_sleep",
+        {"slow_once": str(first), "first_seconds": 60, "seconds": 0.05, "log": log_path},
+        max_retries=0,
+    )
     # The long first run has started (its marker exists), not only been claimed.
-    wait_for(lambda: first.exists() or proc.poll() is not None, 20, what="the long first run to start")
+    wait_for(
+        lambda: first.exists() or proc.poll() is not None, 20, what="the long first run to start"
+    )
     assert ops.get(job_id)["state"] == "running", stderr_of(proc)
     signalled = store.now()
     proc.send_signal(signal.SIGTERM)
@@ -449,7 +543,9 @@ def test_duplicate_messages_do_not_run_a_job_twice(ops, publisher, start_worker,
     workers = [start_worker(concurrency=2, prefetch=2), start_worker(concurrency=2, prefetch=2)]
     for job_id in ids:
         wait_state(ops, job_id, "completed")
-    wait_for(lambda: sum(w.worker.duplicates for w in workers) == 10, 10, what="10 duplicates counted")
+    wait_for(
+        lambda: sum(w.worker.duplicates for w in workers) == 10, 10, what="10 duplicates counted"
+    )
     executions = [e["job"] for e in read_log(log_path)]
     assert sorted(executions) == sorted(ids)
     for job_id in ids:
@@ -458,7 +554,16 @@ def test_duplicate_messages_do_not_run_a_job_twice(ops, publisher, start_worker,
 
 def test_poison_messages_do_not_stop_the_worker(ops, publisher, start_worker):
     w = start_worker()
-    rejected = [b"not-a-number", b"", b"9" * (1 << 20), b"\xff\xfe\xfd", b"-5", b"0", b"1" * 25, b"12 "]
+    rejected = [
+        b"not-a-number",
+        b"",
+        b"9" * (1 << 20),
+        b"\xff\xfe\xfd",
+        b"-5",
+        b"0",
+        b"1" * 25,
+        b"12 ",
+    ]
     for body in rejected:
         publisher.publish_raw("default", body)
     publisher.publish_raw("default", b"424242")  # a number, but no such job
@@ -468,8 +573,11 @@ def test_poison_messages_do_not_stop_the_worker(ops, publisher, start_worker):
     wait_for(lambda: w.worker.poison == len(rejected) + 1, 10, what="every poison message counted")
     assert w.thread.is_alive()
     # Unusable bodies are dead-lettered for inspection; the unknown id is dropped.
-    wait_for(lambda: publisher.queue_depths(["_poison"])["_poison"] == len(rejected), 10,
-             what="rejected messages in the poison queue")
+    wait_for(
+        lambda: publisher.queue_depths(["_poison"])["_poison"] == len(rejected),
+        10,
+        what="rejected messages in the poison queue",
+    )
     after = ops.submit("noop", {})
     wait_state(ops, after, "completed")
 
@@ -495,6 +603,10 @@ def test_jobs_complete_when_redis_is_unreachable(ops, settings, start_worker):
     for job_id in ids:
         wait_state(ops, job_id, "completed")
     # The worker counts an outcome just after committing it: the count may trail the state by a moment.
-    wait_for(lambda: w.worker.processed == 5, 10, what=lambda: f"5 jobs counted, not {w.worker.processed}")
+    wait_for(
+        lambda: w.worker.processed == 5,
+        10,
+        what=lambda: f"5 jobs counted, not {w.worker.processed}",
+    )
     wait_for(lambda: w.worker._telemetry_down, 15, what="the worker to notice Redis is down")
     assert w.thread.is_alive()

@@ -1,4 +1,5 @@
 """Entry points of the daemons: settings, logging, metrics and handler modules, then the loop."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -30,7 +31,9 @@ def settings_loader(config: str | None) -> Callable[[], Settings]:
 
 def _start(role: str, config: str | None, log_format: str, metrics_port: int | None):
     if log_format not in LOG_FORMATS:
-        raise InvalidInput(f"--log-format must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
+        raise InvalidInput(
+            f"--log-format must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}"
+        )
     loader = settings_loader(config)
     settings = loader()
     setup_logging(settings.log_level, log_format)
@@ -46,26 +49,46 @@ def _start(role: str, config: str | None, log_format: str, metrics_port: int | N
     return loader, settings, metrics
 
 
-def run_worker(*, queues: str | None, concurrency: int | None, prefetch: int | None, imports: list[str],
-               name: str | None, config: str | None = None, log_format: str = "text",
-               metrics_port: int | None = None) -> int:
+def run_worker(
+    *,
+    queues: str | None,
+    concurrency: int | None,
+    prefetch: int | None,
+    imports: list[str],
+    name: str | None,
+    config: str | None = None,
+    log_format: str = "text",
+    metrics_port: int | None = None,
+) -> int:
     from jq_cli.handlers import import_modules, load_builtins
     from jq_cli.jobspec import check_name
     from jq_cli.worker import Worker
 
     loader, settings, metrics = _start("worker", config, log_format, metrics_port)
-    queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else settings.queue_names
+    queue_list = (
+        [q.strip() for q in queues.split(",") if q.strip()] if queues else settings.queue_names
+    )
     for queue in queue_list:
         check_name(queue, "queue")
     registry = load_builtins()
     import_modules([*settings.import_modules, *imports])
-    worker = Worker(settings, registry, queues=queue_list, concurrency=concurrency, prefetch=prefetch, name=name,
-                    metrics=metrics, reload_settings=loader)
+    worker = Worker(
+        settings,
+        registry,
+        queues=queue_list,
+        concurrency=concurrency,
+        prefetch=prefetch,
+        name=name,
+        metrics=metrics,
+        reload_settings=loader,
+    )
     worker.install_signal_handlers()
     return worker.run()
 
 
-def run_scheduler(*, config: str | None = None, log_format: str = "text", metrics_port: int | None = None) -> int:
+def run_scheduler(
+    *, config: str | None = None, log_format: str = "text", metrics_port: int | None = None
+) -> int:
     from jq_cli.scheduler import Scheduler
 
     _, settings, metrics = _start("scheduler", config, log_format, metrics_port)

@@ -5,6 +5,7 @@ scrape sample (a fresh machine may have no internet), submits sample jobs of eve
 type and priority, follows them live until every one is terminal, prints the outcome, and
 stops its children.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,7 +34,7 @@ PAGE = b"""<!doctype html><html><head><title>jq demo shop</title></head><body>
 
 
 class _Page(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (the http.server API)
+    def do_GET(self) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/html; charset=utf-8")
         self.send_header("Content-Length", str(len(PAGE)))
@@ -53,17 +54,42 @@ def _serve_page() -> tuple[ThreadingHTTPServer, str]:
 def _samples(page_url: str) -> list[dict[str, Any]]:
     email = {"to": "ops@example.com", "subject": "Your report", "body": "It is ready."}
     return [
-        {"job_type": "send_email", "priority": "high", "payload": {**email, "subject": "Password reset"}},
+        {
+            "job_type": "send_email",
+            "priority": "high",
+            "payload": {**email, "subject": "Password reset"},
+        },
         {"job_type": "send_email", "priority": "medium", "payload": email},
         # Fails four times in five: it shows retries with back-off and, often, the dead-letter queue.
-        {"job_type": "send_email", "priority": "low", "max_retries": 2,
-         "payload": {**email, "subject": "Flaky newsletter", "failure_rate": 0.8}},
-        {"job_type": "process_video", "priority": "medium",
-         "payload": {"video_url": "https://videos.example.com/talk.mov", "output_format": "webm", "duration": 4}},
-        {"job_type": "process_video", "priority": "low",
-         "payload": {"video_url": "https://videos.example.com/intro.avi", "output_format": "mp4", "duration": 2}},
-        {"job_type": "scrape_website", "priority": "high",
-         "payload": {"url": page_url, "selector": "li.offer", "timeout": 5}},
+        {
+            "job_type": "send_email",
+            "priority": "low",
+            "max_retries": 2,
+            "payload": {**email, "subject": "Flaky newsletter", "failure_rate": 0.8},
+        },
+        {
+            "job_type": "process_video",
+            "priority": "medium",
+            "payload": {
+                "video_url": "https://videos.example.com/talk.mov",
+                "output_format": "webm",
+                "duration": 4,
+            },
+        },
+        {
+            "job_type": "process_video",
+            "priority": "low",
+            "payload": {
+                "video_url": "https://videos.example.com/intro.avi",
+                "output_format": "mp4",
+                "duration": 2,
+            },
+        },
+        {
+            "job_type": "scrape_website",
+            "priority": "high",
+            "payload": {"url": page_url, "selector": "li.offer", "timeout": 5},
+        },
         {"job_type": "noop", "priority": "low", "delay": 2, "payload": {"note": "delayed by 2 s"}},
     ]
 
@@ -71,7 +97,9 @@ def _samples(page_url: str) -> list[dict[str, Any]]:
 def _spawn(args: list[str], log_path: str) -> subprocess.Popen:
     env = {**os.environ, "JQ_SCRAPE_ALLOW_PRIVATE": "1"}  # the demo page is on loopback
     log = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 (kept open for the child's life)
-    return subprocess.Popen([sys.executable, "-m", "jq_cli", *args], env=env, stdout=log, stderr=log)
+    return subprocess.Popen(
+        [sys.executable, "-m", "jq_cli", *args], env=env, stdout=log, stderr=log
+    )
 
 
 def _view(jobs: list[dict[str, Any]]) -> Table:
@@ -80,10 +108,21 @@ def _view(jobs: list[dict[str, Any]]) -> Table:
         table.add_column(column, no_wrap=True)
     for job in jobs:
         pct = job.get("progress")
-        bar = "-" if pct is None else f"{'█' * int(pct // 10)}{'░' * (10 - int(pct // 10))} {pct:3.0f}%"
+        bar = (
+            "-"
+            if pct is None
+            else f"{'█' * int(pct // 10)}{'░' * (10 - int(pct // 10))} {pct:3.0f}%"
+        )
         detail = job.get("last_error") if job["state"] in ("retrying", "dead") else _result(job)
-        table.add_row(str(job["id"]), job["job_type"], job["priority"], state_text(job["state"]),
-                      f"{job['attempts']}/{job['max_retries'] + 1}", bar, Text(_clip(detail, 44)))
+        table.add_row(
+            str(job["id"]),
+            job["job_type"],
+            job["priority"],
+            state_text(job["state"]),
+            f"{job['attempts']}/{job['max_retries'] + 1}",
+            bar,
+            Text(_clip(detail, 44)),
+        )
     return table
 
 
@@ -91,7 +130,9 @@ def _outcomes(attempts: list[dict[str, Any]]) -> str:
     """The attempts' outcomes, runs collapsed: "failed×3", "lost, completed"."""
     from itertools import groupby
 
-    runs = [(outcome, len(list(group))) for outcome, group in groupby(a["outcome"] for a in attempts)]
+    runs = [
+        (outcome, len(list(group))) for outcome, group in groupby(a["outcome"] for a in attempts)
+    ]
     return ", ".join(o if n == 1 else f"{o}×{n}" for o, n in runs) or "-"
 
 
@@ -120,8 +161,10 @@ def run_demo(timeout: float = 120.0) -> int:
     log_path = os.path.join(tempfile.gettempdir(), f"jq-demo-{settings.namespace}.log")
     server, page_url = _serve_page()
     children = [_spawn(["worker", "--concurrency", "4"], log_path), _spawn(["scheduler"], log_path)]
-    out.print(f"started a worker (pid {children[0].pid}) and a scheduler (pid {children[1].pid}); "
-              f"their logs go to {log_path}")
+    out.print(
+        f"started a worker (pid {children[0].pid}) and a scheduler (pid {children[1].pid}); "
+        f"their logs go to {log_path}"
+    )
     try:
         with Operations(settings) as ops:
             ids = ops.submit_many(_samples(page_url))
@@ -134,11 +177,15 @@ def run_demo(timeout: float = 120.0) -> int:
                     if all(j["state"] in ("completed", "dead", "cancelled") for j in jobs):
                         break
                     if time.monotonic() > deadline:
-                        out.print(f"[red]gave up after {timeout:.0f}s: some jobs are not finished[/]")
+                        out.print(
+                            f"[red]gave up after {timeout:.0f}s: some jobs are not finished[/]"
+                        )
                         return 1
                     for child in children:
                         if child.poll() is not None:
-                            out.print(f"[red]a child exited early (code {child.returncode}); see {log_path}[/]")
+                            out.print(
+                                f"[red]a child exited early (code {child.returncode}); see {log_path}[/]"
+                            )
                             return 1
                     time.sleep(0.25)
             out.print()
@@ -158,17 +205,35 @@ def run_demo(timeout: float = 120.0) -> int:
 
 def _outcome(out: Console, jobs: list[dict[str, Any]]) -> None:
     table = Table(title="outcome", header_style="bold")
-    for column in ("ID", "TYPE", "PRIORITY", "STATE", "ATTEMPTS", "RAN FOR", "RESULT OR LAST ERROR"):
+    for column in (
+        "ID",
+        "TYPE",
+        "PRIORITY",
+        "STATE",
+        "ATTEMPTS",
+        "RAN FOR",
+        "RESULT OR LAST ERROR",
+    ):
         table.add_column(column, no_wrap=True)
     for job in jobs:
         attempts = job["attempt_history"]
         ran = duration(attempts[-1]["started_at"], attempts[-1]["finished_at"]) if attempts else "-"
         detail = _result(job) if job["state"] == "completed" else (job.get("last_error") or "")
-        table.add_row(str(job["id"]), job["job_type"], job["priority"], state_text(job["state"]),
-                      _outcomes(attempts), ran, Text(_clip(detail, 44)))
+        table.add_row(
+            str(job["id"]),
+            job["job_type"],
+            job["priority"],
+            state_text(job["state"]),
+            _outcomes(attempts),
+            ran,
+            Text(_clip(detail, 44)),
+        )
     out.print(table)
     counts: dict[str, int] = {}
     for job in jobs:
         counts[job["state"]] = counts.get(job["state"], 0) + 1
-    out.print("all jobs terminal: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-              + ". Try `jq show ID`, `jq dlq list`, `jq stats`.")
+    out.print(
+        "all jobs terminal: "
+        + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        + ". Try `jq show ID`, `jq dlq list`, `jq stats`."
+    )

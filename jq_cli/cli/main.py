@@ -8,7 +8,7 @@ so that `jq --help` and `jq submit` start fast.
 # each run, and as strings each one is compiled and evaluated again (about 30 ms of `jq --help`).
 
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -26,7 +26,9 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="The database schema: migrate and status.", no_args_is_help=True)
 help_app = typer.Typer(help="Reference pages: exit-codes.", no_args_is_help=True)
-dlq_app = typer.Typer(help="The dead-letter queue: jobs that exhausted their attempts.", no_args_is_help=True)
+dlq_app = typer.Typer(
+    help="The dead-letter queue: jobs that exhausted their attempts.", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
 app.add_typer(help_app, name="help")
 app.add_typer(dlq_app, name="dlq")
@@ -34,10 +36,16 @@ app.add_typer(schedule_app, name="schedule")  # issue 4: jq schedule ...
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document.")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
-DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show what would change; change nothing.")]
-ConfigOpt = Annotated[Optional[str], typer.Option(help="An env-format settings file, re-read on SIGHUP.")]
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="Show what would change; change nothing.")
+]
+ConfigOpt = Annotated[
+    str | None, typer.Option(help="An env-format settings file, re-read on SIGHUP.")
+]
 LogFormatOpt = Annotated[str, typer.Option(help="text (journald-aware) or json.")]
-MetricsPortOpt = Annotated[Optional[int], typer.Option(min=1, max=65535, help="Serve Prometheus /metrics here.")]
+MetricsPortOpt = Annotated[
+    int | None, typer.Option(min=1, max=65535, help="Serve Prometheus /metrics here.")
+]
 
 
 def _ops():
@@ -110,17 +118,30 @@ def _read_jobs_file(value: str) -> list[tuple[int, dict]]:
 @app.command()
 @handle_errors
 def submit(
-    job_type: Annotated[Optional[str], typer.Argument(metavar="TYPE", help="The job type, e.g. send_email.")] = None,
-    payload: Annotated[Optional[str], typer.Option(help="JSON object, @FILE, or - for stdin.")] = None,
+    job_type: Annotated[
+        str | None, typer.Argument(metavar="TYPE", help="The job type, e.g. send_email.")
+    ] = None,
+    payload: Annotated[str | None, typer.Option(help="JSON object, @FILE, or - for stdin.")] = None,
     priority: Annotated[str, typer.Option(help="high, medium or low.")] = "medium",
-    max_retries: Annotated[Optional[int], typer.Option(help="Retries after the first attempt.")] = None,
+    max_retries: Annotated[
+        int | None, typer.Option(help="Retries after the first attempt.")
+    ] = None,
     queue: Annotated[str, typer.Option(help="The queue to submit to.")] = "default",
-    delay: Annotated[Optional[str], typer.Option(help="Run later: 30s, 5m, 2h, 1d.")] = None,
-    at: Annotated[Optional[str], typer.Option(help="Run at an ISO 8601 time.")] = None,
-    idempotency_key: Annotated[Optional[str], typer.Option(help="A second submit with it returns the first job.")] = None,
-    file: Annotated[Optional[str], typer.Option("--file", "-f", help="Bulk: a JSONL file of jobs (- for stdin).")] = None,
-    wait: Annotated[bool, typer.Option(help="Follow the job until it ends; exit 0 only if completed.")] = False,
-    timeout: Annotated[Optional[float], typer.Option(help="With --wait: give up after this many seconds.")] = None,
+    delay: Annotated[str | None, typer.Option(help="Run later: 30s, 5m, 2h, 1d.")] = None,
+    at: Annotated[str | None, typer.Option(help="Run at an ISO 8601 time.")] = None,
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="A second submit with it returns the first job.")
+    ] = None,
+    file: Annotated[
+        str | None,
+        typer.Option("--file", "-f", help="Bulk: a JSONL file of jobs (- for stdin)."),
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option(help="Follow the job until it ends; exit 0 only if completed.")
+    ] = False,
+    timeout: Annotated[
+        float | None, typer.Option(help="With --wait: give up after this many seconds.")
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Submit a job (or, with --file, many in one transaction). Prints the new job's id."""
@@ -129,27 +150,41 @@ def submit(
 
     if file is not None:
         if job_type is not None or payload is not None or wait:
-            raise InvalidInput("--file takes the jobs from the file: give no TYPE, --payload or --wait with it")
+            raise InvalidInput(
+                "--file takes the jobs from the file: give no TYPE, --payload or --wait with it"
+            )
         numbered = _read_jobs_file(file)
         with _ops() as ops:
-            inserted = ops.submit_many_detailed([job for _, job in numbered], where="line",
-                                                numbers=[n for n, _ in numbered])
+            inserted = ops.submit_many_detailed(
+                [job for _, job in numbered], where="line", numbers=[n for n, _ in numbered]
+            )
         ids = [i.id for i in inserted]
         if json_out:
             print_json({"count": len(ids), "created": sum(i.created for i in inserted), "ids": ids})
         else:
-            print(f"submitted {len(ids)} jobs ({sum(i.created for i in inserted)} new): "
-                  f"{ids[0]}..{ids[-1]}" if ids else "submitted 0 jobs")
+            print(
+                f"submitted {len(ids)} jobs ({sum(i.created for i in inserted)} new): "
+                f"{ids[0]}..{ids[-1]}"
+                if ids
+                else "submitted 0 jobs"
+            )
         return
     if job_type is None:
         raise InvalidInput("give a job TYPE, or --file JOBS.jsonl")
     if delay is not None and at is not None:
         raise InvalidInput("give either --delay or --at, not both")
-    request = JobRequest.parse({
-        "job_type": job_type, "payload": _read_payload(payload), "priority": priority,
-        "max_retries": max_retries, "queue": queue, "delay": delay, "run_at": at,
-        "idempotency_key": idempotency_key,
-    })
+    request = JobRequest.parse(
+        {
+            "job_type": job_type,
+            "payload": _read_payload(payload),
+            "priority": priority,
+            "max_retries": max_retries,
+            "queue": queue,
+            "delay": delay,
+            "run_at": at,
+            "idempotency_key": idempotency_key,
+        }
+    )
     with _ops() as ops:
         inserted = ops.submit_request(request)
         if not wait:
@@ -164,7 +199,14 @@ def submit(
     if json_out:
         print_json(job)
     else:
-        print(f"{job['id']} {job['state']}" + (f": {job['last_error']}" if job["state"] != "completed" and job.get("last_error") else ""))
+        print(
+            f"{job['id']} {job['state']}"
+            + (
+                f": {job['last_error']}"
+                if job["state"] != "completed" and job.get("last_error")
+                else ""
+            )
+        )
     raise typer.Exit(0 if job["state"] == "completed" else 1)
 
 
@@ -185,33 +227,67 @@ def show(job_id: Annotated[int, typer.Argument(metavar="ID")], json_out: JsonOpt
         print_json(job)
         return
     out = console()
-    progress = "-" if job["progress"] is None else f"{job['progress']:.0f}%" + (
-        f" {job['progress_message']}" if job.get("progress_message") else "")
+    progress = (
+        "-"
+        if job["progress"] is None
+        else f"{job['progress']:.0f}%"
+        + (f" {job['progress_message']}" if job.get("progress_message") else "")
+    )
     state = Text.from_markup(state_text(job["state"]))
     if job["cancel_requested"] and job["state"] == "running":
         state.append(" (cancel requested)")
-    print_fields(out, (
-        ("id", str(job["id"])), ("type", job["job_type"]), ("queue", job["queue"]), ("priority", job["priority"]),
-        ("state", state),
-        ("attempts", f"{job['attempts']} of {job['max_retries'] + 1}"), ("progress", progress),
-        ("created", f"{job['created_at']:%Y-%m-%d %H:%M:%S%z} ({age(job['created_at'])})"),
-        ("run at", "-" if job["run_at"] is None else f"{job['run_at']:%Y-%m-%d %H:%M:%S%z} ({age(job['run_at'])})"),
-        ("started", "-" if job["started_at"] is None else f"{job['started_at']:%Y-%m-%d %H:%M:%S%z}"),
-        ("finished", "-" if job["finished_at"] is None else f"{job['finished_at']:%Y-%m-%d %H:%M:%S%z}"),
-        ("worker", job["worker"] or "-"), ("idempotency key", job["idempotency_key"] or "-"),
-        ("payload", json.dumps(job["payload"], ensure_ascii=False)),
-        ("result", "-" if job["result"] is None else json.dumps(job["result"], ensure_ascii=False)),
-        ("last error", job["last_error"] or "-"),
-    ))
+    print_fields(
+        out,
+        (
+            ("id", str(job["id"])),
+            ("type", job["job_type"]),
+            ("queue", job["queue"]),
+            ("priority", job["priority"]),
+            ("state", state),
+            ("attempts", f"{job['attempts']} of {job['max_retries'] + 1}"),
+            ("progress", progress),
+            ("created", f"{job['created_at']:%Y-%m-%d %H:%M:%S%z} ({age(job['created_at'])})"),
+            (
+                "run at",
+                "-"
+                if job["run_at"] is None
+                else f"{job['run_at']:%Y-%m-%d %H:%M:%S%z} ({age(job['run_at'])})",
+            ),
+            (
+                "started",
+                "-" if job["started_at"] is None else f"{job['started_at']:%Y-%m-%d %H:%M:%S%z}",
+            ),
+            (
+                "finished",
+                "-" if job["finished_at"] is None else f"{job['finished_at']:%Y-%m-%d %H:%M:%S%z}",
+            ),
+            ("worker", job["worker"] or "-"),
+            ("idempotency key", job["idempotency_key"] or "-"),
+            ("payload", json.dumps(job["payload"], ensure_ascii=False)),
+            (
+                "result",
+                "-" if job["result"] is None else json.dumps(job["result"], ensure_ascii=False),
+            ),
+            ("last error", job["last_error"] or "-"),
+        ),
+    )
     if job["attempt_history"]:
         table = Table(title="attempts", header_style="bold")
         for column in ("#", "WORKER", "STARTED", "DURATION", "OUTCOME", "ERROR"):
             table.add_column(column, overflow="fold")
         for a in job["attempt_history"]:
-            table.add_row(str(a["number"]), Text(a["worker"]), f"{a['started_at']:%H:%M:%S.%f}"[:-3],
-                          duration(a["started_at"], a["finished_at"]), a["outcome"], Text(a["error"] or ""))
+            table.add_row(
+                str(a["number"]),
+                Text(a["worker"]),
+                f"{a['started_at']:%H:%M:%S.%f}"[:-3],
+                duration(a["started_at"], a["finished_at"]),
+                a["outcome"],
+                Text(a["error"] or ""),
+            )
         out.print(table)
-        last_tb = next((a["traceback"] for a in reversed(job["attempt_history"]) if a["traceback"]), None)
+        last_tb = next(
+            (a["traceback"] for a in reversed(job["attempt_history"]) if a["traceback"]), None
+        )
         if last_tb:
             out.print("[bold]last traceback[/]")
             out.print(last_tb.rstrip(), markup=False, highlight=False)
@@ -220,14 +296,16 @@ def show(job_id: Annotated[int, typer.Argument(metavar="ID")], json_out: JsonOpt
 @app.command("list")
 @handle_errors
 def list_(
-    state: Annotated[Optional[str], typer.Option(help="Only jobs in this state.")] = None,
-    job_type: Annotated[Optional[str], typer.Option("--type", help="Only jobs of this type.")] = None,
-    priority: Annotated[Optional[str], typer.Option(help="high, medium or low.")] = None,
-    queue: Annotated[Optional[str], typer.Option(help="Only jobs of this queue.")] = None,
-    since: Annotated[Optional[str], typer.Option(help="Only jobs created within, e.g. 1h.")] = None,
+    state: Annotated[str | None, typer.Option(help="Only jobs in this state.")] = None,
+    job_type: Annotated[str | None, typer.Option("--type", help="Only jobs of this type.")] = None,
+    priority: Annotated[str | None, typer.Option(help="high, medium or low.")] = None,
+    queue: Annotated[str | None, typer.Option(help="Only jobs of this queue.")] = None,
+    since: Annotated[str | None, typer.Option(help="Only jobs created within, e.g. 1h.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
-    before: Annotated[Optional[int], typer.Option(help="Only jobs older than this id: the next page "
-                                                  "after the last id shown.")] = None,
+    before: Annotated[
+        int | None,
+        typer.Option(help="Only jobs older than this id: the next page after the last id shown."),
+    ] = None,
     output: OutputOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -238,8 +316,15 @@ def list_(
     fmt = resolve(output, json_out)
     since_s = parse_duration(since, "since") if since else None
     with _ops() as ops:
-        jobs = ops.list_jobs(state=state, job_type=job_type, priority=priority, queue=queue, since=since_s,
-                             limit=limit, before_id=before)
+        jobs = ops.list_jobs(
+            state=state,
+            job_type=job_type,
+            priority=priority,
+            queue=queue,
+            since=since_s,
+            limit=limit,
+            before_id=before,
+        )
     emit(jobs, JOB_COLUMNS, fmt)
 
 
@@ -249,7 +334,7 @@ def _report(report, verb: str, json_out: bool) -> None:
     else:
         for job_id, state in report.changed.items():
             print(f"{job_id} {state}")
-        for job_id, err in report.refused.items():
+        for err in report.refused.values():
             sys.stderr.write(f"jq: error: {err.message}\n")
     if report.refused:
         raise typer.Exit(max(e.exit_code for e in report.refused.values()))
@@ -258,9 +343,11 @@ def _report(report, verb: str, json_out: bool) -> None:
 @app.command()
 @handle_errors
 def retry(
-    ids: Annotated[Optional[list[int]], typer.Argument(metavar="ID...", help="Jobs to retry.")] = None,
-    state: Annotated[Optional[str], typer.Option(help="Retry every job in this state (dead).")] = None,
-    job_type: Annotated[Optional[str], typer.Option("--type", help="With --state: only this type.")] = None,
+    ids: Annotated[list[int] | None, typer.Argument(metavar="ID...", help="Jobs to retry.")] = None,
+    state: Annotated[str | None, typer.Option(help="Retry every job in this state (dead).")] = None,
+    job_type: Annotated[
+        str | None, typer.Option("--type", help="With --state: only this type.")
+    ] = None,
     dry_run: DryRunOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -282,7 +369,9 @@ def retry(
 
 @app.command()
 @handle_errors
-def cancel(ids: Annotated[list[int], typer.Argument(metavar="ID...")], json_out: JsonOpt = False) -> None:
+def cancel(
+    ids: Annotated[list[int], typer.Argument(metavar="ID...")], json_out: JsonOpt = False
+) -> None:
     """Cancel jobs: not started ones never run; running ones are asked to stop."""
     with _ops() as ops:
         _report(ops.cancel(ids), "cancelled", json_out)
@@ -292,8 +381,10 @@ def cancel(ids: Annotated[list[int], typer.Argument(metavar="ID...")], json_out:
 @handle_errors
 def purge(
     state: Annotated[str, typer.Option(help="completed, dead or cancelled.")],
-    older_than: Annotated[Optional[str], typer.Option(help="Only jobs finished longer ago, e.g. 7d.")] = None,
-    job_type: Annotated[Optional[str], typer.Option("--type", help="Only this type.")] = None,
+    older_than: Annotated[
+        str | None, typer.Option(help="Only jobs finished longer ago, e.g. 7d.")
+    ] = None,
+    job_type: Annotated[str | None, typer.Option("--type", help="Only this type.")] = None,
     dry_run: DryRunOpt = False,
     yes: YesOpt = False,
     json_out: JsonOpt = False,
@@ -319,9 +410,9 @@ def purge(
 @dlq_app.command("list")
 @handle_errors
 def dlq_list(
-    job_type: Annotated[Optional[str], typer.Option("--type")] = None,
+    job_type: Annotated[str | None, typer.Option("--type")] = None,
     limit: Annotated[int, typer.Option()] = 100,
-    before: Annotated[Optional[int], typer.Option(help="Only jobs older than this id.")] = None,
+    before: Annotated[int | None, typer.Option(help="Only jobs older than this id.")] = None,
     output: OutputOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -337,7 +428,7 @@ def dlq_list(
 @dlq_app.command("retry")
 @handle_errors
 def dlq_retry(
-    ids: Annotated[Optional[list[int]], typer.Argument(metavar="[ID...]")] = None,
+    ids: Annotated[list[int] | None, typer.Argument(metavar="[ID...]")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Retry every dead job.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -392,8 +483,12 @@ def stats(json_out: JsonOpt = False) -> None:
 @app.command()
 @handle_errors
 def top(
-    refresh: Annotated[float, typer.Option(min=0.1, max=60, help="Seconds between refreshes.")] = 1.0,
-    once: Annotated[bool, typer.Option("--once", help="Print one plain-text snapshot and exit.")] = False,
+    refresh: Annotated[
+        float, typer.Option(min=0.1, max=60, help="Seconds between refreshes.")
+    ] = 1.0,
+    once: Annotated[
+        bool, typer.Option("--once", help="Print one plain-text snapshot and exit.")
+    ] = False,
 ) -> None:
     """The live dashboard: counts, rates, workers, recent jobs, dead letters (q quits, ? helps)."""
     from jq_cli.ops import Operations
@@ -405,8 +500,13 @@ def top(
             from jq_cli.tui.source import Filter, collect
 
             snap = collect(ops, Filter())
-            sys.stdout.write(snapshot_text(snap, namespace=ops.settings.namespace,
-                                           heartbeat_interval=ops.settings.heartbeat_interval))
+            sys.stdout.write(
+                snapshot_text(
+                    snap,
+                    namespace=ops.settings.namespace,
+                    heartbeat_interval=ops.settings.heartbeat_interval,
+                )
+            )
             if snap.database_error:
                 raise ServiceUnavailable("PostgreSQL", ops.settings.database_url, "see above")
             return
@@ -427,7 +527,10 @@ def doctor(json_out: JsonOpt = False) -> None:
     else:
         for c in checks:
             mark = "OK  " if c.ok else "FAIL"
-            print(f"{mark} {c.name:<10} {c.detail}" + (f"  -> {c.hint}" if c.hint and not c.ok else ""))
+            print(
+                f"{mark} {c.name:<10} {c.detail}"
+                + (f"  -> {c.hint}" if c.hint and not c.ok else "")
+            )
     if not all(c.ok for c in checks):
         raise typer.Exit(1)
 
@@ -459,7 +562,9 @@ def db_status(json_out: JsonOpt = False) -> None:
     if json_out:
         print_json({"version": have, "latest": want, "up_to_date": have >= want})
     else:
-        print(f"schema version {have} of {want}" + ("" if have >= want else ": run `jq db migrate`"))
+        print(
+            f"schema version {have} of {want}" + ("" if have >= want else ": run `jq db migrate`")
+        )
     if have < want:
         raise typer.Exit(1)
 
@@ -482,11 +587,18 @@ def help_exit_codes(json_out: JsonOpt = False) -> None:
 @app.command()
 @handle_errors
 def worker(
-    queues: Annotated[Optional[str], typer.Option(help="Comma-separated queues to consume.")] = None,
-    concurrency: Annotated[Optional[int], typer.Option(min=1, max=1024, help="Handler threads.")] = None,
-    prefetch: Annotated[Optional[int], typer.Option(min=1, max=65535, help="Unacknowledged deliveries held.")] = None,
-    import_: Annotated[Optional[list[str]], typer.Option("--import", help="Module of handlers to load (repeatable).")] = None,
-    name: Annotated[Optional[str], typer.Option(help="Worker name (default host:pid:random).")] = None,
+    queues: Annotated[str | None, typer.Option(help="Comma-separated queues to consume.")] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, max=1024, help="Handler threads.")
+    ] = None,
+    prefetch: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Unacknowledged deliveries held.")
+    ] = None,
+    import_: Annotated[
+        list[str] | None,
+        typer.Option("--import", help="Module of handlers to load (repeatable)."),
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Worker name (default host:pid:random).")] = None,
     config: ConfigOpt = None,
     log_format: LogFormatOpt = "text",
     metrics_port: MetricsPortOpt = None,
@@ -494,14 +606,25 @@ def worker(
     """Run a worker until SIGTERM/SIGINT (then drain, hand back, exit 0). SIGHUP re-reads the settings."""
     from jq_cli.cli.daemon import run_worker
 
-    raise typer.Exit(run_worker(queues=queues, concurrency=concurrency, prefetch=prefetch,
-                                imports=import_ or [], name=name, config=config, log_format=log_format,
-                                metrics_port=metrics_port))
+    raise typer.Exit(
+        run_worker(
+            queues=queues,
+            concurrency=concurrency,
+            prefetch=prefetch,
+            imports=import_ or [],
+            name=name,
+            config=config,
+            log_format=log_format,
+            metrics_port=metrics_port,
+        )
+    )
 
 
 @app.command()
 @handle_errors
-def scheduler(config: ConfigOpt = None, log_format: LogFormatOpt = "text", metrics_port: MetricsPortOpt = None) -> None:
+def scheduler(
+    config: ConfigOpt = None, log_format: LogFormatOpt = "text", metrics_port: MetricsPortOpt = None
+) -> None:
     """Run the scheduler: cron schedules, delayed and retrying jobs, lease rescue, lost-message sweeps, retention."""
     from jq_cli.cli.daemon import run_scheduler
 
@@ -511,7 +634,10 @@ def scheduler(config: ConfigOpt = None, log_format: LogFormatOpt = "text", metri
 @app.command()
 @handle_errors
 def serve(
-    host: Annotated[Optional[str], typer.Option(help="Address to listen on (default 127.0.0.1; others need an API key).")] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(help="Address to listen on (default 127.0.0.1; others need an API key)."),
+    ] = None,
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
 ) -> None:
     """Serve the HTTP API (the `http` extra): the same operations as these commands, as JSON."""
@@ -543,7 +669,9 @@ def main() -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("jq: warning: %(message)s"))
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
-    logging.getLogger("pika").setLevel(logging.CRITICAL)  # jq says what failed, once, in its own words
+    logging.getLogger("pika").setLevel(
+        logging.CRITICAL
+    )  # jq says what failed, once, in its own words
     app()
 
 

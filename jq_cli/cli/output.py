@@ -1,11 +1,12 @@
 """The one place the CLI turns results into output and jq errors into a line and an exit code."""
+
 from __future__ import annotations
 
 import functools
 import json
 import sys
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import typer
@@ -59,7 +60,7 @@ def console():
 def age(when: datetime | None) -> str:
     if when is None:
         return "-"
-    seconds = (datetime.now(timezone.utc) - when).total_seconds()
+    seconds = (datetime.now(UTC) - when).total_seconds()
     return human_seconds(seconds) + " ago" if seconds >= 0 else "in " + human_seconds(-seconds)
 
 
@@ -81,8 +82,15 @@ def duration(start: datetime | None, end: datetime | None) -> str:
     return human_seconds((end - start).total_seconds())
 
 
-STATE_STYLE = {"completed": "green", "dead": "red", "cancelled": "magenta", "running": "cyan",
-               "retrying": "yellow", "queued": "blue", "scheduled": "white"}
+STATE_STYLE = {
+    "completed": "green",
+    "dead": "red",
+    "cancelled": "magenta",
+    "running": "cyan",
+    "retrying": "yellow",
+    "queued": "blue",
+    "scheduled": "white",
+}
 
 
 def state_text(state: str) -> str:

@@ -4,6 +4,7 @@ On a terminal, table and wide are Rich tables; when stdout is not a terminal the
 tab-separated lines with a header, exact ISO timestamps and no colour, so that scripts can cut,
 sort and join them. Rich honours NO_COLOR by itself.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -27,8 +28,12 @@ class Format(str, Enum):
     name = "name"
 
 
-OutputOpt = Annotated[Optional[Format], typer.Option(
-    "--output", "-o", help="table, wide, json, jsonl, or name (the ids alone, one a line).")]
+OutputOpt = Annotated[
+    Format | None,
+    typer.Option(
+        "--output", "-o", help="table, wide, json, jsonl, or name (the ids alone, one a line)."
+    ),
+]
 
 
 def resolve(output: Format | None, json_out: bool) -> Format:
@@ -60,11 +65,21 @@ def _cell(column: Column, row: dict[str, Any], plain: bool) -> str:
     text = str(value)
     if plain:
         return text.replace("\t", " ").replace("\n", " ")
-    return text if column.width is None or len(text) <= column.width else text[: column.width - 1] + "…"
+    return (
+        text
+        if column.width is None or len(text) <= column.width
+        else text[: column.width - 1] + "…"
+    )
 
 
-def emit(rows: list[dict[str, Any]], columns: list[Column], fmt: Format, *, key: str = "id",
-         title: str | None = None) -> None:
+def emit(
+    rows: list[dict[str, Any]],
+    columns: list[Column],
+    fmt: Format,
+    *,
+    key: str = "id",
+    title: str | None = None,
+) -> None:
     """Print `rows` in `fmt`. An empty list prints nothing but the header (and exits 0)."""
     if fmt is Format.json:
         print_json(rows)
@@ -90,11 +105,21 @@ def emit(rows: list[dict[str, Any]], columns: list[Column], fmt: Format, *, key:
 
     table = Table(title=title, header_style="bold")
     for c in shown:
-        table.add_column(c.header, no_wrap=c.kind != "text", overflow="ellipsis",
-                         justify="right" if c.kind == "number" else "left")
+        table.add_column(
+            c.header,
+            no_wrap=c.kind != "text",
+            overflow="ellipsis",
+            justify="right" if c.kind == "number" else "left",
+        )
     for row in rows:
-        table.add_row(*(Text.from_markup(_cell(c, row, plain=False)) if c.kind == "state"
-                        else Text(_cell(c, row, plain=False)) for c in shown))
+        table.add_row(
+            *(
+                Text.from_markup(_cell(c, row, plain=False))
+                if c.kind == "state"
+                else Text(_cell(c, row, plain=False))
+                for c in shown
+            )
+        )
     console().print(table)
 
 

@@ -3,24 +3,32 @@
 # No `from __future__ import annotations` here: Typer reads every command's annotations on
 # each run, and as strings each one is compiled and evaluated again (about 30 ms of `jq --help`).
 
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
 from jq_cli.cli.output import console, handle_errors, print_fields, print_json, state_text
 from jq_cli.cli.rows import OutputOpt
 
-schedule_app = typer.Typer(help="Cron schedules: recurring jobs that fire once per tick.", no_args_is_help=True)
+schedule_app = typer.Typer(
+    help="Cron schedules: recurring jobs that fire once per tick.", no_args_is_help=True
+)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document.")]
 NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The schedule's name.")]
-PayloadOpt = Annotated[Optional[str], typer.Option(help="JSON object, @FILE, or - for stdin.")]
-PriorityOpt = Annotated[Optional[str], typer.Option(help="high, medium or low.")]
-RetriesOpt = Annotated[Optional[int], typer.Option(help="Retries after the first attempt of each job.")]
-QueueOpt = Annotated[Optional[str], typer.Option(help="The queue its jobs go to.")]
-ZoneOpt = Annotated[Optional[str], typer.Option(help="IANA time zone of the expression, e.g. Europe/Berlin.")]
-MisfireOpt = Annotated[Optional[str], typer.Option(help="After downtime: once (one job for the missed ticks) "
-                                                        "or skip (none).")]
+PayloadOpt = Annotated[str | None, typer.Option(help="JSON object, @FILE, or - for stdin.")]
+PriorityOpt = Annotated[str | None, typer.Option(help="high, medium or low.")]
+RetriesOpt = Annotated[
+    int | None, typer.Option(help="Retries after the first attempt of each job.")
+]
+QueueOpt = Annotated[str | None, typer.Option(help="The queue its jobs go to.")]
+ZoneOpt = Annotated[
+    str | None, typer.Option(help="IANA time zone of the expression, e.g. Europe/Berlin.")
+]
+MisfireOpt = Annotated[
+    str | None,
+    typer.Option(help="After downtime: once (one job for the missed ticks) or skip (none)."),
+]
 
 
 def _ops():
@@ -51,16 +59,24 @@ def _print_schedule(schedule: dict[str, Any], json_out: bool, verb: str) -> None
     if json_out:
         print_json(schedule)
     else:
-        print(f"{verb} schedule {schedule['name']}: next fire {_when(schedule['next_fire_at'])}"
-              if schedule["enabled"] else f"{verb} schedule {schedule['name']} (paused)")
+        print(
+            f"{verb} schedule {schedule['name']}: next fire {_when(schedule['next_fire_at'])}"
+            if schedule["enabled"]
+            else f"{verb} schedule {schedule['name']} (paused)"
+        )
 
 
 @schedule_app.command("add")
 @handle_errors
 def add(
     name: NameArg,
-    job_type: Annotated[str, typer.Argument(metavar="TYPE", help="The job type each tick submits.")],
-    cron: Annotated[str, typer.Option("--cron", help='Cron expression, e.g. "0 9 * * *" (a 6th field: seconds).')],
+    job_type: Annotated[
+        str, typer.Argument(metavar="TYPE", help="The job type each tick submits.")
+    ],
+    cron: Annotated[
+        str,
+        typer.Option("--cron", help='Cron expression, e.g. "0 9 * * *" (a 6th field: seconds).'),
+    ],
     payload: PayloadOpt = None,
     priority: PriorityOpt = None,
     max_retries: RetriesOpt = None,
@@ -73,8 +89,15 @@ def add(
     """Add a schedule. Validates the expression, zone, type and payload; writes nothing if one is bad."""
     given = {"priority": priority, "queue": queue, "timezone": timezone, "misfire": misfire}
     with _ops() as ops:
-        schedule = ops.schedule_add(name, job_type, cron, payload=_payload(payload), max_retries=max_retries,
-                                    enabled=not paused, **{k: v for k, v in given.items() if v is not None})
+        schedule = ops.schedule_add(
+            name,
+            job_type,
+            cron,
+            payload=_payload(payload),
+            max_retries=max_retries,
+            enabled=not paused,
+            **{k: v for k, v in given.items() if v is not None},
+        )
     _print_schedule(schedule, json_out, "added")
 
 
@@ -94,7 +117,9 @@ def list_(output: OutputOpt = None, json_out: JsonOpt = False) -> None:
 @handle_errors
 def show(
     name: NameArg,
-    next_n: Annotated[int, typer.Option("--next", help="How many upcoming fire times to show.")] = 5,
+    next_n: Annotated[
+        int, typer.Option("--next", help="How many upcoming fire times to show.")
+    ] = 5,
     json_out: JsonOpt = False,
 ) -> None:
     """A schedule, its next fire times and the jobs it created most recently."""
@@ -108,25 +133,38 @@ def show(
         print_json(s)
         return
     out = console()
-    print_fields(out, (
-        ("name", s["name"]), ("type", s["job_type"]), ("cron", s["cron"]), ("timezone", s["timezone"]),
-        ("status", "enabled" if s["enabled"] else "paused"), ("misfire", s["misfire"]),
-        ("queue", s["queue"]), ("priority", s["priority"]),
-        ("max retries", "default" if s["max_retries"] is None else str(s["max_retries"])),
-        ("payload", json.dumps(s["payload"], ensure_ascii=False)),
-        ("last fire", _when(s["last_fire_at"])),
-    ))
+    print_fields(
+        out,
+        (
+            ("name", s["name"]),
+            ("type", s["job_type"]),
+            ("cron", s["cron"]),
+            ("timezone", s["timezone"]),
+            ("status", "enabled" if s["enabled"] else "paused"),
+            ("misfire", s["misfire"]),
+            ("queue", s["queue"]),
+            ("priority", s["priority"]),
+            ("max retries", "default" if s["max_retries"] is None else str(s["max_retries"])),
+            ("payload", json.dumps(s["payload"], ensure_ascii=False)),
+            ("last fire", _when(s["last_fire_at"])),
+        ),
+    )
     if s["next_fire_times"]:
         out.print("[bold]next fire times[/]" + ("" if s["enabled"] else " (if resumed now)"))
         for when in s["next_fire_times"]:
-            out.print(f"  {_local(when, s['timezone'])}  ({when:%Y-%m-%d %H:%M:%S} UTC)", highlight=False)
+            out.print(
+                f"  {_local(when, s['timezone'])}  ({when:%Y-%m-%d %H:%M:%S} UTC)", highlight=False
+            )
     table = Table(title="recent jobs", header_style="bold")
     for column in ("ID", "STATE", "FIRE TIME", "CREATED"):
         table.add_column(column)
     for job in s["recent_jobs"]:
-        table.add_row(str(job["id"]), state_text(job["state"]),
-                      "run-now" if job["fire_time"] is None else _local(job["fire_time"], s["timezone"]),
-                      _when(job["created_at"]))
+        table.add_row(
+            str(job["id"]),
+            state_text(job["state"]),
+            "run-now" if job["fire_time"] is None else _local(job["fire_time"], s["timezone"]),
+            _when(job["created_at"]),
+        )
     out.print(table)
 
 
@@ -184,8 +222,10 @@ def run_now(name: NameArg, json_out: JsonOpt = False) -> None:
 @handle_errors
 def edit(
     name: NameArg,
-    job_type: Annotated[Optional[str], typer.Option("--type", help="The job type each tick submits.")] = None,
-    cron: Annotated[Optional[str], typer.Option("--cron", help="A new cron expression.")] = None,
+    job_type: Annotated[
+        str | None, typer.Option("--type", help="The job type each tick submits.")
+    ] = None,
+    cron: Annotated[str | None, typer.Option("--cron", help="A new cron expression.")] = None,
     payload: PayloadOpt = None,
     priority: PriorityOpt = None,
     max_retries: RetriesOpt = None,
@@ -197,11 +237,21 @@ def edit(
     """Change a schedule; a new --cron or --timezone restarts its timer from now."""
     from jq_cli.errors import InvalidInput
 
-    changes = {"job_type": job_type, "cron": cron, "payload": _payload(payload), "priority": priority,
-               "max_retries": max_retries, "queue": queue, "timezone": timezone, "misfire": misfire}
+    changes = {
+        "job_type": job_type,
+        "cron": cron,
+        "payload": _payload(payload),
+        "priority": priority,
+        "max_retries": max_retries,
+        "queue": queue,
+        "timezone": timezone,
+        "misfire": misfire,
+    }
     changes = {k: v for k, v in changes.items() if v is not None}
     if not changes:
-        raise InvalidInput("nothing to change: give at least one option (see jq schedule edit --help)")
+        raise InvalidInput(
+            "nothing to change: give at least one option (see jq schedule edit --help)"
+        )
     with _ops() as ops:
         schedule = ops.schedule_edit(name, **changes)
     _print_schedule(schedule, json_out, "edited")
@@ -210,9 +260,15 @@ def edit(
 @schedule_app.command("apply")
 @handle_errors
 def apply(
-    file: Annotated[str, typer.Argument(metavar="FILE", help="A .toml, .yaml or .yml file of schedules.")],
-    prune: Annotated[bool, typer.Option("--prune", help="Remove schedules the file does not declare.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; change nothing.")] = False,
+    file: Annotated[
+        str, typer.Argument(metavar="FILE", help="A .toml, .yaml or .yml file of schedules.")
+    ],
+    prune: Annotated[
+        bool, typer.Option("--prune", help="Remove schedules the file does not declare.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would change; change nothing.")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Make the database's schedules match FILE: add, update and (with --prune) remove."""
@@ -228,5 +284,7 @@ def apply(
     for key, mark in (("added", "+"), ("updated", "~"), ("removed", "-")):
         for name in result[key]:
             print(f"{mark} {name} ({prefix}{key})")
-    counts = ", ".join(f"{len(result[k])} {k}" for k in ("added", "updated", "removed", "unchanged"))
+    counts = ", ".join(
+        f"{len(result[k])} {k}" for k in ("added", "updated", "removed", "unchanged")
+    )
     print(("dry run: " if dry_run else "") + counts)

@@ -1,4 +1,5 @@
 """Rich rendering of `jq stats`."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -26,7 +27,10 @@ def render_stats(out: Console, data: dict[str, Any]) -> None:
         ready = "?" if q["broker_ready"] is None else str(q["broker_ready"])
         queued.add_row(queue, str(q["queued"]), ready)
     out.print(queued)
-    out.print("queued by priority: " + ", ".join(f"{p} {n}" for p, n in data["queued_by_priority"].items()))
+    out.print(
+        "queued by priority: "
+        + ", ".join(f"{p} {n}" for p, n in data["queued_by_priority"].items())
+    )
     if data["broker_error"]:
         out.print(f"[yellow]broker: {data['broker_error']}[/]")
 
@@ -37,7 +41,13 @@ def render_stats(out: Console, data: dict[str, Any]) -> None:
     for column in ("NAME", "QUEUES", "RUNNING", "PROCESSED", "FAILED", "HEARTBEAT", "JOBS"):
         workers.add_column(column)
     for w in data["workers"]:
-        workers.add_row(Text(w["name"]), ",".join(w["queues"]), f"{w['running']}/{w['concurrency']}", str(w["processed"]),
-                        str(w["failed"]), f"{w['heartbeat_age']}s ago" + (" draining" if w.get("draining") else ""),
-                        ",".join(str(j) for j in w["jobs"][:5]))
+        workers.add_row(
+            Text(w["name"]),
+            ",".join(w["queues"]),
+            f"{w['running']}/{w['concurrency']}",
+            str(w["processed"]),
+            str(w["failed"]),
+            f"{w['heartbeat_age']}s ago" + (" draining" if w.get("draining") else ""),
+            ",".join(str(j) for j in w["jobs"][:5]),
+        )
     out.print(workers)

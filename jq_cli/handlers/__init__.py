@@ -1,4 +1,5 @@
 """Job types: the built-ins and the registry for users' own handlers."""
+
 from jq_cli.handlers.registry import (
     Cancelled,
     Handler,
@@ -11,5 +12,14 @@ from jq_cli.handlers.registry import (
     registry,
 )
 
-__all__ = ["Cancelled", "Handler", "InvalidPayload", "JobContext", "PermanentError", "import_modules",
-           "job", "load_builtins", "registry"]
+__all__ = [
+    "Cancelled",
+    "Handler",
+    "InvalidPayload",
+    "JobContext",
+    "PermanentError",
+    "import_modules",
+    "job",
+    "load_builtins",
+    "registry",
+]

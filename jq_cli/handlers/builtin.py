@@ -1,5 +1,6 @@
 """The built-in job types: send_email and process_video (simulated) and noop. scrape_website,
 the one that touches the network, lives in jq_cli.handlers.scrape."""
+
 from __future__ import annotations
 
 import random
@@ -49,7 +50,9 @@ def send_email(payload: EmailPayload, ctx: JobContext) -> dict:
     """Simulated email delivery that fails with probability failure_rate."""
     time.sleep(random.uniform(0.01, 0.05))
     if random.random() < payload.failure_rate:
-        raise DeliveryFailed(f"simulated SMTP failure delivering to {payload.to} (failure_rate={payload.failure_rate})")
+        raise DeliveryFailed(
+            f"simulated SMTP failure delivering to {payload.to} (failure_rate={payload.failure_rate})"
+        )
     return {"delivered_to": payload.to, "message_id": f"<{ctx.job_id}.{ctx.attempt}@jq.local>"}
 
 
@@ -72,8 +75,11 @@ def process_video(payload: VideoPayload, ctx: JobContext) -> dict:
             raise Cancelled(f"cancelled at {100 * (step - 1) // steps}%")
         ctx.progress(100 * step / steps, f"transcoding to {payload.output_format}")
     name = urlsplit(payload.video_url).path.rsplit("/", 1)[-1].rsplit(".", 1)[0] or "video"
-    return {"output": f"{name}.{payload.output_format}", "format": payload.output_format,
-            "duration": payload.duration}
+    return {
+        "output": f"{name}.{payload.output_format}",
+        "format": payload.output_format,
+        "duration": payload.duration,
+    }
 
 
 class NoopPayload(BaseModel):

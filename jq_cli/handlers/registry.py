@@ -1,4 +1,5 @@
 """The registry of job types: a decorator registers `fn(payload, ctx) -> result` under a name."""
+
 from __future__ import annotations
 
 import importlib
@@ -11,7 +12,6 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from jq_cli.errors import InvalidInput
-
 
 _JOB_LOG = logging.getLogger("jq.job")
 
@@ -31,9 +31,15 @@ class Cancelled(Exception):
 class JobContext:
     """What a handler may know and do about the job it runs."""
 
-    def __init__(self, job_id: int, attempt: int, *, settings: Any = None,
-                 on_progress: Callable[[int, float, str | None], None] | None = None,
-                 cancel_event: threading.Event | None = None):
+    def __init__(
+        self,
+        job_id: int,
+        attempt: int,
+        *,
+        settings: Any = None,
+        on_progress: Callable[[int, float, str | None], None] | None = None,
+        cancel_event: threading.Event | None = None,
+    ):
         self.job_id = job_id
         self.attempt = attempt
         self.settings = settings
@@ -86,11 +92,18 @@ def _first_error(exc: ValidationError) -> str:
 class Registry:
     handlers: dict[str, Handler] = field(default_factory=dict)
 
-    def register(self, name: str, fn: Callable, payload_model: type[BaseModel] | None = None) -> Handler:
+    def register(
+        self, name: str, fn: Callable, payload_model: type[BaseModel] | None = None
+    ) -> Handler:
         from jq_cli.jobspec import check_name
 
         check_name(name, "job type")
-        handler = Handler(name, fn, payload_model, (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else "")
+        handler = Handler(
+            name,
+            fn,
+            payload_model,
+            (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else "",
+        )
         self.handlers[name] = handler
         return handler
 
@@ -131,4 +144,6 @@ def import_modules(modules: list[str]) -> None:
         try:
             importlib.import_module(module)
         except Exception as exc:  # any error in a user's module is theirs to see, in one line
-            raise InvalidInput(f"cannot import handler module {module!r}: {type(exc).__name__}: {exc}") from None
+            raise InvalidInput(
+                f"cannot import handler module {module!r}: {type(exc).__name__}: {exc}"
+            ) from None

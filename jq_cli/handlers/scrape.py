@@ -5,6 +5,7 @@ addresses it resolves to, not on the text of the URL, and the connection is made
 address that was judged (so a DNS answer that changes between the check and the connect — DNS
 rebinding — cannot slip through). Every redirect hop is judged again. Refusals are permanent.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -89,7 +90,10 @@ def _pinned_session(allow_private: bool):
     class PinnedAdapter(HTTPAdapter):
         def init_poolmanager(self, *args, **kwargs):
             super().init_poolmanager(*args, **kwargs)
-            self.poolmanager.pool_classes_by_scheme = {"http": PinnedHTTPPool, "https": PinnedHTTPSPool}
+            self.poolmanager.pool_classes_by_scheme = {
+                "http": PinnedHTTPPool,
+                "https": PinnedHTTPSPool,
+            }
 
     session = requests.Session()
     session.trust_env = False  # a proxy from the environment would make the pinning moot
@@ -109,8 +113,13 @@ def scrape_website(payload: ScrapePayload, ctx: JobContext) -> dict:
         for _ in range(MAX_REDIRECTS + 1):
             if urlsplit(url).scheme not in ("http", "https"):
                 raise PermanentError(f"refusing to follow a redirect to {url}: only http and https")
-            response = session.get(url, timeout=payload.timeout, allow_redirects=False, stream=True,
-                                   headers={"User-Agent": "jq-scraper/1"})
+            response = session.get(
+                url,
+                timeout=payload.timeout,
+                allow_redirects=False,
+                stream=True,
+                headers={"User-Agent": "jq-scraper/1"},
+            )
             if response.is_redirect:  # each hop is resolved and judged again by the adapter
                 url = urljoin(url, response.headers["location"])
                 response.close()
@@ -126,7 +135,11 @@ def scrape_website(payload: ScrapePayload, ctx: JobContext) -> dict:
             for chunk in response.iter_content(65536):
                 body += chunk
                 if len(body) > MAX_SCRAPE_BYTES:
-                    raise PermanentError(f"response from {url} is larger than {MAX_SCRAPE_BYTES} bytes")
+                    raise PermanentError(
+                        f"response from {url} is larger than {MAX_SCRAPE_BYTES} bytes"
+                    )
     soup = BeautifulSoup(body, "html.parser")
-    matches = [el.get_text(" ", strip=True) for el in soup.select(payload.selector, limit=MAX_MATCHES)]
+    matches = [
+        el.get_text(" ", strip=True) for el in soup.select(payload.selector, limit=MAX_MATCHES)
+    ]
     return {"url": url, "status": response.status_code, "count": len(matches), "matches": matches}

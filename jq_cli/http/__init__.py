@@ -2,6 +2,7 @@
 
 Needs the `http` extra (`pip install 'jq-cli[http]'`); the rest of jq never imports this package.
 """
+
 from __future__ import annotations
 
 from jq_cli.http.app import create_app

@@ -1,4 +1,5 @@
 """The application factory of the HTTP shim: routes, problem documents, the gate, the pool."""
+
 from __future__ import annotations
 
 import functools
@@ -22,8 +23,13 @@ Errors are RFC 9457 problem documents (`application/problem+json`). When the ser
 keys, every endpoint but `/health` needs `Authorization: Bearer KEY` or `X-API-Key: KEY`."""
 
 
-def create_app(settings: Settings | None = None, *, ops_factory: Callable[[], Operations] | None = None,
-               api_keys: ApiKeys | Iterable[str] | None = None, pool_size: int = 16) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    ops_factory: Callable[[], Operations] | None = None,
+    api_keys: ApiKeys | Iterable[str] | None = None,
+    pool_size: int = 16,
+) -> FastAPI:
     """The ASGI app. `settings` default to the environment's; `ops_factory` makes the Operations
     each request borrows (default: Operations(settings)); without `api_keys` nothing needs a key.
     The request body limit is settings.max_payload_bytes (JQ_MAX_PAYLOAD_BYTES)."""
@@ -37,8 +43,15 @@ def create_app(settings: Settings | None = None, *, ops_factory: Callable[[], Op
         yield
         pool.close()
 
-    app = FastAPI(title="jq", version=__version__, description=DESCRIPTION, lifespan=lifespan,
-                  docs_url="/docs", redoc_url=None, openapi_url="/openapi.json")
+    app = FastAPI(
+        title="jq",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
     app.state.settings = settings
     app.state.pool = pool
     app.state.metrics = metrics
@@ -47,7 +60,15 @@ def create_app(settings: Settings | None = None, *, ops_factory: Callable[[], Op
         app.include_router(module.router)
     # The gate labels a request it refuses before routing by matching these itself (the routers'
     # own lists: newer FastAPI nests included routers in app.routes).
-    routes = [*app.routes, *(r for module in (jobs, schedules, service) for r in module.router.routes)]
-    app.add_middleware(Gate, keys=keys, max_body=settings.max_payload_bytes, observe=metrics.observe,
-                       routes=lambda: routes)
+    routes = [
+        *app.routes,
+        *(r for module in (jobs, schedules, service) for r in module.router.routes),
+    ]
+    app.add_middleware(
+        Gate,
+        keys=keys,
+        max_body=settings.max_payload_bytes,
+        observe=metrics.observe,
+        routes=lambda: routes,
+    )
     return app

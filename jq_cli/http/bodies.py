@@ -1,6 +1,7 @@
 """Request bodies the shim accepts beyond JobRequest: shapes only, every rule stays in jq_cli.ops.
 
 A schedule takes `cron` or, as the older service spelled it, `cron_expression`."""
+
 from __future__ import annotations
 
 from typing import Annotated, Any

@@ -1,5 +1,6 @@
 """The gate every request passes before routing: API key, body size, request metrics, and the
 last-resort handler that answers a bare 500 (and logs the traceback) for an unexpected error."""
+
 from __future__ import annotations
 
 import logging
@@ -23,8 +24,15 @@ class Gate:
     one whose body exceeds the limit (413, from Content-Length or by counting), and replays the
     body it read to the application."""
 
-    def __init__(self, app: ASGIApp, *, keys: ApiKeys, max_body: int, observe: Callable[..., None],
-                 routes: Callable[[], Sequence[BaseRoute]]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        keys: ApiKeys,
+        max_body: int,
+        observe: Callable[..., None],
+        routes: Callable[[], Sequence[BaseRoute]],
+    ) -> None:
         self.app = app
         self.keys = keys
         self.max_body = max_body
@@ -51,11 +59,15 @@ class Gate:
             await (refusal or self.app)(scope, receive, send_noting)
         except Exception:
             # The traceback goes to the log, never to the client.
-            log.error("unhandled error on %s %s", scope.get("method"), scope.get("path"), exc_info=True)
+            log.error(
+                "unhandled error on %s %s", scope.get("method"), scope.get("path"), exc_info=True
+            )
             if not responded:
                 await problems.internal_error()(scope, receive, send_noting)
         finally:
-            self.observe(scope.get("method", ""), self._route(scope), status, time.perf_counter() - started)
+            self.observe(
+                scope.get("method", ""), self._route(scope), status, time.perf_counter() - started
+            )
 
     def _authenticate(self, scope: Scope):
         authenticated = not self.keys
@@ -98,7 +110,10 @@ class Gate:
         route = scope.get("route")
         if route is None:
             for candidate in self.routes():
-                if isinstance(getattr(candidate, "path", None), str) and candidate.matches(scope)[0] is not Match.NONE:
+                if (
+                    isinstance(getattr(candidate, "path", None), str)
+                    and candidate.matches(scope)[0] is not Match.NONE
+                ):
                     route = candidate
                     break
         return getattr(route, "path", None) or "unmatched"

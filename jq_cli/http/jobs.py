@@ -1,4 +1,5 @@
 """Routes for jobs, the dead-letter queue and stats: each one call into jq_cli.ops."""
+
 from __future__ import annotations
 
 from typing import Annotated, Any
@@ -26,16 +27,25 @@ JobIdPath = Annotated[int, Path(ge=1, le=2**63 - 1, description="The job's id.")
 
 @router.post("/jobs", status_code=201, summary="Submit a job")
 def submit_job(
-    job: JobRequest, pool: Pool, response: Response,
-    idempotency_key: Annotated[str | None, Header(description="The job's idempotency key: a second "
-                                                   "submit with it returns the first job (200).")] = None,
+    job: JobRequest,
+    pool: Pool,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            description="The job's idempotency key: a second "
+            "submit with it returns the first job (200)."
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     """Submit one job; 201 with the job once it is committed, or 200 with the existing job when
     its idempotency key was used before."""
     if idempotency_key is not None:
         if job.idempotency_key is not None and job.idempotency_key != idempotency_key:
             raise InvalidInput("the Idempotency-Key header and the body's idempotency_key differ")
-        job = JobRequest.parse({**job.model_dump(exclude_unset=True), "idempotency_key": idempotency_key})
+        job = JobRequest.parse(
+            {**job.model_dump(exclude_unset=True), "idempotency_key": idempotency_key}
+        )
     with pool.borrow() as ops:
         inserted = ops.submit_request(job)
         created = ops.get(inserted.id)
@@ -57,18 +67,25 @@ def submit_jobs(body: BulkSubmit, pool: Pool, response: Response) -> dict[str, A
 
 
 def _page(jobs: list[dict[str, Any]], offset: int, limit: int) -> dict[str, Any]:
-    page = jobs[offset:offset + limit]
+    page = jobs[offset : offset + limit]
     more = len(jobs) > offset + limit
-    return {"jobs": page, "count": len(page), "offset": offset, "limit": limit,
-            "next_offset": offset + limit if more else None,
-            "next_before_id": page[-1]["id"] if more and page else None}
+    return {
+        "jobs": page,
+        "count": len(page),
+        "offset": offset,
+        "limit": limit,
+        "next_offset": offset + limit if more else None,
+        "next_before_id": page[-1]["id"] if more and page else None,
+    }
 
 
 def _window(offset: int, limit: int, before_id: int | None = None) -> int:
     if offset and before_id is not None:
         raise InvalidInput("page with offset or with before_id, not both")
     if offset and offset + limit > MAX_WINDOW:
-        raise InvalidInput(f"offset + limit must be at most {MAX_WINDOW}: page with before_id instead")
+        raise InvalidInput(
+            f"offset + limit must be at most {MAX_WINDOW}: page with before_id instead"
+        )
     # One row beyond the page tells whether there is a next one.
     return min(offset + limit + 1, MAX_WINDOW) if 1 <= limit <= MAX_WINDOW else limit
 
@@ -76,22 +93,44 @@ def _window(offset: int, limit: int, before_id: int | None = None) -> int:
 @router.get("/jobs", summary="List jobs, newest first")
 def list_jobs(
     pool: Pool,
-    state: Annotated[str | None, Query(description="scheduled, queued, running, retrying, completed, dead, cancelled")] = None,
-    job_type: Annotated[str | None, Query(alias="type", description="Only jobs of this type.")] = None,
+    state: Annotated[
+        str | None,
+        Query(description="scheduled, queued, running, retrying, completed, dead, cancelled"),
+    ] = None,
+    job_type: Annotated[
+        str | None, Query(alias="type", description="Only jobs of this type.")
+    ] = None,
     priority: Annotated[str | None, Query(description="high, medium or low")] = None,
     queue: Annotated[str | None, Query()] = None,
-    since: Annotated[str | None, Query(description="Only jobs created within this duration, e.g. 1h.")] = None,
+    since: Annotated[
+        str | None, Query(description="Only jobs created within this duration, e.g. 1h.")
+    ] = None,
     limit: Annotated[int, Query(description="Page size, 1 to 10000.")] = 50,
-    offset: Annotated[int, Query(ge=0, le=MAX_WINDOW, description="Jobs to skip (see next_offset).")] = 0,
-    before_id: Annotated[int | None, Query(ge=1, description="Only jobs older than this id (see "
-                                           "next_before_id): pages stay stable while jobs arrive.")] = None,
+    offset: Annotated[
+        int, Query(ge=0, le=MAX_WINDOW, description="Jobs to skip (see next_offset).")
+    ] = 0,
+    before_id: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            description="Only jobs older than this id (see "
+            "next_before_id): pages stay stable while jobs arrive.",
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     """The filters of `jq list`. Page with `before_id` and the `next_before_id` of each answer
     (stable under new submits), or with `offset` and `next_offset`."""
     since_s = parse_duration(since, "since") if since else None
     with pool.borrow() as ops:
-        jobs = ops.list_jobs(state=state, job_type=job_type, priority=priority, queue=queue, since=since_s,
-                             limit=_window(offset, limit, before_id), before_id=before_id)
+        jobs = ops.list_jobs(
+            state=state,
+            job_type=job_type,
+            priority=priority,
+            queue=queue,
+            since=since_s,
+            limit=_window(offset, limit, before_id),
+            before_id=before_id,
+        )
     return _page(jobs, offset, limit)
 
 
@@ -132,13 +171,19 @@ def stats(pool: Pool) -> dict[str, Any]:
 @router.get("/dead-letter", tags=["dead-letter"], summary="Dead jobs, newest first")
 def dead_letters(
     pool: Pool,
-    job_type: Annotated[str | None, Query(alias="type", description="Only jobs of this type.")] = None,
+    job_type: Annotated[
+        str | None, Query(alias="type", description="Only jobs of this type.")
+    ] = None,
     limit: Annotated[int, Query(description="Page size, 1 to 10000.")] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_WINDOW)] = 0,
-    before_id: Annotated[int | None, Query(ge=1, description="Only jobs older than this id.")] = None,
+    before_id: Annotated[
+        int | None, Query(ge=1, description="Only jobs older than this id.")
+    ] = None,
 ) -> dict[str, Any]:
     with pool.borrow() as ops:
-        jobs = ops.dead_letters(job_type=job_type, limit=_window(offset, limit, before_id), before_id=before_id)
+        jobs = ops.dead_letters(
+            job_type=job_type, limit=_window(offset, limit, before_id), before_id=before_id
+        )
     return _page(jobs, offset, limit)
 
 
@@ -147,13 +192,17 @@ def retry_dead(body: DeadLetterRetry, pool: Pool) -> dict[str, Any]:
     """`{"ids": [...]}` retries those (each refused one is listed with its reason), `{"all": true}`
     every dead job (optionally of one `job_type`; `dry_run` lists them and changes nothing)."""
     if bool(body.ids) == body.all:
-        raise InvalidInput("give `ids` or `\"all\": true`, not both and not neither")
+        raise InvalidInput('give `ids` or `"all": true`, not both and not neither')
     if body.ids and (body.job_type or body.dry_run):
-        raise InvalidInput("`job_type` and `dry_run` go with `\"all\": true`, not with `ids`")
+        raise InvalidInput('`job_type` and `dry_run` go with `"all": true`, not with `ids`')
     with pool.borrow() as ops:
         if body.ids:
             report = ops.retry(body.ids)
             return {"dry_run": False, "count": len(report.changed), **report.as_dict()}
         ids = ops.retry_matching(state="dead", job_type=body.job_type, dry_run=body.dry_run)
-    return {"dry_run": body.dry_run, "count": len(ids), "changed": [{"id": i, "state": "queued"} for i in ids],
-            "refused": []}
+    return {
+        "dry_run": body.dry_run,
+        "count": len(ids),
+        "changed": [{"id": i, "state": "queued"} for i in ids],
+        "refused": [],
+    }

@@ -1,4 +1,5 @@
 """API keys of the HTTP shim: where they come from, and the one constant-time comparison."""
+
 from __future__ import annotations
 
 import hmac
@@ -34,13 +35,15 @@ class ApiKeys:
         return ok
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "ApiKeys":
+    def from_settings(cls, settings: Settings) -> ApiKeys:
         """The keys of JQ_API_KEY and JQ_API_KEYS_FILE. Raises InvalidInput for a file that cannot
         be read or holds no key (starting without auth by accident would be worse than failing)."""
         keys: list[str] = []
         if settings.api_key is not None and settings.api_key.get_secret_value().strip():
             keys.append(settings.api_key.get_secret_value().strip())
-        if settings.api_keys_file and settings.api_keys_file.strip():  # `JQ_API_KEYS_FILE=` means none
+        if (
+            settings.api_keys_file and settings.api_keys_file.strip()
+        ):  # `JQ_API_KEYS_FILE=` means none
             keys.extend(read_keys_file(Path(settings.api_keys_file)))
         return cls(keys)
 

@@ -1,5 +1,6 @@
 """The shim's Prometheus metrics: requests by route and status, and the queue's jobs by state,
 priority and queue, read from ops.stats() at each scrape (so they are never stale)."""
+
 from __future__ import annotations
 
 import logging
@@ -27,7 +28,9 @@ class QueueCollector(Collector):
         return []  # computed on scrape: nothing to check at registration
 
     def collect(self) -> Iterator[Metric]:
-        up = GaugeMetricFamily("jq_stats_up", "1 if the last scrape could read the queue's counts from PostgreSQL")
+        up = GaugeMetricFamily(
+            "jq_stats_up", "1 if the last scrape could read the queue's counts from PostgreSQL"
+        )
         try:
             with self.pool.borrow() as ops:
                 stats = ops.stats()
@@ -40,14 +43,20 @@ class QueueCollector(Collector):
         yield up
         # The same series as the leading scheduler's jq_jobs gauge (priority "all" for every state,
         # then queued by priority), so that a dashboard reads either source the same way.
-        jobs = GaugeMetricFamily("jq_jobs", "Jobs by state and priority", labels=["state", "priority"])
+        jobs = GaugeMetricFamily(
+            "jq_jobs", "Jobs by state and priority", labels=["state", "priority"]
+        )
         for state, n in stats["by_state"].items():
             jobs.add_metric([state, "all"], n)
         for priority, n in stats["queued_by_priority"].items():
             jobs.add_metric(["queued", priority], n)
         yield jobs
-        queued = GaugeMetricFamily("jq_queue_jobs_queued", "Queued jobs by queue, in PostgreSQL", labels=["queue"])
-        ready = GaugeMetricFamily("jq_queue_broker_ready", "Messages ready in the broker by queue", labels=["queue"])
+        queued = GaugeMetricFamily(
+            "jq_queue_jobs_queued", "Queued jobs by queue, in PostgreSQL", labels=["queue"]
+        )
+        ready = GaugeMetricFamily(
+            "jq_queue_broker_ready", "Messages ready in the broker by queue", labels=["queue"]
+        )
         for queue, depth in stats["queues"].items():
             queued.add_metric([queue], depth["queued"])
             if depth.get("broker_ready") is not None:
@@ -66,11 +75,21 @@ class HttpMetrics:
 
     def __init__(self, pool: OpsPool) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("jq_http_requests", "HTTP requests by method, route and status",
-                                ["method", "route", "status"], registry=self.registry)
-        self.duration = Histogram("jq_http_request_duration_seconds", "HTTP request duration",
-                                  ["method", "route"], registry=self.registry)
-        Info("jq_build", "jq build information", registry=self.registry).info({"version": __version__})
+        self.requests = Counter(
+            "jq_http_requests",
+            "HTTP requests by method, route and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "jq_http_request_duration_seconds",
+            "HTTP request duration",
+            ["method", "route"],
+            registry=self.registry,
+        )
+        Info("jq_build", "jq build information", registry=self.registry).info(
+            {"version": __version__}
+        )
         self.registry.register(QueueCollector(pool))
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:

@@ -1,5 +1,6 @@
 """A small pool of Operations objects: Operations is not thread-safe, and the shim's routes run
 on a thread pool, so each request borrows one for itself and gives it back when done."""
+
 from __future__ import annotations
 
 import threading

@@ -3,6 +3,7 @@
 Every error leaves as application/problem+json with `type`, `title`, `status` and `detail`; a
 JqError keeps the meaning it has in the CLI (its `http_status`). No traceback ever goes out.
 """
+
 from __future__ import annotations
 
 import logging
@@ -24,8 +25,14 @@ class ProblemResponse(JSONResponse):
     media_type = MEDIA_TYPE
 
 
-def problem(status: int, detail: str, *, kind: str | None = None, headers: dict[str, str] | None = None,
-            **extra: Any) -> ProblemResponse:
+def problem(
+    status: int,
+    detail: str,
+    *,
+    kind: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> ProblemResponse:
     """A problem document. `kind` names a jq error kind (its type is urn:jq:problem:KIND); without
     one the type is about:blank and the title is the status phrase, as RFC 9457 asks."""
     if kind:
@@ -44,13 +51,20 @@ def _phrase(status: int) -> str:
 
 
 def unauthorized() -> ProblemResponse:
-    return problem(401, "an API key is required: send `Authorization: Bearer KEY` or `X-API-Key: KEY`",
-                   kind="unauthorized", headers={"WWW-Authenticate": 'Bearer realm="jq"'})
+    return problem(
+        401,
+        "an API key is required: send `Authorization: Bearer KEY` or `X-API-Key: KEY`",
+        kind="unauthorized",
+        headers={"WWW-Authenticate": 'Bearer realm="jq"'},
+    )
 
 
 def too_large(limit: int) -> ProblemResponse:
-    return problem(413, f"the request body is larger than the limit of {limit} bytes (JQ_MAX_PAYLOAD_BYTES)",
-                   kind="payload-too-large")
+    return problem(
+        413,
+        f"the request body is larger than the limit of {limit} bytes (JQ_MAX_PAYLOAD_BYTES)",
+        kind="payload-too-large",
+    )
 
 
 def internal_error() -> ProblemResponse:
@@ -81,9 +95,15 @@ def validation_problem(exc: RequestValidationError) -> ProblemResponse:
     if first.get("type") == "json_invalid":
         reason = (first.get("ctx") or {}).get("error", "malformed")
         return problem(400, f"the request body is not valid JSON: {reason}", kind="invalid-input")
-    if tuple(first.get("loc", ())) == ("body",) and isinstance(first.get("input"), (bytes, bytearray)):
-        return problem(415, "send the body as JSON with `Content-Type: application/json`", kind="invalid-input")
-    listed = [{"field": _where(tuple(e.get("loc", ()))), "message": _message(e)} for e in errors[:20]]
+    if tuple(first.get("loc", ())) == ("body",) and isinstance(
+        first.get("input"), (bytes, bytearray)
+    ):
+        return problem(
+            415, "send the body as JSON with `Content-Type: application/json`", kind="invalid-input"
+        )
+    listed = [
+        {"field": _where(tuple(e.get("loc", ()))), "message": _message(e)} for e in errors[:20]
+    ]
     detail = f"{listed[0]['field']}: {listed[0]['message']}"
     return problem(422, detail, kind="invalid-input", errors=listed)
 

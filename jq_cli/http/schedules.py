@@ -1,5 +1,6 @@
 """Routes for cron schedules: each one call into jq_cli.ops (schedule_add, _list, _get, _edit,
 _remove)."""
+
 from __future__ import annotations
 
 from typing import Annotated, Any
@@ -32,8 +33,11 @@ def add_schedule(body: ScheduleCreate, pool: Pool, response: Response) -> dict[s
 
 @router.get("/{name}", summary="A schedule and its next fire times")
 def get_schedule(
-    name: Name, pool: Pool,
-    next_n: Annotated[int, Query(alias="next", ge=0, le=100, description="How many next fire times to list.")] = 5,
+    name: Name,
+    pool: Pool,
+    next_n: Annotated[
+        int, Query(alias="next", ge=0, le=100, description="How many next fire times to list.")
+    ] = 5,
 ) -> dict[str, Any]:
     with pool.borrow() as ops:
         return ops.schedule_get(name, next_n=next_n)

@@ -1,4 +1,5 @@
 """`jq serve`: the shim under uvicorn, listening on loopback only unless API keys are set."""
+
 from __future__ import annotations
 
 import contextlib
@@ -27,8 +28,10 @@ def choose_host(host: str | None, keys: ApiKeys) -> str:
     if host is None:
         return LOOPBACK
     if not keys and not _is_loopback(host):
-        raise InvalidInput(f"refusing to listen on {host} without an API key: set JQ_API_KEY or "
-                           "JQ_API_KEYS_FILE (without one jq serve listens on 127.0.0.1 only)")
+        raise InvalidInput(
+            f"refusing to listen on {host} without an API key: set JQ_API_KEY or "
+            "JQ_API_KEYS_FILE (without one jq serve listens on 127.0.0.1 only)"
+        )
     return host
 
 
@@ -81,12 +84,23 @@ def serve(host: str | None, port: int) -> int:
     bind = choose_host(host, keys)
     _log_to_stderr(settings.log_level)
     if not keys:
-        sys.stderr.write(f"jq serve: no API key set (JQ_API_KEY or JQ_API_KEYS_FILE): listening on {bind} only\n")
+        sys.stderr.write(
+            f"jq serve: no API key set (JQ_API_KEY or JQ_API_KEYS_FILE): listening on {bind} only\n"
+        )
     else:
-        sys.stderr.write(f"jq serve: {len(keys)} API key(s) loaded: every endpoint but /health needs one\n")
+        sys.stderr.write(
+            f"jq serve: {len(keys)} API key(s) loaded: every endpoint but /health needs one\n"
+        )
     app = create_app(settings, api_keys=keys)
-    config = uvicorn.Config(app, host=bind, port=port, log_level=settings.log_level.lower(),
-                            server_header=False, log_config=None, timeout_graceful_shutdown=GRACE)
+    config = uvicorn.Config(
+        app,
+        host=bind,
+        port=port,
+        log_level=settings.log_level.lower(),
+        server_header=False,
+        log_config=None,
+        timeout_graceful_shutdown=GRACE,
+    )
     server = NotifyingServer(config)
     server.run()
     return 0 if server.started else 1

@@ -1,4 +1,5 @@
 """Routes about the shim itself: /health (the checks of `jq doctor`) and /metrics."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -30,7 +31,11 @@ def health(request: Request, pool: Pool) -> JSONResponse:
     return JSONResponse(body, status_code=503 if status == "unavailable" else 200)
 
 
-@router.get("/metrics", summary="Prometheus metrics of the shim and the queue",
-            response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics of the shim and the queue",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}}},
+)
 def metrics(request: Request) -> Response:
     return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)

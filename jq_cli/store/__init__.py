@@ -5,7 +5,14 @@ UPDATE (DESIGN invariant 2); every time comparison uses the database's now() (in
 Driver errors are translated in one place (base.StoreBase), into jq's error tree. Store is one
 connection; its queries are grouped by who needs them, one module each.
 """
-from jq_cli.store.base import SERVICE, StoreBase, available_migrations, latest_version, migrations_dir
+
+from jq_cli.store.base import (
+    SERVICE,
+    StoreBase,
+    available_migrations,
+    latest_version,
+    migrations_dir,
+)
 from jq_cli.store.dashboard import job_count_created_per_second
 from jq_cli.store.jobs import JobQueries
 from jq_cli.store.maintenance import MaintenanceQueries
@@ -19,5 +26,16 @@ class Store(JobQueries, WorkQueries, MaintenanceQueries, ScheduleQueries, StoreB
     must commit together). Not thread-safe: each thread that needs SQL owns a Store."""
 
 
-__all__ = ["SERVICE", "Finish", "Inserted", "NewJob", "Store", "available_migrations", "hostname",
-           "job_count_created_per_second", "latest_version", "migrations_dir", "payload_json"]
+__all__ = [
+    "SERVICE",
+    "Finish",
+    "Inserted",
+    "NewJob",
+    "Store",
+    "available_migrations",
+    "hostname",
+    "job_count_created_per_second",
+    "latest_version",
+    "migrations_dir",
+    "payload_json",
+]

@@ -1,5 +1,6 @@
 """The store's foundation: one PostgreSQL connection, driver errors translated once into jq's
 error tree, and the schema (migrations from sql/, applied in order, each in a transaction)."""
+
 from __future__ import annotations
 
 import re
@@ -50,7 +51,14 @@ class StoreBase:
     """One PostgreSQL connection (autocommit; explicit transactions where several statements
     must commit together). Not thread-safe: each thread that needs SQL owns a Store."""
 
-    def __init__(self, url: str, namespace: str, *, application_name: str = "jq", connect_timeout: float = 5.0):
+    def __init__(
+        self,
+        url: str,
+        namespace: str,
+        *,
+        application_name: str = "jq",
+        connect_timeout: float = 5.0,
+    ):
         self.url = url
         self.namespace = namespace
         self.application_name = application_name
@@ -150,8 +158,12 @@ class StoreBase:
         name = _database_name(self.url)
         admin_url = urlunsplit(parts._replace(path="/postgres"))
         try:
-            with psycopg.connect(admin_url, autocommit=True, connect_timeout=max(1, int(self.connect_timeout))) as admin:
-                exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            with psycopg.connect(
+                admin_url, autocommit=True, connect_timeout=max(1, int(self.connect_timeout))
+            ) as admin:
+                exists = admin.execute(
+                    "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+                ).fetchone()
                 if exists:
                     return False
                 admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -169,7 +181,9 @@ class StoreBase:
         with self._errors():
             conn = self.conn
             with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{self.namespace}:migrate",))
+                conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{self.namespace}:migrate",)
+                )
                 conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
                 conn.execute(
                     sql.SQL(
@@ -180,7 +194,9 @@ class StoreBase:
                 )
             for version, name, path in available_migrations():
                 with conn.transaction():
-                    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{self.namespace}:migrate",))
+                    conn.execute(
+                        "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{self.namespace}:migrate",)
+                    )
                     done = conn.execute(
                         "SELECT 1 FROM schema_migrations WHERE version = %s", (version,)
                     ).fetchone()
@@ -188,7 +204,8 @@ class StoreBase:
                         continue
                     conn.execute(path.read_text(encoding="utf-8"))
                     conn.execute(
-                        "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name)
+                        "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                        (version, name),
                     )
                     applied.append(name)
         return applied
@@ -196,4 +213,6 @@ class StoreBase:
     def drop_namespace(self) -> None:
         """Drop the namespace's schema and everything in it (tests clean up with this)."""
         with self._errors():
-            self.conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(self.namespace)))
+            self.conn.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(self.namespace))
+            )

@@ -1,8 +1,8 @@
 """The dashboard's (jq top) own queries."""
+
 from __future__ import annotations
 
 from typing import Any
-
 
 CREATED_SCAN_FIRST = 1000  # rows read by the first step: enough for a quiet queue's whole window
 CREATED_SCAN_LIMIT = 200_000  # never read more than this many rows per refresh, however busy

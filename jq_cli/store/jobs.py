@@ -1,5 +1,6 @@
 """Jobs from the outside: submit (one, or many in one transaction), read, and operator actions
 (retry, cancel, purge)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -33,9 +34,16 @@ class JobQueries:
             RETURNING id, state, queue, priority
             """,
             {
-                "run_at": job.run_at, "delay": job.delay, "job_type": job.job_type, "queue": job.queue,
-                "priority": job.priority, "payload": job.payload_json, "max_retries": job.max_retries,
-                "key": job.idempotency_key, "base": job.retry_base_delay, "max": job.retry_max_delay,
+                "run_at": job.run_at,
+                "delay": job.delay,
+                "job_type": job.job_type,
+                "queue": job.queue,
+                "priority": job.priority,
+                "payload": job.payload_json,
+                "max_retries": job.max_retries,
+                "key": job.idempotency_key,
+                "base": job.retry_base_delay,
+                "max": job.retry_max_delay,
                 "jitter": job.retry_jitter,
             },
         )
@@ -47,7 +55,9 @@ class JobQueries:
         )
         if existing is None:  # the first job was purged between the two statements
             return self.job_insert(job)
-        return Inserted(existing["id"], existing["state"], existing["queue"], existing["priority"], False)
+        return Inserted(
+            existing["id"], existing["state"], existing["queue"], existing["priority"], False
+        )
 
     def job_insert_many(self, jobs: Sequence[NewJob]) -> list[Inserted]:
         """Insert many jobs in one statement and one transaction: all of them or none.
@@ -57,11 +67,16 @@ class JobQueries:
         if all(j.idempotency_key is None and j.delay is None and j.run_at is None for j in jobs):
             return self._job_copy_many(jobs)
         cols = {
-            "job_type": [j.job_type for j in jobs], "queue": [j.queue for j in jobs],
-            "priority": [j.priority for j in jobs], "payload": [j.payload_json for j in jobs],
-            "max_retries": [j.max_retries for j in jobs], "delay": [j.delay for j in jobs],
-            "run_at": [j.run_at for j in jobs], "key": [j.idempotency_key for j in jobs],
-            "base": [j.retry_base_delay for j in jobs], "max": [j.retry_max_delay for j in jobs],
+            "job_type": [j.job_type for j in jobs],
+            "queue": [j.queue for j in jobs],
+            "priority": [j.priority for j in jobs],
+            "payload": [j.payload_json for j in jobs],
+            "max_retries": [j.max_retries for j in jobs],
+            "delay": [j.delay for j in jobs],
+            "run_at": [j.run_at for j in jobs],
+            "key": [j.idempotency_key for j in jobs],
+            "base": [j.retry_base_delay for j in jobs],
+            "max": [j.retry_max_delay for j in jobs],
             "jitter": [j.retry_jitter for j in jobs],
         }
         with self._errors(), self.conn.transaction():
@@ -91,7 +106,13 @@ class JobQueries:
                 cols,
             ).fetchall()
             by_key = {r["idempotency_key"]: r for r in rows if r["idempotency_key"] is not None}
-            missing = sorted({j.idempotency_key for j in jobs if j.idempotency_key and j.idempotency_key not in by_key})
+            missing = sorted(
+                {
+                    j.idempotency_key
+                    for j in jobs
+                    if j.idempotency_key and j.idempotency_key not in by_key
+                }
+            )
             existing = {}
             if missing:
                 existing = {
@@ -101,7 +122,9 @@ class JobQueries:
                         (missing,),
                     )
                 }
-        unkeyed = iter(sorted((r for r in rows if r["idempotency_key"] is None), key=lambda r: r["id"]))
+        unkeyed = iter(
+            sorted((r for r in rows if r["idempotency_key"] is None), key=lambda r: r["id"])
+        )
         out: list[Inserted] = []
         seen_keys: set[str] = set()
         for job in jobs:
@@ -123,20 +146,38 @@ class JobQueries:
         in one statement, rows streamed with COPY (several times faster than a parameterised
         INSERT for thousands of rows); run_at and published_at take their default, now()."""
         with self._errors(), self.conn.transaction():
-            ids = [r["id"] for r in self.conn.execute(
-                # query: job_id_reserve
-                "SELECT nextval(pg_get_serial_sequence('jobs', 'id')) AS id FROM generate_series(1, %s)",
-                (len(jobs),),
-            )]
+            ids = [
+                r["id"]
+                for r in self.conn.execute(
+                    # query: job_id_reserve
+                    "SELECT nextval(pg_get_serial_sequence('jobs', 'id')) AS id FROM generate_series(1, %s)",
+                    (len(jobs),),
+                )
+            ]
             with self.conn.cursor().copy(
                 # query: job_copy
                 "COPY jobs (id, job_type, queue, priority, state, payload, max_retries,"
                 " retry_base_delay, retry_max_delay, retry_jitter) FROM STDIN"
             ) as copy:
-                for job_id, j in zip(ids, jobs):
-                    copy.write_row((job_id, j.job_type, j.queue, j.priority, "queued", j.payload_json,
-                                    j.max_retries, j.retry_base_delay, j.retry_max_delay, j.retry_jitter))
-        return [Inserted(job_id, "queued", j.queue, j.priority, True) for job_id, j in zip(ids, jobs)]
+                for job_id, j in zip(ids, jobs, strict=False):
+                    copy.write_row(
+                        (
+                            job_id,
+                            j.job_type,
+                            j.queue,
+                            j.priority,
+                            "queued",
+                            j.payload_json,
+                            j.max_retries,
+                            j.retry_base_delay,
+                            j.retry_max_delay,
+                            j.retry_jitter,
+                        )
+                    )
+        return [
+            Inserted(job_id, "queued", j.queue, j.priority, True)
+            for job_id, j in zip(ids, jobs, strict=False)
+        ]
 
     # -- read ---------------------------------------------------------------------------------
 
@@ -152,7 +193,9 @@ class JobQueries:
         return job
 
     def job_states(self, ids: Sequence[int]) -> dict[int, str]:
-        rows = self._all("SELECT id, state FROM jobs WHERE id = ANY(%s)", (list(ids),))  # query: job_states
+        rows = self._all(
+            "SELECT id, state FROM jobs WHERE id = ANY(%s)", (list(ids),)
+        )  # query: job_states
         return {r["id"]: r["state"] for r in rows}
 
     def job_list(
@@ -196,9 +239,12 @@ class JobQueries:
 
     def job_counts(self) -> dict[str, Any]:
         """Counts by state, and queued counts by priority and by queue."""
-        by_state = {r["state"]: r["n"] for r in self._all(
-            "SELECT state, count(*) AS n FROM jobs GROUP BY state"  # query: job_count_by_state
-        )}
+        by_state = {
+            r["state"]: r["n"]
+            for r in self._all(
+                "SELECT state, count(*) AS n FROM jobs GROUP BY state"  # query: job_count_by_state
+            )
+        }
         queued = self._all(
             # query: job_count_queued. The partial index jobs_queued keeps this cheap.
             "SELECT queue, priority, count(*) AS n FROM jobs WHERE state = 'queued' GROUP BY queue, priority"
@@ -220,14 +266,21 @@ class JobQueries:
             {"ids": list(ids)},
         )
 
-    def job_ids_matching(self, state: str, job_type: str | None, limit: int | None = None,
-                         older_than: float | None = None) -> list[int]:
+    def job_ids_matching(
+        self,
+        state: str,
+        job_type: str | None,
+        limit: int | None = None,
+        older_than: float | None = None,
+    ) -> list[int]:
         where, params = ["state = %(state)s"], {"state": state}
         if job_type:
             where.append("job_type = %(type)s")
             params["type"] = job_type
         if older_than is not None:
-            where.append("coalesce(finished_at, updated_at) < now() - make_interval(secs => %(age)s)")
+            where.append(
+                "coalesce(finished_at, updated_at) < now() - make_interval(secs => %(age)s)"
+            )
             params["age"] = older_than
         query = f"SELECT id FROM jobs WHERE {' AND '.join(where)} ORDER BY id"  # query: job_ids_matching
         if limit is not None:

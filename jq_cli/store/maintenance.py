@@ -1,4 +1,5 @@
 """The scheduler's maintenance queries: leadership, due jobs, lease rescue, lost-message sweeps."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -8,7 +9,9 @@ class MaintenanceQueries:
     def leader_try_lock(self) -> bool:
         """Take (or keep) the scheduler leader lock: a session advisory lock that dies with the
         connection, so a crashed leader frees it at once."""
-        row = self._one("SELECT pg_try_advisory_lock(hashtext(%s)) AS ok", (f"{self.namespace}:scheduler",))
+        row = self._one(
+            "SELECT pg_try_advisory_lock(hashtext(%s)) AS ok", (f"{self.namespace}:scheduler",)
+        )
         return bool(row and row["ok"])
 
     def leader_unlock(self) -> None:
@@ -76,7 +79,9 @@ class MaintenanceQueries:
         )
         return {r["queue"]: r["n"] for r in rows}
 
-    def job_republish_claim(self, queue: str, older_than: float, limit: int) -> list[dict[str, Any]]:
+    def job_republish_claim(
+        self, queue: str, older_than: float, limit: int
+    ) -> list[dict[str, Any]]:
         """Pick up to `limit` long-queued jobs of a queue and stamp them published now."""
         return self._all(
             # query: job_republish_claim. Highest priority and oldest first: those are the jobs a

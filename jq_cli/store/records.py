@@ -1,4 +1,5 @@
 """The plain records the store takes and returns."""
+
 from __future__ import annotations
 
 import json
@@ -6,8 +7,6 @@ import socket
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-
-
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
 """Cron schedules: their rows, and the one transaction that fires a due tick exactly once."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -10,8 +11,18 @@ from psycopg import sql
 
 
 class ScheduleQueries:
-    SCHEDULE_COLUMNS = ("job_type", "cron", "timezone", "payload", "priority", "max_retries", "queue",
-                        "misfire", "enabled", "next_fire_at")
+    SCHEDULE_COLUMNS = (
+        "job_type",
+        "cron",
+        "timezone",
+        "payload",
+        "priority",
+        "max_retries",
+        "queue",
+        "misfire",
+        "enabled",
+        "next_fire_at",
+    )
 
     def schedule_insert(self, row: dict[str, Any]) -> dict[str, Any] | None:
         """Insert a schedule; None when the name exists. `row` has every SCHEDULE_COLUMNS key and
@@ -35,12 +46,19 @@ class ScheduleQueries:
     def schedule_list(self) -> list[dict[str, Any]]:
         return self._all("SELECT * FROM schedules ORDER BY name")  # query: schedule_list
 
-    def _schedule_set(self, conn: psycopg.Connection, name: str, changes: dict[str, Any]) -> dict[str, Any] | None:
+    def _schedule_set(
+        self, conn: psycopg.Connection, name: str, changes: dict[str, Any]
+    ) -> dict[str, Any] | None:
         unknown = set(changes) - set(self.SCHEDULE_COLUMNS)
         if unknown:
             raise ValueError(f"not schedule columns: {sorted(unknown)}")
-        sets = [sql.SQL("{} = {}").format(sql.Identifier(c), sql.SQL("%({})s::jsonb" if c == "payload" else "%({})s")
-                                          .format(sql.SQL(c))) for c in changes]
+        sets = [
+            sql.SQL("{} = {}").format(
+                sql.Identifier(c),
+                sql.SQL("%({})s::jsonb" if c == "payload" else "%({})s").format(sql.SQL(c)),
+            )
+            for c in changes
+        ]
         query = sql.SQL(
             # query: schedule_update. Only the columns given: an edit of the payload leaves the
             # next_fire_at a concurrent tick just advanced alone.
@@ -54,10 +72,16 @@ class ScheduleQueries:
             return self._schedule_set(self.conn, name, changes)
 
     def schedule_delete(self, name: str) -> bool:
-        return self._run("DELETE FROM schedules WHERE name = %s", (name,)) == 1  # query: schedule_delete
+        return (
+            self._run("DELETE FROM schedules WHERE name = %s", (name,)) == 1
+        )  # query: schedule_delete
 
-    def schedule_apply(self, inserts: Sequence[dict[str, Any]], updates: Sequence[tuple[str, dict[str, Any]]],
-                       deletes: Sequence[str]) -> None:
+    def schedule_apply(
+        self,
+        inserts: Sequence[dict[str, Any]],
+        updates: Sequence[tuple[str, dict[str, Any]]],
+        deletes: Sequence[str],
+    ) -> None:
         """Make several schedule changes in one transaction: a file is applied whole or not at all."""
         with self._errors(), self.conn.transaction():
             conn = self.conn
@@ -75,7 +99,9 @@ class ScheduleQueries:
             for name, changes in updates:
                 self._schedule_set(conn, name, changes)
             if deletes:
-                conn.execute("DELETE FROM schedules WHERE name = ANY(%s)", (list(deletes),))  # query: schedule_apply_delete
+                conn.execute(
+                    "DELETE FROM schedules WHERE name = ANY(%s)", (list(deletes),)
+                )  # query: schedule_apply_delete
 
     def schedule_jobs_recent(self, name: str, limit: int) -> list[dict[str, Any]]:
         return self._all(
@@ -101,8 +127,12 @@ class ScheduleQueries:
             {"name": name, "retries": default_max_retries},
         )
 
-    def schedule_fire_due(self, limit: int, planner: Callable[[dict[str, Any], datetime], Any],
-                          default_max_retries: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def schedule_fire_due(
+        self,
+        limit: int,
+        planner: Callable[[dict[str, Any], datetime], Any],
+        default_max_retries: int,
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Fire the due schedules, in one transaction: lock up to `limit` enabled schedules whose
         next_fire_at has passed the database clock, ask `planner(row, now)` for a plan (fire_time,
         next_fire_at; None leaves the row alone), insert one job per fired tick and advance each
@@ -127,10 +157,11 @@ class ScheduleQueries:
             if not planned:
                 return [], []
             fired = [r for r in planned if r["plan"].fire_time is not None]
-            jobs = conn.execute(
-                # query: schedule_job_fire. The unique (schedule_name, fire_time) key makes a tick
-                # fired twice (two schedulers, a retried transaction) create one job.
-                """
+            jobs = (
+                conn.execute(
+                    # query: schedule_job_fire. The unique (schedule_name, fire_time) key makes a tick
+                    # fired twice (two schedulers, a retried transaction) create one job.
+                    """
                 INSERT INTO jobs (job_type, queue, priority, state, payload, max_retries, run_at, published_at,
                                   schedule_name, fire_time)
                 SELECT s.job_type, s.queue, s.priority, 'queued', s.payload, coalesce(s.max_retries, %(retries)s),
@@ -140,9 +171,15 @@ class ScheduleQueries:
                 ON CONFLICT (schedule_name, fire_time) WHERE fire_time IS NOT NULL DO NOTHING
                 RETURNING id, state, queue, priority, schedule_name, fire_time
                 """,
-                {"names": [r["name"] for r in fired], "times": [r["plan"].fire_time for r in fired],
-                 "retries": default_max_retries},
-            ).fetchall() if fired else []
+                    {
+                        "names": [r["name"] for r in fired],
+                        "times": [r["plan"].fire_time for r in fired],
+                        "retries": default_max_retries,
+                    },
+                ).fetchall()
+                if fired
+                else []
+            )
             conn.execute(
                 # query: schedule_advance. last_fire_at is the tick fired, not when it was fired.
                 """
@@ -151,8 +188,11 @@ class ScheduleQueries:
                      AS a(name, next_at, fired)
                 WHERE schedules.name = a.name
                 """,
-                {"names": [r["name"] for r in planned], "next": [r["plan"].next_fire_at for r in planned],
-                 "fired": [r["plan"].fire_time for r in planned]},
+                {
+                    "names": [r["name"] for r in planned],
+                    "next": [r["plan"].next_fire_at for r in planned],
+                    "fired": [r["plan"].fire_time for r in planned],
+                },
             )
         return jobs, planned
 

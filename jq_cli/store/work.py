@@ -1,5 +1,6 @@
 """The worker's queries: claim delivered jobs, record outcomes (group commit), renew leases,
 store progress, hand back at shutdown."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -76,10 +77,14 @@ class WorkQueries:
             SELECT id, state FROM j
             """,
             {
-                "ids": [f.job_id for f in finishes], "runs": [f.run for f in finishes],
-                "outcomes": [f.outcome for f in finishes], "results": [f.result_json for f in finishes],
-                "errors": [f.error for f in finishes], "tracebacks": [f.traceback for f in finishes],
-                "retry_in": [f.retry_in for f in finishes], "worker": worker,
+                "ids": [f.job_id for f in finishes],
+                "runs": [f.run for f in finishes],
+                "outcomes": [f.outcome for f in finishes],
+                "results": [f.result_json for f in finishes],
+                "errors": [f.error for f in finishes],
+                "tracebacks": [f.traceback for f in finishes],
+                "retry_in": [f.retry_in for f in finishes],
+                "worker": worker,
             },
         )
         return {r["id"]: r["state"] for r in rows}
@@ -112,7 +117,12 @@ class WorkQueries:
             FROM unnest(%(ids)s::bigint[], %(pct)s::real[], %(msg)s::text[]) AS u(id, pct, msg)
             WHERE jobs.id = u.id AND jobs.state = 'running' AND jobs.worker = %(worker)s
             """,
-            {"ids": ids, "pct": [updates[i][0] for i in ids], "msg": [updates[i][1] for i in ids], "worker": worker},
+            {
+                "ids": ids,
+                "pct": [updates[i][0] for i in ids],
+                "msg": [updates[i][1] for i in ids],
+                "worker": worker,
+            },
         )
 
     def job_hand_back(self, ids: Sequence[int], worker: str) -> list[dict[str, Any]]:

@@ -1,5 +1,6 @@
 """The `jq top` application: refreshes a Snapshot off the UI thread, shows it, and runs operator
 actions through the operations layer, reporting each result or error as a notification."""
+
 from __future__ import annotations
 
 import threading
@@ -35,8 +36,9 @@ class TopApp(App[None]):
         Binding("p", "purge", "Purge"),
     ]
 
-    def __init__(self, ops: DashboardOps, *, refresh: float = 1.0,
-                 clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self, ops: DashboardOps, *, refresh: float = 1.0, clock: Callable[[], datetime] = utc_now
+    ) -> None:
         """`ops` is used from worker threads, one call at a time; `clock` gives the time ages are
         measured against (tests freeze it)."""
         super().__init__()
@@ -55,7 +57,9 @@ class TopApp(App[None]):
 
     def on_mount(self) -> None:
         settings = self.ops.settings
-        self._dashboard = DashboardScreen(settings.namespace, self.interval, settings.heartbeat_interval)
+        self._dashboard = DashboardScreen(
+            settings.namespace, self.interval, settings.heartbeat_interval
+        )
         self.push_screen(self._dashboard)
 
     def start_refreshing(self) -> None:
@@ -76,7 +80,9 @@ class TopApp(App[None]):
             with self._ops_lock:
                 snap = collect(self.ops, flt, now=self.clock())
         except Exception as exc:  # never leave the refresh loop stuck on a bug
-            snap = Snapshot(taken_at=self.clock(), filter=flt, database_error=f"{type(exc).__name__}: {exc}")
+            snap = Snapshot(
+                taken_at=self.clock(), filter=flt, database_error=f"{type(exc).__name__}: {exc}"
+            )
         self.post_message(SnapshotReady(snap))
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
@@ -86,7 +92,9 @@ class TopApp(App[None]):
         snap = message.snapshot
         if snap.database_error and (self.snapshot is None or not self.snapshot.database_error):
             self.outages += 1
-            self.notify(snap.database_error, title="PostgreSQL unavailable, reconnecting", severity="error")
+            self.notify(
+                snap.database_error, title="PostgreSQL unavailable, reconnecting", severity="error"
+            )
         elif not snap.database_error and self.snapshot is not None and self.snapshot.database_error:
             self.notify("PostgreSQL is back", title="reconnected")
         self.snapshot = snap
@@ -174,12 +182,23 @@ class TopApp(App[None]):
     def _prepare_retry_all(self, flt: Filter) -> None:
         try:
             with self._ops_lock:
-                ids = [j["id"] for j in self.ops.list_jobs(state="dead", job_type=flt.job_type, priority=flt.priority,
-                                                           queue=flt.queue, limit=BULK_LIMIT)]
+                ids = [
+                    j["id"]
+                    for j in self.ops.list_jobs(
+                        state="dead",
+                        job_type=flt.job_type,
+                        priority=flt.priority,
+                        queue=flt.queue,
+                        limit=BULK_LIMIT,
+                    )
+                ]
         except JqError as exc:
             self.post_message(ActionDone(exc.message, ok=False))
             return
-        scope = " ".join(p for p in flt.describe().split() if not p.startswith("state:")) or "every type"
+        scope = (
+            " ".join(p for p in flt.describe().split() if not p.startswith("state:"))
+            or "every type"
+        )
         if not ids:
             self.post_message(ActionDone(f"no dead jobs to retry ({scope})"))
             return
@@ -187,19 +206,28 @@ class TopApp(App[None]):
         def run() -> str:
             report = self.ops.retry(ids)
             return f"retried {len(report.changed)} dead jobs" + (
-                f", {len(report.refused)} had changed meanwhile" if report.refused else "")
+                f", {len(report.refused)} had changed meanwhile" if report.refused else ""
+            )
 
         more = " (the newest ones)" if len(ids) == BULK_LIMIT else ""
-        self.post_message(ConfirmNeeded(f"Retry {len(ids)} dead jobs{more} ({scope})?", "retry all", run))
+        self.post_message(
+            ConfirmNeeded(f"Retry {len(ids)} dead jobs{more} ({scope})?", "retry all", run)
+        )
 
     def action_purge(self) -> None:
         state = self.filter.state
-        if self.screen is self.dashboard and self.dashboard.focused is not None \
-                and self.dashboard.focused.id == "dead-table":
+        if (
+            self.screen is self.dashboard
+            and self.dashboard.focused is not None
+            and self.dashboard.focused.id == "dead-table"
+        ):
             state = "dead"
         if state not in PURGEABLE:
-            self.notify("purge deletes finished jobs: filter by state:completed, state:dead or state:cancelled "
-                        "(/), or Tab to the dead letters", severity="warning")
+            self.notify(
+                "purge deletes finished jobs: filter by state:completed, state:dead or state:cancelled "
+                "(/), or Tab to the dead letters",
+                severity="warning",
+            )
             return
         self._prepare_purge(state, self.filter.job_type)
 
@@ -219,8 +247,13 @@ class TopApp(App[None]):
         def run() -> str:
             return f"deleted {self.ops.purge(state=state, job_type=job_type)} {scope} jobs"
 
-        self.post_message(ConfirmNeeded(f"Delete {count} {scope} jobs and their attempts? This cannot be undone.",
-                                        "purge", run))
+        self.post_message(
+            ConfirmNeeded(
+                f"Delete {count} {scope} jobs and their attempts? This cannot be undone.",
+                "purge",
+                run,
+            )
+        )
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

@@ -1,5 +1,6 @@
 """Messages the worker threads post to the app: data arrives this way, never by a thread
 touching a widget."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

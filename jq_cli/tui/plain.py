@@ -1,5 +1,6 @@
 """Text of the dashboard without Textual: cell formatting shared by the panels, the sparklines,
 and the whole `jq top --once` snapshot."""
+
 from __future__ import annotations
 
 import math
@@ -44,7 +45,9 @@ def duration(job: dict[str, Any], now: datetime) -> str:
     if started is None:
         return "-"
     if finished is None:
-        return short_seconds((now - started).total_seconds()) if job.get("state") == "running" else "-"
+        return (
+            short_seconds((now - started).total_seconds()) if job.get("state") == "running" else "-"
+        )
     return short_seconds((finished - started).total_seconds())
 
 
@@ -63,14 +66,26 @@ def attempts(job: dict[str, Any]) -> str:
 
 
 def job_cells(job: dict[str, Any], now: datetime) -> tuple[str, ...]:
-    return (str(job["id"]), job["job_type"], job["priority"], job["state"], attempts(job),
-            age(job.get("created_at"), now), duration(job, now), progress(job))
+    return (
+        str(job["id"]),
+        job["job_type"],
+        job["priority"],
+        job["state"],
+        attempts(job),
+        age(job.get("created_at"), now),
+        duration(job, now),
+        progress(job),
+    )
 
 
 def dead_cells(job: dict[str, Any], now: datetime) -> tuple[str, ...]:
     error = (job.get("last_error") or "").strip().splitlines()
-    return (str(job["id"]), job["job_type"], age(job.get("finished_at") or job.get("created_at"), now),
-            error[-1] if error else "")
+    return (
+        str(job["id"]),
+        job["job_type"],
+        age(job.get("finished_at") or job.get("created_at"), now),
+        error[-1] if error else "",
+    )
 
 
 def is_stale(worker: dict[str, Any], heartbeat_interval: float) -> bool:
@@ -83,9 +98,16 @@ def worker_cells(worker: dict[str, Any], heartbeat_interval: float) -> tuple[str
         beat += " STALE"
     elif worker.get("draining"):
         beat += " draining"
-    return (worker["name"], f"{worker.get('running', 0)}/{worker.get('concurrency', '?')}",
-            str(worker.get("processed", 0)), str(worker.get("failed", 0)), beat, ",".join(worker.get("queues", [])),
-            str(worker.get("host", "?")), str(worker.get("pid", "?")))
+    return (
+        worker["name"],
+        f"{worker.get('running', 0)}/{worker.get('concurrency', '?')}",
+        str(worker.get("processed", 0)),
+        str(worker.get("failed", 0)),
+        beat,
+        ",".join(worker.get("queues", [])),
+        str(worker.get("host", "?")),
+        str(worker.get("pid", "?")),
+    )
 
 
 def sparkline(values: list[int | None], width: int) -> str:
@@ -96,7 +118,7 @@ def sparkline(values: list[int | None], width: int) -> str:
     size = math.ceil(len(values) / width)
     cells: list[float | None] = []
     for end in range(len(values), 0, -size):
-        known = [v for v in values[max(0, end - size):end] if v is not None]
+        known = [v for v in values[max(0, end - size) : end] if v is not None]
         cells.append(sum(known) / len(known) if known else None)
     cells.reverse()
     top = max((c for c in cells if c is not None), default=0.0)
@@ -125,19 +147,30 @@ def counts_lines(stats: dict[str, Any], columns: int = 2) -> list[str]:
     by_state = stats["by_state"]
     width = max(len(str(n)) for n in by_state.values()) if by_state else 1
     cells = [f"{s:<9} {by_state.get(s, 0):>{width}}" for s in STATES]
-    lines = ["   ".join(cells[i:i + columns]) for i in range(0, len(cells), columns)]
+    lines = ["   ".join(cells[i : i + columns]) for i in range(0, len(cells), columns)]
     prio = stats["queued_by_priority"]
-    lines.append("queued by priority: " + "  ".join(f"{p.value} {prio.get(p.value, 0)}" for p in Priority))
+    lines.append(
+        "queued by priority: " + "  ".join(f"{p.value} {prio.get(p.value, 0)}" for p in Priority)
+    )
     queues = stats["queues"]
-    lines.append("queued by queue: " + ("  ".join(
-        f"{q} {v['queued']}" for q, v in sorted(queues.items(), key=lambda kv: (-kv[1]["queued"], kv[0])))
-        or "-"))
+    lines.append(
+        "queued by queue: "
+        + (
+            "  ".join(
+                f"{q} {v['queued']}"
+                for q, v in sorted(queues.items(), key=lambda kv: (-kv[1]["queued"], kv[0]))
+            )
+            or "-"
+        )
+    )
     return lines
 
 
 def rate_lines(rates: dict[str, list[int | None]], spark_width: int) -> list[str]:
-    return [f"{event:<9} {rate_text(rate_now(rates[event]))} {sparkline(rates[event], spark_width)}"
-            for event in ("submitted", "completed", "failed")]
+    return [
+        f"{event:<9} {rate_text(rate_now(rates[event]))} {sparkline(rates[event], spark_width)}"
+        for event in ("submitted", "completed", "failed")
+    ]
 
 
 def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
@@ -146,8 +179,14 @@ def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) ->
     return [title, fmt.format(*columns).rstrip()] + [fmt.format(*r).rstrip() for r in rows]
 
 
-def snapshot_text(snap: Snapshot, *, namespace: str, heartbeat_interval: float, jobs_limit: int = 20,
-                  spark_width: int = 60) -> str:
+def snapshot_text(
+    snap: Snapshot,
+    *,
+    namespace: str,
+    heartbeat_interval: float,
+    jobs_limit: int = 20,
+    spark_width: int = 60,
+) -> str:
     """The whole dashboard as plain text (`jq top --once`)."""
     now = snap.taken_at
     out = [f"jq top · namespace {namespace} · {now:%Y-%m-%d %H:%M:%S}Z"]
@@ -167,8 +206,11 @@ def snapshot_text(snap: Snapshot, *, namespace: str, heartbeat_interval: float, 
     if snap.workers is None:
         out += ["workers", f"  telemetry unavailable: {snap.telemetry_error}"]
     else:
-        out += _table(f"workers ({len(snap.workers)})", WORKER_COLUMNS,
-                      [worker_cells(w, heartbeat_interval) for w in snap.workers])
+        out += _table(
+            f"workers ({len(snap.workers)})",
+            WORKER_COLUMNS,
+            [worker_cells(w, heartbeat_interval) for w in snap.workers],
+        )
     out.append("")
     title = f"recent jobs ({min(len(snap.jobs), jobs_limit)} of {len(snap.jobs)} shown)"
     if snap.jobs_error:
@@ -176,5 +218,9 @@ def snapshot_text(snap: Snapshot, *, namespace: str, heartbeat_interval: float, 
     else:
         out += _table(title, JOB_COLUMNS, [job_cells(j, now) for j in snap.jobs[:jobs_limit]])
     out.append("")
-    out += _table(f"dead letters ({len(snap.dead)})", DEAD_COLUMNS, [dead_cells(j, now) for j in snap.dead[:jobs_limit]])
+    out += _table(
+        f"dead letters ({len(snap.dead)})",
+        DEAD_COLUMNS,
+        [dead_cells(j, now) for j in snap.dead[:jobs_limit]],
+    )
     return "\n".join(out) + "\n"

@@ -1,10 +1,11 @@
 """What the dashboard reads and how: the operations it needs (an interface, so tests pass a real
 Operations for their namespace), the filter, and one snapshot of everything shown."""
+
 from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from jq_cli.errors import InvalidInput, JqError, NotFound, SchemaNotMigrated, ServiceUnavailable
@@ -24,18 +25,44 @@ class DashboardOps(Protocol):
 
     def stats(self) -> dict[str, Any]: ...
     def rates(self, seconds: int = ...) -> dict[str, list[int | None]]: ...
-    def list_jobs(self, *, state: str | None = ..., job_type: str | None = ..., priority: str | None = ...,
-                  queue: str | None = ..., since: float | None = ..., limit: int = ...) -> list[dict[str, Any]]: ...
-    def dead_letters(self, *, job_type: str | None = ..., limit: int = ...) -> list[dict[str, Any]]: ...
+    def list_jobs(
+        self,
+        *,
+        state: str | None = ...,
+        job_type: str | None = ...,
+        priority: str | None = ...,
+        queue: str | None = ...,
+        since: float | None = ...,
+        limit: int = ...,
+    ) -> list[dict[str, Any]]: ...
+    def dead_letters(
+        self, *, job_type: str | None = ..., limit: int = ...
+    ) -> list[dict[str, Any]]: ...
     def get(self, job_id: int) -> dict[str, Any]: ...
     def retry(self, ids: list[int]) -> Any: ...
     def cancel(self, ids: list[int]) -> Any: ...
-    def purge(self, *, state: str, older_than: float | None = ..., job_type: str | None = ...,
-              dry_run: bool = ...) -> int: ...
+    def purge(
+        self,
+        *,
+        state: str,
+        older_than: float | None = ...,
+        job_type: str | None = ...,
+        dry_run: bool = ...,
+    ) -> int: ...
 
 
-FILTER_KEYS = {"state": "state", "s": "state", "type": "job_type", "t": "job_type", "priority": "priority",
-               "p": "priority", "prio": "priority", "queue": "queue", "q": "queue", "id": "job_id"}
+FILTER_KEYS = {
+    "state": "state",
+    "s": "state",
+    "type": "job_type",
+    "t": "job_type",
+    "priority": "priority",
+    "p": "priority",
+    "prio": "priority",
+    "queue": "queue",
+    "q": "queue",
+    "id": "job_id",
+}
 
 
 @dataclass(frozen=True)
@@ -50,7 +77,7 @@ class Filter:
     job_id: int | None = None
 
     @classmethod
-    def parse(cls, text: str) -> "Filter":
+    def parse(cls, text: str) -> Filter:
         """Raises InvalidInput for an unknown key or a value that cannot be a state/priority/id."""
         values: dict[str, Any] = {}
         try:
@@ -60,20 +87,28 @@ class Filter:
         for token in tokens:
             key, sep, value = token.partition(":")
             if not sep:
-                key, value = ("id", token.lstrip("#")) if token.lstrip("#").isdigit() else ("type", token)
+                key, value = (
+                    ("id", token.lstrip("#")) if token.lstrip("#").isdigit() else ("type", token)
+                )
             field_name = FILTER_KEYS.get(key.lower())
             if field_name is None or not value:
-                raise InvalidInput(f"filter: {token!r} is not key:value (keys: state, type, priority, queue, id)")
+                raise InvalidInput(
+                    f"filter: {token!r} is not key:value (keys: state, type, priority, queue, id)"
+                )
             values[field_name] = value
         if "state" in values:
             values["state"] = values["state"].lower()
             if values["state"] not in {s.value for s in JobState}:
-                raise InvalidInput(f"filter: unknown state {values['state']!r} "
-                                   f"(one of: {', '.join(s.value for s in JobState)})")
+                raise InvalidInput(
+                    f"filter: unknown state {values['state']!r} "
+                    f"(one of: {', '.join(s.value for s in JobState)})"
+                )
         if "priority" in values:
             values["priority"] = values["priority"].lower()
             if values["priority"] not in {p.value for p in Priority}:
-                raise InvalidInput(f"filter: unknown priority {values['priority']!r} (high, medium or low)")
+                raise InvalidInput(
+                    f"filter: unknown priority {values['priority']!r} (high, medium or low)"
+                )
         if "job_id" in values:
             if not str(values["job_id"]).isdigit():
                 raise InvalidInput(f"filter: job id must be a number, not {values['job_id']!r}")
@@ -85,12 +120,20 @@ class Filter:
         return self == Filter()
 
     def describe(self) -> str:
-        parts = [f"{label}:{value}" for label, value in (
-            ("id", self.job_id), ("state", self.state), ("type", self.job_type), ("priority", self.priority),
-            ("queue", self.queue)) if value is not None]
+        parts = [
+            f"{label}:{value}"
+            for label, value in (
+                ("id", self.job_id),
+                ("state", self.state),
+                ("type", self.job_type),
+                ("priority", self.priority),
+                ("queue", self.queue),
+            )
+            if value is not None
+        ]
         return " ".join(parts)
 
-    def without_id(self) -> "Filter":
+    def without_id(self) -> Filter:
         return replace(self, job_id=None)
 
 
@@ -123,15 +166,24 @@ class Snapshot:
 
 
 def is_database_error(exc: JqError) -> bool:
-    return isinstance(exc, SchemaNotMigrated) or (isinstance(exc, ServiceUnavailable) and exc.service == POSTGRES)
+    return isinstance(exc, SchemaNotMigrated) or (
+        isinstance(exc, ServiceUnavailable) and exc.service == POSTGRES
+    )
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
-def collect(ops: DashboardOps, flt: Filter, *, now: datetime | None = None, jobs_limit: int = JOBS_LIMIT,
-            dead_limit: int = DEAD_LIMIT, rate_seconds: int = RATE_SECONDS) -> Snapshot:
+def collect(
+    ops: DashboardOps,
+    flt: Filter,
+    *,
+    now: datetime | None = None,
+    jobs_limit: int = JOBS_LIMIT,
+    dead_limit: int = DEAD_LIMIT,
+    rate_seconds: int = RATE_SECONDS,
+) -> Snapshot:
     """One refresh: counts, rates, workers, the filtered recent jobs and the dead letters. Never
     raises a JqError: each part that fails records its error in the snapshot."""
     snap = Snapshot(taken_at=now or utc_now(), filter=flt)
@@ -171,8 +223,16 @@ def _jobs(ops: DashboardOps, flt: Filter, limit: int) -> list[dict[str, Any]]:
         except NotFound:
             return []
         rest = flt.without_id()
-        keep = all(getattr(rest, f) in (None, job.get(c)) for f, c in (
-            ("state", "state"), ("job_type", "job_type"), ("priority", "priority"), ("queue", "queue")))
+        keep = all(
+            getattr(rest, f) in (None, job.get(c))
+            for f, c in (
+                ("state", "state"),
+                ("job_type", "job_type"),
+                ("priority", "priority"),
+                ("queue", "queue"),
+            )
+        )
         return [job] if keep else []
-    return ops.list_jobs(state=flt.state, job_type=flt.job_type, priority=flt.priority, queue=flt.queue,
-                         limit=limit)
+    return ops.list_jobs(
+        state=flt.state, job_type=flt.job_type, priority=flt.priority, queue=flt.queue, limit=limit
+    )

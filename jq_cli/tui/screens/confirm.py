@@ -1,4 +1,5 @@
 """A yes/no question before a bulk action (retry all dead jobs of the filter, purge)."""
+
 from __future__ import annotations
 
 from textual.app import ComposeResult

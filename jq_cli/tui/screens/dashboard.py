@@ -1,4 +1,5 @@
 """The main screen: summary on top, recent jobs in the middle, workers and dead letters below."""
+
 from __future__ import annotations
 
 from textual.app import ComposeResult
@@ -27,7 +28,11 @@ class DashboardScreen(Screen):
 
     def __init__(self, namespace: str, interval: float, heartbeat_interval: float) -> None:
         super().__init__()
-        self.namespace, self.interval, self.heartbeat_interval = namespace, interval, heartbeat_interval
+        self.namespace, self.interval, self.heartbeat_interval = (
+            namespace,
+            interval,
+            heartbeat_interval,
+        )
 
     def compose(self) -> ComposeResult:
         yield StatusBar(self.namespace, self.interval, id="status")
@@ -51,9 +56,13 @@ class DashboardScreen(Screen):
         now = snap.taken_at
         stats = snap.stats or {}
         self.query_one(CountsPanel).show(stats)
-        self.query_one(RatesPanel).show(snap.rates, None if snap.rates is not None else snap.rates_error)
+        self.query_one(RatesPanel).show(
+            snap.rates, None if snap.rates is not None else snap.rates_error
+        )
         self.query_one(JobsPanel).show(snap.jobs, snap.jobs_error, now, snap.filter)
-        self.query_one(WorkersPanel).show(snap.workers, snap.telemetry_error, self.heartbeat_interval)
+        self.query_one(WorkersPanel).show(
+            snap.workers, snap.telemetry_error, self.heartbeat_interval
+        )
         total = stats.get("by_state", {}).get("dead") if stats else None
         self.query_one(DeadLettersPanel).show(snap.dead, snap.dead_error, total, now)
 

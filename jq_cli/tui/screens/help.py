@@ -1,4 +1,5 @@
 """The keys and the filter syntax."""
+
 from __future__ import annotations
 
 from textual.app import ComposeResult

@@ -1,4 +1,5 @@
 """A job's detail: fields, payload, result, and every attempt with its error and traceback."""
+
 from __future__ import annotations
 
 import json
@@ -33,15 +34,28 @@ def job_renderable(job: dict[str, Any], now: datetime) -> RenderableType:
     state = Text(job["state"], STATE_STYLES.get(job["state"], ""))
     if job.get("cancel_requested") and job["state"] == "running":
         state.append(" (cancel requested)")
-    progress = "-" if job.get("progress") is None else f"{job['progress']:.0f}%" + (
-        f" {job['progress_message']}" if job.get("progress_message") else "")
+    progress = (
+        "-"
+        if job.get("progress") is None
+        else f"{job['progress']:.0f}%"
+        + (f" {job['progress_message']}" if job.get("progress_message") else "")
+    )
     for label, value in (
-        ("type", job["job_type"]), ("queue", job["queue"]), ("priority", job["priority"]), ("state", state),
-        ("attempts", attempts(job)), ("progress", progress), ("created", _when(job.get("created_at"), now)),
-        ("run at", _when(job.get("run_at"), now)), ("started", _when(job.get("started_at"), now)),
-        ("finished", _when(job.get("finished_at"), now)), ("took", duration(job, now)),
-        ("worker", job.get("worker") or "-"), ("idempotency key", job.get("idempotency_key") or "-"),
-        ("payload", _json(job.get("payload"))), ("result", _json(job.get("result"))),
+        ("type", job["job_type"]),
+        ("queue", job["queue"]),
+        ("priority", job["priority"]),
+        ("state", state),
+        ("attempts", attempts(job)),
+        ("progress", progress),
+        ("created", _when(job.get("created_at"), now)),
+        ("run at", _when(job.get("run_at"), now)),
+        ("started", _when(job.get("started_at"), now)),
+        ("finished", _when(job.get("finished_at"), now)),
+        ("took", duration(job, now)),
+        ("worker", job.get("worker") or "-"),
+        ("idempotency key", job.get("idempotency_key") or "-"),
+        ("payload", _json(job.get("payload"))),
+        ("result", _json(job.get("result"))),
         ("last error", Text(job.get("last_error") or "-", "red" if job.get("last_error") else "")),
     ):
         grid.add_row(label, value)
@@ -49,15 +63,33 @@ def job_renderable(job: dict[str, Any], now: datetime) -> RenderableType:
     history = job.get("attempt_history") or []
     parts.append(Text(f"attempts ({len(history)})", "bold underline"))
     for a in history:
-        took = "-" if a.get("finished_at") is None else short_seconds(
-            (a["finished_at"] - a["started_at"]).total_seconds())
-        style = "green" if a["outcome"] == "completed" else "red" if a["outcome"] in ("failed", "lost") else ""
-        parts.append(Text.assemble(f"#{a['number']} ", (a["outcome"], style),
-                                   f"  {a['worker']}  started {a['started_at']:%H:%M:%S}  took {took}"))
+        took = (
+            "-"
+            if a.get("finished_at") is None
+            else short_seconds((a["finished_at"] - a["started_at"]).total_seconds())
+        )
+        style = (
+            "green"
+            if a["outcome"] == "completed"
+            else "red"
+            if a["outcome"] in ("failed", "lost")
+            else ""
+        )
+        parts.append(
+            Text.assemble(
+                f"#{a['number']} ",
+                (a["outcome"], style),
+                f"  {a['worker']}  started {a['started_at']:%H:%M:%S}  took {took}",
+            )
+        )
         if a.get("error"):
             parts.append(Text("   " + a["error"], "red"))
         if a.get("traceback"):
-            parts.append(Text("\n".join("   " + line for line in a["traceback"].rstrip().splitlines()), "dim"))
+            parts.append(
+                Text(
+                    "\n".join("   " + line for line in a["traceback"].rstrip().splitlines()), "dim"
+                )
+            )
     return Group(*parts)
 
 

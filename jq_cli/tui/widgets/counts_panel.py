@@ -1,14 +1,22 @@
 """Jobs by state, and queued jobs by priority and by queue."""
+
 from __future__ import annotations
 
 from rich.text import Text
 from textual.widget import Widget
 
-from jq_cli.tui.plain import STATES
 from jq_cli.states import Priority
+from jq_cli.tui.plain import STATES
 
-STATE_STYLES = {"queued": "cyan", "scheduled": "blue", "running": "yellow", "retrying": "magenta",
-                "completed": "green", "dead": "bold red", "cancelled": "dim"}
+STATE_STYLES = {
+    "queued": "cyan",
+    "scheduled": "blue",
+    "running": "yellow",
+    "retrying": "magenta",
+    "completed": "green",
+    "dead": "bold red",
+    "cancelled": "dim",
+}
 
 
 class CountsPanel(Widget):

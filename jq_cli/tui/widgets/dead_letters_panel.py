@@ -1,4 +1,5 @@
 """The dead-letter queue: dead jobs with their last error."""
+
 from __future__ import annotations
 
 from datetime import datetime

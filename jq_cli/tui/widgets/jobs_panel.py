@@ -1,4 +1,5 @@
 """Recent jobs, newest first, narrowed by the filter typed after `/`."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -20,8 +21,11 @@ class FilterInput(Input):
 
 class JobsPanel(Vertical):
     def compose(self) -> ComposeResult:
-        yield FilterInput(placeholder="filter: state:dead type:T priority:high queue:Q, or an id or type "
-                                      "(Enter applies, Escape closes)", id="filter-input")
+        yield FilterInput(
+            placeholder="filter: state:dead type:T priority:high queue:Q, or an id or type "
+            "(Enter applies, Escape closes)",
+            id="filter-input",
+        )
         yield Static("", classes="note")
         yield RowTable(JOB_COLUMNS, id="jobs-table")
 
@@ -35,8 +39,13 @@ class JobsPanel(Vertical):
         note = self.query_one(".note", Static)
         table = self.query_one(RowTable)
         if error or not jobs:
-            note.update(Text(error, "yellow") if error else Text(
-                "no jobs match " + flt.describe() if not flt.empty else "no jobs yet", "dim"))
+            note.update(
+                Text(error, "yellow")
+                if error
+                else Text(
+                    "no jobs match " + flt.describe() if not flt.empty else "no jobs yet", "dim"
+                )
+            )
         note.display = bool(error or not jobs)
         rows = []
         for job in jobs:

@@ -1,4 +1,5 @@
 """Submitted, completed and failed per second, each with a sparkline of the last minutes."""
+
 from __future__ import annotations
 
 from rich.text import Text

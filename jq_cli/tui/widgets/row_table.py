@@ -1,4 +1,5 @@
 """A DataTable whose rows are replaced every refresh without flicker or losing the cursor."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -35,7 +36,7 @@ class RowTable(DataTable):
         keys = [key for key, _ in rows]
         if keys == [k.value for k in self.rows]:
             for key, cells in rows:
-                for column, value in zip(self.columns, cells):
+                for column, value in zip(self.columns, cells, strict=False):
                     if self.get_cell(key, column) != value:
                         self.update_cell(key, column, value, update_width=True)
             return

@@ -1,4 +1,5 @@
 """The top line: namespace, the health of each service, when the data was read."""
+
 from __future__ import annotations
 
 from rich.text import Text
@@ -28,11 +29,18 @@ class StatusBar(Widget):
         if snap is None:
             return text.append("connecting…")
         if snap.database_error:
-            since = f" · showing data from {self.last_good.taken_at:%H:%M:%S}" if self.last_good else ""
-            return text.append(f"PostgreSQL unavailable, reconnecting{since} · {snap.database_error}", "bold")
+            since = (
+                f" · showing data from {self.last_good.taken_at:%H:%M:%S}" if self.last_good else ""
+            )
+            return text.append(
+                f"PostgreSQL unavailable, reconnecting{since} · {snap.database_error}", "bold"
+            )
         stats = snap.stats or {}
-        for name, error in (("postgres", None), ("rabbitmq", stats.get("broker_error")),
-                            ("redis", snap.telemetry_error)):
+        for name, error in (
+            ("postgres", None),
+            ("rabbitmq", stats.get("broker_error")),
+            ("redis", snap.telemetry_error),
+        ):
             text.append("● ", "red" if error else "green").append(f"{name}  ")
         text.append(f"every {self.interval:g}s · {snap.taken_at:%H:%M:%S}", "dim")
         return text

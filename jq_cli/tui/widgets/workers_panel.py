@@ -1,4 +1,5 @@
 """Live workers from their Redis heartbeats; a stale heartbeat is marked."""
+
 from __future__ import annotations
 
 from rich.text import Text
@@ -18,11 +19,15 @@ class WorkersPanel(Vertical):
     def on_mount(self) -> None:
         self.border_title = "workers"
 
-    def show(self, workers: list[dict] | None, error: str | None, heartbeat_interval: float) -> None:
+    def show(
+        self, workers: list[dict] | None, error: str | None, heartbeat_interval: float
+    ) -> None:
         note = self.query_one(".note", Static)
         table = self.query_one(RowTable)
         if workers is None:
-            note.update(Text.assemble(("telemetry unavailable\n", "bold yellow"), (error or "", "dim")))
+            note.update(
+                Text.assemble(("telemetry unavailable\n", "bold yellow"), (error or "", "dim"))
+            )
         elif not workers:
             note.update(Text("no live workers", "dim"))
         note.display = not workers
@@ -35,4 +40,8 @@ class WorkersPanel(Vertical):
             rows.append((w["name"], cells))
         table.replace_rows(rows)
         stale = sum(is_stale(w, heartbeat_interval) for w in workers or [])
-        self.border_subtitle = "" if workers is None else f"{len(workers)} alive" + (f", {stale} stale" if stale else "")
+        self.border_subtitle = (
+            ""
+            if workers is None
+            else f"{len(workers)} alive" + (f", {stale} stale" if stale else "")
+        )
