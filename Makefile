@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench chaos install migrate clean
+.PHONY: run test lint bench chaos install migrate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ run: migrate
 
 test: $(STAMP)
 	$(BIN)/pytest -q
+
+# The gate CI runs before the tests: lint and format check.
+lint: $(STAMP)
+	$(BIN)/ruff check jq_cli bench chaos tests
+	$(BIN)/ruff format --check jq_cli bench chaos tests
 
 bench: migrate
 	$(BIN)/python -m bench
