@@ -7,14 +7,18 @@ import json
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
+
+if TYPE_CHECKING:
+    from jq_cli.ops import ActionReport
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """How print_json (and the jsonl rows) write what json cannot: datetimes, enums, the rest as str."""
     if isinstance(value, datetime):
         return value.isoformat()
     if hasattr(value, "value"):
@@ -24,7 +28,21 @@ def _default(value: Any) -> Any:
 
 def print_json(data: Any) -> None:
     """Exactly one JSON document on stdout."""
-    sys.stdout.write(json.dumps(data, default=_default, ensure_ascii=False) + "\n")
+    sys.stdout.write(json.dumps(data, default=json_default, ensure_ascii=False) + "\n")
+
+
+def print_report(report: ActionReport, json_out: bool) -> None:
+    """What a multi-id action did: one line per job changed, one `jq: error:` line per job
+    refused; exit with the gravest refusal's code if any."""
+    if json_out:
+        print_json(report.as_dict())
+    else:
+        for job_id, state in report.changed.items():
+            print(f"{job_id} {state}")
+        for err in report.refused.values():
+            sys.stderr.write(f"jq: error: {err.message}\n")
+    if report.refused:
+        raise typer.Exit(max(e.exit_code for e in report.refused.values()))
 
 
 def fail(message: str, code: int = 1) -> None:

@@ -85,10 +85,10 @@ def emit(
         print_json(rows)
         return
     if fmt is Format.jsonl:
-        from jq_cli.cli.output import _default
+        from jq_cli.cli.output import json_default
 
         for row in rows:
-            sys.stdout.write(json.dumps(row, default=_default, ensure_ascii=False) + "\n")
+            sys.stdout.write(json.dumps(row, default=json_default, ensure_ascii=False) + "\n")
         return
     if fmt is Format.name:
         for row in rows:

@@ -7,6 +7,15 @@ from typing import Annotated, Any
 
 import typer
 
+from jq_cli.cli.options import (
+    DryRunOpt,
+    JsonOpt,
+    PayloadOpt,
+    YesOpt,
+    confirm,
+    operations,
+    read_payload,
+)
 from jq_cli.cli.output import console, handle_errors, print_fields, print_json, state_text
 from jq_cli.cli.rows import OutputOpt
 
@@ -14,9 +23,7 @@ schedule_app = typer.Typer(
     help="Cron schedules: recurring jobs that fire once per tick.", no_args_is_help=True
 )
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document.")]
 NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The schedule's name.")]
-PayloadOpt = Annotated[str | None, typer.Option(help="JSON object, @FILE, or - for stdin.")]
 PriorityOpt = Annotated[str | None, typer.Option(help="high, medium or low.")]
 RetriesOpt = Annotated[
     int | None, typer.Option(help="Retries after the first attempt of each job.")
@@ -31,16 +38,9 @@ MisfireOpt = Annotated[
 ]
 
 
-def _ops():
-    from jq_cli.ops import Operations
-
-    return Operations()
-
-
-def _payload(value: str | None) -> dict | None:
-    from jq_cli.cli.main import _read_payload  # the one reader of --payload JSON|@FILE|-
-
-    return None if value is None else _read_payload(value)
+def _payload(value: str | None) -> dict[str, Any] | None:
+    # No --payload means "unchanged" (edit) or the default (add), not an empty payload.
+    return None if value is None else read_payload(value)
 
 
 def _when(value: Any) -> str:
@@ -88,7 +88,7 @@ def add(
 ) -> None:
     """Add a schedule. Validates the expression, zone, type and payload; writes nothing if one is bad."""
     given = {"priority": priority, "queue": queue, "timezone": timezone, "misfire": misfire}
-    with _ops() as ops:
+    with operations() as ops:
         schedule = ops.schedule_add(
             name,
             job_type,
@@ -108,7 +108,7 @@ def list_(output: OutputOpt = None, json_out: JsonOpt = False) -> None:
     from jq_cli.cli.rows import SCHEDULE_COLUMNS, emit, resolve
 
     fmt = resolve(output, json_out)
-    with _ops() as ops:
+    with operations() as ops:
         schedules = ops.schedule_list()
     emit(schedules, SCHEDULE_COLUMNS, fmt, key="name")
 
@@ -127,7 +127,7 @@ def show(
 
     from rich.table import Table
 
-    with _ops() as ops:
+    with operations() as ops:
         s = ops.schedule_get(name, next_n=next_n)
     if json_out:
         print_json(s)
@@ -172,7 +172,7 @@ def show(
 @handle_errors
 def pause(name: NameArg, json_out: JsonOpt = False) -> None:
     """Stop firing until resumed."""
-    with _ops() as ops:
+    with operations() as ops:
         schedule = ops.schedule_set_enabled(name, False)
     _print_schedule(schedule, json_out, "paused")
 
@@ -181,7 +181,7 @@ def pause(name: NameArg, json_out: JsonOpt = False) -> None:
 @handle_errors
 def resume(name: NameArg, json_out: JsonOpt = False) -> None:
     """Fire again from the next tick (the ticks of the pause fire nothing)."""
-    with _ops() as ops:
+    with operations() as ops:
         schedule = ops.schedule_set_enabled(name, True)
     _print_schedule(schedule, json_out, "resumed")
 
@@ -190,15 +190,13 @@ def resume(name: NameArg, json_out: JsonOpt = False) -> None:
 @handle_errors
 def rm(
     name: NameArg,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: YesOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Delete a schedule (the jobs it created stay)."""
-    from jq_cli.cli.main import _confirm
-
-    with _ops() as ops:
+    with operations() as ops:
         ops.schedule_get(name, next_n=0)  # NotFound before asking
-        _confirm(f"delete schedule {name}?", yes)
+        confirm(f"delete schedule {name}?", yes)
         ops.schedule_remove(name)
     if json_out:
         print_json({"removed": name})
@@ -210,7 +208,7 @@ def rm(
 @handle_errors
 def run_now(name: NameArg, json_out: JsonOpt = False) -> None:
     """Submit one job from the schedule now, outside its ticks. Prints the job id."""
-    with _ops() as ops:
+    with operations() as ops:
         job_id = ops.schedule_run_now(name)
     if json_out:
         print_json({"schedule": name, "id": job_id})
@@ -252,7 +250,7 @@ def edit(
         raise InvalidInput(
             "nothing to change: give at least one option (see jq schedule edit --help)"
         )
-    with _ops() as ops:
+    with operations() as ops:
         schedule = ops.schedule_edit(name, **changes)
     _print_schedule(schedule, json_out, "edited")
 
@@ -266,16 +264,14 @@ def apply(
     prune: Annotated[
         bool, typer.Option("--prune", help="Remove schedules the file does not declare.")
     ] = False,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show what would change; change nothing.")
-    ] = False,
+    dry_run: DryRunOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Make the database's schedules match FILE: add, update and (with --prune) remove."""
     from jq_cli.schedulespec import load_schedule_file
 
     specs = load_schedule_file(file)
-    with _ops() as ops:
+    with operations() as ops:
         result = ops.schedule_apply(specs, prune=prune, dry_run=dry_run)
     if json_out:
         print_json({"dry_run": dry_run, **result})
