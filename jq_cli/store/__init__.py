@@ -17,6 +17,19 @@ from jq_cli.store.dashboard import job_count_created_per_second
 from jq_cli.store.jobs import JobQueries
 from jq_cli.store.maintenance import MaintenanceQueries
 from jq_cli.store.records import Finish, Inserted, NewJob, hostname, payload_json
+from jq_cli.store.rows import (
+    AttemptRow,
+    DueSchedule,
+    FiredJob,
+    JobCounts,
+    JobRef,
+    JobRow,
+    JobSummary,
+    QueuedCount,
+    ScheduleJob,
+    ScheduleRow,
+    TickPlan,
+)
 from jq_cli.store.schedules import ScheduleQueries
 from jq_cli.store.work import WorkQueries
 
@@ -28,10 +41,21 @@ class Store(JobQueries, WorkQueries, MaintenanceQueries, ScheduleQueries, StoreB
 
 __all__ = [
     "SERVICE",
+    "AttemptRow",
+    "DueSchedule",
     "Finish",
+    "FiredJob",
     "Inserted",
+    "JobCounts",
+    "JobRef",
+    "JobRow",
+    "JobSummary",
     "NewJob",
+    "QueuedCount",
+    "ScheduleJob",
+    "ScheduleRow",
     "Store",
+    "TickPlan",
     "available_migrations",
     "hostname",
     "job_count_created_per_second",
