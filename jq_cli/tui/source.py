@@ -8,13 +8,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from jq_cli.errors import InvalidInput, JqError, NotFound, SchemaNotMigrated, ServiceUnavailable
+from jq_cli.errors import DatabaseUnavailable, InvalidInput, JqError, NotFound, SchemaNotMigrated
 from jq_cli.states import JobState, Priority
 
 RATE_SECONDS = 180  # the sparklines show the last three minutes
 JOBS_LIMIT = 200
 DEAD_LIMIT = 100
-POSTGRES = "PostgreSQL"
 
 
 class DashboardOps(Protocol):
@@ -166,9 +165,8 @@ class Snapshot:
 
 
 def is_database_error(exc: JqError) -> bool:
-    return isinstance(exc, SchemaNotMigrated) or (
-        isinstance(exc, ServiceUnavailable) and exc.service == POSTGRES
-    )
+    """True when the error means Postgres is away or unmigrated: nothing else can be read then."""
+    return isinstance(exc, SchemaNotMigrated | DatabaseUnavailable)
 
 
 def utc_now() -> datetime:
