@@ -50,7 +50,7 @@ def resolve_public(host: str, port: int, allow_private: bool) -> str:
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except socket.gaierror as exc:
         raise ConnectionError(f"cannot resolve {host}: {exc}") from None
-    addresses = [info[4][0].split("%", 1)[0] for info in infos]
+    addresses = [str(info[4][0]).split("%", 1)[0] for info in infos]
     if not allow_private:
         for text in addresses:
             address = ipaddress.ip_address(text)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -91,7 +90,8 @@ class Gate:
             return problems.too_large(self.max_body), receive
         if scope.get("method") in BODYLESS and not length:
             return None, receive
-        chunks, size = [], 0
+        chunks: list[bytes] = []
+        size = 0
         while True:
             message = await receive()
             if message["type"] != "http.request":
@@ -102,7 +102,7 @@ class Gate:
             chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
                 break
-        whole = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        whole: Message = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
         return None, _replay([whole], receive)
 
     def _route(self, scope: Scope) -> str:
@@ -129,7 +129,7 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-def _replay(messages: list[dict[str, Any]], receive: Receive) -> Receive:
+def _replay(messages: list[Message], receive: Receive) -> Receive:
     pending = list(messages)
 
     async def replay() -> Message:
