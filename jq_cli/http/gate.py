@@ -68,7 +68,7 @@ class Gate:
                 scope.get("method", ""), self._route(scope), status, time.perf_counter() - started
             )
 
-    def _authenticate(self, scope: Scope):
+    def _authenticate(self, scope: Scope) -> problems.ProblemResponse | None:
         authenticated = not self.keys
         if self.keys:
             for name, value in scope.get("headers", ()):
@@ -84,7 +84,9 @@ class Gate:
             return None
         return problems.unauthorized()
 
-    async def _read_body(self, scope: Scope, receive: Receive):
+    async def _read_body(
+        self, scope: Scope, receive: Receive
+    ) -> tuple[problems.ProblemResponse | None, Receive]:
         length = _content_length(scope)
         if length is not None and length > self.max_body:
             return problems.too_large(self.max_body), receive
