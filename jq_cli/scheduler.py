@@ -23,9 +23,11 @@ from jq_cli.broker import Message, Publisher
 from jq_cli.config import Settings, mask_url
 from jq_cli.errors import (
     BrokerUnavailable,
+    Conflict,
     JqError,
     SchemaNotMigrated,
     ServiceUnavailable,
+    StoreError,
     TelemetryUnavailable,
 )
 from jq_cli.states import PRIORITY_NAMES
@@ -294,7 +296,9 @@ class Scheduler:
                     sdnotify.notify("STATUS=leading")
                 self._note(None)
                 delay = self.settings.scheduler_interval
-            except SchemaNotMigrated:
+            except (SchemaNotMigrated, StoreError, Conflict):
+                # Not an outage: a statement PostgreSQL refuses is refused again on every pass, so
+                # the daemon stops with the error (and its service manager says so).
                 raise
             except JqError as exc:
                 # A broken connection took the advisory lock with it: campaign again after reconnecting.
