@@ -115,6 +115,8 @@ class StoreBase:
             )
         except psycopg.OperationalError as exc:
             detail = _first_line(exc)
+            # A failed connection carries no SQLSTATE (psycopg has no session to read 3D000 from),
+            # so the server's FATAL text is the only sign of a missing database.
             if "does not exist" in detail and "database" in detail:
                 raise SchemaNotMigrated(
                     f"{SERVICE} database {_database_name(self.url)!r} does not exist: run `jq db migrate`"
