@@ -2,8 +2,10 @@
 
 Queries are named noun_verb and commented with why. Every state change is a conditional
 UPDATE (DESIGN invariant 2); every time comparison uses the database's now() (invariant 4).
-Driver errors are translated in one place (base.StoreBase), into jq's error tree. Store is one
-connection; its queries are grouped by who needs them, one module each.
+Driver errors are translated in one place (base.translate, applied by StoreBase._errors), into
+jq's error tree, the driver's error kept as the cause. Store is one connection; its queries are
+grouped by who needs them, one module each (each a mixin on StoreBase), and the rows they return
+are typed in rows.py.
 """
 
 from jq_cli.store.base import (
