@@ -23,10 +23,11 @@ run: migrate
 test: $(STAMP)
 	$(BIN)/pytest -q
 
-# The gate CI runs before the tests: lint and format check.
+# The gate CI runs before the tests: lint, format check and types (configured in pyproject.toml).
 lint: $(STAMP)
 	$(BIN)/ruff check jq_cli bench chaos tests
 	$(BIN)/ruff format --check jq_cli bench chaos tests
+	$(BIN)/mypy jq_cli bench chaos
 
 bench: migrate
 	$(BIN)/python -m bench

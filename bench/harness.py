@@ -219,12 +219,13 @@ class Sandbox:
 
     def consumers(self) -> int:
         """How many consumers the broker has on the queue (0 while it does not exist yet)."""
-        if self._channel is None or not self._channel.is_open:
+        channel = self._channel
+        if channel is None or not channel.is_open:
             if self._amqp is None or not self._amqp.is_open:
                 self._amqp = pika.BlockingConnection(pika.URLParameters(self.settings.rabbitmq_url))
-            self._channel = self._amqp.channel()
+            channel = self._channel = self._amqp.channel()
         try:
-            frame = self._channel.queue_declare(queue_name(self.namespace, QUEUE), passive=True)
+            frame = channel.queue_declare(queue_name(self.namespace, QUEUE), passive=True)
         except pika.exceptions.ChannelClosedByBroker:  # 404: no worker has declared it yet
             self._channel = None
             return 0
@@ -243,7 +244,7 @@ class Sandbox:
             if n and first is None:
                 first = now
             if n >= count:
-                return first, now
+                return (now if first is None else first), now
             self.check_alive()
             if time.monotonic() > deadline:
                 raise RuntimeError(
@@ -317,7 +318,8 @@ def versions(settings: Settings) -> dict[str, str]:
         pass
     store = Store(settings.database_url, "public", application_name="jq-bench")
     try:
-        found["postgresql"] = store.conn.execute("SHOW server_version").fetchone()["server_version"]
+        row = store.conn.execute("SHOW server_version").fetchone()
+        found["postgresql"] = row["server_version"] if row else "unknown"
     except Exception as exc:  # a version we cannot read is reported, not fatal
         found["postgresql"] = f"unknown ({type(exc).__name__})"
     finally:

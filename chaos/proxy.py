@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import socket
 import struct
@@ -56,8 +57,15 @@ class FaultProxy:
     def set_latency(self, delay: float, jitter: float = 0.0) -> None:
         self.delay, self.jitter = delay, jitter
 
+    @property
+    def flowing(self) -> asyncio.Event:
+        """Set while bytes flow, cleared while stalled; made by the proxy's loop in _listen."""
+        if self._flowing is None:
+            raise RuntimeError("the proxy is not started")
+        return self._flowing
+
     def stall(self, on: bool) -> None:
-        self._loop.call_soon_threadsafe(self._flowing.clear if on else self._flowing.set)
+        self._loop.call_soon_threadsafe(self.flowing.clear if on else self.flowing.set)
 
     def reset_all(self, refuse: bool = False) -> int:
         """RST every open connection; with refuse, reset new ones too until reset_all(False)."""
@@ -80,7 +88,7 @@ class FaultProxy:
         self._flowing.set()
         for route in self.routes.values():
             server = await asyncio.start_server(
-                lambda r, w, route=route: self._serve(route, r, w), "127.0.0.1", 0
+                functools.partial(self._serve, route), "127.0.0.1", 0
             )
             route.listen_port = server.sockets[0].getsockname()[1]
             self._servers.append(server)
@@ -108,13 +116,13 @@ class FaultProxy:
     async def _pump(self, reader, writer) -> None:
         try:
             while True:
-                await self._flowing.wait()
+                await self.flowing.wait()
                 data = await reader.read(65536)
                 if not data:
                     break
                 if self.delay or self.jitter:
                     await asyncio.sleep(self.delay + random.uniform(0, self.jitter))
-                await self._flowing.wait()
+                await self.flowing.wait()
                 writer.write(data)
                 await writer.drain()
         except (OSError, asyncio.IncompleteReadError):

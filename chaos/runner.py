@@ -65,7 +65,10 @@ def _keep_logs(run: Run) -> str:
 def _port(url: str) -> int:
     from urllib.parse import urlsplit
 
-    return urlsplit(url).port
+    port = urlsplit(url).port
+    if port is None:
+        raise ValueError(f"no port in {url}")  # the fault suite's URLs always name one
+    return port
 
 
 def run_all(

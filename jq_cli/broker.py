@@ -2,7 +2,8 @@
 
 RabbitMQ is the transport only: a message carries a job id and wakes a worker; Postgres holds
 the truth. Queues are durable classic queues with x-max-priority (quorum queues have no
-priorities in 3.10). pika errors are translated here into ServiceUnavailable.
+priorities in 3.10). pika errors are translated here, in one place (Publisher._errors), into
+BrokerUnavailable.
 """
 
 from __future__ import annotations
@@ -10,21 +11,22 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pika
 import pika.exceptions
 import pika.frame
 import pika.spec
 
-from jq_cli.errors import InvalidInput, ServiceUnavailable
+from jq_cli.errors import BrokerUnavailable, InvalidInput, Service
 from jq_cli.states import MAX_AMQP_PRIORITY
 
-SERVICE = "RabbitMQ"
+SERVICE = Service.RABBITMQ
 log = logging.getLogger("jq.broker")
 
-_PIKA_ERRORS = (pika.exceptions.AMQPError, OSError)
+_PIKA_ERRORS: tuple[type[BaseException], ...] = (pika.exceptions.AMQPError, OSError)
 PUBLISH_CHUNK = 1000  # messages queued before one socket flush
 
 
@@ -73,7 +75,7 @@ def _parameters(url: str, *, heartbeat: int | None = None) -> pika.URLParameters
         ValueError,
         OSError,
     ) as exc:  # a bad port, an unreadable CA file: settings to fix, not an outage
-        raise InvalidInput(f"invalid RabbitMQ URL {mask_url(url)}: {exc}") from None
+        raise InvalidInput(f"invalid RabbitMQ URL {mask_url(url)}: {exc}") from exc
     if tls is not None:
         params.ssl_options = tls
     params.connection_attempts = 1
@@ -89,7 +91,7 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:300]
 
 
-def _declare(channel, namespace: str, queue: str) -> None:
+def _declare(channel: Any, namespace: str, queue: str) -> None:
     poison = poison_queue_name(namespace)
     channel.queue_declare(poison, durable=True)
     channel.queue_declare(
@@ -117,11 +119,11 @@ class Publisher:
     on a dropped connection. No per-message confirm wait: a message lost in flight is found by
     the scheduler's sweeper, which re-publishes queued jobs the broker does not hold."""
 
-    def __init__(self, url: str, namespace: str):
+    def __init__(self, url: str, namespace: str) -> None:
         self.url = url
         self.namespace = namespace
         self._connection: pika.BlockingConnection | None = None
-        self._channel = None
+        self._channel: Any = None  # pika.adapters.blocking_connection.BlockingChannel
         self._declared: set[str] = set()
         self._frames: dict[tuple[str, int, int], bytes] = {}
         self._props = {
@@ -129,32 +131,42 @@ class Publisher:
             for p in range(1, MAX_AMQP_PRIORITY + 1)
         }
 
-    def _open(self):
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Every pika (or socket) error raised inside becomes BrokerUnavailable, its cause kept,
+        and the connection is dropped so that the next call opens a fresh one."""
+        try:
+            yield
+        except _PIKA_ERRORS as exc:
+            self.close()
+            raise BrokerUnavailable(self.url, _describe(exc)) from exc
+
+    def _open(self) -> Any:
+        """The open channel, connecting first if need be. Raises BrokerUnavailable."""
         if self._channel is None or not self._channel.is_open:
             self.close()
-            try:
+            with self._errors():
                 self._connection = pika.BlockingConnection(_parameters(self.url))
                 self._channel = self._connection.channel()
-            except _PIKA_ERRORS as exc:
-                self.close()
-                raise ServiceUnavailable(SERVICE, self.url, _describe(exc)) from None
             self._declared.clear()
             self._frames.clear()  # marshalled for the old channel's number
         return self._channel
 
     def publish(self, messages: Iterable[Message]) -> int:
-        """Publish each message; returns how many. Raises ServiceUnavailable."""
+        """Publish each message; returns how many. Once more on a fresh connection if the open one
+        fails (the broker dropped it while idle). Raises BrokerUnavailable."""
         batch = list(messages)
         if not batch:
             return 0
         for attempt in (1, 2):
+            self._open()  # a broker that refuses the connection is not asked twice
             try:
-                self._publish(batch)
+                with self._errors():
+                    self._publish(batch)
                 return len(batch)
-            except _PIKA_ERRORS as exc:
-                self.close()
+            except BrokerUnavailable:
                 if attempt == 2:
-                    raise ServiceUnavailable(SERVICE, self.url, _describe(exc)) from None
+                    raise
         return 0
 
     def _publish(self, batch: Sequence[Message]) -> None:
@@ -194,28 +206,27 @@ class Publisher:
             channel._flush_output()
 
     def queue_depths(self, queues: Iterable[str]) -> dict[str, int | None]:
-        """Ready messages per queue, as the broker counts them (None: the queue does not exist)."""
+        """Ready messages per queue, as the broker counts them (None: the queue does not exist).
+        Raises BrokerUnavailable."""
         depths: dict[str, int | None] = {}
         for queue in queues:
-            try:
+            with self._errors():
                 channel = self._open()
-                frame = channel.queue_declare(queue_name(self.namespace, queue), passive=True)
-                depths[queue] = frame.method.message_count
-            except pika.exceptions.ChannelClosedByBroker:
-                depths[queue] = None  # NOT_FOUND closes the channel; the next call reopens it
-                self._channel = None
-            except _PIKA_ERRORS as exc:
-                self.close()
-                raise ServiceUnavailable(SERVICE, self.url, _describe(exc)) from None
+                try:
+                    frame = channel.queue_declare(queue_name(self.namespace, queue), passive=True)
+                    depths[queue] = frame.method.message_count
+                except pika.exceptions.ChannelClosedByBroker:
+                    depths[queue] = None  # NOT_FOUND closes the channel; the next call reopens it
+                    self._channel = None
         return depths
 
     def purge(self, queue: str) -> int:
         """Drop every ready message of a queue (tests and operators recovering a broker)."""
-        try:
-            return self._open().queue_purge(queue_name(self.namespace, queue)).method.message_count
-        except _PIKA_ERRORS as exc:
-            self.close()
-            raise ServiceUnavailable(SERVICE, self.url, _describe(exc)) from None
+        with self._errors():
+            count: int = (
+                self._open().queue_purge(queue_name(self.namespace, queue)).method.message_count
+            )
+            return count
 
     def delete_namespace_queues(self, queues: Iterable[str]) -> None:
         """Delete the namespace's queues (tests clean up with this)."""
@@ -223,38 +234,33 @@ class Publisher:
             *(queue_name(self.namespace, q) for q in queues),
             poison_queue_name(self.namespace),
         ]:
-            try:
-                self._open().queue_delete(name)
-            except pika.exceptions.ChannelClosedByBroker:
-                self._channel = None
-            except _PIKA_ERRORS as exc:
-                self.close()
-                raise ServiceUnavailable(SERVICE, self.url, _describe(exc)) from None
+            with self._errors():
+                try:
+                    self._open().queue_delete(name)
+                except pika.exceptions.ChannelClosedByBroker:
+                    self._channel = None
 
     def publish_raw(
-        self, queue: str, body: bytes, priority: int = 1, headers: dict | None = None
+        self, queue: str, body: bytes, priority: int = 1, headers: dict[str, Any] | None = None
     ) -> None:
         """Publish an arbitrary body (tests of poison messages)."""
-        channel = self._open()
-        _declare(channel, self.namespace, queue)
-        channel.basic_publish(
-            "",
-            queue_name(self.namespace, queue),
-            body,
-            pika.BasicProperties(priority=priority, headers=headers),
-        )
+        with self._errors():
+            channel = self._open()
+            _declare(channel, self.namespace, queue)
+            channel.basic_publish(
+                "",
+                queue_name(self.namespace, queue),
+                body,
+                pika.BasicProperties(priority=priority, headers=headers),
+            )
 
     def ping(self) -> None:
+        """Connect if not connected. Raises BrokerUnavailable, InvalidInput (a malformed URL)."""
         self._open()
 
     def close(self) -> None:
         conn, self._connection, self._channel = self._connection, None, None
-        if conn is not None:
-            try:
-                if conn.is_open:
-                    conn.close()
-            except _PIKA_ERRORS:
-                pass
+        _close_quietly(conn)
 
 
 @dataclass(frozen=True)
@@ -279,7 +285,7 @@ class Consumer:
         prefetch: int,
         on_delivery: Callable[[Delivery], None],
         on_connection_lost: Callable[[int], None],
-    ):
+    ) -> None:
         self.url = url
         self._params = _parameters(url, heartbeat=30)  # a malformed URL fails here, at start-up
         self.namespace = namespace
@@ -290,7 +296,7 @@ class Consumer:
         self.generation = 0
         self.connected = threading.Event()
         self._connection: pika.BlockingConnection | None = None
-        self._channel = None
+        self._channel: Any = None  # pika.adapters.blocking_connection.BlockingChannel
         self._stop = threading.Event()
         self._consuming = True
         self._lock = threading.Lock()
@@ -302,7 +308,7 @@ class Consumer:
             conn = self._connection
             if conn is None or generation != self.generation:
                 return  # the delivery died with its connection; the broker redelivers it
-            with contextlib.suppress(_PIKA_ERRORS):
+            with contextlib.suppress(*_PIKA_ERRORS):
                 conn.add_callback_threadsafe(fn)
 
     def ack(self, generation: int, tags: Sequence[int]) -> None:
@@ -354,7 +360,7 @@ class Consumer:
             for tag in list(self._channel.consumer_tags):
                 self._channel.basic_cancel(tag)
 
-    def _on_message(self, channel, method, properties, body) -> None:
+    def _on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
         self.on_delivery(
             Delivery(
                 self.generation,
@@ -365,7 +371,7 @@ class Consumer:
             )
         )
 
-    def _connect(self) -> None:
+    def _connect(self) -> pika.BlockingConnection:
         connection = pika.BlockingConnection(self._params)
         channel = connection.channel()
         channel.basic_qos(prefetch_count=self.prefetch)
@@ -378,18 +384,20 @@ class Consumer:
             for queue in self.queues:
                 channel.basic_consume(queue_name(self.namespace, queue), self._on_message)
         self.connected.set()
+        return connection
 
     def run(self) -> None:
         """Consume until stop(); reconnect with back-off when the broker goes away."""
         delay, announced = 0.5, False
         while not self._stop.is_set():
             try:
-                if self._connection is None:
-                    self._connect()
+                connection = self._connection
+                if connection is None:
+                    connection = self._connect()
                     if announced:
                         log.info("event=broker_reconnected url=%s", _mask(self.url))
                     delay, announced = 0.5, False
-                self._connection.process_data_events(time_limit=0.2)
+                connection.process_data_events(time_limit=0.2)
                 # The broker may close just the channel (e.g. consumer_timeout: a prefetched delivery
                 # that waited unacknowledged while every handler slot was busy) and keep the connection.
                 # process_data_events() does not raise for that, so without this check the worker
@@ -415,12 +423,15 @@ class Consumer:
         self.connected.clear()
         with self._lock:
             conn, self._connection, self._channel = self._connection, None, None
-        if conn is not None:
-            try:
-                if conn.is_open:
-                    conn.close()
-            except _PIKA_ERRORS:
-                pass
+        _close_quietly(conn)
+
+
+def _close_quietly(conn: pika.BlockingConnection | None) -> None:
+    """Close a connection that may be dead already: the error of closing it says nothing new."""
+    if conn is not None:
+        with contextlib.suppress(*_PIKA_ERRORS):
+            if conn.is_open:
+                conn.close()
 
 
 def _mask(url: str) -> str:

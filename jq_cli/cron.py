@@ -124,10 +124,10 @@ def _instants(wall: datetime, zone: ZoneInfo, both_passes: bool) -> list[datetim
 
 def _shift_near(zone: ZoneInfo, instant: datetime) -> timedelta:
     """How far the clocks move in a transition within NEAR of `instant` (zero when none does)."""
-    return abs(
-        (instant + NEAR).astimezone(zone).utcoffset()
-        - (instant - NEAR).astimezone(zone).utcoffset()
-    )
+    # An aware datetime in a ZoneInfo always has an offset; `or` only satisfies the type.
+    after = (instant + NEAR).astimezone(zone).utcoffset() or timedelta(0)
+    before = (instant - NEAR).astimezone(zone).utcoffset() or timedelta(0)
+    return abs(after - before)
 
 
 def next_fire(expr: str, tz: str, after: datetime) -> datetime:
@@ -164,7 +164,7 @@ def _next_fire_near_transition(
     it = croniter(expr, local - window)
     while True:
         wall = it.get_next(datetime)
-        if best_wall is not None and wall > best_wall + window:
+        if best is not None and best_wall is not None and wall > best_wall + window:
             return best
         for instant in _instants(wall, zone, both):
             if instant > after and (best is None or instant < best):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 # Exit codes, the same for every command (`jq help exit-codes`): 0 success (an empty list too),
 # 1 the operation failed, 2 bad usage or input, 3 a service unavailable, 4 not found, 5 refused.
 EXIT_CODES = {
@@ -49,6 +51,10 @@ class InvalidTransition(JqError):
     http_status = 409
     kind = "invalid-transition"
 
+    def __init__(self, message: str, *, state: str | None = None) -> None:
+        super().__init__(message)
+        self.state = state  # the state the job was found in, for callers that decide by it
+
 
 class Conflict(JqError):
     """The thing to create exists already (a schedule name, for example)."""
@@ -66,19 +72,59 @@ class Refused(JqError):
     kind = "refused"
 
 
+class Service(StrEnum):
+    """The outside systems jq depends on, by the names its messages give them."""
+
+    POSTGRESQL = "PostgreSQL"
+    RABBITMQ = "RabbitMQ"
+    REDIS = "Redis"
+
+
 class ServiceUnavailable(JqError):
-    """PostgreSQL, RabbitMQ or Redis could not be reached. The message names it and its URL."""
+    """PostgreSQL, RabbitMQ or Redis could not be reached. The message names it and its URL.
+    Each service raises its own subclass, so that callers decide by type which one is down."""
 
     exit_code = 3
     http_status = 503
     kind = "service-unavailable"
 
-    def __init__(self, service: str, url: str, detail: str) -> None:
+    def __init__(self, service: Service | str, url: str, detail: str) -> None:
         from jq_cli.config import mask_url
 
-        self.service = service
+        self.service = Service(service)
         self.url = mask_url(url)
-        super().__init__(f"{service} unavailable at {self.url}: {detail}")
+        super().__init__(f"{self.service} unavailable at {self.url}: {detail}")
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """PostgreSQL could not be reached (or dropped the connection, or timed a statement out)."""
+
+    def __init__(self, url: str, detail: str) -> None:
+        super().__init__(Service.POSTGRESQL, url, detail)
+
+
+class BrokerUnavailable(ServiceUnavailable):
+    """RabbitMQ could not be reached, or closed the connection or channel."""
+
+    def __init__(self, url: str, detail: str) -> None:
+        super().__init__(Service.RABBITMQ, url, detail)
+
+
+class TelemetryUnavailable(ServiceUnavailable):
+    """Redis could not be reached. Jobs still run; only live telemetry is missing."""
+
+    def __init__(self, url: str, detail: str) -> None:
+        super().__init__(Service.REDIS, url, detail)
+
+
+class StoreError(JqError):
+    """PostgreSQL refused a statement for a reason that is not an outage: a query error or a
+    violated constraint. A bug or a schema out of step with this code, not the user's input; the
+    driver's error is kept as __cause__ for the log."""
+
+    exit_code = 1
+    http_status = 500
+    kind = "store-error"
 
 
 class SchemaNotMigrated(JqError):

@@ -2,171 +2,41 @@
 
 Front ends never touch SQL, AMQP or Redis: they call an Operations object, which validates
 input before anything is written, commits to Postgres first, then publishes to RabbitMQ.
-`jq_cli.Client` is this class.
+`jq_cli.Client` is this class. Its groups of operations live beside it as mixins: operator
+actions (action_ops), health and schema (health_ops), schedules (schedule_ops); the connections
+they share in ops_core. This module holds submitting and reading jobs.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from jq_cli.config import Settings, load_settings, mask_url
-from jq_cli.errors import InvalidInput, InvalidTransition, JqError, NotFound, ServiceUnavailable
-from jq_cli.handlers.registry import Registry, load_builtins
-from jq_cli.jobspec import JobRequest, check_name, encode_payload, parse_priority
+from jq_cli.action_ops import PURGE_BATCH, PURGEABLE, ActionOperations, ActionReport
+from jq_cli.errors import InvalidInput, NotFound
+from jq_cli.health_ops import Check, HealthOperations
+from jq_cli.jobspec import JobRequest, check_name, parse_priority
+from jq_cli.ops_core import parse_state, present_job
 from jq_cli.schedule_ops import ScheduleOperations
-from jq_cli.states import PRIORITY_NAMES, TERMINAL_STATES, JobState, Priority
-from jq_cli.store import Inserted, Store, latest_version
+from jq_cli.states import TERMINAL_STATES, JobState, Priority
+from jq_cli.store import Inserted
 
-log = logging.getLogger("jq.ops")
-PURGEABLE = ("completed", "dead", "cancelled")
-PURGE_BATCH = 5000
+__all__ = ["PURGEABLE", "PURGE_BATCH", "ActionReport", "Check", "Operations"]
 
 
-@dataclass
-class ActionReport:
-    """What a multi-id action did: the ids it changed and, per id, why others were refused."""
-
-    changed: dict[int, str] = field(default_factory=dict)
-    refused: dict[int, JqError] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return not self.refused
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "changed": [{"id": i, "state": s} for i, s in self.changed.items()],
-            "refused": [
-                {"id": i, "error": e.message, "kind": e.kind} for i, e in self.refused.items()
-            ],
-        }
-
-
-@dataclass
-class Check:
-    name: str
-    ok: bool
-    detail: str
-    hint: str = ""
-
-
-class Operations(ScheduleOperations):
+class Operations(ActionOperations, HealthOperations, ScheduleOperations):
     """One connection to each service, opened on first use and kept for the object's life, so an
     application can submit thousands of jobs a second through one instance. Not thread-safe:
     give each thread its own."""
 
-    def __init__(
-        self,
-        settings: Settings | None = None,
-        *,
-        registry: Registry | None = None,
-        **overrides: Any,
-    ):
-        self.settings = settings or load_settings(**overrides)
-        self.registry = registry or load_builtins()
-        self._store: Store | None = None
-        self._publisher = None
-        self._telemetry = None
-        self._known_types: set[str] = set()
-
-    # -- services -----------------------------------------------------------------------------
-
-    @property
-    def store(self) -> Store:
-        if self._store is None:
-            store = Store(
-                self.settings.database_url, self.settings.namespace, application_name="jq-client"
-            )
-            store.require_schema()
-            self._store = store
-        return self._store
-
-    @property
-    def publisher(self):
-        if self._publisher is None:
-            from jq_cli.broker import Publisher
-
-            self._publisher = Publisher(self.settings.rabbitmq_url, self.settings.namespace)
-        return self._publisher
-
-    @property
-    def telemetry(self):
-        if self._telemetry is None:
-            from jq_cli.telemetry import Telemetry
-
-            self._telemetry = Telemetry(self.settings.redis_url, self.settings.namespace)
-        return self._telemetry
-
-    def close(self) -> None:
-        for service in (self._store, self._publisher, self._telemetry):
-            if service is not None:
-                # Closing is best effort; the process may be exiting.
-                with contextlib.suppress(Exception):
-                    service.close()
-        self._store = self._publisher = self._telemetry = None
-
-    def __enter__(self) -> Operations:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # -- submit -------------------------------------------------------------------------------
-
-    def _check_type(self, request: JobRequest) -> None:
-        handler = self.registry.get(request.job_type)
-        if handler is not None:
-            handler.validate(request.payload)
-            return
-        if request.job_type in self._known_types:
-            return
-        # A type whose handler only the workers import is known through their registration.
-        if self.store.job_type_exists(request.job_type):
-            self._known_types.add(request.job_type)
-            return
-        known = ", ".join(self.registry.names())
-        raise InvalidInput(
-            f"unknown job type {request.job_type!r} (built in: {known}; others must be registered by a "
-            "running `jq worker --import MODULE`)"
-        )
-
-    def _prepare(self, request: JobRequest):
-        self._check_type(request)
-        text = encode_payload(request.payload, self.settings.max_payload_bytes)
-        return request.to_new_job(text, self.settings.default_max_retries)
-
-    def _publish(self, inserted: Sequence[Inserted]) -> None:
-        from jq_cli.broker import Message
-
-        due = [
-            Message(i.id, i.queue, i.priority)
-            for i in inserted
-            if i.created and i.state == JobState.QUEUED
-        ]
-        if not due:
-            return
-        try:
-            self.publisher.publish(due)
-        except (ServiceUnavailable, InvalidInput) as exc:
-            # The jobs are committed: the scheduler's sweeper publishes them once the broker is back.
-            # Raising here (even for a malformed JQ_RABBITMQ_URL) would report an accepted job as
-            # failed and invite a duplicate submit.
-            log.warning(
-                "publish deferred for %d job(s), the scheduler will publish them: %s",
-                len(due),
-                exc.message,
-            )
 
     def submit(
         self,
         job_type: str,
-        payload: dict | None = None,
+        payload: dict[str, Any] | None = None,
         *,
         priority: str | Priority = "medium",
         max_retries: int | None = None,
@@ -200,13 +70,13 @@ class Operations(ScheduleOperations):
         self._publish([inserted])
         return inserted
 
-    def submit_many(self, jobs: Iterable[dict | JobRequest]) -> list[int]:
+    def submit_many(self, jobs: Iterable[dict[str, Any] | JobRequest]) -> list[int]:
         """Submit many jobs in one transaction: all or none. Returns their ids in order."""
         return [i.id for i in self.submit_many_detailed(jobs)]
 
     def submit_many_detailed(
         self,
-        jobs: Iterable[dict | JobRequest],
+        jobs: Iterable[dict[str, Any] | JobRequest],
         *,
         where: str = "job",
         numbers: Sequence[int] | None = None,
@@ -235,7 +105,7 @@ class Operations(ScheduleOperations):
 
     def get(self, job_id: int) -> dict[str, Any]:
         """The job with every attempt. Raises NotFound."""
-        return _present(self.store.job_get(job_id))
+        return present_job(self.store.job_get(job_id))
 
     def list_jobs(
         self,
@@ -250,7 +120,7 @@ class Operations(ScheduleOperations):
     ) -> list[dict[str, Any]]:
         """Jobs newest first; `before_id` continues a listing after the last id it showed (a stable
         page even while jobs are submitted, unlike an offset). Raises InvalidInput for a bad filter."""
-        states = [_parse_state(state)] if state else None
+        states = [parse_state(state)] if state else None
         if job_type:
             check_name(job_type, "job type")
         if queue:
@@ -269,7 +139,7 @@ class Operations(ScheduleOperations):
             limit=limit,
             before_id=before_id,
         )
-        return [_present(r) for r in rows]
+        return [present_job(r) for r in rows]
 
     def wait(self, job_id: int, timeout: float | None = None, poll: float = 0.1) -> dict[str, Any]:
         """Block until the job is terminal (or `timeout` seconds pass); returns the job."""
@@ -284,261 +154,7 @@ class Operations(ScheduleOperations):
                 return self.get(job_id)
             time.sleep(poll)
 
-    # -- operator actions ---------------------------------------------------------------------
-
-    def _refusals(
-        self, ids: Sequence[int], changed: Iterable[int], verb: str, allowed: str
-    ) -> dict[int, JqError]:
-        rest = [i for i in ids if i not in set(changed)]
-        if not rest:
-            return {}
-        states = self.store.job_states(rest)
-        refused: dict[int, JqError] = {}
-        for job_id in rest:
-            if job_id not in states:
-                refused[job_id] = NotFound(f"job {job_id} not found")
-            else:
-                refused[job_id] = InvalidTransition(
-                    f"job {job_id} is {states[job_id]}: only {allowed} jobs can be {verb}"
-                )
-        return refused
-
-    def retry(self, ids: Sequence[int]) -> ActionReport:
-        """Dead (or cancelled) jobs back to queued with a fresh set of attempts; history kept."""
-        rows = self.store.job_retry(list(ids))
-        self._publish_rows(rows)
-        report = ActionReport(changed={r["id"]: "queued" for r in rows})
-        report.refused = self._refusals(ids, report.changed, "retried", "dead or cancelled")
-        return report
-
-    def retry_matching(
-        self,
-        *,
-        state: str = "dead",
-        job_type: str | None = None,
-        dry_run: bool = False,
-        limit: int | None = None,
-    ) -> list[int]:
-        """Retry every job in `state` (dead or cancelled), optionally of one type. Returns the ids."""
-        parsed = _parse_state(state)
-        if parsed not in (JobState.DEAD, JobState.CANCELLED):
-            raise InvalidInput(f"only dead or cancelled jobs can be retried, not {state}")
-        if job_type:
-            check_name(job_type, "job type")
-        ids = self.store.job_ids_matching(parsed.value, job_type, limit)
-        if dry_run or not ids:
-            return ids
-        done: list[int] = []
-        for start in range(0, len(ids), PURGE_BATCH):
-            done.extend(self.retry(ids[start : start + PURGE_BATCH]).changed)
-        return done
-
-    def _publish_rows(self, rows: Sequence[dict[str, Any]]) -> None:
-        due = [
-            Inserted(r["id"], "queued", r["queue"], r["priority"], True)
-            for r in rows
-            if r.get("state", "queued") == "queued"
-        ]
-        self._publish(due)
-
-    def cancel(self, ids: Sequence[int]) -> ActionReport:
-        """Cancel jobs: one not started ends cancelled and never runs; a running one is asked to stop
-        (its handler sees ctx.cancelled) and ends cancelled, never retried."""
-        changed = self.store.job_cancel(list(ids))
-        report = ActionReport(
-            changed={i: ("cancelling" if s == "running" else s) for i, s in changed.items()}
-        )
-        refused = self._refusals(
-            ids, changed, "cancelled", "scheduled, queued, retrying or running"
-        )
-        for job_id, err in list(refused.items()):
-            if isinstance(err, InvalidTransition) and "is running" in err.message:
-                report.changed[job_id] = (
-                    "cancelling"  # asked already: cancelling twice is not an error
-                )
-                del refused[job_id]
-        report.refused = refused
-        return report
-
-    def purge(
-        self,
-        *,
-        state: str,
-        older_than: float | None = None,
-        job_type: str | None = None,
-        dry_run: bool = False,
-    ) -> int:
-        """Delete terminal jobs (with their attempts) in `state`; never an active one. Returns how many
-        were (or, with dry_run, would be) deleted."""
-        state = state.lower()
-        if state not in PURGEABLE:
-            raise InvalidInput(
-                f"purge takes a terminal state ({', '.join(PURGEABLE)}), not {state!r}"
-            )
-        if job_type:
-            check_name(job_type, "job type")
-        ids = self.store.job_ids_matching(state, job_type, older_than=older_than)
-        if dry_run:
-            return len(ids)
-        deleted = 0
-        for start in range(0, len(ids), PURGE_BATCH):
-            deleted += self.store.job_purge(ids[start : start + PURGE_BATCH])
-        return deleted
-
     def dead_letters(
         self, *, job_type: str | None = None, limit: int = 100, before_id: int | None = None
     ) -> list[dict[str, Any]]:
         return self.list_jobs(state="dead", job_type=job_type, limit=limit, before_id=before_id)
-
-    # -- health -------------------------------------------------------------------------------
-
-    def stats(self) -> dict[str, Any]:
-        """Counts by state, queued by priority and queue (Postgres beside the broker's own depth),
-        and the live workers (None with an error when Redis is unavailable)."""
-        counts = self.store.job_counts()
-        by_state = {s.value: counts["by_state"].get(s.value, 0) for s in JobState}
-        by_priority = {p.value: 0 for p in Priority}
-        by_queue: dict[str, dict[str, Any]] = {}
-        for row in counts["queued"]:
-            by_priority[PRIORITY_NAMES[row["priority"]]] += row["n"]
-            by_queue.setdefault(row["queue"], {"queued": 0, "broker_ready": None})["queued"] += row[
-                "n"
-            ]
-        by_queue.setdefault("default", {"queued": 0, "broker_ready": None})
-        broker_error = None
-        try:
-            for queue, depth in self.publisher.queue_depths(sorted(by_queue)).items():
-                by_queue[queue]["broker_ready"] = depth
-        except (ServiceUnavailable, InvalidInput) as exc:  # Postgres' counts still stand
-            broker_error = exc.message
-        workers, telemetry_error = None, None
-        try:
-            workers = self.telemetry.workers()
-        except (ServiceUnavailable, InvalidInput) as exc:
-            telemetry_error = exc.message
-        return {
-            "by_state": by_state,
-            "queued_by_priority": by_priority,
-            "queues": by_queue,
-            "workers": workers,
-            "broker_error": broker_error,
-            "telemetry_error": telemetry_error,
-        }
-
-    def rates(self, seconds: int = 120) -> dict[str, list[int | None]]:
-        """Per-second counts of submitted, completed and failed jobs over the last `seconds` whole
-        seconds, oldest first. Submitted comes from Postgres (the submit path pays no Redis round
-        trip; None marks a second too busy to count cheaply), completed and failed from the
-        workers' counters in Redis. Raises ServiceUnavailable."""
-        series = self.telemetry.rates(["completed", "failed"], seconds)
-        return {"submitted": _submitted_per_second(self.store, seconds), **series}
-
-    def doctor(self) -> list[Check]:
-        """Check each service and the schema; never raises."""
-        s = self.settings
-        checks: list[Check] = []
-        store = Store(s.database_url, s.namespace, application_name="jq-doctor")
-        try:
-            version = store.schema_version()
-            checks.append(Check("postgresql", True, f"reachable at {mask_url(s.database_url)}"))
-            want = latest_version()
-            checks.append(
-                Check(
-                    "schema",
-                    version >= want,
-                    f"version {version} of {want}",
-                    "" if version >= want else "run `jq db migrate`",
-                )
-            )
-        except JqError as exc:
-            checks.append(
-                Check(
-                    "postgresql",
-                    False,
-                    exc.message,
-                    "start PostgreSQL or set JQ_DATABASE_URL"
-                    if isinstance(exc, ServiceUnavailable)
-                    else "run `jq db migrate`",
-                )
-            )
-        finally:
-            store.close()
-        try:
-            self.publisher.ping()
-            checks.append(Check("rabbitmq", True, f"reachable at {mask_url(s.rabbitmq_url)}"))
-        except ServiceUnavailable as exc:
-            checks.append(
-                Check("rabbitmq", False, exc.message, "start RabbitMQ or set JQ_RABBITMQ_URL")
-            )
-        except InvalidInput as exc:
-            checks.append(Check("rabbitmq", False, exc.message, "fix JQ_RABBITMQ_URL"))
-        try:
-            self.telemetry.ping()
-            checks.append(Check("redis", True, f"reachable at {mask_url(s.redis_url)}"))
-        except ServiceUnavailable as exc:
-            checks.append(
-                Check(
-                    "redis",
-                    False,
-                    exc.message,
-                    "start Redis or set JQ_REDIS_URL (jobs still run without it)",
-                )
-            )
-        except InvalidInput as exc:
-            checks.append(Check("redis", False, exc.message, "fix JQ_REDIS_URL"))
-        return checks
-
-    # -- schema -------------------------------------------------------------------------------
-
-    def migrate(self) -> tuple[bool, list[str], int]:
-        """Create the database if missing and apply pending migrations.
-        Returns (database created, migrations applied, version now)."""
-        store = Store(
-            self.settings.database_url, self.settings.namespace, application_name="jq-migrate"
-        )
-        try:
-            created = store.ensure_database()
-            applied = store.migrate()
-            return created, applied, store.schema_version()
-        finally:
-            store.close()
-
-    def schema_status(self) -> tuple[int, int]:
-        """(applied version, latest version this code ships)."""
-        store = Store(
-            self.settings.database_url, self.settings.namespace, application_name="jq-status"
-        )
-        try:
-            return store.schema_version(), latest_version()
-        finally:
-            store.close()
-
-
-def _parse_state(value: str) -> JobState:
-    try:
-        return JobState(value.lower())
-    except ValueError:
-        raise InvalidInput(
-            f"unknown state {value!r} (one of: {', '.join(s.value for s in JobState)})"
-        ) from None
-
-
-def _present(row: dict[str, Any]) -> dict[str, Any]:
-    """A job row as front ends show it: priority by name."""
-    if "priority" in row and isinstance(row["priority"], int):
-        row["priority"] = PRIORITY_NAMES.get(row["priority"], str(row["priority"]))
-    return row
-
-
-# -- dashboard (jq top) -------------------------------------------------------------------------
-
-
-def _submitted_per_second(store: Store, seconds: int) -> list[int | None]:
-    """Jobs created in each of the last `seconds` whole seconds, oldest first, on the same clock
-    and window as the Redis counters (jq_cli.telemetry.Telemetry.rates)."""
-    from jq_cli.store import job_count_created_per_second
-
-    last = int(time.time()) - 1
-    first = last - seconds + 1
-    counts, covered_from = job_count_created_per_second(store, first, last)
-    return [None if s < covered_from else counts.get(s, 0) for s in range(first, last + 1)]

@@ -4,21 +4,26 @@ pause, resume, remove, run now, apply a file). A mixin, so front ends still call
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from jq_cli.errors import Conflict, InvalidInput, NotFound
 from jq_cli.jobspec import JobRequest, encode_payload, parse_priority
+from jq_cli.ops_core import OperationsCore
 from jq_cli.states import PRIORITY_NAMES
+from jq_cli.store import ScheduleRow
+
+if TYPE_CHECKING:
+    from jq_cli.schedulespec import ScheduleSpec
 
 
-class ScheduleOperations:
+class ScheduleOperations(OperationsCore):
     def schedule_add(
         self,
         name: str,
         job_type: str,
         cron: str,
         *,
-        payload: dict | None = None,
+        payload: dict[str, Any] | None = None,
         priority: str = "medium",
         max_retries: int | None = None,
         queue: str = "default",
@@ -79,7 +84,7 @@ class ScheduleOperations:
             else:  # what it would do if resumed now
                 times = cron.fire_times(schedule["cron"], schedule["timezone"], now, next_n)
         schedule["next_fire_times"] = times
-        schedule["recent_jobs"] = self.store.schedule_jobs_recent(name, 10)
+        schedule["recent_jobs"] = list(self.store.schedule_jobs_recent(name, 10))
         return schedule
 
     def schedule_edit(self, name: str, **changes: Any) -> dict[str, Any]:
@@ -94,9 +99,7 @@ class ScheduleOperations:
             )
         current = self._schedule(name)
         merged = {
-            k: v
-            for k, v in _present_schedule(dict(current)).items()
-            if k in EDITABLE or k == "name"
+            k: v for k, v in _present_schedule(current).items() if k in EDITABLE or k == "name"
         }
         merged.update({k: v for k, v in changes.items() if v is not None})  # None: unchanged
         spec = ScheduleSpec.parse(merged)
@@ -136,7 +139,7 @@ class ScheduleOperations:
         return row["id"]
 
     def schedule_apply(
-        self, specs: list[dict], *, prune: bool = False, dry_run: bool = False
+        self, specs: list[dict[str, Any]], *, prune: bool = False, dry_run: bool = False
     ) -> dict[str, list[str]]:
         """Make the schedules match `specs` (dicts of schedule_add's fields and name): add the
         missing, update the different, and with `prune` remove the undeclared, in one transaction.
@@ -164,7 +167,8 @@ class ScheduleOperations:
             raise InvalidInput(f"schedule {twice[0]} is declared more than once")
         existing = {r["name"]: r for r in self.store.schedule_list()}
         result: dict[str, list[str]] = {"added": [], "updated": [], "removed": [], "unchanged": []}
-        inserts, updates = [], []
+        inserts: list[dict[str, Any]] = []
+        updates: list[tuple[str, dict[str, Any]]] = []
         for spec, row, manage_enabled in parsed:
             current = existing.get(spec.name)
             if current is None:
@@ -184,7 +188,7 @@ class ScheduleOperations:
             self.store.schedule_apply(inserts, updates, result["removed"])
         return result
 
-    def _schedule(self, name: str) -> dict[str, Any]:
+    def _schedule(self, name: str) -> ScheduleRow:
         row = self.store.schedule_get(name)
         if row is None:
             raise NotFound(f"schedule {name} not found")
@@ -195,7 +199,7 @@ class ScheduleOperations:
 
         return cron.next_fire(expr, tz, self.store.now())
 
-    def _schedule_row(self, spec) -> dict[str, Any]:
+    def _schedule_row(self, spec: ScheduleSpec) -> dict[str, Any]:
         """The row to store for a validated ScheduleSpec, after the checks a submit of its job would
         pass (a known type, a payload its handler accepts). Raises InvalidInput."""
         request = JobRequest.parse(
@@ -222,7 +226,7 @@ class ScheduleOperations:
         }
 
     def _schedule_changes(
-        self, current: dict[str, Any], spec, *, manage_enabled: bool
+        self, current: ScheduleRow, spec: ScheduleSpec, *, manage_enabled: bool
     ) -> dict[str, Any]:
         """The columns to set so that the stored `current` row matches `spec` (validated here)."""
         row = self._schedule_row(spec)
@@ -239,14 +243,15 @@ class ScheduleOperations:
         ]
         if manage_enabled:
             fields.append("enabled")
-        change = {f: row[f] for f in fields if wanted[f] != current[f]}
+        stored = cast(dict[str, Any], current)
+        change = {f: row[f] for f in fields if wanted[f] != stored[f]}
         restart = "cron" in change or "timezone" in change or (change.get("enabled") is True)
         if restart and (spec.enabled if manage_enabled else current["enabled"]):
             change["next_fire_at"] = self._schedule_next(spec.cron, spec.timezone)
         return change
 
 
-def _present_schedule(row: dict[str, Any]) -> dict[str, Any]:
+def _present_schedule(row: ScheduleRow) -> dict[str, Any]:
     """A schedule row as front ends show it (issue 4): priority by name, only the documented keys."""
     keys = (
         "name",
@@ -264,6 +269,7 @@ def _present_schedule(row: dict[str, Any]) -> dict[str, Any]:
         "created_at",
         "updated_at",
     )
-    out = {k: row.get(k) for k in keys}
+    stored = cast(dict[str, Any], row)
+    out: dict[str, Any] = {k: stored.get(k) for k in keys}
     out["priority"] = PRIORITY_NAMES.get(out["priority"], out["priority"])
     return out

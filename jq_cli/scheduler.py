@@ -14,17 +14,28 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from jq_cli import cron, sdnotify
 from jq_cli.broker import Message, Publisher
 from jq_cli.config import Settings, mask_url
-from jq_cli.errors import JqError, SchemaNotMigrated, ServiceUnavailable
+from jq_cli.errors import (
+    BrokerUnavailable,
+    Conflict,
+    JqError,
+    SchemaNotMigrated,
+    ServiceUnavailable,
+    StoreError,
+    TelemetryUnavailable,
+)
 from jq_cli.states import PRIORITY_NAMES
-from jq_cli.store import Store, hostname
+from jq_cli.store import DueSchedule, FiredJob, JobRef, Store, hostname
 
 if TYPE_CHECKING:
     from jq_cli.metrics import DaemonMetrics
+    from jq_cli.telemetry import Telemetry
 
 log = logging.getLogger("jq.scheduler")
 BATCH = 1000  # rows per statement: a large backlog never holds locks for long
@@ -37,7 +48,7 @@ PRUNE_EVERY = 60.0  # seconds between prunes once the backlog is gone
 
 
 class Scheduler:
-    def __init__(self, settings: Settings, name: str | None = None):
+    def __init__(self, settings: Settings, name: str | None = None) -> None:
         import os
 
         self.settings = settings
@@ -53,11 +64,11 @@ class Scheduler:
         self._next_gauges = 0.0
         self._down_since: float | None = None
         self.metrics: DaemonMetrics | None = None  # set by `jq scheduler --metrics-port`
-        self._telemetry = None
+        self._telemetry: Telemetry | None = None
 
     # -- duties -------------------------------------------------------------------------------
 
-    def _publish(self, rows: list[dict[str, Any]]) -> int:
+    def _publish(self, rows: Sequence[JobRef | FiredJob]) -> int:
         due = [
             Message(r["id"], r["queue"], r["priority"])
             for r in rows
@@ -121,7 +132,7 @@ class Scheduler:
             )
         return total
 
-    def _plan(self, row: dict[str, Any], now: Any) -> cron.FirePlan | None:
+    def _plan(self, row: DueSchedule, now: datetime) -> cron.FirePlan | None:
         """The fire plan of a due schedule; None (and a log line) when it cannot be computed, so one
         broken schedule never stops the others."""
         try:
@@ -195,8 +206,11 @@ class Scheduler:
     def run_gauges(self) -> None:
         """Queue depth by state and priority, and workers alive, for Prometheus. Only the leader
         computes them, so that a dashboard summing over schedulers does not count twice."""
+        metrics = self.metrics
+        if metrics is None:
+            return
         counts = self.store.job_counts()
-        depth = self.metrics.depth
+        depth = metrics.depth
         depth.clear()
         for state, n in counts["by_state"].items():
             depth.labels(state, "all").set(n)
@@ -207,8 +221,8 @@ class Scheduler:
                 from jq_cli.telemetry import Telemetry
 
                 self._telemetry = Telemetry(self.settings.redis_url, self.settings.namespace)
-            self.metrics.workers.set(len(self._telemetry.workers()))
-        except ServiceUnavailable:
+            metrics.workers.set(len(self._telemetry.workers()))
+        except TelemetryUnavailable:
             pass  # telemetry is optional: the gauge keeps its last value
 
     def run_once(self) -> dict[str, Any]:
@@ -243,9 +257,7 @@ class Scheduler:
             if now >= self._next_sweep:
                 try:
                     report["republished"] = self.run_sweep()
-                except ServiceUnavailable as exc:
-                    if exc.service != "RabbitMQ":
-                        raise
+                except BrokerUnavailable:
                     report["republished"] = 0  # the broker is away: nothing to compare with yet
                 self._next_sweep = now + max(1.0, self.settings.republish_after / 3)
             if self.metrics is not None and now >= self._next_gauges:
@@ -284,7 +296,9 @@ class Scheduler:
                     sdnotify.notify("STATUS=leading")
                 self._note(None)
                 delay = self.settings.scheduler_interval
-            except SchemaNotMigrated:
+            except (SchemaNotMigrated, StoreError, Conflict):
+                # Not an outage: a statement PostgreSQL refuses is refused again on every pass, so
+                # the daemon stops with the error (and its service manager says so).
                 raise
             except JqError as exc:
                 # A broken connection took the advisory lock with it: campaign again after reconnecting.

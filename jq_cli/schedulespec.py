@@ -64,16 +64,14 @@ class ScheduleSpec:
         name = check_name(data["name"], "schedule name")
         job_type = check_name(data["job_type"], "job type")
         expr = cron.check_cron(data["cron"])
-        zone = data.get("timezone") if data.get("timezone") is not None else "UTC"
+        zone = _given(data, "timezone", "UTC")
         cron.parse_zone(zone)
         payload = data.get("payload")
         if payload is None:
             payload = {}
         if not isinstance(payload, dict):
             raise InvalidInput(f"payload must be a JSON object, got {type(payload).__name__}")
-        priority = parse_priority(
-            data.get("priority") if data.get("priority") is not None else "medium"
-        ).value
+        priority = parse_priority(_given(data, "priority", "medium")).value
         retries = data.get("max_retries")
         if retries is not None and (
             isinstance(retries, bool)
@@ -83,12 +81,8 @@ class ScheduleSpec:
             raise InvalidInput(
                 f"max_retries must be a whole number from 0 to {MAX_RETRIES}, got {retries!r}"
             )
-        queue = check_name(
-            data.get("queue") if data.get("queue") is not None else "default", "queue"
-        )
-        misfire = cron.check_misfire(
-            data.get("misfire") if data.get("misfire") is not None else "once"
-        )
+        queue = check_name(_given(data, "queue", "default"), "queue")
+        misfire = cron.check_misfire(_given(data, "misfire", "once"))
         enabled = data.get("enabled", True)
         if not isinstance(enabled, bool):
             raise InvalidInput(f"enabled must be true or false, got {enabled!r}")
@@ -142,3 +136,9 @@ def load_schedule_file(path: str | Path) -> list[dict[str, Any]]:
             entry["job_type"] = entry.pop("type")
         specs.append(entry)
     return specs
+
+
+def _given(data: dict[str, Any], key: str, default: str) -> Any:
+    """data[key], or `default` where it is missing or null (as YAML writes an empty value)."""
+    value = data.get(key)
+    return default if value is None else value

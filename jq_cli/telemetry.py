@@ -10,21 +10,22 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, cast
 
 import redis
 import redis.exceptions
 
-from jq_cli.errors import InvalidInput, ServiceUnavailable
+from jq_cli.errors import InvalidInput, Service, TelemetryUnavailable
 
-SERVICE = "Redis"
+SERVICE = Service.REDIS
 COUNTER_TTL = 3600  # seconds of per-second history kept for sparklines
-_REDIS_ERRORS = (redis.exceptions.RedisError, OSError)
+_REDIS_ERRORS: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, OSError)
 
 
 class Telemetry:
-    def __init__(self, url: str, namespace: str, timeout: float = 0.5):
+    def __init__(self, url: str, namespace: str, timeout: float = 0.5) -> None:
         self.url = url
         self.namespace = namespace
         try:
@@ -38,19 +39,22 @@ class Telemetry:
         except ValueError as exc:  # a malformed URL is a setting to fix, not an outage
             from jq_cli.config import mask_url
 
-            raise InvalidInput(f"invalid Redis URL {mask_url(url)}: {exc}") from None
+            raise InvalidInput(f"invalid Redis URL {mask_url(url)}: {exc}") from exc
 
     def _key(self, *parts: str) -> str:
         return ":".join((self.namespace, *parts))
 
-    def _fail(self, exc: BaseException) -> ServiceUnavailable:
-        return ServiceUnavailable(SERVICE, self.url, f"{type(exc).__name__}: {exc}"[:300])
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Every Redis (or socket) error raised inside becomes TelemetryUnavailable, its cause kept."""
+        try:
+            yield
+        except _REDIS_ERRORS as exc:
+            raise TelemetryUnavailable(self.url, f"{type(exc).__name__}: {exc}"[:300]) from exc
 
     def ping(self) -> None:
-        try:
+        with self._errors():
             self._client.ping()
-        except _REDIS_ERRORS as exc:
-            raise self._fail(exc) from None
 
     # -- counters -----------------------------------------------------------------------------
 
@@ -58,34 +62,30 @@ class Telemetry:
         """Add buffered counts {(event, epoch second): n} in one round trip."""
         if not counts:
             return
-        try:
+        with self._errors():
             pipe = self._client.pipeline(transaction=False)
             for (event, second), n in counts.items():
                 key = self._key("rate", event)
                 pipe.hincrby(key, str(second), n)
                 pipe.expire(key, COUNTER_TTL)
             pipe.execute()
-        except _REDIS_ERRORS as exc:
-            raise self._fail(exc) from None
 
     def rates(self, events: list[str], seconds: int = 120) -> dict[str, list[int]]:
         """Per-second counts of each event for the last `seconds` whole seconds, oldest first."""
         now = int(time.time()) - 1
         fields = [str(s) for s in range(now - seconds + 1, now + 1)]
-        try:
+        with self._errors():
             pipe = self._client.pipeline(transaction=False)
             for event in events:
                 pipe.hmget(self._key("rate", event), fields)
             results = pipe.execute()
-        except _REDIS_ERRORS as exc:
-            raise self._fail(exc) from None
         return {e: [int(v or 0) for v in r] for e, r in zip(events, results, strict=False)}
 
     # -- workers ------------------------------------------------------------------------------
 
     def heartbeat(self, worker: str, info: Mapping[str, Any], ttl: float) -> None:
         """Publish a worker's state; it disappears `ttl` seconds after its last heartbeat."""
-        try:
+        with self._errors():
             pipe = self._client.pipeline(transaction=False)
             pipe.set(
                 self._key("worker", worker),
@@ -94,26 +94,21 @@ class Telemetry:
             )
             pipe.zadd(self._key("workers"), {worker: time.time()})
             pipe.execute()
-        except _REDIS_ERRORS as exc:
-            raise self._fail(exc) from None
 
     def worker_gone(self, worker: str) -> None:
-        try:
+        with self._errors():
             self._client.delete(self._key("worker", worker))
             self._client.zrem(self._key("workers"), worker)
-        except _REDIS_ERRORS as exc:
-            raise self._fail(exc) from None
 
     def workers(self) -> list[dict[str, Any]]:
         """Workers whose heartbeat has not expired, with `heartbeat_age` in seconds."""
-        try:
-            names = self._client.zrange(self._key("workers"), 0, -1)
+        with self._errors():
+            # decode_responses=True: members come back as str (redis-py types them loosely).
+            names = cast(list[str], self._client.zrange(self._key("workers"), 0, -1))
             values = self._client.mget([self._key("worker", n) for n in names]) if names else []
             gone = [n for n, v in zip(names, values, strict=False) if v is None]
             if gone:
                 self._client.zrem(self._key("workers"), *gone)
-        except _REDIS_ERRORS as exc:
-            raise self._fail(exc) from None
         now = time.time()
         out = []
         for name, value in zip(names, values, strict=False):
@@ -127,12 +122,10 @@ class Telemetry:
 
     def delete_namespace(self) -> None:
         """Remove every key of the namespace (tests clean up with this)."""
-        try:
+        with self._errors():
             keys = list(self._client.scan_iter(match=f"{self.namespace}:*", count=500))
             if keys:
                 self._client.delete(*keys)
-        except _REDIS_ERRORS as exc:
-            raise self._fail(exc) from None
 
     def close(self) -> None:
         self._client.close()

@@ -423,6 +423,20 @@ def test_cancel_refuses_terminal_jobs_and_reports_missing_ones(ops, store):
     assert ops.get(done)["state"] == "completed"
 
 
+def test_cancelling_a_running_job_twice_is_not_an_error_but_a_terminal_one_is(ops, store):
+    running = ops.submit("noop")
+    assert [r["id"] for r in store.job_claim([running], "w-test", 60)] == [running]
+    assert ops.cancel([running]).changed == {running: "cancelling"}
+    done = completed_job(ops, store)
+    # The second cancel changes no row: the running job is reported as still cancelling, while
+    # the completed one is refused with the state it was found in.
+    report = ops.cancel([running, done])
+    assert report.changed == {running: "cancelling"}
+    assert list(report.refused) == [done]
+    refusal = report.refused[done]
+    assert isinstance(refusal, InvalidTransition) and refusal.state == "completed"
+
+
 def test_cancel_of_a_scheduled_job_cancels_it(ops):
     job_id = ops.submit("noop", delay="1h")
     assert ops.cancel([job_id]).changed == {job_id: "cancelled"}

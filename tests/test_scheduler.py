@@ -3,9 +3,11 @@ several schedulers, and the rescue of jobs whose lease expired."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from jq_cli.broker import Message, Publisher
-from jq_cli.errors import ServiceUnavailable
+from jq_cli.errors import ServiceUnavailable, StoreError
 
 import handlers_for_tests  # noqa: F401  (registers the t_* job types for in-process workers)
 from conftest import make_settings, wait_for
@@ -237,3 +239,28 @@ def test_rescue_of_a_job_being_cancelled_makes_it_cancelled(ops, store, publishe
     assert make_scheduler("rescuer").run_rescue() == {"cancelled": 1}
     assert ops.get(job_id)["state"] == "cancelled"
     assert ready(publisher) == 0
+
+
+def test_scheduler_stops_on_a_statement_postgres_refuses_instead_of_retrying_it(
+    store, make_scheduler
+):
+    # A schema out of step with the code (a column gone): every pass would fail the same way, so
+    # the loop ends with the error instead of backing off as it does for an outage.
+    store._run("ALTER TABLE jobs DROP COLUMN published_at")
+    scheduler = make_scheduler("refused")
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            scheduler.run()
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(60)
+    scheduler.request_stop()  # if it kept looping, let it end before the namespace is dropped
+    thread.join(10)
+    assert outcome, "the scheduler kept running on a refused statement"
+    assert isinstance(outcome[0], StoreError)
+    assert "published_at" in outcome[0].message

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from jq_cli.handlers.builtin import http_url
 from jq_cli.handlers.registry import JobContext, PermanentError, job
+
+if TYPE_CHECKING:
+    import requests
 
 MAX_SCRAPE_BYTES = 5 * 1024 * 1024
 MAX_REDIRECTS = 5
@@ -50,7 +54,7 @@ def resolve_public(host: str, port: int, allow_private: bool) -> str:
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except socket.gaierror as exc:
         raise ConnectionError(f"cannot resolve {host}: {exc}") from None
-    addresses = [info[4][0].split("%", 1)[0] for info in infos]
+    addresses = [str(info[4][0]).split("%", 1)[0] for info in infos]
     if not allow_private:
         for text in addresses:
             address = ipaddress.ip_address(text)
@@ -62,7 +66,7 @@ def resolve_public(host: str, port: int, allow_private: bool) -> str:
     return addresses[0]
 
 
-def _pinned_session(allow_private: bool):
+def _pinned_session(allow_private: bool) -> requests.Session:
     """A requests Session whose connections go to the address resolve_public() judged, while the
     Host header, SNI and certificate checks keep using the name."""
     import requests
@@ -71,9 +75,14 @@ def _pinned_session(allow_private: bool):
     from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
     class Pinned:
-        def _new_conn(self):  # urllib3 connects to self._dns_host; the name stays in self.host
+        # A mixin for urllib3's connection classes, which have these.
+        host: str
+        port: int
+
+        def _new_conn(self) -> Any:
+            # urllib3 connects to self._dns_host; the name stays in self.host.
             self._dns_host = resolve_public(self.host, self.port, allow_private)
-            return super()._new_conn()
+            return super()._new_conn()  # type: ignore[misc]  # from the connection class
 
     class PinnedHTTP(Pinned, HTTPConnection):
         pass
@@ -88,7 +97,7 @@ def _pinned_session(allow_private: bool):
         ConnectionCls = PinnedHTTPS
 
     class PinnedAdapter(HTTPAdapter):
-        def init_poolmanager(self, *args, **kwargs):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
             super().init_poolmanager(*args, **kwargs)
             self.poolmanager.pool_classes_by_scheme = {
                 "http": PinnedHTTPPool,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -69,7 +68,7 @@ class Gate:
                 scope.get("method", ""), self._route(scope), status, time.perf_counter() - started
             )
 
-    def _authenticate(self, scope: Scope):
+    def _authenticate(self, scope: Scope) -> problems.ProblemResponse | None:
         authenticated = not self.keys
         if self.keys:
             for name, value in scope.get("headers", ()):
@@ -85,13 +84,16 @@ class Gate:
             return None
         return problems.unauthorized()
 
-    async def _read_body(self, scope: Scope, receive: Receive):
+    async def _read_body(
+        self, scope: Scope, receive: Receive
+    ) -> tuple[problems.ProblemResponse | None, Receive]:
         length = _content_length(scope)
         if length is not None and length > self.max_body:
             return problems.too_large(self.max_body), receive
         if scope.get("method") in BODYLESS and not length:
             return None, receive
-        chunks, size = [], 0
+        chunks: list[bytes] = []
+        size = 0
         while True:
             message = await receive()
             if message["type"] != "http.request":
@@ -102,7 +104,7 @@ class Gate:
             chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
                 break
-        whole = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        whole: Message = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
         return None, _replay([whole], receive)
 
     def _route(self, scope: Scope) -> str:
@@ -129,7 +131,7 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-def _replay(messages: list[dict[str, Any]], receive: Receive) -> Receive:
+def _replay(messages: list[Message], receive: Receive) -> Receive:
     pending = list(messages)
 
     async def replay() -> Message:

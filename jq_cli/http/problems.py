@@ -90,8 +90,10 @@ def _where(loc: tuple[Any, ...]) -> str:
 
 
 def validation_problem(exc: RequestValidationError) -> ProblemResponse:
-    errors = list(exc.errors())
-    first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
+    errors: list[dict[str, Any]] = list(exc.errors())
+    first: dict[str, Any] = (
+        errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
+    )
     if first.get("type") == "json_invalid":
         reason = (first.get("ctx") or {}).get("error", "malformed")
         return problem(400, f"the request body is not valid JSON: {reason}", kind="invalid-input")

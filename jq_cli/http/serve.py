@@ -6,6 +6,7 @@ import contextlib
 import ipaddress
 import logging
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Iterator
@@ -67,12 +68,12 @@ class NotifyingServer(uvicorn.Server):
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
-    async def startup(self, sockets=None) -> None:
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
         if self.started:
             sdnotify.notify("READY=1", f"STATUS=serving on {self.config.host}:{self.config.port}")
 
-    async def shutdown(self, sockets=None) -> None:
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         sdnotify.notify("STOPPING=1")
         await super().shutdown(sockets=sockets)
 

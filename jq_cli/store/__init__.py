@@ -2,8 +2,10 @@
 
 Queries are named noun_verb and commented with why. Every state change is a conditional
 UPDATE (DESIGN invariant 2); every time comparison uses the database's now() (invariant 4).
-Driver errors are translated in one place (base.StoreBase), into jq's error tree. Store is one
-connection; its queries are grouped by who needs them, one module each.
+Driver errors are translated in one place (base.translate, applied by StoreBase._errors), into
+jq's error tree, the driver's error kept as the cause. Store is one connection; its queries are
+grouped by who needs them, one module each (each a mixin on StoreBase), and the rows they return
+are typed in rows.py.
 """
 
 from jq_cli.store.base import (
@@ -17,6 +19,19 @@ from jq_cli.store.dashboard import job_count_created_per_second
 from jq_cli.store.jobs import JobQueries
 from jq_cli.store.maintenance import MaintenanceQueries
 from jq_cli.store.records import Finish, Inserted, NewJob, hostname, payload_json
+from jq_cli.store.rows import (
+    AttemptRow,
+    DueSchedule,
+    FiredJob,
+    JobCounts,
+    JobRef,
+    JobRow,
+    JobSummary,
+    QueuedCount,
+    ScheduleJob,
+    ScheduleRow,
+    TickPlan,
+)
 from jq_cli.store.schedules import ScheduleQueries
 from jq_cli.store.work import WorkQueries
 
@@ -28,10 +43,21 @@ class Store(JobQueries, WorkQueries, MaintenanceQueries, ScheduleQueries, StoreB
 
 __all__ = [
     "SERVICE",
+    "AttemptRow",
+    "DueSchedule",
     "Finish",
+    "FiredJob",
     "Inserted",
+    "JobCounts",
+    "JobRef",
+    "JobRow",
+    "JobSummary",
     "NewJob",
+    "QueuedCount",
+    "ScheduleJob",
+    "ScheduleRow",
     "Store",
+    "TickPlan",
     "available_migrations",
     "hostname",
     "job_count_created_per_second",

@@ -1,5 +1,6 @@
 """The store's foundation: one PostgreSQL connection, driver errors translated once into jq's
-error tree, and the schema (migrations from sql/, applied in order, each in a transaction)."""
+error tree (translate()), and the schema (migrations from sql/, applied in order, each in a
+transaction)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,19 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 
-from jq_cli.errors import SchemaNotMigrated, ServiceUnavailable
+from jq_cli.errors import (
+    Conflict,
+    DatabaseUnavailable,
+    JqError,
+    SchemaNotMigrated,
+    Service,
+    StoreError,
+)
 
-SERVICE = "PostgreSQL"
+SERVICE = Service.POSTGRESQL
+Query = str | sql.SQL | sql.Composed  # what the store's helpers run
 MIGRATION_FILE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
 
@@ -47,6 +56,31 @@ def _database_name(url: str) -> str:
     return urlsplit(url).path.lstrip("/") or "postgres"
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def translate(exc: psycopg.Error, url: str, namespace: str) -> JqError:
+    """The jq error for a driver error: the one place the store decides what PostgreSQL's
+    errors mean. Callers raise it `from exc`, so the driver's error stays the cause."""
+    if isinstance(exc, psycopg.errors.UndefinedTable):
+        return SchemaNotMigrated(
+            f"the jq schema {namespace!r} is missing in {_database_name(url)!r}: run `jq db migrate`"
+        )
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        # Outages, but also a statement timeout or a deadlock (both OperationalError): the
+        # connection may be unusable, and the caller's answer is the same, try again later.
+        return DatabaseUnavailable(url, _first_line(exc))
+    if isinstance(exc, psycopg.errors.UniqueViolation):
+        constraint = exc.diag.constraint_name or "a unique key"
+        return Conflict(f"{SERVICE} refused a duplicate ({constraint}): {_first_line(exc)}")
+    sqlstate = f" {exc.sqlstate}" if exc.sqlstate else ""
+    return StoreError(
+        f"{SERVICE} refused a statement ({type(exc).__name__}{sqlstate}): {_first_line(exc)}"
+    )
+
+
 class StoreBase:
     """One PostgreSQL connection (autocommit; explicit transactions where several statements
     must commit together). Not thread-safe: each thread that needs SQL owns a Store."""
@@ -58,16 +92,16 @@ class StoreBase:
         *,
         application_name: str = "jq",
         connect_timeout: float = 5.0,
-    ):
+    ) -> None:
         self.url = url
         self.namespace = namespace
         self.application_name = application_name
         self.connect_timeout = connect_timeout
-        self._conn: psycopg.Connection | None = None
+        self._conn: psycopg.Connection[DictRow] | None = None
 
     # -- connection ---------------------------------------------------------------------------
 
-    def _connect(self) -> psycopg.Connection:
+    def _connect(self) -> psycopg.Connection[DictRow]:
         try:
             conn = psycopg.connect(
                 self.url,
@@ -80,16 +114,20 @@ class StoreBase:
                 options=f"-c search_path={self.namespace}",
             )
         except psycopg.OperationalError as exc:
-            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            detail = _first_line(exc)
+            # A failed connection carries no SQLSTATE (psycopg has no session to read 3D000 from),
+            # so the server's FATAL text is the only sign of a missing database.
             if "does not exist" in detail and "database" in detail:
                 raise SchemaNotMigrated(
                     f"{SERVICE} database {_database_name(self.url)!r} does not exist: run `jq db migrate`"
-                ) from None
-            raise ServiceUnavailable(SERVICE, self.url, detail) from None
+                ) from exc
+            raise DatabaseUnavailable(self.url, detail) from exc
+        except psycopg.Error as exc:
+            raise translate(exc, self.url, self.namespace) from exc
         return conn
 
     @property
-    def conn(self) -> psycopg.Connection:
+    def conn(self) -> psycopg.Connection[DictRow]:
         if self._conn is None or self._conn.closed:
             self._conn = self._connect()
         return self._conn
@@ -107,27 +145,26 @@ class StoreBase:
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
-        """Translate driver errors into ours; drop a broken connection so the next call reconnects."""
+        """Every driver error raised inside becomes a jq error (translate()), its cause kept; a
+        broken connection is dropped so that the next call reconnects."""
         try:
             yield
-        except psycopg.errors.UndefinedTable:
-            raise SchemaNotMigrated(
-                f"the jq schema {self.namespace!r} is missing in {_database_name(self.url)!r}: run `jq db migrate`"
-            ) from None
-        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            self.close()
-            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ServiceUnavailable(SERVICE, self.url, detail) from None
+        except psycopg.Error as exc:
+            error = translate(exc, self.url, self.namespace)
+            if isinstance(error, DatabaseUnavailable):
+                self.close()
+            raise error from exc
 
-    def _all(self, query: str, params: Any = None) -> list[dict[str, Any]]:
+    # A row is the driver's dict; the query modules cast it to their TypedDict (store.rows).
+    def _all(self, query: Query, params: Any = None) -> list[dict[str, Any]]:
         with self._errors():
             return self.conn.execute(query, params).fetchall()
 
-    def _one(self, query: str, params: Any = None) -> dict[str, Any] | None:
+    def _one(self, query: Query, params: Any = None) -> dict[str, Any] | None:
         with self._errors():
             return self.conn.execute(query, params).fetchone()
 
-    def _run(self, query: str, params: Any = None) -> int:
+    def _run(self, query: Query, params: Any = None) -> int:
         with self._errors():
             return self.conn.execute(query, params).rowcount
 
@@ -170,8 +207,8 @@ class StoreBase:
                 return True
         except psycopg.errors.DuplicateDatabase:
             return False
-        except psycopg.OperationalError as exc:
-            raise ServiceUnavailable(SERVICE, self.url, str(exc).strip().splitlines()[0]) from None
+        except psycopg.Error as exc:
+            raise translate(exc, self.url, self.namespace) from exc
 
     def migrate(self) -> list[str]:
         """Apply pending migrations in order, each in its own transaction. Returns their names.

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from jq_cli.store.base import StoreBase
 
 CREATED_SCAN_FIRST = 1000  # rows read by the first step: enough for a quiet queue's whole window
 CREATED_SCAN_LIMIT = 200_000  # never read more than this many rows per refresh, however busy
 
 
-def job_count_created_per_second(store: Any, first: int, last: int) -> tuple[dict[int, int], int]:
+def job_count_created_per_second(
+    store: StoreBase, first: int, last: int
+) -> tuple[dict[int, int], int]:
     """Jobs created in each epoch second from `first` to `last` (inclusive), for the submitted rate.
 
     Submits are not counted in Redis (the submit path must not pay a round trip for telemetry), and

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from jq_cli.errors import NotFound
+from jq_cli.store.base import StoreBase
 from jq_cli.store.records import Inserted, NewJob
+from jq_cli.store.rows import AttemptRow, JobCounts, JobRef, JobRow, JobSummary, QueuedCount
 
 
-class JobQueries:
+class JobQueries(StoreBase):
     def job_insert(self, job: NewJob) -> Inserted:
         """Insert one job (one round trip); an idempotency key that exists returns that job."""
         row = self._one(
@@ -113,7 +115,7 @@ class JobQueries:
                     if j.idempotency_key and j.idempotency_key not in by_key
                 }
             )
-            existing = {}
+            existing: dict[str, dict[str, Any]] = {}
             if missing:
                 existing = {
                     r["idempotency_key"]: r
@@ -181,14 +183,18 @@ class JobQueries:
 
     # -- read ---------------------------------------------------------------------------------
 
-    def job_get(self, job_id: int) -> dict[str, Any]:
+    def job_get(self, job_id: int) -> JobRow:
         """The job with its attempts, oldest first. Raises NotFound."""
-        job = self._one("SELECT * FROM jobs WHERE id = %s", (job_id,))  # query: job_get
-        if job is None:
+        row = self._one("SELECT * FROM jobs WHERE id = %s", (job_id,))  # query: job_get
+        if row is None:
             raise NotFound(f"job {job_id} not found")
-        job["attempt_history"] = self._all(
-            "SELECT * FROM attempts WHERE job_id = %s ORDER BY number",  # query: attempt_list
-            (job_id,),
+        job = cast(JobRow, row)
+        job["attempt_history"] = cast(
+            list[AttemptRow],
+            self._all(
+                "SELECT * FROM attempts WHERE job_id = %s ORDER BY number",  # query: attempt_list
+                (job_id,),
+            ),
         )
         return job
 
@@ -208,9 +214,9 @@ class JobQueries:
         since_seconds: float | None = None,
         limit: int = 50,
         before_id: int | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[JobSummary]:
         """Newest first, filtered; `before_id` pages through older rows."""
-        where, params = ["true"], {}
+        where, params = ["true"], dict[str, Any]()
         if states:
             where.append("state = ANY(%(states)s)")
             params["states"] = list(states)
@@ -235,9 +241,9 @@ class JobQueries:
             " run_at, created_at, started_at, finished_at, worker"
             f" FROM jobs WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT %(limit)s"  # query: job_list
         )
-        return self._all(query, params)
+        return cast(list[JobSummary], self._all(query, params))
 
-    def job_counts(self) -> dict[str, Any]:
+    def job_counts(self) -> JobCounts:
         """Counts by state, and queued counts by priority and by queue."""
         by_state = {
             r["state"]: r["n"]
@@ -249,13 +255,13 @@ class JobQueries:
             # query: job_count_queued. The partial index jobs_queued keeps this cheap.
             "SELECT queue, priority, count(*) AS n FROM jobs WHERE state = 'queued' GROUP BY queue, priority"
         )
-        return {"by_state": by_state, "queued": queued}
+        return {"by_state": by_state, "queued": cast(list[QueuedCount], queued)}
 
     # -- operator actions ---------------------------------------------------------------------
 
-    def job_retry(self, ids: Sequence[int]) -> list[dict[str, Any]]:
+    def job_retry(self, ids: Sequence[int]) -> list[JobRef]:
         """Dead or cancelled jobs back to queued with a fresh set of attempts (history kept)."""
-        return self._all(
+        rows = self._all(
             # query: job_retry
             """
             UPDATE jobs SET state = 'queued', attempts = 0, cancel_requested = false, finished_at = NULL,
@@ -265,6 +271,7 @@ class JobQueries:
             """,
             {"ids": list(ids)},
         )
+        return cast(list[JobRef], rows)
 
     def job_ids_matching(
         self,
@@ -273,7 +280,7 @@ class JobQueries:
         limit: int | None = None,
         older_than: float | None = None,
     ) -> list[int]:
-        where, params = ["state = %(state)s"], {"state": state}
+        where, params = ["state = %(state)s"], dict[str, Any](state=state)
         if job_type:
             where.append("job_type = %(type)s")
             params["type"] = job_type
@@ -316,4 +323,7 @@ class JobQueries:
         )
 
     def now(self) -> datetime:
-        return self._one("SELECT now() AS now")["now"]
+        """The database's clock: every due time is compared with it (DESIGN invariant 4)."""
+        row = self._one("SELECT now() AS now")  # query: now
+        assert row is not None  # a SELECT without FROM returns one row
+        return cast(datetime, row["now"])

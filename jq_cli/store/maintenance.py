@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import cast
+
+from jq_cli.store.base import StoreBase
+from jq_cli.store.rows import JobRef
 
 
-class MaintenanceQueries:
+class MaintenanceQueries(StoreBase):
     def leader_try_lock(self) -> bool:
         """Take (or keep) the scheduler leader lock: a session advisory lock that dies with the
         connection, so a crashed leader frees it at once."""
@@ -17,9 +20,9 @@ class MaintenanceQueries:
     def leader_unlock(self) -> None:
         self._one("SELECT pg_advisory_unlock(hashtext(%s)) AS ok", (f"{self.namespace}:scheduler",))
 
-    def job_promote_due(self, limit: int) -> list[dict[str, Any]]:
+    def job_promote_due(self, limit: int) -> list[JobRef]:
         """Move scheduled and retrying jobs whose run_at has come to queued. Returns them, to publish."""
-        return self._all(
+        rows = self._all(
             # query: job_promote_due. SKIP LOCKED lets a slow worker's UPDATE of one row not stall the
             # scheduler; the due time is the database's clock.
             """
@@ -34,11 +37,12 @@ class MaintenanceQueries:
             """,
             {"limit": limit},
         )
+        return cast(list[JobRef], rows)
 
-    def job_rescue_expired(self, limit: int) -> list[dict[str, Any]]:
+    def job_rescue_expired(self, limit: int) -> list[JobRef]:
         """Take back running jobs whose lease expired (their worker died or was cut off). The lost
         attempt counts, so a job that kills its worker every time ends dead instead of looping."""
-        return self._all(
+        rows = self._all(
             # query: job_rescue_expired
             """
             WITH expired AS (
@@ -64,6 +68,7 @@ class MaintenanceQueries:
             """,
             {"limit": limit},
         )
+        return cast(list[JobRef], rows)
 
     def job_count_unpublished(self, older_than: float) -> dict[str, int]:
         """Per queue, how many jobs have stayed queued longer than `older_than` seconds since
@@ -79,11 +84,9 @@ class MaintenanceQueries:
         )
         return {r["queue"]: r["n"] for r in rows}
 
-    def job_republish_claim(
-        self, queue: str, older_than: float, limit: int
-    ) -> list[dict[str, Any]]:
+    def job_republish_claim(self, queue: str, older_than: float, limit: int) -> list[JobRef]:
         """Pick up to `limit` long-queued jobs of a queue and stamp them published now."""
-        return self._all(
+        rows = self._all(
             # query: job_republish_claim. Highest priority and oldest first: those are the jobs a
             # missing message hurts most.
             """
@@ -99,3 +102,4 @@ class MaintenanceQueries:
             """,
             {"queue": queue, "age": older_than, "limit": limit},
         )
+        return cast(list[JobRef], rows)

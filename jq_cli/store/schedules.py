@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import DictRow
+
+from jq_cli.store.base import StoreBase
+from jq_cli.store.rows import DueSchedule, FiredJob, JobRef, ScheduleJob, ScheduleRow, TickPlan
 
 
-class ScheduleQueries:
+class ScheduleQueries(StoreBase):
     SCHEDULE_COLUMNS = (
         "job_type",
         "cron",
@@ -24,10 +28,10 @@ class ScheduleQueries:
         "next_fire_at",
     )
 
-    def schedule_insert(self, row: dict[str, Any]) -> dict[str, Any] | None:
+    def schedule_insert(self, row: dict[str, Any]) -> ScheduleRow | None:
         """Insert a schedule; None when the name exists. `row` has every SCHEDULE_COLUMNS key and
         name; payload as JSON text."""
-        return self._one(
+        created = self._one(
             # query: schedule_insert. ON CONFLICT rather than a look-up first: two adds of one name race.
             """
             INSERT INTO schedules (name, job_type, cron, timezone, payload, priority, max_retries, queue,
@@ -39,16 +43,19 @@ class ScheduleQueries:
             """,
             row,
         )
+        return cast(ScheduleRow | None, created)
 
-    def schedule_get(self, name: str) -> dict[str, Any] | None:
-        return self._one("SELECT * FROM schedules WHERE name = %s", (name,))  # query: schedule_get
+    def schedule_get(self, name: str) -> ScheduleRow | None:
+        row = self._one("SELECT * FROM schedules WHERE name = %s", (name,))  # query: schedule_get
+        return cast(ScheduleRow | None, row)
 
-    def schedule_list(self) -> list[dict[str, Any]]:
-        return self._all("SELECT * FROM schedules ORDER BY name")  # query: schedule_list
+    def schedule_list(self) -> list[ScheduleRow]:
+        rows = self._all("SELECT * FROM schedules ORDER BY name")  # query: schedule_list
+        return cast(list[ScheduleRow], rows)
 
     def _schedule_set(
-        self, conn: psycopg.Connection, name: str, changes: dict[str, Any]
-    ) -> dict[str, Any] | None:
+        self, conn: psycopg.Connection[DictRow], name: str, changes: dict[str, Any]
+    ) -> ScheduleRow | None:
         unknown = set(changes) - set(self.SCHEDULE_COLUMNS)
         if unknown:
             raise ValueError(f"not schedule columns: {sorted(unknown)}")
@@ -64,9 +71,9 @@ class ScheduleQueries:
             # next_fire_at a concurrent tick just advanced alone.
             "UPDATE schedules SET {}, updated_at = now() WHERE name = %(name)s RETURNING *"
         ).format(sql.SQL(", ").join(sets))
-        return conn.execute(query, {**changes, "name": name}).fetchone()
+        return cast(ScheduleRow | None, conn.execute(query, {**changes, "name": name}).fetchone())
 
-    def schedule_update(self, name: str, changes: dict[str, Any]) -> dict[str, Any] | None:
+    def schedule_update(self, name: str, changes: dict[str, Any]) -> ScheduleRow | None:
         """Set some columns of a schedule; None when it does not exist."""
         with self._errors():
             return self._schedule_set(self.conn, name, changes)
@@ -103,8 +110,8 @@ class ScheduleQueries:
                     "DELETE FROM schedules WHERE name = ANY(%s)", (list(deletes),)
                 )  # query: schedule_apply_delete
 
-    def schedule_jobs_recent(self, name: str, limit: int) -> list[dict[str, Any]]:
-        return self._all(
+    def schedule_jobs_recent(self, name: str, limit: int) -> list[ScheduleJob]:
+        rows = self._all(
             # query: schedule_jobs_recent. Served by jobs_schedule_recent.
             """
             SELECT id, state, created_at, fire_time FROM jobs
@@ -112,10 +119,11 @@ class ScheduleQueries:
             """,
             (name, limit),
         )
+        return cast(list[ScheduleJob], rows)
 
-    def schedule_job_insert(self, name: str, default_max_retries: int) -> dict[str, Any] | None:
+    def schedule_job_insert(self, name: str, default_max_retries: int) -> JobRef | None:
         """One job from the schedule now, outside its ticks (no fire time). None if it does not exist."""
-        return self._one(
+        row = self._one(
             # query: schedule_job_insert
             """
             INSERT INTO jobs (job_type, queue, priority, state, payload, max_retries, run_at, published_at,
@@ -126,20 +134,21 @@ class ScheduleQueries:
             """,
             {"name": name, "retries": default_max_retries},
         )
+        return cast(JobRef | None, row)
 
     def schedule_fire_due(
         self,
         limit: int,
-        planner: Callable[[dict[str, Any], datetime], Any],
+        planner: Callable[[DueSchedule, datetime], TickPlan | None],
         default_max_retries: int,
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    ) -> tuple[list[FiredJob], list[DueSchedule]]:
         """Fire the due schedules, in one transaction: lock up to `limit` enabled schedules whose
         next_fire_at has passed the database clock, ask `planner(row, now)` for a plan (fire_time,
         next_fire_at; None leaves the row alone), insert one job per fired tick and advance each
         timer. Returns (jobs created, the rows planned, each with its "plan")."""
         with self._errors(), self.conn.transaction():
             conn = self.conn
-            rows = conn.execute(
+            locked = conn.execute(
                 # query: schedule_lock_due. SKIP LOCKED: a second scheduler (or an edit in progress)
                 # never waits here; the row it skips is fired by whoever holds it.
                 """
@@ -149,14 +158,16 @@ class ScheduleQueries:
                 """,
                 (limit,),
             ).fetchall()
-            planned = []
-            for row in rows:
-                row["plan"] = planner(row, row["db_now"])
-                if row["plan"] is not None:
+            planned: list[DueSchedule] = []
+            plans: list[TickPlan] = []
+            for row in cast(list[DueSchedule], locked):
+                plan = row["plan"] = planner(row, row["db_now"])
+                if plan is not None:
                     planned.append(row)
+                    plans.append(plan)
             if not planned:
                 return [], []
-            fired = [r for r in planned if r["plan"].fire_time is not None]
+            fired = [(r, p) for r, p in zip(planned, plans, strict=True) if p.fire_time is not None]
             jobs = (
                 conn.execute(
                     # query: schedule_job_fire. The unique (schedule_name, fire_time) key makes a tick
@@ -172,8 +183,8 @@ class ScheduleQueries:
                 RETURNING id, state, queue, priority, schedule_name, fire_time
                 """,
                     {
-                        "names": [r["name"] for r in fired],
-                        "times": [r["plan"].fire_time for r in fired],
+                        "names": [r["name"] for r, _ in fired],
+                        "times": [p.fire_time for _, p in fired],
                         "retries": default_max_retries,
                     },
                 ).fetchall()
@@ -190,11 +201,11 @@ class ScheduleQueries:
                 """,
                 {
                     "names": [r["name"] for r in planned],
-                    "next": [r["plan"].next_fire_at for r in planned],
-                    "fired": [r["plan"].fire_time for r in planned],
+                    "next": [p.next_fire_at for p in plans],
+                    "fired": [p.fire_time for p in plans],
                 },
             )
-        return jobs, planned
+        return cast(list[FiredJob], jobs), planned
 
     def job_prune(self, state: str, older_than: float, limit: int) -> int:
         """Delete up to `limit` jobs in terminal `state` that finished more than `older_than`

@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from jq_cli.store.base import StoreBase
 from jq_cli.store.records import Finish
 
 
-class WorkQueries:
+class WorkQueries(StoreBase):
     def job_claim(self, ids: Sequence[int], worker: str, lease_ttl: float) -> list[dict[str, Any]]:
         """Claim the queued jobs among `ids` for `worker` in one statement, opening an attempt for
         each. Jobs in any other state are left alone: that is how duplicates lose."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from textual import work
 from textual.app import App
@@ -18,6 +19,10 @@ from jq_cli.tui.screens.dashboard import DashboardScreen
 from jq_cli.tui.screens.help import HelpScreen
 from jq_cli.tui.screens.job_detail import JobDetailScreen
 from jq_cli.tui.source import DashboardOps, Filter, Snapshot, collect, utc_now
+from jq_cli.tui.widgets.jobs_panel import JobsPanel
+
+if TYPE_CHECKING:
+    from jq_cli.action_ops import ActionReport
 
 PURGEABLE = ("completed", "dead", "cancelled")
 BULK_LIMIT = 10_000  # R retries at most this many dead jobs per confirmation
@@ -87,7 +92,7 @@ class TopApp(App[None]):
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
         self._fetching = False
-        if not self._dashboard.is_attached:  # the app is closing
+        if self._dashboard is None or not self._dashboard.is_attached:  # the app is closing
             return
         snap = message.snapshot
         if snap.database_error and (self.snapshot is None or not self.snapshot.database_error):
@@ -105,6 +110,8 @@ class TopApp(App[None]):
 
     @property
     def dashboard(self) -> DashboardScreen:
+        if self._dashboard is None:
+            raise RuntimeError("the dashboard exists once the app is mounted")
         return self._dashboard
 
     def set_filter(self, text: str) -> bool:
@@ -114,7 +121,7 @@ class TopApp(App[None]):
         except InvalidInput as exc:
             self.notify(exc.message, severity="error")
             return False
-        self.dashboard.query_one("#jobs").show_filter(self.filter)
+        self.dashboard.query_one("#jobs", JobsPanel).show_filter(self.filter)
         self.request_refresh()
         return True
 
@@ -154,7 +161,7 @@ class TopApp(App[None]):
 
         self.push_screen(ConfirmScreen(message.question), answered)
 
-    def _one_job(self, verb: str, call: Callable[[list[int]], object]) -> None:
+    def _one_job(self, verb: str, call: Callable[[list[int]], ActionReport]) -> None:
         job_id = self.selected_job_id()
         if job_id is None:
             self.notify(f"select a job to {verb} first", severity="warning")

@@ -6,15 +6,17 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from jq_cli.errors import InvalidInput, JqError, NotFound, SchemaNotMigrated, ServiceUnavailable
+from jq_cli.errors import DatabaseUnavailable, InvalidInput, JqError, NotFound, SchemaNotMigrated
 from jq_cli.states import JobState, Priority
+
+if TYPE_CHECKING:
+    from jq_cli.action_ops import ActionReport
 
 RATE_SECONDS = 180  # the sparklines show the last three minutes
 JOBS_LIMIT = 200
 DEAD_LIMIT = 100
-POSTGRES = "PostgreSQL"
 
 
 class DashboardOps(Protocol):
@@ -39,8 +41,8 @@ class DashboardOps(Protocol):
         self, *, job_type: str | None = ..., limit: int = ...
     ) -> list[dict[str, Any]]: ...
     def get(self, job_id: int) -> dict[str, Any]: ...
-    def retry(self, ids: list[int]) -> Any: ...
-    def cancel(self, ids: list[int]) -> Any: ...
+    def retry(self, ids: list[int]) -> ActionReport: ...
+    def cancel(self, ids: list[int]) -> ActionReport: ...
     def purge(
         self,
         *,
@@ -166,9 +168,8 @@ class Snapshot:
 
 
 def is_database_error(exc: JqError) -> bool:
-    return isinstance(exc, SchemaNotMigrated) or (
-        isinstance(exc, ServiceUnavailable) and exc.service == POSTGRES
-    )
+    """True when the error means Postgres is away or unmigrated: nothing else can be read then."""
+    return isinstance(exc, SchemaNotMigrated | DatabaseUnavailable)
 
 
 def utc_now() -> datetime:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -16,6 +18,9 @@ from jq_cli.tui.widgets.rates_panel import RatesPanel
 from jq_cli.tui.widgets.row_table import RowTable
 from jq_cli.tui.widgets.status_bar import StatusBar
 from jq_cli.tui.widgets.workers_panel import WorkersPanel
+
+if TYPE_CHECKING:
+    from jq_cli.tui.app import TopApp
 
 
 class DashboardScreen(Screen):
@@ -34,6 +39,11 @@ class DashboardScreen(Screen):
             heartbeat_interval,
         )
 
+    @property
+    def top(self) -> TopApp:
+        """The app this screen belongs to, typed (Screen.app is any App)."""
+        return cast("TopApp", self.app)
+
     def compose(self) -> ComposeResult:
         yield StatusBar(self.namespace, self.interval, id="status")
         with Horizontal(id="summary"):
@@ -47,7 +57,7 @@ class DashboardScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one("#jobs-table").focus()
-        self.app.start_refreshing()
+        self.top.start_refreshing()
 
     def show(self, snap: Snapshot) -> None:
         self.query_one(StatusBar).show(snap)
@@ -76,7 +86,7 @@ class DashboardScreen(Screen):
     def action_open_filter(self) -> None:
         box = self.query_one(FilterInput)
         box.display = True
-        box.value = self.app.filter.describe()
+        box.value = self.top.filter.describe()
         box.focus()
 
     def _close_filter(self) -> None:
@@ -87,13 +97,13 @@ class DashboardScreen(Screen):
     def action_back(self) -> None:
         if self.query_one(FilterInput).display:
             self._close_filter()
-        elif not self.app.filter.empty:
-            self.app.set_filter("")
+        elif not self.top.filter.empty:
+            self.top.set_filter("")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        if self.app.set_filter(event.value):
+        if self.top.set_filter(event.value):
             self._close_filter()
 
     def on_data_table_row_selected(self, event: RowTable.RowSelected) -> None:
         if event.data_table.id in ("jobs-table", "dead-table"):
-            self.app.open_job(int(event.row_key.value))
+            self.top.open_job(int(str(event.row_key.value)))

@@ -12,7 +12,7 @@ from textual.widgets import Input, Static
 from jq_cli.tui.plain import JOB_COLUMNS, job_cells
 from jq_cli.tui.source import Filter
 from jq_cli.tui.widgets.counts_panel import STATE_STYLES
-from jq_cli.tui.widgets.row_table import RowTable
+from jq_cli.tui.widgets.row_table import Cell, RowTable
 
 
 class FilterInput(Input):
@@ -47,10 +47,11 @@ class JobsPanel(Vertical):
                 )
             )
         note.display = bool(error or not jobs)
-        rows = []
+        rows: list[tuple[str, list[Cell]]] = []
         for job in jobs:
-            cells = list(job_cells(job, now))
-            cells[3] = Text(cells[3], STATE_STYLES.get(job["state"], ""))
+            plain = job_cells(job, now)
+            cells: list[Cell] = list(plain)
+            cells[3] = Text(plain[3], STATE_STYLES.get(job["state"], ""))
             rows.append((str(job["id"]), cells))
         table.replace_rows(rows)
         self.border_subtitle = f"{len(jobs)} shown"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual.widget import Widget
 
@@ -11,7 +13,7 @@ EVENT_STYLES = {"submitted": "cyan", "completed": "green", "failed": "red"}
 
 
 class RatesPanel(Widget):
-    def __init__(self, seconds: int, **kwargs) -> None:
+    def __init__(self, seconds: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.border_title = f"rates · last {seconds // 60}m"
         self.rates: dict | None = None

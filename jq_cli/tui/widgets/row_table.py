@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from rich.text import Text
 from textual.binding import Binding
@@ -18,7 +19,7 @@ class RowTable(DataTable):
         Binding("k", "cursor_up", "Up", show=False),
     ]
 
-    def __init__(self, columns: Sequence[str], **kwargs) -> None:
+    def __init__(self, columns: Sequence[str], **kwargs: Any) -> None:
         super().__init__(cursor_type="row", **kwargs)
         self._labels = tuple(columns)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual.widget import Widget
 
@@ -9,7 +11,7 @@ from jq_cli.tui.source import Snapshot
 
 
 class StatusBar(Widget):
-    def __init__(self, namespace: str, interval: float, **kwargs) -> None:
+    def __init__(self, namespace: str, interval: float, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.namespace = namespace
         self.interval = interval

@@ -1,0 +1,133 @@
+"""The operator actions of jq_cli.ops.Operations on jobs: retry, cancel and purge, by id or in
+bulk by state and type. A mixin, so front ends still call one object."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from jq_cli.errors import InvalidInput, InvalidTransition, JqError, NotFound
+from jq_cli.jobspec import check_name
+from jq_cli.ops_core import OperationsCore, parse_state
+from jq_cli.states import JobState
+
+PURGEABLE = ("completed", "dead", "cancelled")
+PURGE_BATCH = 5000  # ids per statement of a bulk retry or purge
+
+
+@dataclass
+class ActionReport:
+    """What a multi-id action did: the ids it changed and, per id, why others were refused."""
+
+    changed: dict[int, str] = field(default_factory=dict)
+    refused: dict[int, JqError] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.refused
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "changed": [{"id": i, "state": s} for i, s in self.changed.items()],
+            "refused": [
+                {"id": i, "error": e.message, "kind": e.kind} for i, e in self.refused.items()
+            ],
+        }
+
+
+class ActionOperations(OperationsCore):
+    def _refusals(
+        self, ids: Sequence[int], changed: Iterable[int], verb: str, allowed: str
+    ) -> dict[int, JqError]:
+        rest = [i for i in ids if i not in set(changed)]
+        if not rest:
+            return {}
+        states = self.store.job_states(rest)
+        refused: dict[int, JqError] = {}
+        for job_id in rest:
+            if job_id not in states:
+                refused[job_id] = NotFound(f"job {job_id} not found")
+            else:
+                refused[job_id] = InvalidTransition(
+                    f"job {job_id} is {states[job_id]}: only {allowed} jobs can be {verb}",
+                    state=states[job_id],
+                )
+        return refused
+
+    def retry(self, ids: Sequence[int]) -> ActionReport:
+        """Dead (or cancelled) jobs back to queued with a fresh set of attempts; history kept.
+        Ids in another state, or unknown, are refused (InvalidTransition, NotFound in the report).
+        Raises ServiceUnavailable."""
+        rows = self.store.job_retry(list(ids))
+        self._publish_rows(rows)
+        report = ActionReport(changed={r["id"]: "queued" for r in rows})
+        report.refused = self._refusals(ids, report.changed, "retried", "dead or cancelled")
+        return report
+
+    def retry_matching(
+        self,
+        *,
+        state: str = "dead",
+        job_type: str | None = None,
+        dry_run: bool = False,
+        limit: int | None = None,
+    ) -> list[int]:
+        """Retry every job in `state` (dead or cancelled), optionally of one type. Returns the ids.
+        Raises InvalidInput, ServiceUnavailable."""
+        parsed = parse_state(state)
+        if parsed not in (JobState.DEAD, JobState.CANCELLED):
+            raise InvalidInput(f"only dead or cancelled jobs can be retried, not {state}")
+        if job_type:
+            check_name(job_type, "job type")
+        ids = self.store.job_ids_matching(parsed.value, job_type, limit)
+        if dry_run or not ids:
+            return ids
+        done: list[int] = []
+        for start in range(0, len(ids), PURGE_BATCH):
+            done.extend(self.retry(ids[start : start + PURGE_BATCH]).changed)
+        return done
+
+    def cancel(self, ids: Sequence[int]) -> ActionReport:
+        """Cancel jobs: one not started ends cancelled and never runs; a running one is asked to stop
+        (its handler sees ctx.cancelled) and ends cancelled, never retried. Raises
+        ServiceUnavailable."""
+        changed = self.store.job_cancel(list(ids))
+        report = ActionReport(
+            changed={i: ("cancelling" if s == "running" else s) for i, s in changed.items()}
+        )
+        refused = self._refusals(
+            ids, changed, "cancelled", "scheduled, queued, retrying or running"
+        )
+        for job_id, err in list(refused.items()):
+            # A running job the cancel did not change was asked already: not an error twice.
+            if isinstance(err, InvalidTransition) and err.state == JobState.RUNNING:
+                report.changed[job_id] = "cancelling"
+                del refused[job_id]
+        report.refused = refused
+        return report
+
+    def purge(
+        self,
+        *,
+        state: str,
+        older_than: float | None = None,
+        job_type: str | None = None,
+        dry_run: bool = False,
+    ) -> int:
+        """Delete terminal jobs (with their attempts) in `state`; never an active one. Returns how many
+        were (or, with dry_run, would be) deleted. Raises InvalidInput, ServiceUnavailable."""
+        state = state.lower()
+        if state not in PURGEABLE:
+            raise InvalidInput(
+                f"purge takes a terminal state ({', '.join(PURGEABLE)}), not {state!r}"
+            )
+        if job_type:
+            check_name(job_type, "job type")
+        ids = self.store.job_ids_matching(state, job_type, older_than=older_than)
+        if dry_run:
+            return len(ids)
+        deleted = 0
+        for start in range(0, len(ids), PURGE_BATCH):
+            deleted += self.store.job_purge(ids[start : start + PURGE_BATCH])
+        return deleted

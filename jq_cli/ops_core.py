@@ -1,0 +1,161 @@
+"""The base of jq_cli.ops.Operations: the connections it holds (one Store, one Publisher, one
+Telemetry, opened on first use) and what every group of operations shares (checking a job type,
+publishing what was committed, presenting a row). The groups are mixins on this base: jobs in
+ops.py, operator actions in action_ops.py, health in health_ops.py, schedules in schedule_ops.py."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Self, cast
+
+from jq_cli.config import Settings, load_settings
+from jq_cli.errors import InvalidInput, ServiceUnavailable
+from jq_cli.handlers.registry import Registry, load_builtins
+from jq_cli.jobspec import JobRequest, encode_payload
+from jq_cli.states import PRIORITY_NAMES, JobState
+from jq_cli.store import Inserted, JobRef, JobRow, JobSummary, NewJob, Store
+
+if TYPE_CHECKING:
+    from jq_cli.broker import Publisher
+    from jq_cli.telemetry import Telemetry
+
+log = logging.getLogger("jq.ops")
+
+
+class OperationsCore:
+    """One connection to each service, opened on first use and kept for the object's life, so an
+    application can submit thousands of jobs a second through one instance. Not thread-safe:
+    give each thread its own."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        registry: Registry | None = None,
+        **overrides: Any,
+    ) -> None:
+        self.settings = settings or load_settings(**overrides)
+        self.registry = registry or load_builtins()
+        self._store: Store | None = None
+        self._publisher: Publisher | None = None
+        self._telemetry: Telemetry | None = None
+        self._known_types: set[str] = set()
+
+    # -- services -----------------------------------------------------------------------------
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            store = Store(
+                self.settings.database_url, self.settings.namespace, application_name="jq-client"
+            )
+            store.require_schema()
+            self._store = store
+        return self._store
+
+    @property
+    def publisher(self) -> Publisher:
+        if self._publisher is None:
+            # Imported here, so that `jq --help` and commands without RabbitMQ do not load pika.
+            from jq_cli.broker import Publisher
+
+            self._publisher = Publisher(self.settings.rabbitmq_url, self.settings.namespace)
+        return self._publisher
+
+    @property
+    def telemetry(self) -> Telemetry:
+        if self._telemetry is None:
+            from jq_cli.telemetry import Telemetry
+
+            self._telemetry = Telemetry(self.settings.redis_url, self.settings.namespace)
+        return self._telemetry
+
+    def close(self) -> None:
+        for service in (self._store, self._publisher, self._telemetry):
+            if service is not None:
+                # Closing is best effort; the process may be exiting.
+                with contextlib.suppress(Exception):
+                    service.close()
+        self._store = None
+        self._publisher = None
+        self._telemetry = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- shared by the groups of operations ---------------------------------------------------
+
+    def _check_type(self, request: JobRequest) -> None:
+        handler = self.registry.get(request.job_type)
+        if handler is not None:
+            handler.validate(request.payload)
+            return
+        if request.job_type in self._known_types:
+            return
+        # A type whose handler only the workers import is known through their registration.
+        if self.store.job_type_exists(request.job_type):
+            self._known_types.add(request.job_type)
+            return
+        known = ", ".join(self.registry.names())
+        raise InvalidInput(
+            f"unknown job type {request.job_type!r} (built in: {known}; others must be registered by a "
+            "running `jq worker --import MODULE`)"
+        )
+
+    def _prepare(self, request: JobRequest) -> NewJob:
+        self._check_type(request)
+        text = encode_payload(request.payload, self.settings.max_payload_bytes)
+        return request.to_new_job(text, self.settings.default_max_retries)
+
+    def _publish(self, inserted: Sequence[Inserted]) -> None:
+        from jq_cli.broker import Message
+
+        due = [
+            Message(i.id, i.queue, i.priority)
+            for i in inserted
+            if i.created and i.state == JobState.QUEUED
+        ]
+        if not due:
+            return
+        try:
+            self.publisher.publish(due)
+        except (ServiceUnavailable, InvalidInput) as exc:
+            # The jobs are committed: the scheduler's sweeper publishes them once the broker is back.
+            # Raising here (even for a malformed JQ_RABBITMQ_URL) would report an accepted job as
+            # failed and invite a duplicate submit.
+            log.warning(
+                "publish deferred for %d job(s), the scheduler will publish them: %s",
+                len(due),
+                exc.message,
+            )
+
+    def _publish_rows(self, rows: Sequence[JobRef]) -> None:
+        due = [
+            Inserted(r["id"], "queued", r["queue"], r["priority"], True)
+            for r in rows
+            if r.get("state", "queued") == "queued"
+        ]
+        self._publish(due)
+
+
+def parse_state(value: str) -> JobState:
+    """A job state from user input. Raises InvalidInput."""
+    try:
+        return JobState(value.lower())
+    except ValueError:
+        raise InvalidInput(
+            f"unknown state {value!r} (one of: {', '.join(s.value for s in JobState)})"
+        ) from None
+
+
+def present_job(row: JobRow | JobSummary) -> dict[str, Any]:
+    """A job row as front ends show it: priority by name (the row itself is changed)."""
+    out = cast(dict[str, Any], row)
+    if "priority" in out and isinstance(out["priority"], int):
+        out["priority"] = PRIORITY_NAMES.get(out["priority"], str(out["priority"]))
+    return out
