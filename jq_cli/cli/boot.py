@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jq_cli.config import Settings, load_settings
 from jq_cli.errors import InvalidInput
 from jq_cli.logs import LOG_FORMATS, setup_logging
+
+if TYPE_CHECKING:
+    from jq_cli.metrics import DaemonMetrics
 
 
 def settings_loader(config: str | None) -> Callable[[], Settings]:
@@ -29,7 +33,9 @@ def settings_loader(config: str | None) -> Callable[[], Settings]:
     return load
 
 
-def _start(role: str, config: str | None, log_format: str, metrics_port: int | None):
+def _start(
+    role: str, config: str | None, log_format: str, metrics_port: int | None
+) -> tuple[Callable[[], Settings], Settings, DaemonMetrics | None]:
     if log_format not in LOG_FORMATS:
         raise InvalidInput(
             f"--log-format must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}"

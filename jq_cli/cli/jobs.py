@@ -61,15 +61,15 @@ def submit(
             )
         numbered = read_jobs_file(file)
         with operations() as ops:
-            inserted = ops.submit_many_detailed(
+            batch = ops.submit_many_detailed(
                 [job for _, job in numbered], where="line", numbers=[n for n, _ in numbered]
             )
-        ids = [i.id for i in inserted]
+        ids = [i.id for i in batch]
         if json_out:
-            print_json({"count": len(ids), "created": sum(i.created for i in inserted), "ids": ids})
+            print_json({"count": len(ids), "created": sum(i.created for i in batch), "ids": ids})
         else:
             print(
-                f"submitted {len(ids)} jobs ({sum(i.created for i in inserted)} new): "
+                f"submitted {len(ids)} jobs ({sum(i.created for i in batch)} new): "
                 f"{ids[0]}..{ids[-1]}"
                 if ids
                 else "submitted 0 jobs"
@@ -251,6 +251,7 @@ def retry(
         if ids:
             print_report(ops.retry(ids), json_out)
             return
+        assert state is not None  # one of ids and --state was given: checked above
         done = ops.retry_matching(state=state, job_type=job_type, dry_run=dry_run)
     if json_out:
         print_json({"dry_run": dry_run, "count": len(done), "ids": done})

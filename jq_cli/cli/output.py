@@ -5,13 +5,15 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from jq_cli.ops import ActionReport
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -69,7 +71,7 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def console():
+def console() -> Console:
     from rich.console import Console
 
     return Console()
@@ -115,7 +117,7 @@ def state_text(state: str) -> str:
     return f"[{STATE_STYLE.get(state, 'white')}]{state}[/]"
 
 
-def print_fields(out, fields) -> None:
+def print_fields(out: Console, fields: Iterable[tuple[str, Any]]) -> None:
     """Label-value lines (`jq show`, `jq schedule show`). Values are plain text unless already a
     rich Text: a payload or an error holding "[/b]" must print as written, not as Rich markup
     (which used to crash `jq show`)."""
