@@ -489,8 +489,26 @@ def top(
     once: Annotated[
         bool, typer.Option("--once", help="Print one plain-text snapshot and exit.")
     ] = False,
+    web: Annotated[
+        bool, typer.Option("--web", help="Serve this dashboard to a browser (the web extra).")
+    ] = False,
+    host: Annotated[
+        str | None,
+        typer.Option(help="With --web: address (default 127.0.0.1; others need an API key)."),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="With --web: port (default 8001).")
+    ] = None,
 ) -> None:
     """The live dashboard: counts, rates, workers, recent jobs, dead letters (q quits, ? helps)."""
+    if not web and (host is not None or port is not None):
+        fail("--host and --port go with --web", 2)
+    if web:
+        if once:
+            fail("--web and --once do not go together", 2)
+        from jq_cli.tui.web import serve_dashboard
+
+        raise typer.Exit(serve_dashboard(host, port, refresh))
     from jq_cli.ops import Operations
 
     with Operations() as ops:
