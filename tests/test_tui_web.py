@@ -530,3 +530,22 @@ def test_jq_top_without_web_does_not_import_textual_serve():
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_web_without_the_web_extra_says_so(settings):
+    probe = (
+        "import sys\n"
+        "sys.modules['textual_serve'] = None  # as if the web extra were not installed\n"
+        "sys.argv = ['jq', 'top', '--web']\n"
+        "from jq_cli.cli.main import main\n"
+        "main()\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=settings_env(settings),
+    )
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr == "jq: error: jq top --web needs the web extra: pip install 'jq-cli[web]'\n"

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import html
-import importlib.util
 import logging
 import os
 import secrets
@@ -28,7 +26,6 @@ from jq_cli.config import Settings, load_settings
 from jq_cli.errors import JqError
 from jq_cli.http.keys import ApiKeys, choose_host, is_loopback
 
-log = logging.getLogger("jq.web")
 DEFAULT_PORT = 8001  # beside jq serve's 8000, so that both can run with their defaults
 COOKIE = "jq_top_session"
 # Settings the dashboard's subprocesses do not need: API keys stay in the server process.
@@ -46,8 +43,12 @@ def serve_dashboard(host: str | None, port: int | None, refresh: float) -> int:
     """Serve the dashboard until SIGTERM/SIGINT; returns the exit code. Raises InvalidInput for a
     non-loopback host without API keys or bad settings, WebExtraMissing without the web extra,
     JqError when the address cannot be listened on."""
-    if importlib.util.find_spec("textual_serve") is None:
-        raise WebExtraMissing("jq top --web needs the web extra: pip install 'jq-cli[web]'")
+    try:
+        import textual_serve  # noqa: F401  (only to know it is there; used in _make_server)
+    except ImportError:
+        raise WebExtraMissing(
+            "jq top --web needs the web extra: pip install 'jq-cli[web]'"
+        ) from None
     settings = load_settings()
     keys = ApiKeys.from_settings(settings)
     bind = choose_host(host, keys, "jq top --web")
@@ -122,7 +123,7 @@ def _make_server(command: str, host: str, port: int, keys: ApiKeys) -> Any:
             # Swap the key for the session cookie and drop it from the address.
             response = web.Response(status=303, headers={"Location": "/"})
             response.set_cookie(
-                COOKIE, session, httponly=True, samesite="Strict", secure=request.secure, path="/"
+                COOKIE, session, httponly=True, samesite="Strict", secure=_https(request), path="/"
             )
             return response
         if not authenticated(request):
@@ -148,11 +149,15 @@ def _make_server(command: str, host: str, port: int, keys: ApiKeys) -> Any:
             ended = open_sessions[websocket] = asyncio.Event()
             try:
                 await websocket.prepare(request)
+
+                async def close() -> None:
+                    await websocket.close()
+
                 service = AppService(
                     self.command,
                     write_bytes=websocket.send_bytes,
                     write_str=websocket.send_str,
-                    close=websocket.close,
+                    close=close,
                     download_manager=self.download_manager,
                 )
                 await service.start(*_terminal_size(request.query))
@@ -186,12 +191,10 @@ def _make_server(command: str, host: str, port: int, keys: ApiKeys) -> Any:
             sys.stderr.flush()
 
         async def handle_index(self, request: web.Request) -> web.Response:
-            # The websocket address is the one the browser used (behind a proxy, or 0.0.0.0 as
-            # the bind address, the configured one would be wrong), and the page loads nothing
-            # from outside this server (textual-serve's own page fetches a web font).
-            scheme = "wss" if request.secure else "ws"
+            # textual-serve's own page fetches a web font from outside: ours loads nothing from
+            # anywhere but this server.
             return web.Response(
-                text=page(f"{scheme}://{request.host}/ws"),
+                text=page(),
                 content_type="text/html",
                 headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"},
             )
@@ -199,11 +202,19 @@ def _make_server(command: str, host: str, port: int, keys: ApiKeys) -> Any:
     return DashboardServer(command, host=host, port=port, title="jq top")
 
 
+def _https(request: Any) -> bool:
+    # Behind a TLS-terminating proxy the request arrives as http; the proxy says what it was.
+    return bool(request.secure or request.headers.get("X-Forwarded-Proto") == "https")
+
+
 def _same_origin(request: Any) -> bool:
     origin = request.headers.get("Origin")
     if origin is None:  # not a browser: the key or cookie decides
         return True
-    return urlsplit(origin).netloc.lower() == request.host.lower()
+    try:
+        return urlsplit(origin).netloc.lower() == request.host.lower()
+    except ValueError:  # not a URL
+        return False
 
 
 def _terminal_size(query: Mapping[str, str]) -> tuple[int, int]:
@@ -220,7 +231,10 @@ def _terminal_size(query: Mapping[str, str]) -> tuple[int, int]:
 
 def _hostname(host: str) -> str:
     """The name in a Host header, without its port (an IPv6 address keeps its colons)."""
-    return urlsplit(f"//{host}").hostname or ""
+    try:
+        return urlsplit(f"//{host}").hostname or ""
+    except ValueError:  # a malformed header: no name, so never loopback
+        return ""
 
 
 def _forbidden(why: str) -> Any:
@@ -243,10 +257,9 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def page(websocket_url: str, static: str = "/static/") -> str:
+def page(static: str = "/static/") -> str:
     """The HTML of the dashboard: xterm.js (textual.js, shipped with textual-serve) in a full
-    window, connected to `websocket_url`; a line says when the session has ended."""
-    websocket_url = html.escape(websocket_url)  # it holds the Host header a client sent
+    window, connected to this server's /ws; a line says when the session has ended."""
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -269,8 +282,13 @@ body.-closed #terminal {{ opacity: 0.3; }}
 </head>
 <body>
 <div id="ended">The session has ended. <a href="/" style="color:#8cf">Reload</a> to start another.</div>
-<div id="terminal" class="textual-terminal" data-session-websocket-url="{websocket_url}"
-  data-font-size="16"></div>
+<div id="terminal" class="textual-terminal" data-font-size="16"></div>
+<script>
+// The websocket goes back to the address the browser used, over TLS when the page came over TLS
+// (behind a proxy, or with 0.0.0.0 as the bind address, no address the server knows would do).
+document.getElementById("terminal").dataset.sessionWebsocketUrl =
+  (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws";
+</script>
 </body>
 </html>
 """
