@@ -31,11 +31,29 @@ def top(
     once: Annotated[
         bool, typer.Option("--once", help="Print one plain-text snapshot and exit.")
     ] = False,
+    web: Annotated[
+        bool, typer.Option("--web", help="Serve this dashboard to a browser (the web extra).")
+    ] = False,
+    host: Annotated[
+        str | None,
+        typer.Option(help="With --web: address (default 127.0.0.1; others need an API key)."),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="With --web: port (default 8001).")
+    ] = None,
 ) -> None:
     """The live dashboard: counts, rates, workers, recent jobs, dead letters (q quits, ? helps)."""
+    if not web and (host is not None or port is not None):
+        fail("--host and --port go with --web", 2)
+    if web:
+        if once:
+            fail("--web and --once do not go together", 2)
+        from jq_cli.tui.web import serve_dashboard
+
+        raise typer.Exit(serve_dashboard(host, port, refresh))
     with operations() as ops:
         if once:  # plain text, no Textual: for scripts and a quick look over ssh
-            from jq_cli.errors import ServiceUnavailable
+            from jq_cli.errors import DatabaseUnavailable
             from jq_cli.tui.plain import snapshot_text
             from jq_cli.tui.source import Filter, collect
 
@@ -48,7 +66,7 @@ def top(
                 )
             )
             if snap.database_error:
-                raise ServiceUnavailable("PostgreSQL", ops.settings.database_url, "see above")
+                raise DatabaseUnavailable(ops.settings.database_url, "see above")
             return
         from jq_cli.tui.app import run
 

@@ -1,14 +1,18 @@
-"""API keys of the HTTP shim: where they come from, and the one constant-time comparison."""
+"""API keys of `jq serve` and `jq top --web`: where they come from, the one constant-time
+comparison, and the rule that binding beyond loopback needs one."""
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from collections.abc import Iterable
 from pathlib import Path
 
 from jq_cli.config import Settings
 from jq_cli.errors import InvalidInput
 from jq_cli.userfiles import read_user_text
+
+LOOPBACK = "127.0.0.1"
 
 
 class ApiKeys:
@@ -54,3 +58,25 @@ def read_keys_file(path: Path) -> list[str]:
     if not keys:
         raise InvalidInput(f"JQ_API_KEYS_FILE {path} holds no key")
     return keys
+
+
+def choose_host(host: str | None, keys: ApiKeys, command: str = "jq serve") -> str:
+    """Loopback by default. Without a key, refuse any other address: an open queue on the network
+    would take jobs (or operator actions) from anyone. Raises InvalidInput."""
+    if host is None:
+        return LOOPBACK
+    if not keys and not is_loopback(host):
+        raise InvalidInput(
+            f"refusing to listen on {host} without an API key: set JQ_API_KEY or "
+            f"JQ_API_KEYS_FILE (without one {command} listens on 127.0.0.1 only)"
+        )
+    return host
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

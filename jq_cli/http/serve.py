@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import signal
 import socket
@@ -15,34 +14,10 @@ import uvicorn
 
 from jq_cli import sdnotify
 from jq_cli.config import load_settings
-from jq_cli.errors import InvalidInput
 from jq_cli.http.app import create_app
-from jq_cli.http.keys import ApiKeys
+from jq_cli.http.keys import ApiKeys, choose_host
 
-LOOPBACK = "127.0.0.1"
 GRACE = 10  # seconds open requests get after SIGTERM; jq-serve.service's TimeoutStopSec is longer
-
-
-def choose_host(host: str | None, keys: ApiKeys) -> str:
-    """Loopback by default. Without a key, refuse any other address: an open queue on the network
-    would take jobs from anyone. Raises InvalidInput."""
-    if host is None:
-        return LOOPBACK
-    if not keys and not _is_loopback(host):
-        raise InvalidInput(
-            f"refusing to listen on {host} without an API key: set JQ_API_KEY or "
-            "JQ_API_KEYS_FILE (without one jq serve listens on 127.0.0.1 only)"
-        )
-    return host
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class NotifyingServer(uvicorn.Server):
