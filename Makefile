@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench chaos install migrate clean
+.PHONY: run test test-unit lint bench chaos install migrate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,13 @@ migrate: $(STAMP)
 run: migrate
 	$(BIN)/jq demo
 
+# Everything: tests/unit (no services) and tests/integration (the real PostgreSQL, RabbitMQ, Redis).
 test: $(STAMP)
 	$(BIN)/pytest -q
+
+# The unit tier alone: no service needed, a few seconds.
+test-unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit
 
 # The gate CI runs before the tests: lint and format check.
 lint: $(STAMP)
