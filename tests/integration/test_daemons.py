@@ -61,7 +61,8 @@ def test_daemon_speaks_sd_notify_ready_watchdog_status_and_stopping(daemon, spaw
     assert notify.messages.index("READY=1") < notify.messages.index("STOPPING=1")
 
 
-def test_worker_without_notify_socket_sends_nothing_and_still_runs(ops, spawn, tmp_path):
+def test_worker_without_notify_socket_still_runs_and_exits_0(ops, spawn, tmp_path):
+    # That nothing is sent without NOTIFY_SOCKET is tests/unit/test_sdnotify.py's to show.
     proc = spawn("worker")
     job_id = ops.submit("noop")
     wait_for(lambda: ops.get(job_id)["state"] == "completed", 20, what="job completed")

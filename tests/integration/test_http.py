@@ -4,6 +4,7 @@ Idempotency-Key, /health with a service down, /metrics, and one real `jq serve` 
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import uuid
 import warnings
@@ -372,10 +373,54 @@ def test_every_endpoint_but_health_needs_a_key_when_keys_are_set(keyed):
     assert 'jq_http_requests_total{method="GET",route="/api/v1/stats",status="401"} 4.0' in metrics
 
 
-def test_a_request_without_a_key_gets_401_before_its_body_is_read(keyed):
+def _call_asgi(app, headers: list[tuple[bytes, bytes]], body: bytes) -> tuple[int, int]:
+    """POST /api/v1/jobs straight into the ASGI app, whose `receive` counts the times the body was
+    asked for. Returns (status, reads)."""
+    reads, statuses = [], []
+
+    async def receive():
+        reads.append(1)
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message):
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/v1/jobs",
+        "raw_path": b"/api/v1/jobs",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"testserver"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            *headers,
+        ],
+        "client": ("127.0.0.1", 40000),
+        "server": ("testserver", 80),
+    }
+    asyncio.run(app(scope, receive, send))
+    return statuses[0], len(reads)
+
+
+def test_a_request_without_a_key_gets_401_before_its_body_is_read(keyed, ops):
     huge = b"{" * 5_000_000  # malformed and over the limit: either would be 400 or 413 if parsed
     r = keyed.post("/api/v1/jobs", content=huge, headers={"content-type": "application/json"})
     is_problem(r, 401)
+    # A valid job under the limit, so that only the missing key can refuse it: never read.
+    body = b'{"job_type": "noop"}'
+    assert _call_asgi(keyed.app, [], body) == (401, 0)
+    assert _call_asgi(keyed.app, [(b"x-api-key", b"wrong")], body) == (401, 0)
+    assert ops.list_jobs() == []
+    # The same request with a key is read (once) and accepted: the count can see a read.
+    assert _call_asgi(keyed.app, [(b"x-api-key", KEYS[0].encode())], body) == (201, 1)
+    assert len(ops.list_jobs()) == 1
 
 
 def test_health_is_open_but_shows_details_only_with_a_key(keyed):
