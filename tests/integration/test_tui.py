@@ -1,9 +1,9 @@
 """`jq top` against the real services: Textual's headless harness (App.run_test and the pilot)
 drives the dashboard, and the database says whether it showed and did the right thing.
 
-Snapshots (SVG, pytest-textual-snapshot) live in tests/__snapshots__/test_tui/. After an
+Snapshots (SVG, pytest-textual-snapshot) live in tests/integration/__snapshots__/test_tui/. After an
 intended change to the look of the dashboard, review and accept the new pictures with
-    .venv/bin/pytest tests/test_tui.py -k snapshot --snapshot-update
+    .venv/bin/pytest tests/integration/test_tui.py -k snapshot --snapshot-update
 """
 
 from __future__ import annotations
