@@ -3,16 +3,31 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+LOCK   := requirements.lock
 
-.PHONY: run test lint bench chaos install migrate clean
+.PHONY: run test test-unit lint bench chaos install lock migrate clean
 
-$(STAMP): pyproject.toml
+# pyproject.toml bounds each dependency's major version; $(LOCK) pins the exact versions the tests
+# passed with, and install takes those (as constraints: the package itself stays editable).
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -c $(LOCK) -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Refresh the lock after changing a dependency in pyproject.toml: `make lock` installs the newest
+# versions pyproject.toml allows into a scratch venv and writes what it got to $(LOCK). Then run
+# `make install lint test` on it, and commit pyproject.toml and $(LOCK) together.
+lock:
+	rm -rf .venv-lock
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet --upgrade pip
+	.venv-lock/bin/pip install --quiet -e '.[test]'
+	{ echo '# The exact versions the tests pass with; make install uses them as constraints (see the Makefile: make lock).'; \
+	  .venv-lock/bin/pip freeze --exclude-editable; } > $(LOCK)
+	rm -rf .venv-lock
 
 migrate: $(STAMP)
 	$(BIN)/jq db migrate
@@ -20,8 +35,13 @@ migrate: $(STAMP)
 run: migrate
 	$(BIN)/jq demo
 
+# Everything: tests/unit (no services) and tests/integration (the real PostgreSQL, RabbitMQ, Redis).
 test: $(STAMP)
 	$(BIN)/pytest -q
+
+# The unit tier alone: no service needed, a few seconds.
+test-unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit
 
 # The gate CI runs before the tests: lint, format check and types (configured in pyproject.toml).
 lint: $(STAMP)
@@ -37,4 +57,4 @@ chaos: install
 	$(BIN)/python -m chaos
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) .venv-lock build dist *.egg-info

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the chaos package beside jq_cli
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the chaos package beside jq_cli
 
 from chaos.runner import run_scenario
 from chaos.services import SharedServices

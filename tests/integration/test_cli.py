@@ -185,7 +185,9 @@ def test_submit_with_a_delay_is_scheduled_in_the_future(run_cli, store):
     job_id = int(ok(run_cli("submit", "noop", "--delay", "30s")))
     row = store.job_get(job_id)
     assert row["state"] == "scheduled"
-    assert store.now() + timedelta(seconds=25) < row["run_at"]
+    # Both times come from the one insert's now(): the delay is exact, neither more nor less.
+    assert row["run_at"] - row["created_at"] == timedelta(seconds=30)
+    assert row["published_at"] is None
 
 
 def test_submit_at_a_time_is_scheduled_at_that_time(run_cli, store):

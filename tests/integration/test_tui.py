@@ -1,9 +1,9 @@
 """`jq top` against the real services: Textual's headless harness (App.run_test and the pilot)
 drives the dashboard, and the database says whether it showed and did the right thing.
 
-Snapshots (SVG, pytest-textual-snapshot) live in tests/__snapshots__/test_tui/. After an
+Snapshots (SVG, pytest-textual-snapshot) live in tests/integration/__snapshots__/test_tui/. After an
 intended change to the look of the dashboard, review and accept the new pictures with
-    .venv/bin/pytest tests/test_tui.py -k snapshot --snapshot-update
+    .venv/bin/pytest tests/integration/test_tui.py -k snapshot --snapshot-update
 """
 
 from __future__ import annotations
@@ -40,6 +40,11 @@ async def until(pilot, predicate: Callable[[], object], what: str, timeout: floa
 
 def table_ids(app: TopApp, table_id: str = "jobs-table") -> list[int]:
     return [int(k.value) for k in app.screen.query_one(f"#{table_id}", RowTable).rows]
+
+
+def notes(app: TopApp, fragment: str) -> list[str]:
+    """The app's notifications that contain `fragment`, oldest first."""
+    return [n.message for n in app._notifications if fragment in n.message]
 
 
 def run(coro) -> None:
@@ -179,12 +184,17 @@ def test_cancel_purge_and_detail(ops, app_ops, store):
             await pilot.press("p")
             await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
             await pilot.press("n")
-            await pilot.pause(0.3)
-            assert store.job_states(ids)[ids[2]] == "cancelled"  # "no" deleted nothing
+            await until(pilot, lambda: notes(app, "purge: not done"), "the answer taken as no")
+            # Asked again, the dry run still counts the job (a purge run by the "no" would have
+            # taken the app's operations lock first), and the "yes" deletes exactly that one:
+            # had the "no" deleted it, the "yes" would report 0, or there would be two reports.
             await pilot.press("p")
             await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+            assert store.job_states(ids)[ids[2]] == "cancelled"
             await pilot.press("y")
             await until(pilot, lambda: ids[2] not in store.job_states(ids), "the purge")
+            await until(pilot, lambda: notes(app, "deleted"), "the purge's report")
+            assert notes(app, "deleted") == ["deleted 1 cancelled jobs"]
             assert sorted(store.job_states(ids)) == ids[:2]
 
     run(scenario())

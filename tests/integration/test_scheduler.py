@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import threading
 
+import pika
 import pytest
-from jq_cli.broker import Message, Publisher
+from jq_cli.broker import Message, Publisher, queue_name
 from jq_cli.errors import ServiceUnavailable, StoreError
 
 import handlers_for_tests  # noqa: F401  (registers the t_* job types for in-process workers)
@@ -38,6 +39,36 @@ def wait_ready(publisher, count: int, queue: str = "default") -> None:
     wait_for(
         lambda: ready(publisher, queue) == count, 10, what=f"{count} ready messages in {queue}"
     )
+
+
+MARKER = 0  # no job has id 0
+
+
+def published_before_a_marker(settings, scheduler, queue: str = "default") -> list[int]:
+    """The job ids waiting in `queue` ahead of a marker the scheduler's own publisher sends now.
+
+    A queue's count right after an action may not include what the action published yet. A
+    channel's messages reach their queue in order, and the marker has the lowest priority, so once
+    the marker comes out, everything the scheduler published before it has come out first. Only
+    the marker is acknowledged: the others return to the queue when the connection closes."""
+    scheduler.publisher.publish([Message(MARKER, queue, 1)])
+    connection = pika.BlockingConnection(pika.URLParameters(settings.rabbitmq_url))
+    try:
+        channel = connection.channel()
+        name, seen = queue_name(settings.namespace, queue), []
+
+        def get():
+            method, _, body = channel.basic_get(name, auto_ack=False)
+            return (method, int(body)) if method else None
+
+        while True:
+            method, job_id = wait_for(get, 10, what=f"the marker message in {queue}")
+            if job_id == MARKER:
+                channel.basic_ack(method.delivery_tag)
+                return seen
+            seen.append(job_id)
+    finally:
+        connection.close()
 
 
 def backdate_published(store, seconds: float) -> None:
@@ -105,7 +136,7 @@ def test_queued_job_whose_message_was_purged_is_republished_and_completes(
 
 
 def test_sweeper_republishes_only_the_missing_messages(
-    ops, store, publisher, make_scheduler, start_worker
+    ops, store, publisher, make_scheduler, start_worker, settings
 ):
     ids = [ops.submit("noop", {"i": i}) for i in range(3)]
     wait_ready(publisher, 3)
@@ -117,7 +148,8 @@ def test_sweeper_republishes_only_the_missing_messages(
     assert scheduler.run_sweep() == 2
     wait_ready(publisher, 3)
     assert scheduler.run_sweep() == 0  # just published: nothing is stale any more
-    assert ready(publisher) == 3
+    # One message per job, each once: the second sweep published nothing.
+    assert sorted(published_before_a_marker(settings, scheduler)) == sorted(ids)
     start_worker()
     for job_id in ids:
         assert wait_state(ops, job_id, "completed")["attempts"] == 1
@@ -223,22 +255,28 @@ def test_rescue_requeues_a_running_job_whose_lease_expired(
     assert job["attempts"] == 2  # the lost attempt counts
 
 
-def test_rescue_of_a_job_on_its_last_attempt_makes_it_dead(ops, store, publisher, make_scheduler):
+def test_rescue_of_a_job_on_its_last_attempt_makes_it_dead(
+    ops, store, publisher, make_scheduler, settings
+):
     job_id = claim_as_ghost(ops, store, publisher, max_retries=0)
     expire_lease(store, job_id)
-    assert make_scheduler("rescuer").run_rescue() == {"dead": 1}
+    scheduler = make_scheduler("rescuer")
+    assert scheduler.run_rescue() == {"dead": 1}
     job = ops.get(job_id)
     assert job["state"] == "dead" and job["finished_at"] is not None
-    assert ready(publisher) == 0  # nothing to run
+    assert published_before_a_marker(settings, scheduler) == []  # nothing to run
 
 
-def test_rescue_of_a_job_being_cancelled_makes_it_cancelled(ops, store, publisher, make_scheduler):
+def test_rescue_of_a_job_being_cancelled_makes_it_cancelled(
+    ops, store, publisher, make_scheduler, settings
+):
     job_id = claim_as_ghost(ops, store, publisher, max_retries=3)
     assert ops.cancel([job_id]).changed == {job_id: "cancelling"}
     expire_lease(store, job_id)
-    assert make_scheduler("rescuer").run_rescue() == {"cancelled": 1}
+    scheduler = make_scheduler("rescuer")
+    assert scheduler.run_rescue() == {"cancelled": 1}
     assert ops.get(job_id)["state"] == "cancelled"
-    assert ready(publisher) == 0
+    assert published_before_a_marker(settings, scheduler) == []
 
 
 def test_scheduler_stops_on_a_statement_postgres_refuses_instead_of_retrying_it(
