@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench chaos install migrate clean
+.PHONY: run test lint bench chaos cluster install migrate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,8 @@ test: $(STAMP)
 
 # The gate CI runs before the tests: lint and format check.
 lint: $(STAMP)
-	$(BIN)/ruff check jq_cli bench chaos tests
-	$(BIN)/ruff format --check jq_cli bench chaos tests
+	$(BIN)/ruff check jq_cli bench chaos cluster tests
+	$(BIN)/ruff format --check jq_cli bench chaos cluster tests
 
 bench: migrate
 	$(BIN)/python -m bench
@@ -34,6 +34,11 @@ bench: migrate
 # The fault suite: private PostgreSQL/RabbitMQ/Redis (ports 5433, 5673, 6380), never the shared ones.
 chaos: install
 	$(BIN)/python -m chaos
+
+# Several hosts (network namespaces, root): a RabbitMQ cluster, a PostgreSQL primary with a
+# synchronous standby, the scaling figure and the loss of each part (issue 17). Under 15 minutes.
+cluster: install
+	$(BIN)/python -m cluster
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -39,6 +39,7 @@ def main() -> int:
 def missing() -> str | None:
     """Why the bed cannot run on this machine, or None."""
     from chaos.services import PG_BIN, RABBIT_BIN
+
     from cluster.net import netns_permitted
 
     if os.geteuid() != 0:

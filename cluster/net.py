@@ -13,6 +13,7 @@ which first kills every process still inside a namespace (they can only be ours)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -123,10 +124,8 @@ class Bed:
             if not pids:
                 return
             for pid in pids:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
             deadline = time.monotonic() + wait
             while time.monotonic() < deadline and any(self.pids(ns) for ns in self.made):
                 time.sleep(0.2)

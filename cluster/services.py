@@ -8,6 +8,7 @@ the outer process also kills whatever is left in the namespace.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chaos.services import PG_BIN, RABBIT_BIN, port_open, wait_until
+
 from cluster.net import PG_ADDRS, RABBIT_ADDRS, SUBNET, SVC_ADDR
 
 AMQP_PORT = 5672  # each node on its own address of the services host
@@ -140,9 +142,12 @@ class RabbitCluster:
         self.nodes = [RabbitNode(root, i) for i in (1, 2, 3)]
         self.url = ",".join(n.url for n in self.nodes)
 
-    def start(self) -> None:
-        for node in self.nodes:  # in parallel: boot is the slow part
+    def spawn(self) -> None:
+        for node in self.nodes:  # in parallel, and beside PostgreSQL's start: boot is slow
             node.spawn()
+
+    def start(self) -> None:
+        """Wait for the spawned nodes, join them, set the policy."""
         for node in self.nodes:
             node.await_startup()
         booted = time.monotonic()
@@ -252,10 +257,8 @@ class PgNode:
         """kill -9 of the postmaster: the server is gone at once, its backends die with it."""
         pid = self.postmaster_pid()
         if pid is not None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         self.running = False
 
     def stop(self) -> None:
@@ -283,7 +286,9 @@ class PgPair:
             shutil.chown(node.dir, "postgres")
         p.pg("initdb", "-D", str(p.data), "-A", "trust", "-U", "postgres", "--no-sync")
         with open(p.data / "pg_hba.conf", "a") as hba:
-            hba.write(f"host all all {SUBNET}.0/24 trust\nhost replication all {SUBNET}.0/24 trust\n")
+            hba.write(
+                f"host all all {SUBNET}.0/24 trust\nhost replication all {SUBNET}.0/24 trust\n"
+            )
         # Only on the command line: the standby's copy of postgresql.conf must not carry it, or
         # once promoted it would wait for a standby of its own that does not exist.
         p.start(f"-c synchronous_standby_names={STANDBY_NAME}")
@@ -292,7 +297,7 @@ class PgPair:
              "-c", "CREATE DATABASE jq")  # fmt: skip
         s.pg(
             "pg_basebackup", "-h", "127.0.0.1", "-p", str(p.port), "-U", "postgres",
-            "-D", str(s.data), "-R", "-X", "stream", "--no-sync",
+            "-D", str(s.data), "-R", "-X", "stream", "--no-sync", "--checkpoint=fast",
         )  # fmt: skip
         s.start(f"-c cluster_name={STANDBY_NAME}")  # the name the primary waits for
         wait_until(self.synchronous, 60, "the standby to stream synchronously")
@@ -354,6 +359,7 @@ class ServicesHost:
     def __enter__(self) -> ServicesHost:
         try:
             started = time.monotonic()
+            self.rabbit.spawn()
             self.pg.start()
             self.redis.start()
             pg_s = time.monotonic() - started
