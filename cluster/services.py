@@ -173,39 +173,37 @@ class RabbitCluster:
     def alive(self) -> list[RabbitNode]:
         return [n for n in self.nodes if n.proc is not None and n.proc.poll() is None]
 
-    def by_name(self, name: str) -> RabbitNode:
-        return next(n for n in self.nodes if n.name == name)
+    def of_pid(self, pid: object) -> RabbitNode:
+        """The node an Erlang pid lives on (rabbitmqctl prints it as <rabbit1@localhost.1.2.3>)."""
+        text = str(pid)
+        found = [n for n in self.nodes if n.name in text]
+        if not found:
+            raise RuntimeError(f"no node of ours in the pid {text!r}")
+        return found[0]
+
+    def _rows(self, *args: str) -> list[list[str]] | None:
+        """A rabbitmqctl listing from any live node, as tab-separated fields (its plain output
+        prints pids as <rabbit1@localhost.1.2.3>; the JSON one hides the node)."""
+        for node in self.alive():
+            try:
+                out = node.ctl(*args, "--quiet", "--no-table-headers", timeout=30)
+            except (RuntimeError, subprocess.TimeoutExpired):
+                continue
+            return [line.split("\t") for line in out.splitlines() if line.strip()]
+        return None
 
     def queue_home(self, queue: str) -> RabbitNode | None:
         """The node that holds the queue's master (where its messages live first)."""
-        for node in self.alive():
-            try:
-                rows = json.loads(
-                    node.ctl("list_queues", "name", "pid", "--formatter", "json", timeout=30)
-                )
-            except (RuntimeError, ValueError, subprocess.TimeoutExpired):
-                continue
-            for row in rows:
-                if row["name"] == queue:
-                    pid = str(row["pid"])  # <rabbit1@localhost.1700000000.1234.0>
-                    return self.by_name(pid.strip("<>").rsplit(".", 3)[0])
-            return None
+        for row in self._rows("list_queues", "name", "pid") or []:
+            if row[0] == queue:
+                return self.of_pid(row[1])
         return None
 
     def connections(self) -> dict[str, list[str]]:
         """Client addresses connected to each live node."""
         out: dict[str, list[str]] = {}
-        for node in self.alive():
-            try:
-                rows = json.loads(
-                    node.ctl("list_connections", "peer_host", "pid", "--formatter", "json")
-                )
-            except (RuntimeError, ValueError, subprocess.TimeoutExpired):
-                continue
-            for row in rows:
-                home = str(row["pid"]).strip("<>").rsplit(".", 3)[0]
-                out.setdefault(home, []).append(str(row["peer_host"]))
-            break  # one node lists the whole cluster's connections
+        for row in self._rows("list_connections", "peer_host", "pid") or []:
+            out.setdefault(self.of_pid(row[1]).name, []).append(row[0])
         return out
 
     def close(self) -> None:
