@@ -280,6 +280,7 @@ def broker_kill(bed: Bed, services: ServicesHost) -> dict:
             raise RuntimeError(f"no node holds {run.queue}")
         workers = run.workers()
         before = {w.name: w.count("broker_reconnected") for w in workers}
+        run.wait_in_flight(workers[0], 1, timeout=30)  # so the kill lands mid-job
         cut = run.unfinished()
         t0 = time.monotonic()
         home.kill()
@@ -328,6 +329,7 @@ def broker_partition(bed: Bed, services: ServicesHost) -> dict:
         if home is None:
             raise RuntimeError(f"no node holds {run.queue}")
         victims = [w for w in run.workers() if run.host_of[w.name] == victim_host]
+        run.wait_in_flight(victims[0], 1, timeout=30)  # so the partition lands mid-job
         before = {w.name: w.count("broker_reconnected") for w in victims}
         cut = run.unfinished([w.pid for w in victims])
         t0 = time.monotonic()
@@ -371,6 +373,7 @@ def db_failover(bed: Bed, services: ServicesHost) -> dict:
         leaders = [s.name for s in run.schedulers() if s.count("leadership_acquired")]
         before = {d.name: _reconnects(d) for d in run.daemons}
         won_before = {s.name: s.count("leadership_acquired") for s in run.schedulers()}
+        run.wait_in_flight(run.workers()[0], 1, timeout=30)  # so the kill lands mid-job
         cut = run.unfinished()
         t0 = time.monotonic()
         pg.primary.kill()
