@@ -230,18 +230,18 @@ class PgNode:
             raise RuntimeError(f"{args[0]} ({self.role}): {done.stderr[-800:]}")
         return done.stdout
 
-    def options(self, extra: str = "") -> str:
+    def options(self, extra: str = "", name: str | None = None) -> str:
         # fsync off: the bed kills processes, never the machine, so the page cache survives;
         # durability across the failover comes from the synchronous standby, as in production.
         return (
             f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1,{self.addr} "
-            f"-c fsync=off -c max_connections=300 -c cluster_name={self.role} {extra}"
+            f"-c fsync=off -c max_connections=300 -c cluster_name={name or self.role} {extra}"
         )
 
-    def start(self, extra: str = "") -> None:
+    def start(self, extra: str = "", name: str | None = None) -> None:
         self.pg(
             "pg_ctl", "-D", str(self.data), "-l", str(self.dir / "log"), "-w", "-t", "120",
-            "-o", self.options(extra), "start",
+            "-o", self.options(extra, name), "start",
         )  # fmt: skip
         self.running = True
 
@@ -297,7 +297,7 @@ class PgPair:
             "pg_basebackup", "-h", "127.0.0.1", "-p", str(p.port), "-U", "postgres",
             "-D", str(s.data), "-R", "-X", "stream", "--no-sync", "--checkpoint=fast",
         )  # fmt: skip
-        s.start(f"-c cluster_name={STANDBY_NAME}")  # the name the primary waits for
+        s.start(name=STANDBY_NAME)  # its walreceiver's name: the one the primary waits for
         wait_until(self.synchronous, 60, "the standby to stream synchronously")
 
     def synchronous(self) -> bool:
