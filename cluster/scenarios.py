@@ -326,6 +326,78 @@ def _revive(rabbit) -> None:
             node.await_startup()
 
 
+def _declare_elsewhere(rabbit, run: ClusterRun) -> str:
+    """What a live node answers to a declare of the queue (as every worker does on connect)."""
+    from jq_cli.broker import Publisher, _declare
+
+    publisher = Publisher(rabbit.alive()[0].url, run.ns)
+    try:
+        _declare(publisher._open(), run.ns, "default")
+        return "accepted"
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"[:200]
+    finally:
+        publisher.close()
+
+
+def broker_kill_unmirrored(bed: Bed, services: ServicesHost) -> dict:
+    """The same kill with the queue left unmirrored (a policy of higher priority without ha-mode):
+    what the mirroring policy of the deployment guide is for."""
+    run = ClusterRun(bed, services, "nomirror").setup()
+    rabbit = services.rabbit
+    first = rabbit.alive()[0]
+    first.ctl(
+        "set_policy", "--priority", "10", "jq-no-mirror", f"^{run.ns}\\.",
+        '{"queue-mode":"default"}', "--apply-to", "queues",
+    )  # fmt: skip
+    try:
+        load = _loaded(run, schedulers=(1,))
+        _steady(4, load)
+        home = rabbit.queue_home(run.queue)
+        if home is None:
+            raise RuntimeError(f"no node holds {run.queue}")
+        workers = run.workers()
+        run.wait_in_flight(workers[0], 1, timeout=30)
+        before = {w.name: w.count("broker_reconnected") for w in workers}
+        cut = run.unfinished()
+        t0_db = run.query("SELECT clock_timestamp()")[0][0]
+        home.kill()
+        down = 15.0
+        refusal = _declare_elsewhere(rabbit, run)
+        _steady(down, load)  # the outage itself: how long the node stays down is the scenario
+        moved = sum(w.count("broker_reconnected") > before[w.name] for w in workers)
+        ran_while_down = run.query(
+            "SELECT count(*) FROM chaos_exec WHERE started_at > %s + interval '3 seconds'", (t0_db,)
+        )[0][0]
+        t1 = time.monotonic()
+        home.spawn()
+        home.await_startup()
+        wait_until(
+            lambda: all(w.count("broker_reconnected") > before[w.name] for w in workers),
+            120,
+            "every worker to reconnect once the queue's node is back",
+        )
+        back_s = round(time.monotonic() - t1, 2)
+        _steady(3, load)
+        run.fault_over()
+        load.stop()
+        f = run.measure(load, 120)
+        f.dup_exec_bound = cut
+        return _result(
+            f,
+            killed=home.name,
+            down_s=down,
+            workers_reconnected_while_down=moved,
+            executions_started_while_down=ran_while_down,
+            consuming_again_after_node_back_s=back_s,
+            declare_on_live_node=refusal,
+        )
+    finally:
+        run.teardown()
+        _revive(rabbit)
+        rabbit.alive()[0].ctl("clear_policy", "jq-no-mirror", check=False)
+
+
 def broker_partition(bed: Bed, services: ServicesHost) -> dict:
     run = ClusterRun(bed, services, "brokerpart").setup()
     rabbit = services.rabbit
@@ -518,6 +590,11 @@ def host_cutoff(bed: Bed, services: ServicesHost) -> dict:
 SCENARIOS = [
     Scenario("scaling", "drain rate of 20 ms I/O jobs on 1, 2, 3 hosts", scaling),
     Scenario("broker_kill", "kill -9 of the RabbitMQ node holding the queue", broker_kill),
+    Scenario(
+        "broker_kill_unmirrored",
+        "the same kill, the queue without mirrors",
+        broker_kill_unmirrored,
+    ),
     Scenario("broker_partition", "one worker host cut from the queue's node", broker_partition),
     Scenario("db_failover", "kill -9 of the PostgreSQL primary, standby promoted", db_failover),
     Scenario("host_cutoff", "a worker host cut off longer than the lease", host_cutoff),
