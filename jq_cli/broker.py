@@ -292,7 +292,8 @@ class Consumer:
         on_connection_lost: Callable[[int], None],
     ):
         self.url = url
-        self._params = _parameters_list(url, heartbeat=30)  # a malformed URL fails here, at start-up
+        # A malformed URL (any of a list) fails here, at start-up.
+        self._params = _parameters_list(url, heartbeat=30)
         self.namespace = namespace
         self.queues = list(queues)
         self.prefetch = prefetch
