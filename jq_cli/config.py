@@ -129,7 +129,7 @@ class Settings(BaseSettings):
 
 # Several URLs in one setting (a RabbitMQ cluster's nodes): split only at a comma that starts
 # another URL, so a comma inside one URL (its password, its query) is never a separator.
-_NEXT_URL = re.compile(r",\s*(?=[a-z][a-z0-9+.-]*://)")
+_NEXT_URL = re.compile(r",\s*(?=[a-z][a-z0-9+.-]*://)", re.IGNORECASE)
 
 
 def split_urls(value: str) -> list[str]:
