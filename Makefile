@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 LOCK   := requirements.lock
 
-.PHONY: run test test-unit lint bench chaos install lock migrate clean
+.PHONY: run test test-unit lint bench chaos cluster install lock migrate clean
 
 # pyproject.toml bounds each dependency's major version; $(LOCK) pins the exact versions the tests
 # passed with, and install takes those (as constraints: the package itself stays editable).
@@ -45,9 +45,9 @@ test-unit: $(STAMP)
 
 # The gate CI runs before the tests: lint, format check and types (configured in pyproject.toml).
 lint: $(STAMP)
-	$(BIN)/ruff check jq_cli bench chaos tests
-	$(BIN)/ruff format --check jq_cli bench chaos tests
-	$(BIN)/mypy jq_cli bench chaos
+	$(BIN)/ruff check jq_cli bench chaos cluster tests
+	$(BIN)/ruff format --check jq_cli bench chaos cluster tests
+	$(BIN)/mypy jq_cli bench chaos cluster
 
 bench: migrate
 	$(BIN)/python -m bench
@@ -55,6 +55,11 @@ bench: migrate
 # The fault suite: private PostgreSQL/RabbitMQ/Redis (ports 5433, 5673, 6380), never the shared ones.
 chaos: install
 	$(BIN)/python -m chaos
+
+# Several hosts (network namespaces, root): a RabbitMQ cluster, a PostgreSQL primary with a
+# synchronous standby, the scaling figure and the loss of each part (issue 17). Under 15 minutes.
+cluster: install
+	$(BIN)/python -m cluster
 
 clean:
 	rm -rf $(VENV) .venv-lock build dist *.egg-info

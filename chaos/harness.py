@@ -17,6 +17,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Self
 
 import psycopg
 
@@ -134,7 +135,12 @@ class Daemon:
     def count(self, event: str) -> int:
         return len(re.findall(rf"event={event}\b", self.log()))
 
-    def wait_ready(self, timeout: float = 30) -> Daemon:
+    def last(self, event: str) -> str:
+        """The last log line of that event ('' if none)."""
+        lines = [line for line in self.log().splitlines() if f"event={event}" in line]
+        return lines[-1] if lines else ""
+
+    def wait_ready(self, timeout: float = 30) -> Self:
         marker = "event=worker_started" if self.role == "worker" else "event=scheduler_started"
         deadline = time.monotonic() + timeout
         while marker not in self.log():
@@ -212,7 +218,7 @@ class Run:
 
     # -- set-up and tear-down ------------------------------------------------------------------
 
-    def setup(self) -> Run:
+    def setup(self) -> Self:
         done = self.cli("db", "migrate", env=self._direct_env())
         if done.returncode != 0:
             raise RuntimeError(f"jq db migrate failed: {done.stderr.strip()}")

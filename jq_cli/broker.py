@@ -65,6 +65,17 @@ def _tls_options(url: str) -> tuple[str, pika.SSLOptions | None]:
     )
 
 
+def _parameters_list(url: str, *, heartbeat: int | None = None) -> list[pika.URLParameters]:
+    """One URLParameters per broker address: JQ_RABBITMQ_URL may list a cluster's nodes,
+    comma-separated. pika tries them in order on every (re)connect, so a client whose node
+    dies moves to the next one, where the caller declares its queues again."""
+    from jq_cli.config import split_urls
+
+    return [_parameters(u, heartbeat=heartbeat) for u in split_urls(url)] or [
+        _parameters(url, heartbeat=heartbeat)
+    ]
+
+
 def _parameters(url: str, *, heartbeat: int | None = None) -> pika.URLParameters:
     from jq_cli.config import mask_url
 
@@ -146,7 +157,7 @@ class Publisher:
         if self._channel is None or not self._channel.is_open:
             self.close()
             with self._errors():
-                self._connection = pika.BlockingConnection(_parameters(self.url))
+                self._connection = pika.BlockingConnection(_parameters_list(self.url))
                 self._channel = self._connection.channel()
             self._declared.clear()
             self._frames.clear()  # marshalled for the old channel's number
@@ -287,7 +298,8 @@ class Consumer:
         on_connection_lost: Callable[[int], None],
     ) -> None:
         self.url = url
-        self._params = _parameters(url, heartbeat=30)  # a malformed URL fails here, at start-up
+        # A malformed URL (any of a list) fails here, at start-up.
+        self._params = _parameters_list(url, heartbeat=30)
         self.namespace = namespace
         self.queues = list(queues)
         self.prefetch = prefetch
@@ -395,7 +407,9 @@ class Consumer:
                 if connection is None:
                     connection = self._connect()
                     if announced:
-                        log.info("event=broker_reconnected url=%s", _mask(self.url))
+                        log.info(
+                            "event=broker_reconnected url=%s node=%s", _mask(self.url), self._node()
+                        )
                     delay, announced = 0.5, False
                 connection.process_data_events(time_limit=0.2)
                 # The broker may close just the channel (e.g. consumer_timeout: a prefetched delivery
@@ -418,6 +432,14 @@ class Consumer:
                 self._stop.wait(delay)
                 delay = min(delay * 2, 10.0)
         self._drop()
+
+    def _node(self) -> str:
+        """host:port of the broker node this consumer is connected to (one of the listed ones)."""
+        try:
+            params = self._connection._impl.params  # type: ignore[union-attr]
+            return f"{params.host}:{params.port}"
+        except AttributeError:
+            return "?"
 
     def _drop(self) -> None:
         self.connected.clear()

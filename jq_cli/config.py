@@ -128,8 +128,26 @@ class Settings(BaseSettings):
         return [m.strip() for m in self.imports.split(",") if m.strip()]
 
 
+# Several URLs in one setting (a RabbitMQ cluster's nodes): split only at a comma that starts
+# another URL, so a comma inside one URL (its password, its query) is never a separator.
+_NEXT_URL = re.compile(r",\s*(?=[a-z][a-z0-9+.-]*://)", re.IGNORECASE)
+
+
+def split_urls(value: str) -> list[str]:
+    """The URLs of a setting that accepts a comma-separated list (one URL: a list of one)."""
+    return [u.strip() for u in _NEXT_URL.split(value) if u.strip()]
+
+
 def mask_url(url: str) -> str:
-    """The URL with its password replaced, fit for messages and logs."""
+    """The URL (or comma-separated URLs) with every password replaced, fit for messages and logs.
+    A multi-host PostgreSQL URL (postgresql://u:pw@h1:5432,h2:5432/db) is one URL to this."""
+    urls = split_urls(url)
+    if len(urls) > 1:
+        return ",".join(_mask_one(u) for u in urls)
+    return _mask_one(url)
+
+
+def _mask_one(url: str) -> str:
     try:
         parts = urlsplit(url)
     except ValueError:
