@@ -3,17 +3,70 @@ store progress, hand back at shutdown."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import psycopg
+
+from jq_cli.store.base import StoreBase
 from jq_cli.store.records import Finish
 
+log = logging.getLogger("jq.store")
 
-class WorkQueries:
-    def job_claim(self, ids: Sequence[int], worker: str, lease_ttl: float) -> list[dict[str, Any]]:
+
+def last_resort(finish: Finish, problem: str) -> Finish:
+    """The outcome recorded when PostgreSQL refused an outcome on its own: a failed attempt with
+    plain ASCII text, which the database can always store."""
+    detail = problem.encode("ascii", "backslashreplace").decode("ascii")[:2000]
+    return Finish(
+        finish.job_id,
+        finish.run,
+        "failed",
+        error=f"the outcome ({finish.outcome}) could not be recorded: {detail}",
+        retry_in=finish.retry_in if finish.outcome != "completed" else None,
+    )
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """A job a worker has claimed: what it needs to run the attempt and report its outcome."""
+
+    id: int
+    job_type: str
+    queue: str
+    priority: int
+    payload: Any
+    attempts: int  # of the current budget, this attempt included
+    run_count: int  # the attempt number, which the outcome must name
+    max_retries: int
+    retry_base_delay: float | None
+    retry_max_delay: float | None
+    retry_jitter: float | None
+    cancel_requested: bool
+    waited: float  # seconds from due to claimed
+    time_limit: float | None
+    hand_backs: int
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> ClaimedJob:
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class HandedBack:
+    id: int
+    state: str
+    queue: str
+    priority: int
+
+
+class WorkQueries(StoreBase):
+    def job_claim(self, ids: Sequence[int], worker: str, lease_ttl: float) -> list[ClaimedJob]:
         """Claim the queued jobs among `ids` for `worker` in one statement, opening an attempt for
         each. Jobs in any other state are left alone: that is how duplicates lose."""
-        return self._all(
+        rows = self._all(
             # query: job_claim. A concurrent claim of the same row waits for the first one's commit,
             # then re-checks state = 'queued' and finds it running: exactly one claim wins.
             """
@@ -26,6 +79,7 @@ class WorkQueries:
                 WHERE id = ANY(%(ids)s) AND state = 'queued'
                 RETURNING id, job_type, queue, priority, payload, attempts, run_count, max_retries,
                           retry_base_delay, retry_max_delay, retry_jitter, cancel_requested,
+                          time_limit, hand_backs,
                           extract(epoch FROM now() - run_at)::float8 AS waited
             ), opened AS (
                 INSERT INTO attempts (job_id, number, worker)
@@ -35,12 +89,40 @@ class WorkQueries:
             """,
             {"ids": list(ids), "worker": worker, "ttl": lease_ttl},
         )
+        return [ClaimedJob.from_row(r) for r in rows]
 
     def job_finish(self, finishes: Sequence[Finish], worker: str) -> dict[int, str]:
         """Record many attempt outcomes in one statement (group commit). Only jobs still running
-        this very attempt change; returns {job id: new state} for those."""
+        this very attempt change; returns {job id: new state} for those.
+
+        Should PostgreSQL refuse the batch for what one row holds (anything but a lost
+        connection, which raises ServiceUnavailable), the rows are recorded one by one, and a row
+        refused on its own is recorded as a failed attempt naming the refusal: one outcome never
+        fails another's."""
         if not finishes:
             return {}
+        try:
+            return self._job_finish_batch(finishes, worker)
+        except psycopg.Error as exc:
+            if self._conn is None or self._conn.closed:
+                raise  # not a refusal of the rows: let the caller retry
+            log.warning(
+                "event=outcome_batch_refused rows=%d error=%r action=row_by_row",
+                len(finishes),
+                str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+            )
+        states: dict[int, str] = {}
+        for finish in finishes:
+            try:
+                states.update(self._job_finish_batch([finish], worker))
+            except psycopg.Error as exc:
+                if self._conn is None or self._conn.closed:
+                    raise
+                problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                states.update(self._job_finish_batch([last_resort(finish, problem)], worker))
+        return states
+
+    def _job_finish_batch(self, finishes: Sequence[Finish], worker: str) -> dict[int, str]:
         rows = self._all(
             # query: job_finish. A cancel request turns a failure into cancelled (never retried);
             # a completed handler's result stands even if a cancel arrived late.
@@ -55,15 +137,23 @@ class WorkQueries:
                     state = CASE
                         WHEN o.outcome = 'completed' THEN 'completed'
                         WHEN o.outcome = 'cancelled' OR jobs.cancel_requested THEN 'cancelled'
+                        -- snoozed: asked to run later, spending no attempt (attempts below)
+                        WHEN o.outcome = 'snoozed' THEN 'scheduled'
                         WHEN o.retry_in IS NOT NULL THEN 'retrying'
                         ELSE 'dead' END,
+                    attempts = CASE WHEN o.outcome = 'snoozed' AND NOT jobs.cancel_requested
+                                    THEN jobs.attempts - 1 ELSE jobs.attempts END,
                     result = CASE WHEN o.outcome = 'completed' THEN o.result::jsonb ELSE jobs.result END,
-                    last_error = CASE WHEN o.outcome = 'completed' THEN jobs.last_error ELSE o.error END,
+                    last_error = CASE WHEN o.outcome IN ('completed', 'snoozed') THEN jobs.last_error
+                                      ELSE o.error END,
                     progress = CASE WHEN o.outcome = 'completed' THEN 100 ELSE jobs.progress END,
-                    run_at = CASE WHEN o.outcome = 'failed' AND o.retry_in IS NOT NULL AND NOT jobs.cancel_requested
+                    run_at = CASE WHEN o.outcome IN ('failed', 'timeout', 'snoozed') AND o.retry_in IS NOT NULL
+                                       AND NOT jobs.cancel_requested
                                   THEN now() + make_interval(secs => o.retry_in) ELSE jobs.run_at END,
-                    finished_at = CASE WHEN o.outcome <> 'failed' OR o.retry_in IS NULL OR jobs.cancel_requested
+                    finished_at = CASE WHEN o.outcome NOT IN ('failed', 'timeout', 'snoozed')
+                                         OR o.retry_in IS NULL OR jobs.cancel_requested
                                        THEN now() END,
+                    hand_backs = 0,
                     worker = NULL, lease_expires_at = NULL, updated_at = now()
                 FROM o
                 WHERE jobs.id = o.id AND jobs.state = 'running' AND jobs.run_count = o.run
@@ -125,12 +215,12 @@ class WorkQueries:
             },
         )
 
-    def job_hand_back(self, ids: Sequence[int], worker: str) -> list[dict[str, Any]]:
+    def job_hand_back(self, ids: Sequence[int], worker: str) -> list[HandedBack]:
         """Return running jobs to the queue at shutdown. The interrupted attempt is kept in the
         history but gives its retry back. Returns the jobs queued again, to publish."""
         if not ids:
             return []
-        return self._all(
+        rows = self._all(
             # query: job_hand_back
             """
             WITH j AS (
@@ -151,6 +241,7 @@ class WorkQueries:
             """,
             {"ids": list(ids), "worker": worker},
         )
+        return [HandedBack(r["id"], r["state"], r["queue"], r["priority"]) for r in rows]
 
     def job_type_register(self, names: Sequence[str], worker: str) -> None:
         self._run(
