@@ -182,6 +182,17 @@ class JobRequest(BaseModel):
             message = err["msg"].removeprefix("Value error, ")
             raise InvalidInput(f"{prefix}{field}: {message}") from None
 
+    def with_defaults(self, defaults: dict[str, Any]) -> JobRequest:
+        """This request with a handler's declared defaults (@job) for the fields it left unset."""
+        unset = {
+            k: v
+            for k, v in defaults.items()
+            if k not in self.model_fields_set and k in type(self).model_fields
+        }
+        if not unset:
+            return self
+        return type(self).parse({**self.model_dump(exclude_unset=True), **unset})
+
     def to_new_job(self, payload_text: str, default_max_retries: int) -> NewJob:
         return NewJob(
             job_type=self.job_type,

@@ -138,6 +138,9 @@ class Operations(ScheduleOperations):
 
     def _prepare(self, request: JobRequest):
         self._check_type(request)
+        handler = self.registry.get(request.job_type)
+        if handler is not None:
+            request = request.with_defaults(handler.defaults.as_dict())
         text = encode_payload(request.payload, self.settings.max_payload_bytes)
         return request.to_new_job(text, self.settings.default_max_retries)
 
@@ -168,9 +171,9 @@ class Operations(ScheduleOperations):
         job_type: str,
         payload: dict | None = None,
         *,
-        priority: str | Priority = "medium",
+        priority: str | Priority | None = None,
         max_retries: int | None = None,
-        queue: str = "default",
+        queue: str | None = None,
         delay: float | str | None = None,
         run_at: datetime | str | None = None,
         idempotency_key: str | None = None,
@@ -178,18 +181,19 @@ class Operations(ScheduleOperations):
     ) -> int:
         """Submit one job; returns its id once the row is committed. Raises InvalidInput,
         ServiceUnavailable, SchemaNotMigrated."""
+        fields = {
+            "priority": priority.value if isinstance(priority, Priority) else priority,
+            "max_retries": max_retries,
+            "queue": queue,
+            "delay": delay,
+            "run_at": run_at,
+            "idempotency_key": idempotency_key,
+            **retry,
+        }
+        # Only what the caller gave: the rest falls to the handler's @job defaults, then jq's.
+        given = {k: v for k, v in fields.items() if v is not None}
         request = JobRequest.parse(
-            {
-                "job_type": job_type,
-                "payload": {} if payload is None else payload,
-                "priority": priority.value if isinstance(priority, Priority) else priority,
-                "max_retries": max_retries,
-                "queue": queue,
-                "delay": delay,
-                "run_at": run_at,
-                "idempotency_key": idempotency_key,
-                **retry,
-            }
+            {"job_type": job_type, "payload": {} if payload is None else payload, **given}
         )
         return self.submit_request(request).id
 

@@ -90,11 +90,15 @@ def check_progress(percent: Any, message: Any, limit: int) -> tuple[float, str |
             f"progress percent must be a number, got {type(percent).__name__}"
         ) from None
     if not math.isfinite(value):
-        raise ValueError(f"progress percent must be a finite number, got {value}")
+        raise ValueError(
+            f"progress percent is NaN or Infinity ({value}): it must be a finite number"
+        )
     if message is None:
         return max(0.0, min(100.0, value)), None
     if not isinstance(message, str):
-        raise ValueError(f"progress message must be a str, got {type(message).__name__}")
+        raise ValueError(
+            f"progress message is not JSON text: a {type(message).__name__}, not a str"
+        )
     if "\x00" in message:
         raise ValueError("progress message holds a NUL character, which PostgreSQL cannot store")
     try:

@@ -159,6 +159,12 @@ class Handler:
             return self.payload_model.model_validate(payload)
         except ValidationError as exc:
             raise InvalidInput(f"payload for {self.name}: {_first_error(exc)}") from None
+        except (
+            Exception
+        ) as exc:  # a validator's own bug (KeyError ...): still one line, no traceback
+            raise InvalidInput(
+                f"payload for {self.name}: the payload model raised {type(exc).__name__}: {exc}"
+            ) from None
 
 
 def _first_error(exc: ValidationError) -> str:
