@@ -104,6 +104,8 @@ class JobRequest(BaseModel):
     retry_base_delay: float | None = Field(None, gt=0, le=86400)
     retry_max_delay: float | None = Field(None, gt=0, le=7 * 86400)
     retry_jitter: float | None = Field(None, ge=0, le=1)
+    # Seconds (or "30s", "5m") the attempt may run; over it the attempt ends `timeout`.
+    time_limit: float | str | None = None
 
     @field_validator("job_type")
     @classmethod
@@ -123,6 +125,19 @@ class JobRequest(BaseModel):
     @classmethod
     def _priority(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("time_limit")
+    @classmethod
+    def _time_limit(cls, value: float | str | None) -> float | None:
+        if value is None:
+            return None
+        try:
+            seconds = parse_duration(value, "time_limit")
+        except InvalidInput as exc:
+            raise ValueError(exc.message.removeprefix("time_limit: ")) from None
+        if not 0 < seconds <= MAX_DELAY:
+            raise ValueError(f"must be more than 0 and at most {MAX_DELAY // 86400} days")
+        return seconds
 
     @field_validator("delay")
     @classmethod
@@ -206,4 +221,5 @@ class JobRequest(BaseModel):
             retry_base_delay=self.retry_base_delay,
             retry_max_delay=self.retry_max_delay,
             retry_jitter=self.retry_jitter,
+            time_limit=self.time_limit if isinstance(self.time_limit, float) else None,
         )

@@ -177,6 +177,7 @@ class Operations(ScheduleOperations):
         delay: float | str | None = None,
         run_at: datetime | str | None = None,
         idempotency_key: str | None = None,
+        time_limit: float | str | None = None,
         **retry: float,
     ) -> int:
         """Submit one job; returns its id once the row is committed. Raises InvalidInput,
@@ -188,6 +189,7 @@ class Operations(ScheduleOperations):
             "delay": delay,
             "run_at": run_at,
             "idempotency_key": idempotency_key,
+            "time_limit": time_limit,
             **retry,
         }
         # Only what the caller gave: the rest falls to the handler's @job defaults, then jq's.

@@ -59,6 +59,7 @@ def run_worker(
     config: str | None = None,
     log_format: str = "text",
     metrics_port: int | None = None,
+    pool: str = "thread",
 ) -> int:
     from jq_cli.handlers import import_modules, load_builtins
     from jq_cli.jobspec import check_name
@@ -81,6 +82,7 @@ def run_worker(
         name=name,
         metrics=metrics,
         reload_settings=loader,
+        pool=pool,
     )
     worker.install_signal_handlers()
     return worker.run()
