@@ -29,6 +29,8 @@ if TYPE_CHECKING:  # prometheus-client is imported only by a daemon started with
 log = logging.getLogger("jq.worker")
 CANCEL_POLL = 1.0  # seconds between checks for cancel requests of running jobs
 PROGRESS_FLUSH = 0.5  # seconds between writes of handlers' progress
+TYPES_REFRESH = 5.0  # seconds between refreshes of this worker's row of types in PostgreSQL
+TYPES_FRESH = 20.0  # a worker whose types were refreshed this recently counts as live
 
 
 class Dispatcher:
@@ -61,6 +63,9 @@ class Dispatcher:
         self._stale: list[RunningJob] = []  # older runs of jobs that came back to us, being stopped
         self.processed = self.failed = self.duplicates = self.poison = 0
         self.timeouts = 0
+        self._unknown: list[RunningJob] = []  # claimed jobs of a type this worker lacks
+        self.handed_over = 0
+        self._next_types = 0.0
         self._next_lease = self._next_progress = 0.0
 
     # -- what pools call (from their threads) -------------------------------------------------
@@ -75,7 +80,7 @@ class Dispatcher:
             running.job.attempts,
             settings=self.settings,
             on_progress=self._on_progress,
-            cancel_event=cancel,  # type: ignore[arg-type]  (a threading or multiprocessing Event)
+            cancel_event=cancel,  # a threading Event, or a multiprocessing one
             time_limit=self._time_limit(running.job),
             max_message_bytes=self.limits.max_error_bytes,
         )
@@ -191,9 +196,50 @@ class Dispatcher:
             running.cancel_seen = running.started
         self.running[job.id] = running
         handler = self.registry.get(job.job_type)
-        (self.async_runner if handler is not None and handler.is_async else self.pool).submit(
-            running
-        )
+        if handler is None:
+            # A rolling deploy: this worker lacks the type. It is handed over, not failed.
+            self._unknown.append(running)
+            return
+        (self.async_runner if handler.is_async else self.pool).submit(running)
+
+    def _hand_over(self) -> None:
+        """Jobs of a type this worker lacks wait as scheduled, spending no attempt: briefly when
+        another live worker has the type (its next delivery likely lands there), longer, backing
+        off, when none has (a deploy still to come). Never dead-lettered for that alone."""
+        if not self._unknown:
+            return
+        types = sorted({r.job.job_type for r in self._unknown})
+        live = self.store.job_type_live_elsewhere(types, self.name, TYPES_FRESH)
+        for kind in types:
+            batch = [r for r in self._unknown if r.job.job_type == kind]
+            if kind in live:
+                note = f"waiting: worker {self.name} has no handler for {kind!r}; another live worker has it"
+                delays = {
+                    r.id: (r.run, min(5.0, 0.2 * 2 ** min(r.job.hand_backs, 5))) for r in batch
+                }
+            else:
+                note = f"waiting: no live worker has a handler for job type {kind!r}"
+                delays = {
+                    r.id: (r.run, min(300.0, 2.0 * 2 ** min(r.job.hand_backs, 8))) for r in batch
+                }
+            self.store.job_hand_over(delays, self.name, note)
+            for r in batch:
+                r.done = True
+                if self.running.get(r.id) is r:
+                    del self.running[r.id]
+                self._unknown.remove(r)
+            self.handed_over += len(batch)
+            log.info(
+                "event=jobs_handed_over type=%s count=%d live_elsewhere=%s",
+                kind,
+                len(batch),
+                kind in live,
+            )
+
+    def _refresh_types(self, now: float) -> None:
+        if now >= self._next_types:
+            self.store.worker_types_refresh(self.name)
+            self._next_types = now + TYPES_REFRESH
 
     def _count_duplicates(self, ids: list[int]) -> None:
         states = self.store.job_states(ids)
@@ -325,6 +371,8 @@ class Dispatcher:
     def _dispatch_once(self, now: float) -> None:
         self._finish()
         self._claim()
+        self._hand_over()
+        self._refresh_types(now)
         self._enforce_limits(now)
         if now >= self._next_progress:
             self._flush_progress()

@@ -18,12 +18,20 @@ from typing import Any
 from jq_cli.config import Settings, load_settings, mask_url
 from jq_cli.errors import InvalidInput, InvalidTransition, JqError, NotFound, ServiceUnavailable
 from jq_cli.handlers.registry import Registry, load_builtins
-from jq_cli.jobspec import JobRequest, check_name, encode_payload, parse_priority
+from jq_cli.jobspec import (
+    JobRequest,
+    check_name,
+    check_payload,
+    encode_payload,
+    parse_priority,
+    payload_checker,
+)
 from jq_cli.schedule_ops import ScheduleOperations
 from jq_cli.states import PRIORITY_NAMES, TERMINAL_STATES, JobState, Priority
 from jq_cli.store import Inserted, Store, latest_version
 
 log = logging.getLogger("jq.ops")
+SCHEMA_TTL = 30.0  # seconds a payload schema read from PostgreSQL is trusted before re-reading
 PURGEABLE = ("completed", "dead", "cancelled")
 PURGE_BATCH = 5000
 
@@ -73,7 +81,7 @@ class Operations(ScheduleOperations):
         self._store: Store | None = None
         self._publisher = None
         self._telemetry = None
-        self._known_types: set[str] = set()
+        self._type_schemas: dict[str, tuple[float, Any]] = {}  # type: (when read, checker)
 
     # -- services -----------------------------------------------------------------------------
 
@@ -124,11 +132,16 @@ class Operations(ScheduleOperations):
         if handler is not None:
             handler.validate(request.payload)
             return
-        if request.job_type in self._known_types:
-            return
-        # A type whose handler only the workers import is known through their registration.
-        if self.store.job_type_exists(request.job_type):
-            self._known_types.add(request.job_type)
+        # A type whose handler only the workers import is known through their registration, with
+        # the payload schema (JSON Schema of its pydantic model) they registered for it.
+        cached = self._type_schemas.get(request.job_type)
+        if cached is None or time.monotonic() - cached[0] > SCHEMA_TTL:
+            known, schema = self.store.job_type_schema(request.job_type)
+            if known:
+                cached = (time.monotonic(), payload_checker(schema))
+                self._type_schemas[request.job_type] = cached
+        if cached is not None:
+            check_payload(request.job_type, request.payload, cached[1])
             return
         known = ", ".join(self.registry.names())
         raise InvalidInput(

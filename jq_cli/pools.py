@@ -26,17 +26,11 @@ from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
 from jq_cli.executor import Executor
-from jq_cli.handlers.registry import ForcedCancel, JobContext, JobTimeout
+from jq_cli.handlers.registry import CancelFlag, ForcedCancel, JobContext, JobTimeout
 from jq_cli.store.records import Finish
 from jq_cli.store.work import ClaimedJob
 
 log = logging.getLogger("jq.worker")
-
-
-class CancelFlag(Protocol):
-    def set(self) -> None: ...
-    def is_set(self) -> bool: ...
-    def wait(self, timeout: float | None = None) -> bool: ...
 
 
 @dataclass(eq=False)

@@ -12,6 +12,7 @@ Threads and what each owns:
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -181,7 +182,8 @@ class Worker(Dispatcher):
         while not self.stopping.is_set():
             try:
                 self.store.require_schema()
-                self.store.job_type_register(self.registry.names(), self.name)
+                names = self.registry.names()
+                self.store.job_type_register(names, self.name, self._schemas(names))
                 self._note_db(None)
                 return
             except SchemaNotMigrated:
@@ -190,6 +192,14 @@ class Worker(Dispatcher):
                 self._note_db(exc)
                 self.stopping.wait(delay)
                 delay = min(delay * 2, 10)
+
+    def _schemas(self, names: list[str]) -> list[str | None]:
+        schemas: list[str | None] = []
+        for name in names:
+            handler = self.registry.get(name)
+            schema = handler.payload_schema() if handler is not None else None
+            schemas.append(json.dumps(schema) if schema is not None else None)
+        return schemas
 
     def run(self) -> int:
         """Work until SIGTERM/SIGINT (or request_stop()); returns the exit code."""
@@ -256,6 +266,8 @@ class Worker(Dispatcher):
         self.async_runner.shutdown()
         self._stop_telemetry = True
         self._send_telemetry(final=True)
+        with contextlib.suppress(JqError):  # its types stop counting as runnable here at once
+            self.store.worker_types_remove(self.name)
         self.store.close()
         self.publisher.close()
         log.info(

@@ -9,7 +9,7 @@ import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
@@ -68,6 +68,14 @@ def _seconds(value: float | str, what: str) -> float:
     return seconds
 
 
+class CancelFlag(Protocol):
+    """A threading.Event, or a multiprocessing one in the process pool."""
+
+    def set(self) -> None: ...
+    def is_set(self) -> bool: ...
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
 class JobContext:
     """What a handler may know and do about the job it runs."""
 
@@ -78,7 +86,7 @@ class JobContext:
         *,
         settings: Any = None,
         on_progress: Callable[[int, float, str | None], None] | None = None,
-        cancel_event: threading.Event | None = None,
+        cancel_event: CancelFlag | None = None,
         time_limit: float | None = None,
         max_message_bytes: int = 65_536,
     ):
@@ -90,7 +98,7 @@ class JobContext:
         # leaked about half a kilobyte per job in a long-running worker.
         self.logger = logging.LoggerAdapter(_JOB_LOG, {"job_id": job_id})
         self._on_progress = on_progress
-        self._cancel = cancel_event or threading.Event()
+        self._cancel: CancelFlag = cancel_event or threading.Event()
         self._max_message_bytes = max_message_bytes
 
     @property

@@ -14,6 +14,8 @@ from jq_cli.store.base import StoreBase
 from jq_cli.store.records import Finish
 
 log = logging.getLogger("jq.store")
+# Consecutive shutdown hand-backs that give their attempt back; later ones spend it.
+MAX_FREE_HAND_BACKS = 3
 
 
 def last_resort(finish: Finish, problem: str) -> Finish:
@@ -225,9 +227,20 @@ class WorkQueries(StoreBase):
             """
             WITH j AS (
                 UPDATE jobs SET
-                    state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END,
-                    attempts = CASE WHEN cancel_requested THEN attempts ELSE attempts - 1 END,
-                    finished_at = CASE WHEN cancel_requested THEN now() END,
+                    -- A hand-back gives the attempt back, but not forever: past MAX_FREE_HAND_BACKS
+                    -- in a row (a job longer than every shutdown grace) it counts, and a job out of
+                    -- attempts then ends dead instead of looping between deploys.
+                    state = CASE WHEN cancel_requested THEN 'cancelled'
+                                 WHEN hand_backs >= %(free)s AND attempts > max_retries THEN 'dead'
+                                 ELSE 'queued' END,
+                    attempts = CASE WHEN cancel_requested OR hand_backs >= %(free)s THEN attempts
+                                    ELSE attempts - 1 END,
+                    last_error = CASE WHEN hand_backs >= %(free)s AND attempts > max_retries
+                                      THEN 'handed back at shutdown too many times' ELSE last_error END,
+                    hand_backs = hand_backs + 1,
+                    finished_at = CASE WHEN cancel_requested
+                                         OR (hand_backs >= %(free)s AND attempts > max_retries)
+                                       THEN now() END,
                     published_at = now(), worker = NULL, lease_expires_at = NULL, updated_at = now()
                 WHERE id = ANY(%(ids)s) AND state = 'running' AND worker = %(worker)s
                 RETURNING id, state, queue, priority, run_count
@@ -239,19 +252,112 @@ class WorkQueries(StoreBase):
             )
             SELECT id, state, queue, priority FROM j
             """,
-            {"ids": list(ids), "worker": worker},
+            {"ids": list(ids), "worker": worker, "free": MAX_FREE_HAND_BACKS},
         )
         return [HandedBack(r["id"], r["state"], r["queue"], r["priority"]) for r in rows]
 
-    def job_type_register(self, names: Sequence[str], worker: str) -> None:
+    def job_type_register(
+        self, names: Sequence[str], worker: str, schemas: Sequence[str | None] | None = None
+    ) -> None:
+        """Record the types this worker runs (and each one's payload JSON Schema, for submit-time
+        checks where the handler's module is not imported), and that this worker is live."""
+        schema_list = list(schemas) if schemas is not None else [None] * len(names)
+        with self._errors(), self.conn.transaction():
+            self.conn.execute(
+                # query: job_type_register. A schema stays as the last worker that had one left it.
+                """
+                INSERT INTO job_types (name, registered_by, payload_schema)
+                SELECT n, %(worker)s, s::jsonb FROM unnest(%(names)s::text[], %(schemas)s::text[]) AS u(n, s)
+                ON CONFLICT (name) DO UPDATE SET registered_by = excluded.registered_by,
+                    payload_schema = coalesce(excluded.payload_schema, job_types.payload_schema),
+                    updated_at = now()
+                """,
+                {"names": list(names), "worker": worker, "schemas": schema_list},
+            )
+            self.conn.execute(
+                # query: worker_type_upsert
+                """
+                INSERT INTO worker_types (worker, job_type) SELECT %(worker)s, unnest(%(names)s::text[])
+                ON CONFLICT (job_type, worker) DO UPDATE SET seen_at = now()
+                """,
+                {"names": list(names), "worker": worker},
+            )
+
+    def worker_types_refresh(self, worker: str) -> None:
+        """The worker's heartbeat in PostgreSQL: its types stay runnable while this runs."""
         self._run(
-            # query: job_type_register
-            """
-            INSERT INTO job_types (name, registered_by) SELECT unnest(%(names)s::text[]), %(worker)s
-            ON CONFLICT (name) DO UPDATE SET registered_by = excluded.registered_by, updated_at = now()
-            """,
-            {"names": list(names), "worker": worker},
+            # query: worker_types_refresh
+            "UPDATE worker_types SET seen_at = now() WHERE worker = %s",
+            (worker,),
         )
+
+    def worker_types_remove(self, worker: str) -> None:
+        self._run(
+            "DELETE FROM worker_types WHERE worker = %s", (worker,)
+        )  # query: worker_types_remove
+
+    def job_type_live_elsewhere(
+        self, job_types: Sequence[str], worker: str, within: float
+    ) -> set[str]:
+        """Which of `job_types` some other worker, seen within `within` seconds, can run."""
+        rows = self._all(
+            # query: job_type_live_elsewhere
+            """
+            SELECT DISTINCT job_type FROM worker_types
+            WHERE job_type = ANY(%(types)s) AND worker <> %(worker)s
+              AND seen_at > now() - make_interval(secs => %(within)s)
+            """,
+            {"types": list(job_types), "worker": worker, "within": within},
+        )
+        return {r["job_type"] for r in rows}
+
+    def job_hand_over(
+        self, delays: dict[int, tuple[int, float]], worker: str, note: str
+    ) -> list[HandedBack]:
+        """Give back jobs this worker cannot run (a type it lacks) without spending an attempt:
+        each waits `delay` seconds as scheduled (`{id: (run, delay)}`) with `note` as its last
+        error, and counts one more hand-back. Returns the jobs changed."""
+        if not delays:
+            return []
+        ids = list(delays)
+        rows = self._all(
+            # query: job_hand_over
+            """
+            WITH o AS (
+                SELECT * FROM unnest(%(ids)s::bigint[], %(runs)s::int[], %(delays)s::float8[])
+                         AS o(id, run, delay)
+            ), j AS (
+                UPDATE jobs SET state = 'scheduled', attempts = jobs.attempts - 1,
+                    run_at = now() + make_interval(secs => o.delay), last_error = %(note)s,
+                    hand_backs = jobs.hand_backs + 1, published_at = NULL,
+                    worker = NULL, lease_expires_at = NULL, updated_at = now()
+                FROM o
+                WHERE jobs.id = o.id AND jobs.run_count = o.run AND jobs.state = 'running'
+                  AND jobs.worker = %(worker)s
+                RETURNING jobs.id, jobs.state, jobs.queue, jobs.priority, jobs.run_count
+            ), a AS (
+                UPDATE attempts SET finished_at = now(), outcome = 'interrupted', error = %(note)s
+                FROM j WHERE attempts.job_id = j.id AND attempts.number = j.run_count
+                         AND attempts.outcome = 'running'
+            )
+            SELECT id, state, queue, priority FROM j
+            """,
+            {
+                "ids": ids,
+                "runs": [delays[i][0] for i in ids],
+                "delays": [delays[i][1] for i in ids],
+                "worker": worker,
+                "note": note,
+            },
+        )
+        return [HandedBack(r["id"], r["state"], r["queue"], r["priority"]) for r in rows]
 
     def job_type_exists(self, name: str) -> bool:
         return self._one("SELECT 1 AS x FROM job_types WHERE name = %s", (name,)) is not None
+
+    def job_type_schema(self, name: str) -> tuple[bool, Any]:
+        """(whether some worker registered `name`, the payload JSON Schema it registered or None)."""
+        row = self._one(
+            "SELECT payload_schema FROM job_types WHERE name = %s", (name,)
+        )  # query: job_type_schema
+        return (row is not None, row["payload_schema"] if row else None)
