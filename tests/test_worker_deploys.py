@@ -70,7 +70,7 @@ def test_job_no_live_worker_can_run_waits_then_runs_on_the_deploy(
     )
     assert job["attempts"] == 0  # no attempt spent
     assert "no live worker" in job["last_error"]
-    assert [a["outcome"] for a in job["attempt_history"]][0] == "interrupted"
+    assert job["attempt_history"][0]["outcome"] == "interrupted"
     assert old.handed_over >= 1
     run_worker("new", with_b=True)
     done = wait_for(
