@@ -93,8 +93,8 @@ def run_scheduler(
 ) -> int:
     from jq_cli.scheduler import Scheduler
 
-    _, settings, metrics = _start("scheduler", config, log_format, metrics_port)
-    scheduler = Scheduler(settings)
+    loader, settings, metrics = _start("scheduler", config, log_format, metrics_port)
+    scheduler = Scheduler(settings, reload_settings=loader)
     if metrics is not None:
         scheduler.metrics = metrics
     scheduler.install_signal_handlers()
