@@ -356,9 +356,15 @@ class Run:
         """Record what a fault hit (in the figures' `hits` and, by kind, in extra["hit"])."""
         self.hit_notes[what] = self.hit_notes.get(what, 0) + n
 
-    def fault_now(self, what: str) -> int:
-        """At the moment of a fault: how many executions are in flight (and record them as hit)."""
-        n = self.query("SELECT count(*) FROM chaos_exec WHERE finished_at IS NULL")[0][0]
+    def fault_now(self, what: str, timeout: float = 10) -> int:
+        """Just before a fault: wait (up to `timeout`) until some execution is in flight, so that
+        the fault lands mid-job, and record how many were as what it hit."""
+        deadline = time.monotonic() + timeout
+        while True:
+            n = self.query("SELECT count(*) FROM chaos_exec WHERE finished_at IS NULL")[0][0]
+            if n or time.monotonic() >= deadline:
+                break
+            time.sleep(0.02)
         self.hit(n, f"in_flight_at_{what}")
         return n
 
