@@ -81,7 +81,7 @@ class Operations(ScheduleOperations):
         self._store: Store | None = None
         self._publisher = None
         self._telemetry = None
-        self._type_schemas: dict[str, tuple[float, Any]] = {}  # type: (when read, checker)
+        self._type_schemas: dict[str, tuple[float, Any, dict[str, Any]]] = {}  # type: (when read, checker)
 
     # -- services -----------------------------------------------------------------------------
 
@@ -136,9 +136,9 @@ class Operations(ScheduleOperations):
         # the payload schema (JSON Schema of its pydantic model) they registered for it.
         cached = self._type_schemas.get(request.job_type)
         if cached is None or time.monotonic() - cached[0] > SCHEMA_TTL:
-            known, schema = self.store.job_type_schema(request.job_type)
+            known, schema, defaults = self.store.job_type_info(request.job_type)
             if known:
-                cached = (time.monotonic(), payload_checker(schema))
+                cached = (time.monotonic(), payload_checker(schema), defaults)
                 self._type_schemas[request.job_type] = cached
         if cached is not None:
             check_payload(request.job_type, request.payload, cached[1])
@@ -154,6 +154,8 @@ class Operations(ScheduleOperations):
         handler = self.registry.get(request.job_type)
         if handler is not None:
             request = request.with_defaults(handler.defaults.as_dict())
+        elif request.job_type in self._type_schemas:  # the defaults its workers registered
+            request = request.with_defaults(self._type_schemas[request.job_type][2])
         text = encode_payload(request.payload, self.settings.max_payload_bytes)
         return request.to_new_job(text, self.settings.default_max_retries)
 

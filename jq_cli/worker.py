@@ -183,7 +183,9 @@ class Worker(Dispatcher):
             try:
                 self.store.require_schema()
                 names = self.registry.names()
-                self.store.job_type_register(names, self.name, self._schemas(names))
+                self.store.job_type_register(
+                    names, self.name, self._schemas(names), self._defaults(names)
+                )
                 self._note_db(None)
                 return
             except SchemaNotMigrated:
@@ -200,6 +202,10 @@ class Worker(Dispatcher):
             schema = handler.payload_schema() if handler is not None else None
             schemas.append(json.dumps(schema) if schema is not None else None)
         return schemas
+
+    def _defaults(self, names: list[str]) -> list[str | None]:
+        found = [self.registry.get(name) for name in names]
+        return [json.dumps(h.defaults.as_dict()) if h is not None else None for h in found]
 
     def run(self) -> int:
         """Work until SIGTERM/SIGINT (or request_stop()); returns the exit code."""

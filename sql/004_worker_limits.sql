@@ -16,6 +16,9 @@ ALTER TABLE jobs ADD COLUMN hand_backs integer NOT NULL DEFAULT 0;
 -- The payload schema (JSON Schema of the handler's pydantic model) a worker registered for a
 -- type, checked at submit where the handler's module is not imported.
 ALTER TABLE job_types ADD COLUMN payload_schema jsonb;
+-- The type's @job defaults (queue, priority, max_retries, time limit, back-off), applied at
+-- submit where the handler's module is not imported.
+ALTER TABLE job_types ADD COLUMN defaults jsonb;
 
 -- Which live worker has which type: a worker refreshes its rows with its heartbeat, so a type
 -- counts as runnable while some worker's row is recent.

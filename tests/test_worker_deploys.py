@@ -132,3 +132,22 @@ def test_submit_of_nan_exits_2_with_one_line(run_cli, store, payload):
 def test_bulk_line_with_nan_is_refused(ops):
     with pytest.raises(InvalidInput, match="NaN or Infinity"):
         ops.submit_many([{"job_type": "noop", "payload": {"x": float("nan")}}])
+
+
+def test_submit_where_the_handler_is_not_imported_applies_its_registered_defaults(
+    ops, store, run_cli
+):
+    defaults = {"queue": "reports", "priority": "high", "max_retries": 9, "time_limit": 12.0}
+    store.job_type_register(["t_remote_defaults"], "remote-worker", [None], [json.dumps(defaults)])
+    done = run_cli("submit", "t_remote_defaults")
+    assert done.returncode == 0, done.stderr
+    job = ops.get(int(done.stdout))
+    assert (job["queue"], job["priority"], job["max_retries"], job["time_limit"]) == (
+        "reports",
+        "high",
+        9,
+        12.0,
+    )
+    over = run_cli("submit", "t_remote_defaults", "--queue", "other", "--max-retries", "1")
+    job = ops.get(int(over.stdout))
+    assert (job["queue"], job["priority"], job["max_retries"]) == ("other", "high", 1)

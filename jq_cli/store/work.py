@@ -257,22 +257,34 @@ class WorkQueries(StoreBase):
         return [HandedBack(r["id"], r["state"], r["queue"], r["priority"]) for r in rows]
 
     def job_type_register(
-        self, names: Sequence[str], worker: str, schemas: Sequence[str | None] | None = None
+        self,
+        names: Sequence[str],
+        worker: str,
+        schemas: Sequence[str | None] | None = None,
+        defaults: Sequence[str | None] | None = None,
     ) -> None:
         """Record the types this worker runs (and each one's payload JSON Schema, for submit-time
         checks where the handler's module is not imported), and that this worker is live."""
         schema_list = list(schemas) if schemas is not None else [None] * len(names)
+        default_list = list(defaults) if defaults is not None else [None] * len(names)
         with self._errors(), self.conn.transaction():
             self.conn.execute(
                 # query: job_type_register. A schema stays as the last worker that had one left it.
                 """
-                INSERT INTO job_types (name, registered_by, payload_schema)
-                SELECT n, %(worker)s, s::jsonb FROM unnest(%(names)s::text[], %(schemas)s::text[]) AS u(n, s)
+                INSERT INTO job_types (name, registered_by, payload_schema, defaults)
+                SELECT n, %(worker)s, s::jsonb, d::jsonb
+                FROM unnest(%(names)s::text[], %(schemas)s::text[], %(defaults)s::text[]) AS u(n, s, d)
                 ON CONFLICT (name) DO UPDATE SET registered_by = excluded.registered_by,
                     payload_schema = coalesce(excluded.payload_schema, job_types.payload_schema),
+                    defaults = coalesce(excluded.defaults, job_types.defaults),
                     updated_at = now()
                 """,
-                {"names": list(names), "worker": worker, "schemas": schema_list},
+                {
+                    "names": list(names),
+                    "worker": worker,
+                    "schemas": schema_list,
+                    "defaults": default_list,
+                },
             )
             self.conn.execute(
                 # query: worker_type_upsert
@@ -357,7 +369,16 @@ class WorkQueries(StoreBase):
 
     def job_type_schema(self, name: str) -> tuple[bool, Any]:
         """(whether some worker registered `name`, the payload JSON Schema it registered or None)."""
+        known, schema, _ = self.job_type_info(name)
+        return known, schema
+
+    def job_type_info(self, name: str) -> tuple[bool, Any, dict[str, Any]]:
+        """(whether some worker registered `name`, its payload JSON Schema or None, its @job
+        defaults)."""
         row = self._one(
-            "SELECT payload_schema FROM job_types WHERE name = %s", (name,)
-        )  # query: job_type_schema
-        return (row is not None, row["payload_schema"] if row else None)
+            "SELECT payload_schema, defaults FROM job_types WHERE name = %s",  # query: job_type_info
+            (name,),
+        )
+        if row is None:
+            return False, None, {}
+        return True, row["payload_schema"], row["defaults"] or {}
