@@ -81,6 +81,14 @@ class Figures:
     multi_terminal: int | None = 0
     dup_exec: int | None = 0
     dup_exec_bound: int | None = 0  # interruptions injected: executions cut by the fault
+    # Jobs whose extra executions exceed the executions of that very job the fault cut: 0.
+    dup_over: int | None = 0
+    # Accepted jobs that ended, but not as their workload intended (a chaos_work job is meant to
+    # complete: `dead` is a loss of its own kind): 0.
+    wrong_end: int | None = 0
+    # What the fault hit: jobs in flight at the fault, executions cut, sessions ended, messages
+    # dead-lettered. A fault that hit nothing proves nothing: None or 0 fails the scenario.
+    hits: int | None = None
     dup_ticks: int | None = None
     invalid_rows: int | None = 0
     recovery_s: float | None = None
@@ -94,8 +102,14 @@ class Figures:
     def judge(self) -> Figures:
         if self.status == "skip":
             return self
+        if not self.hits:
+            self.problems.append(
+                "the fault hit nothing (no job in flight, nothing cut): it proves nothing"
+            )
         checks = [
             (self.lost, 0, "lost"),
+            (self.wrong_end, 0, "wrong_end"),
+            (self.dup_over, 0, "dup_over"),
             (self.multi_terminal, 0, "multi_terminal"),
             (self.dup_exec, self.dup_exec_bound, "dup_exec"),
             (self.invalid_rows, 0, "invalid_rows"),
@@ -208,6 +222,9 @@ class Run:
             }
         )
         self.daemons: list[Daemon] = []
+        self.hit_notes: dict[str, int] = {}
+        # Jobs a scenario submitted itself, with the states each may rightly end in.
+        self.intended: dict[int, tuple[str, ...]] = {}
         self.interrupted_pids: set[int] = set()
         self.stopped_pids: set[int] = set()  # stopped on purpose (SIGTERM): their exit is no crash
         self.fault_end: float | None = None
@@ -341,9 +358,31 @@ class Run:
             time.sleep(0.05)
         return self.in_flight(daemon.pid)
 
+    def hit(self, n: int, what: str) -> None:
+        """Record what a fault hit (in the figures' `hits` and, by kind, in extra["hit"])."""
+        self.hit_notes[what] = self.hit_notes.get(what, 0) + n
+
+    def fault_now(self, what: str, timeout: float = 10) -> int:
+        """Just before a fault: wait (up to `timeout`) until some execution is in flight, so that
+        the fault lands mid-job, and record how many were as what it hit."""
+        deadline = time.monotonic() + timeout
+        while True:
+            n = self.query("SELECT count(*) FROM chaos_exec WHERE finished_at IS NULL")[0][0]
+            if n or time.monotonic() >= deadline:
+                break
+            time.sleep(0.02)
+        self.hit(n, f"in_flight_at_{what}")
+        return n
+
+    def expect(self, ids: list[int], *states: str) -> None:
+        """Jobs submitted by the scenario itself, and the terminal states they may rightly end in."""
+        for i in ids:
+            self.intended[i] = states
+
     def interrupt(self, daemon: Daemon, *signals_and_pauses) -> None:
         """Send signals (with pauses between, given as numbers) to a daemon; its cut executions
         become the bound of dup_exec."""
+        self.hit(self.in_flight(daemon.pid), "in_flight_at_interrupt")
         self.interrupted_pids.add(daemon.pid)
         for item in signals_and_pauses:
             if isinstance(item, (int, float)) and not isinstance(item, signal.Signals):
@@ -382,7 +421,7 @@ class Run:
             f.problems.append(f"queue not quiet after {quiet_timeout:.0f}s")
         elif self.fault_end is not None:
             f.recovery_s = round(max(0.0, quiet - self.fault_end), 2)
-        accepted = load.accepted if load else []
+        accepted = [*(load.accepted if load else []), *self.intended]
         f.accepted = len(accepted)
         f.rejected = len(load.rejected) if load else 0
         f.failed_submits = len(load.failed) if load else 0
@@ -394,6 +433,14 @@ class Run:
             )
         }
         f.lost = len(set(accepted) - terminal)
+        ended = dict(self.query("SELECT id, state FROM jobs WHERE id = ANY(%s)", (list(terminal),)))
+        f.wrong_end = sum(
+            1 for i, state in ended.items() if state not in self.intended.get(i, ("completed",))
+        )
+        if f.wrong_end:
+            f.extra["wrong_end_sample"] = sorted(
+                (i, s) for i, s in ended.items() if s not in self.intended.get(i, ("completed",))
+            )[:5]
         f.multi_terminal = self.query(
             "SELECT count(*) FROM (SELECT job_id FROM chaos_transitions WHERE new_state IN "
             "('completed', 'dead', 'cancelled') GROUP BY job_id HAVING count(*) > 1) t"
@@ -405,6 +452,16 @@ class Run:
             "SELECT count(*) FROM chaos_exec WHERE pid = ANY(%s) AND (finished_at IS NULL OR outcome = 'cancelled')",
             (list(self.interrupted_pids),),
         )[0][0]
+        f.dup_over = self.query(
+            "SELECT count(*) FROM (SELECT job_id, count(*) AS n, count(*) FILTER (WHERE pid = ANY(%s) "
+            "AND (finished_at IS NULL OR outcome = 'cancelled')) AS cut FROM chaos_exec "
+            "GROUP BY job_id) t WHERE n - 1 > cut",
+            (list(self.interrupted_pids),),
+        )[0][0]
+        if f.dup_exec_bound:
+            self.hit(f.dup_exec_bound, "executions_cut")
+        f.hits = sum(self.hit_notes.values())
+        f.extra["hit"] = dict(self.hit_notes)
         f.invalid_rows = self.query(
             "SELECT count(*) FROM jobs WHERE payload ? 'chaos_reject' OR job_type = 'chaos_no_such_type'"
         )[0][0]

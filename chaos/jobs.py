@@ -14,6 +14,7 @@ import time
 
 import psycopg
 from jq_cli import Cancelled, job
+from pydantic import BaseModel, field_validator
 
 _local = threading.local()
 RECORD_PATIENCE = 45.0  # seconds a record waits for PostgreSQL before the handler gives up
@@ -62,3 +63,64 @@ def chaos_work(payload: dict, ctx) -> dict:
         (exec_id,),
     )
     return {"exec": exec_id}
+
+
+# -- the poison classes of issue 11: each records its execution like chaos_work ----------------
+
+
+def _started(ctx) -> int:
+    ((exec_id,),) = _execute(
+        "INSERT INTO chaos_exec (job_id, attempt, pid) VALUES (%s, %s, %s) RETURNING id",
+        (ctx.job_id, ctx.attempt, os.getpid()),
+    )
+    return exec_id
+
+
+@job("chaos_nan")
+def chaos_nan(payload: dict, ctx) -> dict:
+    """Returns NaN, which jsonb cannot store: its attempt must fail, nothing else."""
+    exec_id = _started(ctx)
+    _execute(
+        "UPDATE chaos_exec SET finished_at = clock_timestamp(), outcome = 'nan' WHERE id = %s",
+        (exec_id,),
+    )
+    return {"mean": float("nan")}
+
+
+class PickyPayload(BaseModel):
+    n: int
+
+    @field_validator("n")
+    @classmethod
+    def _lookup(cls, value: int) -> int:
+        if value < 0:
+            raise KeyError(value)  # a validator's bug, not a validation error
+        return value
+
+
+@job("chaos_picky", payload=PickyPayload)
+def chaos_picky(payload: PickyPayload, ctx) -> dict:
+    exec_id = _started(ctx)
+    _execute(
+        "UPDATE chaos_exec SET finished_at = clock_timestamp(), outcome = 'completed' WHERE id = %s",
+        (exec_id,),
+    )
+    return {"n": payload.n}
+
+
+@job("chaos_ignore_cancel")
+def chaos_ignore_cancel(payload: dict, ctx) -> dict:
+    """Ignores ctx.cancelled (a loop that never looks): the worker must end it anyway."""
+    _started(ctx)
+    deadline = time.monotonic() + float(payload.get("seconds", 120))
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
+    return {"ignored": True}
+
+
+@job("chaos_hang")
+def chaos_hang(payload: dict, ctx) -> dict:
+    """Blocks in one C call far past its time limit: its thread can only be abandoned."""
+    _started(ctx)
+    time.sleep(float(payload.get("seconds", 120)))
+    return {"woke": True}

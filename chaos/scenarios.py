@@ -3,6 +3,7 @@ injects one kind of fault, and leaves the measuring to Run.measure()."""
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from collections.abc import Callable
@@ -72,6 +73,7 @@ def sigterm_drain(run: Run) -> Figures:
         victim = workers[i]
         run.wait_in_flight(victim, 2)
         run.expect_exit(victim)
+        run.hit(run.in_flight(victim.pid), "in_flight_at_sigterm")
         victim.signal(signal.SIGTERM)
         code = victim.proc.wait(15)
         if code != 0:
@@ -137,6 +139,7 @@ def rabbit_stop_app(run: Run) -> Figures:
     load = _loaded(run, sleep=(0.1, 0.5), backlog=30)
     _steady(run, 4, load)
     before = len(load.accepted)
+    run.fault_now("stop_app")
     rabbit.stop_app()
     _steady(run, 30, load)
     run.figures.extra["accepted_during_outage"] = len(load.accepted) - before
@@ -150,6 +153,7 @@ def rabbit_restart(run: Run) -> Figures:
     load = _loaded(run, sleep=(0.2, 0.8), backlog=150, concurrency=2)
     _steady(run, 3, load)
     before = len(load.accepted)
+    run.fault_now("rabbit_stop")
     rabbit.stop()  # the whole node halts: connections drop, queues come back from disk
     _steady(run, 8, load)
     run.figures.extra["accepted_during_outage"] = len(load.accepted) - before
@@ -165,6 +169,7 @@ def pg_restart(run: Run) -> Figures:
     pg = run.services.postgres
     load = _loaded(run, sleep=(0.2, 1.0), backlog=30)
     _steady(run, 4, load)
+    run.fault_now("pg_stop")
     pg.stop(
         "immediate"
     )  # every backend dies at once, no checkpoint: what restart -m immediate does
@@ -182,6 +187,7 @@ def pg_terminate(run: Run) -> Figures:
     killed = 0
     for _ in range(5):
         _steady(run, 2.5, load)
+        run.fault_now("terminate")
         killed += len(
             run.query(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -189,6 +195,7 @@ def pg_terminate(run: Run) -> Figures:
             )
         )
     run.figures.extra["sessions_terminated"] = killed
+    run.hit(killed, "sessions_terminated")
     figures = _recovered(run, load, 3)
     leaders = run.query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")[0][
         0
@@ -218,6 +225,7 @@ def redis_stop(run: Run) -> Figures:
     load.start()
     _steady(run, 8, load)
     before = _rate(run, 6, 0)
+    run.fault_now("redis_stop")
     redis.stop()
     down_at = time.monotonic()
     _steady(run, 60, load)
@@ -241,8 +249,10 @@ def redis_stop(run: Run) -> Figures:
 
 
 def proxy_latency(run: Run) -> Figures:
-    run.proxy.set_latency(0.02, 0.03)
     load = _loaded(run, sleep=(0.1, 0.5), backlog=30)
+    run.wait_in_flight(run.workers()[0], 1)
+    run.fault_now("latency")
+    run.proxy.set_latency(0.02, 0.03)
     _steady(run, 20, load)
     run.proxy.set_latency(0, 0)
     run.fault_over()
@@ -254,6 +264,7 @@ def proxy_stall(run: Run) -> Figures:
     load = _loaded(run, sleep=(0.2, 1.0), backlog=30)
     for _ in range(2):
         _steady(run, 4, load)
+        run.fault_now("stall")
         run.proxy.stall(True)  # every packet dropped, to all three services, for 5 s
         time.sleep(5)
         run.proxy.stall(False)
@@ -268,10 +279,12 @@ def proxy_reset(run: Run) -> Figures:
     resets = 0
     for _ in range(5):
         _steady(run, 2.5, load)
+        run.fault_now("reset")
         resets += run.proxy.reset_all(refuse=True)  # RST every connection, refuse new ones for 1 s
         time.sleep(1)
         run.proxy.reset_all(refuse=False)
     run.figures.extra["connections_reset"] = resets
+    run.hit(resets, "connections_reset")
     run.fault_over()
     _steady(run, 2, load)
     load.stop()
@@ -287,7 +300,7 @@ def schedulers(run: Run) -> Figures:
     probe = run.cli("schedule", "add", "--help")
     if not hasattr(Operations, "schedule_add") or probe.returncode != 0:
         f = run.figures
-        f.status = "skip"
+        f.status = "fail"  # jq has schedules: their absence is a regression, never a skip
         f.lost = f.multi_terminal = f.dup_exec = f.dup_exec_bound = f.invalid_rows = None
         f.problems.append(
             "needs cron schedules (`jq schedule add NAME TYPE --cron ...` / "
@@ -322,6 +335,7 @@ def schedulers(run: Run) -> Figures:
     if leader is None:
         run.figures.problems.append("no scheduler holds the leader lock")
     else:
+        run.hit(1, "leader_paused")
         leader.signal(signal.SIGSTOP)
         time.sleep(15)  # well past any lease or lock timeout a leader holds
         leader.signal(signal.SIGCONT)
@@ -381,6 +395,8 @@ def consumer_timeout(run: Run) -> Figures:
         load.sleep = (0.1, 0.3)
         load.backlog(6)  # delivered while both slots are busy: they wait unacknowledged past 5 s
         time.sleep(14)
+        run.hit(worker.count("broker_unavailable"), "channels_closed_by_consumer_timeout")
+        run.hit(len(long_ids), "jobs_longer_than_consumer_timeout")
         run.fault_over()
         load.stop()
         figures = run.measure(load)
@@ -442,6 +458,8 @@ def poison(run: Run) -> Figures:
     figures = run.measure(load, 30)
     time.sleep(0.5)
     depths = publisher.queue_depths(["default", "_poison"])
+    figures.hits = (figures.hits or 0) + (depths.get("_poison") or 0)
+    figures.extra["hit"]["poison_dead_lettered"] = depths.get("_poison") or 0
     publisher.close()
     figures.extra["poison_dead_lettered"] = depths.get("_poison")
     figures.extra["queue_left"] = depths.get("default")
@@ -457,6 +475,111 @@ def poison(run: Run) -> Figures:
             f"{depths.get('_poison')} messages dead-lettered, expected {sent_noid}"
         )
     return figures
+
+
+# -- 10. poison jobs: what a handler returns, raises, ignores or hangs in ----------------------
+
+# kind: (job type, payload, extra CLI options, the terminal state it must reach, attempt outcome)
+POISON_JOBS = {
+    "poison_nan": ("chaos_nan", {}, [], "dead", "failed"),
+    "poison_validator": ("chaos_picky", {"n": -1}, [], "dead", "failed"),
+    "ignore_cancel": ("chaos_ignore_cancel", {"seconds": 120}, [], "cancelled", "cancelled"),
+    "hung_time_limit": ("chaos_hang", {"seconds": 120}, ["--time-limit", "1s"], "dead", "timeout"),
+}
+
+
+def _poison_job(run: Run, kind: str) -> Figures:
+    job_type, payload, options, state, outcome = POISON_JOBS[kind]
+    run.start_scheduler()
+    workers = [run.start_worker(2), run.start_worker(2)]
+    load = run.workload(sleep=(0.05, 0.3))
+    load.backlog(10)
+    load.start()
+    ids = []
+    for _ in range(2 if run.quick else 4):
+        done = run.cli(
+            "submit", job_type, "--payload", json.dumps(payload), "--max-retries", "0", *options
+        )
+        if done.returncode != 0:
+            run.figures.problems.append(f"submit of {job_type} failed: {done.stderr.strip()[:200]}")
+            continue
+        ids.append(int(done.stdout.strip()))
+    run.expect(ids, state)
+    if kind == "ignore_cancel":
+        _wait_running(run, ids)
+        run.fault_now("cancel")
+        cancelled_at = time.monotonic()
+        run.cli("cancel", *map(str, ids))
+        ended = _wait_ended(run, ids, 30)
+        run.figures.extra["cancel_took_s"] = round(time.monotonic() - cancelled_at, 1)
+        if not ended:
+            run.figures.problems.append(
+                "cancelled jobs that ignore cancellation did not end in 30 s"
+            )
+    elif kind == "hung_time_limit":
+        _wait_running(run, ids)
+        run.fault_now("hang")
+    else:
+        _wait_ended(run, ids, 30)
+        run.hit(len(ids), "poison_jobs_run")
+    _steady(run, 2 if run.quick else 5, load)
+    run.fault_over()
+    load.stop()
+    figures = run.measure(load, 45)
+    wrong = run.query(
+        "SELECT count(*) FROM attempts WHERE job_id = ANY(%s) AND outcome <> %s", (ids, outcome)
+    )[0][0]
+    figures.extra["poison_attempt_outcomes"] = dict(
+        run.query(
+            "SELECT outcome, count(*) FROM attempts WHERE job_id = ANY(%s) GROUP BY 1", (ids,)
+        )
+    )
+    if wrong:
+        figures.problems.append(f"{wrong} attempts of {job_type} did not end {outcome}")
+    for w in workers:  # the worker that met the poison drains and exits 0
+        run.expect_exit(w)
+        code = w.stop(20)
+        if code != 0:
+            figures.problems.append(f"{w.name} exited {code} after SIGTERM, not 0")
+    return figures
+
+
+def _wait_running(run: Run, ids: list[int], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        n = run.query("SELECT count(*) FROM jobs WHERE id = ANY(%s) AND state = 'running'", (ids,))
+        if n[0][0] == len(ids):
+            return
+        time.sleep(0.1)
+
+
+def _wait_ended(run: Run, ids: list[int], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        n = run.query(
+            "SELECT count(*) FROM jobs WHERE id = ANY(%s) AND state IN ('completed', 'dead', 'cancelled')",
+            (ids,),
+        )
+        if n[0][0] == len(ids):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def poison_nan(run: Run) -> Figures:
+    return _poison_job(run, "poison_nan")
+
+
+def poison_validator(run: Run) -> Figures:
+    return _poison_job(run, "poison_validator")
+
+
+def ignore_cancel(run: Run) -> Figures:
+    return _poison_job(run, "ignore_cancel")
+
+
+def hung_time_limit(run: Run) -> Figures:
+    return _poison_job(run, "hung_time_limit")
 
 
 SCENARIOS = [
@@ -497,5 +620,9 @@ SCENARIOS = [
         private_only=True,
     ),
     Scenario("poison", "poison messages straight to the queue", poison),
+    Scenario("poison_nan", "handlers returning NaN beside healthy jobs", poison_nan),
+    Scenario("poison_validator", "a payload validator raising KeyError", poison_validator),
+    Scenario("ignore_cancel", "jq cancel of handlers that ignore it", ignore_cancel),
+    Scenario("hung_time_limit", "handlers blocked past a 1 s time limit", hung_time_limit),
 ]
 BY_NAME = {s.name: s for s in SCENARIOS}

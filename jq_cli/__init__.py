@@ -16,10 +16,27 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from jq_cli.handlers import Cancelled, InvalidPayload, JobContext, PermanentError, job
+    from jq_cli.handlers import (
+        Cancelled,
+        InvalidPayload,
+        JobContext,
+        PermanentError,
+        Retry,
+        Snooze,
+        job,
+    )
     from jq_cli.ops import Operations as Client
 
-__all__ = ["Cancelled", "Client", "InvalidPayload", "JobContext", "PermanentError", "job"]
+__all__ = [
+    "Cancelled",
+    "Client",
+    "InvalidPayload",
+    "JobContext",
+    "PermanentError",
+    "Retry",
+    "Snooze",
+    "job",
+]
 
 _LAZY = {
     "Client": ("jq_cli.ops", "Operations"),
@@ -28,6 +45,8 @@ _LAZY = {
     "InvalidPayload": ("jq_cli.handlers", "InvalidPayload"),
     "PermanentError": ("jq_cli.handlers", "PermanentError"),
     "Cancelled": ("jq_cli.handlers", "Cancelled"),
+    "Snooze": ("jq_cli.handlers", "Snooze"),
+    "Retry": ("jq_cli.handlers", "Retry"),
 }
 
 

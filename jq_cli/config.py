@@ -53,6 +53,15 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(8, ge=1, le=1024, validation_alias=_env("WORKER_CONCURRENCY"))
     worker_prefetch: int = Field(0, ge=0, le=65535, validation_alias=_env("WORKER_PREFETCH"))
     worker_queues: str = Field("default", validation_alias=_env("WORKER_QUEUES"))
+    # Seconds an attempt may run when neither the job nor its handler sets a limit (0: none).
+    worker_time_limit: float = Field(0.0, ge=0, validation_alias=_env("WORKER_TIME_LIMIT"))
+    # Seconds a handler gets to stop after a cancel request, and again after the worker raised
+    # into it, before the worker abandons its thread (or kills its process).
+    stop_grace: float = Field(2.0, ge=0, validation_alias=_env("STOP_GRACE"))
+    # What a handler may return and report: larger results fail the attempt; longer error texts
+    # and tracebacks are cut; longer progress messages fail the attempt.
+    max_result_bytes: int = Field(1_048_576, gt=0, validation_alias=_env("MAX_RESULT_BYTES"))
+    max_error_bytes: int = Field(65_536, ge=1024, validation_alias=_env("MAX_ERROR_BYTES"))
 
     # The scheduler's cadence: how often it looks for due, stuck and unpublished jobs.
     scheduler_interval: float = Field(0.5, gt=0, validation_alias=_env("SCHEDULER_INTERVAL"))

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from jq_cli.durations import parse_duration, parse_instant
 from jq_cli.errors import InvalidInput
 from jq_cli.states import Priority
-from jq_cli.store import NewJob, payload_json
+from jq_cli.store import NewJob
 
 # Job types, queues and schedules become queue names, Redis keys and log fields: keep them plain.
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,99}$")
@@ -60,8 +60,13 @@ def encode_payload(payload: Any, max_bytes: int) -> str:
     if _depth(payload, MAX_DEPTH) > MAX_DEPTH:
         raise InvalidInput(f"payload is nested deeper than {MAX_DEPTH} levels")
     try:
-        text = payload_json(payload)
-    except (TypeError, ValueError) as exc:
+        # payload_json's encoding, refusing NaN and ±Infinity (PostgreSQL's jsonb has neither)
+        text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        raise InvalidInput(
+            "payload holds NaN or Infinity, which JSON and PostgreSQL's jsonb cannot store"
+        ) from None
+    except TypeError as exc:
         raise InvalidInput(f"payload is not JSON-serialisable: {exc}") from None
     if "\\u0000" in text or "\x00" in text:
         raise InvalidInput("payload contains a NUL character, which PostgreSQL cannot store")
@@ -76,10 +81,40 @@ def encode_payload(payload: Any, max_bytes: int) -> str:
     return text
 
 
+def payload_checker(schema: dict[str, Any] | None) -> Any:
+    """A validator of payloads against a registered JSON Schema (None: any object will do)."""
+    if schema is None:
+        return None
+    from jsonschema import Draft202012Validator
+
+    try:
+        Draft202012Validator.check_schema(schema)
+    except Exception:  # a schema no validator understands checks nothing rather than refuse all
+        return None
+    return Draft202012Validator(schema)
+
+
+def check_payload(job_type: str, payload: Any, checker: Any) -> None:
+    """Raise InvalidInput naming the first field of `payload` that the type's schema refuses."""
+    if checker is None:
+        return
+    error = next(iter(checker.iter_errors(payload)), None)
+    if error is None:
+        return
+    where = ".".join(str(p) for p in error.absolute_path)
+    raise InvalidInput(f"payload for {job_type}: {where + ': ' if where else ''}{error.message}")
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (PostgreSQL's jsonb cannot store it)")
+
+
 def parse_payload_text(text: str, source: str = "payload") -> dict:
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except ValueError as exc:
+        if not isinstance(exc, json.JSONDecodeError):
+            raise InvalidInput(f"{source} is not valid JSON: {exc}") from None
         raise InvalidInput(
             f"{source} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
@@ -104,6 +139,8 @@ class JobRequest(BaseModel):
     retry_base_delay: float | None = Field(None, gt=0, le=86400)
     retry_max_delay: float | None = Field(None, gt=0, le=7 * 86400)
     retry_jitter: float | None = Field(None, ge=0, le=1)
+    # Seconds (or "30s", "5m") the attempt may run; over it the attempt ends `timeout`.
+    time_limit: float | str | None = None
 
     @field_validator("job_type")
     @classmethod
@@ -123,6 +160,19 @@ class JobRequest(BaseModel):
     @classmethod
     def _priority(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("time_limit")
+    @classmethod
+    def _time_limit(cls, value: float | str | None) -> float | None:
+        if value is None:
+            return None
+        try:
+            seconds = parse_duration(value, "time_limit")
+        except InvalidInput as exc:
+            raise ValueError(exc.message.removeprefix("time_limit: ")) from None
+        if not 0 < seconds <= MAX_DELAY:
+            raise ValueError(f"must be more than 0 and at most {MAX_DELAY // 86400} days")
+        return seconds
 
     @field_validator("delay")
     @classmethod
@@ -182,6 +232,17 @@ class JobRequest(BaseModel):
             message = err["msg"].removeprefix("Value error, ")
             raise InvalidInput(f"{prefix}{field}: {message}") from None
 
+    def with_defaults(self, defaults: dict[str, Any]) -> JobRequest:
+        """This request with a handler's declared defaults (@job) for the fields it left unset."""
+        unset = {
+            k: v
+            for k, v in defaults.items()
+            if k not in self.model_fields_set and k in type(self).model_fields
+        }
+        if not unset:
+            return self
+        return type(self).parse({**self.model_dump(exclude_unset=True), **unset})
+
     def to_new_job(self, payload_text: str, default_max_retries: int) -> NewJob:
         return NewJob(
             job_type=self.job_type,
@@ -195,4 +256,5 @@ class JobRequest(BaseModel):
             retry_base_delay=self.retry_base_delay,
             retry_max_delay=self.retry_max_delay,
             retry_jitter=self.retry_jitter,
+            time_limit=self.time_limit if isinstance(self.time_limit, float) else None,
         )

@@ -38,28 +38,31 @@ class Operations(ActionOperations, HealthOperations, ScheduleOperations):
         job_type: str,
         payload: dict[str, Any] | None = None,
         *,
-        priority: str | Priority = "medium",
+        priority: str | Priority | None = None,
         max_retries: int | None = None,
-        queue: str = "default",
+        queue: str | None = None,
         delay: float | str | None = None,
         run_at: datetime | str | None = None,
         idempotency_key: str | None = None,
+        time_limit: float | str | None = None,
         **retry: float,
     ) -> int:
         """Submit one job; returns its id once the row is committed. Raises InvalidInput,
         ServiceUnavailable, SchemaNotMigrated."""
+        fields = {
+            "priority": priority.value if isinstance(priority, Priority) else priority,
+            "max_retries": max_retries,
+            "queue": queue,
+            "delay": delay,
+            "run_at": run_at,
+            "idempotency_key": idempotency_key,
+            "time_limit": time_limit,
+            **retry,
+        }
+        # Only what the caller gave: the rest falls to the handler's @job defaults, then jq's.
+        given = {k: v for k, v in fields.items() if v is not None}
         request = JobRequest.parse(
-            {
-                "job_type": job_type,
-                "payload": {} if payload is None else payload,
-                "priority": priority.value if isinstance(priority, Priority) else priority,
-                "max_retries": max_retries,
-                "queue": queue,
-                "delay": delay,
-                "run_at": run_at,
-                "idempotency_key": idempotency_key,
-                **retry,
-            }
+            {"job_type": job_type, "payload": {} if payload is None else payload, **given}
         )
         return self.submit_request(request).id
 

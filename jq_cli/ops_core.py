@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Self, cast
 
 from jq_cli.config import Settings, load_settings
 from jq_cli.errors import InvalidInput, ServiceUnavailable
 from jq_cli.handlers.registry import Registry, load_builtins
-from jq_cli.jobspec import JobRequest, encode_payload
+from jq_cli.jobspec import JobRequest, check_payload, encode_payload, payload_checker
 from jq_cli.states import PRIORITY_NAMES, JobState
 from jq_cli.store import Inserted, JobRef, JobRow, JobSummary, NewJob, Store
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from jq_cli.telemetry import Telemetry
 
 log = logging.getLogger("jq.ops")
+SCHEMA_TTL = 30.0  # seconds a payload schema read from PostgreSQL is trusted before re-reading
 
 
 class OperationsCore:
@@ -41,7 +43,8 @@ class OperationsCore:
         self._store: Store | None = None
         self._publisher: Publisher | None = None
         self._telemetry: Telemetry | None = None
-        self._known_types: set[str] = set()
+        # job type: (when read, its payload checker, the @job defaults its workers registered)
+        self._type_schemas: dict[str, tuple[float, Any, dict[str, Any]]] = {}
 
     # -- services -----------------------------------------------------------------------------
 
@@ -95,20 +98,30 @@ class OperationsCore:
         if handler is not None:
             handler.validate(request.payload)
             return
-        if request.job_type in self._known_types:
+        # A type whose handler only the workers import is known through their registration, with
+        # the payload schema (JSON Schema of its pydantic model) they registered for it.
+        cached = self._type_schemas.get(request.job_type)
+        if cached is None or time.monotonic() - cached[0] > SCHEMA_TTL:
+            known, schema, defaults = self.store.job_type_info(request.job_type)
+            if known:
+                cached = (time.monotonic(), payload_checker(schema), defaults)
+                self._type_schemas[request.job_type] = cached
+        if cached is not None:
+            check_payload(request.job_type, request.payload, cached[1])
             return
-        # A type whose handler only the workers import is known through their registration.
-        if self.store.job_type_exists(request.job_type):
-            self._known_types.add(request.job_type)
-            return
-        known = ", ".join(self.registry.names())
+        built_in = ", ".join(self.registry.names())
         raise InvalidInput(
-            f"unknown job type {request.job_type!r} (built in: {known}; others must be registered by a "
+            f"unknown job type {request.job_type!r} (built in: {built_in}; others must be registered by a "
             "running `jq worker --import MODULE`)"
         )
 
     def _prepare(self, request: JobRequest) -> NewJob:
         self._check_type(request)
+        handler = self.registry.get(request.job_type)
+        if handler is not None:
+            request = request.with_defaults(handler.defaults.as_dict())
+        elif request.job_type in self._type_schemas:  # the defaults its workers registered
+            request = request.with_defaults(self._type_schemas[request.job_type][2])
         text = encode_payload(request.payload, self.settings.max_payload_bytes)
         return request.to_new_job(text, self.settings.default_max_retries)
 

@@ -14,7 +14,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -47,11 +47,22 @@ GAUGE_EVERY = 5.0  # seconds between queue-depth computations for Prometheus
 PRUNE_EVERY = 60.0  # seconds between prunes once the backlog is gone
 
 
+# Settings a reload cannot change in a running scheduler: its connections were made with them.
+FIXED_ON_RELOAD = ("database_url", "rabbitmq_url", "redis_url", "namespace")
+
+
 class Scheduler:
-    def __init__(self, settings: Settings, name: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        name: str | None = None,
+        reload_settings: Callable[[], Settings] | None = None,
+    ) -> None:
         import os
 
         self.settings = settings
+        self._reload_settings = reload_settings
+        self.reload_requested = threading.Event()
         self.name = name or f"{hostname()}:{os.getpid()}"
         self.store = Store(
             settings.database_url, settings.namespace, application_name=f"jq-scheduler {self.name}"
@@ -274,9 +285,36 @@ class Scheduler:
     def request_stop(self, *_: Any) -> None:
         self.stopping.set()
 
+    def request_reload(self, *_: Any) -> None:
+        self.reload_requested.set()
+
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
+        signal.signal(signal.SIGHUP, self.request_reload)
+
+    def _reload(self) -> None:
+        """SIGHUP: re-read the settings and use them from the next pass (cadences, retention,
+        misfire grace, log level). Service URLs and the namespace need a restart: kept, said so."""
+        self.reload_requested.clear()
+        if self._reload_settings is None:
+            log.info("event=reload_ignored reason=no_settings_source")
+            return
+        try:
+            fresh = self._reload_settings()
+        except JqError as exc:
+            log.error("event=reload_failed error=%r kept=previous_settings", exc.message)
+            return
+        changed = [k for k in FIXED_ON_RELOAD if getattr(fresh, k) != getattr(self.settings, k)]
+        fresh = fresh.model_copy(update={k: getattr(self.settings, k) for k in changed})
+        logging.getLogger().setLevel(fresh.log_level.upper())
+        self.settings = fresh
+        log.info(
+            "event=settings_reloaded log_level=%s interval=%ss restart_needed_for=%s",
+            fresh.log_level,
+            fresh.scheduler_interval,
+            ",".join(changed) or "nothing",
+        )
 
     def run(self) -> int:
         if self._reachable():
@@ -289,6 +327,8 @@ class Scheduler:
         sdnotify.notify("READY=1", "STATUS=waiting for leadership")
         delay = self.settings.scheduler_interval
         while not self.stopping.is_set():
+            if self.reload_requested.is_set():
+                self._reload()
             try:
                 was_leader = self.leader
                 self.run_once()

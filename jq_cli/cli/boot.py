@@ -65,6 +65,7 @@ def run_worker(
     config: str | None = None,
     log_format: str = "text",
     metrics_port: int | None = None,
+    pool: str = "thread",
 ) -> int:
     from jq_cli.handlers import import_modules, load_builtins
     from jq_cli.jobspec import check_name
@@ -87,6 +88,7 @@ def run_worker(
         name=name,
         metrics=metrics,
         reload_settings=loader,
+        pool=pool,
     )
     worker.install_signal_handlers()
     return worker.run()
@@ -97,8 +99,8 @@ def run_scheduler(
 ) -> int:
     from jq_cli.scheduler import Scheduler
 
-    _, settings, metrics = _start("scheduler", config, log_format, metrics_port)
-    scheduler = Scheduler(settings)
+    loader, settings, metrics = _start("scheduler", config, log_format, metrics_port)
+    scheduler = Scheduler(settings, reload_settings=loader)
     if metrics is not None:
         scheduler.metrics = metrics
     scheduler.install_signal_handlers()

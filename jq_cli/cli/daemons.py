@@ -90,6 +90,12 @@ def worker(
     config: ConfigOpt = None,
     log_format: LogFormatOpt = "text",
     metrics_port: MetricsPortOpt = None,
+    pool: Annotated[
+        str,
+        typer.Option(
+            help="Where sync handlers run: thread, or process (time limits and cancels kill the job's process)."
+        ),
+    ] = "thread",
 ) -> None:
     """Run a worker until SIGTERM/SIGINT (then drain, hand back, exit 0). SIGHUP re-reads the settings."""
     from jq_cli.cli.boot import run_worker
@@ -104,8 +110,17 @@ def worker(
             config=config,
             log_format=log_format,
             metrics_port=metrics_port,
+            pool=_pool_choice(pool),
         )
     )
+
+
+def _pool_choice(pool: str) -> str:
+    from jq_cli.errors import InvalidInput
+
+    if pool not in ("thread", "process"):
+        raise InvalidInput(f"--pool must be thread or process, got {pool!r}")
+    return pool
 
 
 @handle_errors

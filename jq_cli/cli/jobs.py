@@ -28,11 +28,15 @@ def submit(
         str | None, typer.Argument(metavar="TYPE", help="The job type, e.g. send_email.")
     ] = None,
     payload: PayloadOpt = None,
-    priority: Annotated[str, typer.Option(help="high, medium or low.")] = "medium",
+    priority: Annotated[
+        str | None, typer.Option(help="high, medium or low (default: the type's, else medium).")
+    ] = None,
     max_retries: Annotated[
         int | None, typer.Option(help="Retries after the first attempt.")
     ] = None,
-    queue: Annotated[str, typer.Option(help="The queue to submit to.")] = "default",
+    queue: Annotated[
+        str | None, typer.Option(help="The queue to submit to (default: the type's, else default).")
+    ] = None,
     delay: Annotated[str | None, typer.Option(help="Run later: 30s, 5m, 2h, 1d.")] = None,
     at: Annotated[str | None, typer.Option(help="Run at an ISO 8601 time.")] = None,
     idempotency_key: Annotated[
@@ -47,6 +51,10 @@ def submit(
     ] = False,
     timeout: Annotated[
         float | None, typer.Option(help="With --wait: give up after this many seconds.")
+    ] = None,
+    time_limit: Annotated[
+        str | None,
+        typer.Option(help="Each attempt may run this long (30s, 5m); over it, it ends timeout."),
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -79,16 +87,21 @@ def submit(
         raise InvalidInput("give a job TYPE, or --file JOBS.jsonl")
     if delay is not None and at is not None:
         raise InvalidInput("give either --delay or --at, not both")
+    given = {
+        "priority": priority,
+        "max_retries": max_retries,
+        "queue": queue,
+        "delay": delay,
+        "run_at": at,
+        "idempotency_key": idempotency_key,
+        "time_limit": time_limit,
+    }
+    # Options left out fall to the type's @job defaults, then jq's.
     request = JobRequest.parse(
         {
             "job_type": job_type,
             "payload": read_payload(payload),
-            "priority": priority,
-            "max_retries": max_retries,
-            "queue": queue,
-            "delay": delay,
-            "run_at": at,
-            "idempotency_key": idempotency_key,
+            **{k: v for k, v in given.items() if v is not None},
         }
     )
     with operations() as ops:

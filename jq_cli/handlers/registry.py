@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
@@ -25,7 +27,53 @@ class InvalidPayload(PermanentError):
 
 
 class Cancelled(Exception):
-    """Raised by a handler that saw ctx.cancelled and stopped: the job ends cancelled."""
+    """Raised by a handler that saw ctx.cancelled and stopped: the job ends cancelled. The worker
+    also raises it into a handler that ignores a cancel request past the stop grace."""
+
+
+class JobTimeout(BaseException):
+    """Raised into a handler that outlived its time limit: the attempt ends `timeout`. A
+    BaseException, so that a handler's `except Exception` cannot swallow it."""
+
+
+class ForcedCancel(BaseException):
+    """Raised into a handler that ignored a cancel request past the stop grace: the attempt
+    ends `cancelled`. A BaseException for the same reason as JobTimeout."""
+
+
+class Snooze(Exception):
+    """Raised by a handler to run again after `delay` seconds without spending an attempt
+    (the attempt is recorded as `snoozed`)."""
+
+    def __init__(self, delay: float | str = 0) -> None:
+        super().__init__(f"snoozed for {delay}")
+        self.delay = _seconds(delay, "Snooze delay")
+
+
+class Retry(Exception):
+    """Raised by a handler to retry after `delay` seconds instead of the back-off; the attempt
+    counts (failed), and a job with no attempts left goes dead."""
+
+    def __init__(self, delay: float | str = 0, reason: str = "") -> None:
+        super().__init__(reason or f"retry requested in {delay}")
+        self.delay = _seconds(delay, "Retry delay")
+
+
+def _seconds(value: float | str, what: str) -> float:
+    from jq_cli.durations import parse_duration
+
+    seconds = parse_duration(value, what) if isinstance(value, str) else float(value)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"{what} must be a finite number of seconds >= 0, got {value!r}")
+    return seconds
+
+
+class CancelFlag(Protocol):
+    """A threading.Event, or a multiprocessing one in the process pool."""
+
+    def set(self) -> None: ...
+    def is_set(self) -> bool: ...
+    def wait(self, timeout: float | None = None) -> bool: ...
 
 
 class JobContext:
@@ -38,16 +86,20 @@ class JobContext:
         *,
         settings: Any = None,
         on_progress: Callable[[int, float, str | None], None] | None = None,
-        cancel_event: threading.Event | None = None,
+        cancel_event: CancelFlag | None = None,
+        time_limit: float | None = None,
+        max_message_bytes: int = 65_536,
     ):
         self.job_id = job_id
         self.attempt = attempt
         self.settings = settings
+        self.time_limit = time_limit  # seconds this attempt may run, None for no limit
         # An adapter, not getLogger(f"jq.job.{id}"): logging keeps every named logger forever, which
         # leaked about half a kilobyte per job in a long-running worker.
         self.logger = logging.LoggerAdapter(_JOB_LOG, {"job_id": job_id})
         self._on_progress = on_progress
-        self._cancel = cancel_event or threading.Event()
+        self._cancel: CancelFlag = cancel_event or threading.Event()
+        self._max_message_bytes = max_message_bytes
 
     @property
     def cancelled(self) -> bool:
@@ -59,17 +111,53 @@ class JobContext:
         return self._cancel.wait(timeout)
 
     def progress(self, percent: float, message: str | None = None) -> None:
-        percent = max(0.0, min(100.0, float(percent)))
+        """Report progress. Raises ValueError for what PostgreSQL cannot store (a percent that is
+        not a finite number, a message with NUL or lone surrogates, or longer than
+        JQ_MAX_ERROR_BYTES): the attempt then fails naming the problem."""
+        from jq_cli.outcomes import check_progress
+
+        percent, message = check_progress(percent, message, self._max_message_bytes)
         if self._on_progress is not None:
             self._on_progress(self.job_id, percent, message)
+
+
+@dataclass(frozen=True)
+class JobDefaults:
+    """What a handler declares with @job and a submit may override."""
+
+    queue: str | None = None
+    priority: str | None = None
+    max_retries: int | None = None
+    time_limit: float | None = None
+    retry_base_delay: float | None = None
+    retry_max_delay: float | None = None
+    retry_jitter: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
 @dataclass
 class Handler:
     name: str
-    fn: Callable[[Any, JobContext], Any]
+    fn: Callable[..., Any]
     payload_model: type[BaseModel] | None = None
     description: str = ""
+    defaults: JobDefaults = field(default_factory=JobDefaults)
+
+    @property
+    def is_async(self) -> bool:
+        """An `async def` handler runs on the worker's event loop."""
+        return inspect.iscoroutinefunction(self.fn)
+
+    def payload_schema(self) -> dict[str, Any] | None:
+        """The payload model as JSON Schema (registered in PostgreSQL for submit-time checks)."""
+        if self.payload_model is None:
+            return None
+        try:
+            return self.payload_model.model_json_schema()
+        except Exception:  # a model pydantic cannot describe is still checked where it is imported
+            return None
 
     def validate(self, payload: Any) -> Any:
         """The payload as the handler receives it; raises InvalidInput naming the bad field."""
@@ -79,6 +167,12 @@ class Handler:
             return self.payload_model.model_validate(payload)
         except ValidationError as exc:
             raise InvalidInput(f"payload for {self.name}: {_first_error(exc)}") from None
+        except (
+            Exception
+        ) as exc:  # a validator's own bug (KeyError ...): still one line, no traceback
+            raise InvalidInput(
+                f"payload for {self.name}: the payload model raised {type(exc).__name__}: {exc}"
+            ) from None
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -93,7 +187,11 @@ class Registry:
     handlers: dict[str, Handler] = field(default_factory=dict)
 
     def register(
-        self, name: str, fn: Callable, payload_model: type[BaseModel] | None = None
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        payload_model: type[BaseModel] | None = None,
+        defaults: JobDefaults | None = None,
     ) -> Handler:
         from jq_cli.jobspec import check_name
 
@@ -103,6 +201,7 @@ class Registry:
             fn,
             payload_model,
             (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else "",
+            defaults or JobDefaults(),
         )
         self.handlers[name] = handler
         return handler
@@ -118,13 +217,44 @@ registry = Registry()
 _builtins_loaded = False
 
 
-def job(name: str | None = None, *, payload: type[BaseModel] | None = None) -> Callable:
-    """Register a handler: `@job("resize_image", payload=ResizePayload)` above
-    `def resize(payload, ctx): ...`. With a pydantic model, jq validates payloads at submit
-    (where the module is imported) and the handler receives the model instance."""
+def job(
+    name: str | None = None,
+    *,
+    payload: type[BaseModel] | None = None,
+    queue: str | None = None,
+    priority: str | None = None,
+    max_retries: int | None = None,
+    time_limit: float | str | None = None,
+    retry_base_delay: float | None = None,
+    retry_max_delay: float | None = None,
+    retry_jitter: float | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a handler: `@job("resize_image", payload=ResizePayload, time_limit="30s")` above
+    `def resize(payload, ctx): ...` (or `async def`). With a pydantic model, jq validates payloads
+    at submit and the handler receives the model instance. Queue, priority, max_retries, time
+    limit and back-off are the type's defaults; a submit may override each."""
+    from jq_cli.jobspec import check_name, parse_priority
 
-    def decorate(fn: Callable) -> Callable:
-        registry.register(name or fn.__name__, fn, payload)
+    if queue is not None:
+        check_name(queue, "queue")
+    if priority is not None:
+        priority = parse_priority(priority).value
+    if max_retries is not None and not 0 <= max_retries <= 100:
+        raise InvalidInput(f"max_retries must be between 0 and 100, got {max_retries}")
+    defaults = JobDefaults(
+        queue,
+        priority,
+        max_retries,
+        _seconds(time_limit, "time_limit") if time_limit is not None else None,
+        retry_base_delay,
+        retry_max_delay,
+        retry_jitter,
+    )
+    if defaults.time_limit is not None and defaults.time_limit <= 0:
+        raise InvalidInput("time_limit must be more than 0 seconds")
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        registry.register(name or fn.__name__, fn, payload, defaults)
         return fn
 
     return decorate

@@ -25,12 +25,13 @@ class JobQueries(StoreBase):
                                 now() + make_interval(secs => coalesce(%(delay)s::float8, 0))) AS due
             )
             INSERT INTO jobs (job_type, queue, priority, state, payload, max_retries, run_at,
-                              idempotency_key, retry_base_delay, retry_max_delay, retry_jitter, published_at)
+                              idempotency_key, retry_base_delay, retry_max_delay, retry_jitter, published_at,
+                              time_limit)
             SELECT %(job_type)s, %(queue)s, %(priority)s,
                    CASE WHEN t.due > now() THEN 'scheduled' ELSE 'queued' END,
                    %(payload)s::jsonb, %(max_retries)s, t.due, %(key)s,
                    %(base)s, %(max)s, %(jitter)s,
-                   CASE WHEN t.due > now() THEN NULL ELSE now() END
+                   CASE WHEN t.due > now() THEN NULL ELSE now() END, %(time_limit)s
             FROM t
             ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
             RETURNING id, state, queue, priority
@@ -44,6 +45,7 @@ class JobQueries(StoreBase):
                 "payload": job.payload_json,
                 "max_retries": job.max_retries,
                 "key": job.idempotency_key,
+                "time_limit": job.time_limit,
                 "base": job.retry_base_delay,
                 "max": job.retry_max_delay,
                 "jitter": job.retry_jitter,
@@ -80,6 +82,7 @@ class JobQueries(StoreBase):
             "base": [j.retry_base_delay for j in jobs],
             "max": [j.retry_max_delay for j in jobs],
             "jitter": [j.retry_jitter for j in jobs],
+            "time_limit": [j.time_limit for j in jobs],
         }
         with self._errors(), self.conn.transaction():
             rows = self.conn.execute(
@@ -87,19 +90,20 @@ class JobQueries(StoreBase):
                 # values they draw ascend with it and map back to the inputs.
                 """
                 INSERT INTO jobs (job_type, queue, priority, state, payload, max_retries, run_at,
-                                  idempotency_key, retry_base_delay, retry_max_delay, retry_jitter, published_at)
+                                  idempotency_key, retry_base_delay, retry_max_delay, retry_jitter, published_at,
+                                  time_limit)
                 SELECT job_type, queue, priority,
                        CASE WHEN due > now() THEN 'scheduled' ELSE 'queued' END,
                        payload::jsonb, max_retries, due, key, base, max, jitter,
-                       CASE WHEN due > now() THEN NULL ELSE now() END
+                       CASE WHEN due > now() THEN NULL ELSE now() END, time_limit
                 FROM (
                     SELECT u.*, coalesce(u.run_at, now() + make_interval(secs => coalesce(u.delay, 0))) AS due
                     FROM unnest(%(job_type)s::text[], %(queue)s::text[], %(priority)s::int2[],
                                 %(payload)s::text[], %(max_retries)s::int[], %(delay)s::float8[],
                                 %(run_at)s::timestamptz[], %(key)s::text[], %(base)s::float8[],
-                                %(max)s::float8[], %(jitter)s::float8[])
+                                %(max)s::float8[], %(jitter)s::float8[], %(time_limit)s::float8[])
                          WITH ORDINALITY AS u(job_type, queue, priority, payload, max_retries, delay,
-                                              run_at, key, base, max, jitter, ord)
+                                              run_at, key, base, max, jitter, time_limit, ord)
                     ORDER BY u.ord
                 ) t
                 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
@@ -159,7 +163,7 @@ class JobQueries(StoreBase):
             with self.conn.cursor().copy(
                 # query: job_copy
                 "COPY jobs (id, job_type, queue, priority, state, payload, max_retries,"
-                " retry_base_delay, retry_max_delay, retry_jitter) FROM STDIN"
+                " retry_base_delay, retry_max_delay, retry_jitter, time_limit) FROM STDIN"
             ) as copy:
                 for job_id, j in zip(ids, jobs, strict=False):
                     copy.write_row(
@@ -174,6 +178,7 @@ class JobQueries(StoreBase):
                             j.retry_base_delay,
                             j.retry_max_delay,
                             j.retry_jitter,
+                            j.time_limit,
                         )
                     )
         return [

@@ -24,6 +24,7 @@ class NewJob:
     retry_base_delay: float | None = None
     retry_max_delay: float | None = None
     retry_jitter: float | None = None
+    time_limit: float | None = None  # seconds; None: the handler's or the worker's default
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class Finish:
 
     job_id: int
     run: int  # the attempt number (run_count) the worker claimed
-    outcome: str  # completed | failed | cancelled
+    outcome: str  # completed | failed | timeout | cancelled | snoozed
     result_json: str | None = None
     error: str | None = None
     traceback: str | None = None

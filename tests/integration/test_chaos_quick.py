@@ -55,3 +55,15 @@ def test_poison_messages_neither_crash_nor_loop_the_worker(services):
     assert_held(figures)
     assert figures.dup_exec == 0
     assert figures.extra["queue_left"] == 0
+
+
+# The poison classes of issue 11: each ends its own jobs as intended while the healthy load
+# completes, and the worker that met them drains and exits 0.
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize(
+    "scenario", ["poison_nan", "poison_validator", "ignore_cancel", "hung_time_limit"]
+)
+def test_poison_jobs_end_as_intended_and_harm_no_other_job(services, scenario):
+    figures = run_scenario(services, scenario, quick=True)
+    assert_held(figures)
+    assert figures.wrong_end == 0 and figures.dup_over == 0

@@ -86,8 +86,8 @@ def check_each(cases, results, check) -> None:
 
 def finish(store: Store, job_id: int, outcome: str, error: str | None = None) -> None:
     claimed = store.job_claim([job_id], "test-worker", 30)
-    assert [c["id"] for c in claimed] == [job_id]
-    store.job_finish([Finish(job_id, claimed[0]["run_count"], outcome, error=error)], "test-worker")
+    assert [c.id for c in claimed] == [job_id]
+    store.job_finish([Finish(job_id, claimed[0].run_count, outcome, error=error)], "test-worker")
 
 
 def dead_job(ops: Operations, store: Store, job_type: str = "noop", error: str = "boom") -> int:

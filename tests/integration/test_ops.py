@@ -72,9 +72,9 @@ def finish(store: Store, job_id: int, outcome: str, error: str | None = None) ->
     """Drive a queued job through one attempt as a worker would: claim it, record `outcome`
     (a failure with no retry left makes it dead)."""
     claimed = store.job_claim([job_id], "test-worker", 30)
-    assert [c["id"] for c in claimed] == [job_id]
+    assert [c.id for c in claimed] == [job_id]
     changed = store.job_finish(
-        [Finish(job_id, claimed[0]["run_count"], outcome, error=error)], "test-worker"
+        [Finish(job_id, claimed[0].run_count, outcome, error=error)], "test-worker"
     )
     assert changed == {job_id: {"completed": "completed", "failed": "dead"}[outcome]}
 
@@ -352,7 +352,7 @@ def test_retry_of_a_dead_job_queues_it_with_attempts_reset_and_history_kept(ops,
     ]
     # The fresh attempt is numbered after the kept one.
     claimed = store.job_claim([job_id], "test-worker", 30)
-    assert claimed[0]["run_count"] == 2 and claimed[0]["attempts"] == 1
+    assert claimed[0].run_count == 2 and claimed[0].attempts == 1
 
 
 def test_retried_dead_job_runs_again_on_a_worker(ops, store, start_worker):

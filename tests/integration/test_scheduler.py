@@ -223,7 +223,7 @@ def claim_as_ghost(ops, store, publisher, job_type="noop", **submit) -> int:
     job_id = ops.submit(job_type, {}, **submit)
     wait_ready(publisher, 1)
     publisher.purge("default")
-    assert [j["id"] for j in store.job_claim([job_id], "ghost:1:dead", 30)] == [job_id]
+    assert [j.id for j in store.job_claim([job_id], "ghost:1:dead", 30)] == [job_id]
     return job_id
 
 

@@ -251,12 +251,6 @@ def test_cancel_changes_only_jobs_not_finished_and_asks_a_running_job_once(store
     assert snapshot(store, every_state["running"]) == running
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="job_finish closes the attempt of the run it names even when the job's guard refused "
-    "the outcome (its attempts CTE is not joined to the jobs it updated): only a worker that "
-    "never held the run can send that, but its report then overwrites the holder's attempt",
-)
 def test_finish_from_another_worker_leaves_the_holders_attempt_open(store):
     job_id = insert(store)
     run = claim(store, job_id, W1)

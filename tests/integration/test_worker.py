@@ -257,18 +257,24 @@ def test_failing_job_is_dead_after_exactly_max_retries_plus_one_attempts(
     assert ops.get(job_id)["state"] == "dead"
 
 
-def test_job_of_a_type_this_worker_lacks_goes_dead_without_retries(
+def test_job_of_a_type_this_worker_lacks_waits_instead_of_dying(
     ops, store, start_worker, start_scheduler
 ):
-    # Registered as if a worker elsewhere had it, so that submit accepts it.
+    # Registered as if a worker elsewhere had it (and had gone), so that submit accepts it.
     store.job_type_register(["t_elsewhere"], "another-host:1:abc")
+    store._run("UPDATE worker_types SET seen_at = now() - interval '1 hour'")
     job_id = ops.submit("t_elsewhere", {"x": 1}, max_retries=3, retry_base_delay=0.05)
     start_scheduler()
     w = start_worker(name="lacking")
-    job = wait_state(ops, job_id, "dead")
-    assert job["attempts"] == 1
-    assert outcomes(job) == ["failed"]
-    assert "unknown job type 't_elsewhere'" in job["last_error"] and "lacking" in job["last_error"]
+
+    def waiting():
+        job = ops.get(job_id)
+        return job if job["state"] == "scheduled" and job["attempt_history"] else None
+
+    job = wait_for(waiting, 15, what="the job to wait for a worker with its type")
+    assert job["attempts"] == 0
+    assert outcomes(job)[0] == "interrupted"
+    assert "no live worker has a handler for job type 't_elsewhere'" in job["last_error"]
     assert w.thread.is_alive()
 
 
