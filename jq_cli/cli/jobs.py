@@ -4,7 +4,7 @@
 # each run, and as strings each one is compiled and evaluated again (about 30 ms of `jq --help`).
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -19,7 +19,7 @@ from jq_cli.cli.options import (
     read_payload,
 )
 from jq_cli.cli.output import console, handle_errors, print_json, print_report, state_text
-from jq_cli.cli.rows import OutputOpt
+from jq_cli.cli.rows import OutputOpt, ViewOpt
 
 
 @handle_errors
@@ -117,8 +117,28 @@ def submit(
 
 
 @handle_errors
-def show(job_id: Annotated[int, typer.Argument(metavar="ID")], json_out: JsonOpt = False) -> None:
+def show(
+    job_id: Annotated[int, typer.Argument(metavar="ID")],
+    output: ViewOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
     """A job: its payload, result, progress, timestamps and every attempt."""
+    from jq_cli.cli.rows import resolve_view
+
+    as_json = resolve_view(output, json_out)
+    with operations() as ops:
+        job = ops.get(job_id)
+    if as_json:
+        print_json(job)
+        return
+    render_job(job)
+
+
+WAITING_STATES = ("queued", "scheduled", "retrying", "waiting")
+
+
+def render_job(job: dict[str, Any]) -> None:
+    """The human view of `jq show`."""
     import json
 
     from rich.table import Table
@@ -126,15 +146,12 @@ def show(job_id: Annotated[int, typer.Argument(metavar="ID")], json_out: JsonOpt
 
     from jq_cli.cli.output import age, duration, print_fields
 
-    with operations() as ops:
-        job = ops.get(job_id)
-    if json_out:
-        print_json(job)
-        return
     out = console()
+    # Progress belongs to an attempt: a job back in the queue (retrying, requeued by a rescue)
+    # has none yet, whatever its last attempt reported.
     progress = (
         "-"
-        if job["progress"] is None
+        if job["progress"] is None or job["state"] in WAITING_STATES
         else f"{job['progress']:.0f}%"
         + (f" {job['progress_message']}" if job.get("progress_message") else "")
     )
@@ -173,7 +190,8 @@ def show(job_id: Annotated[int, typer.Argument(metavar="ID")], json_out: JsonOpt
                 "result",
                 "-" if job["result"] is None else json.dumps(job["result"], ensure_ascii=False),
             ),
-            ("last error", job["last_error"] or "-"),
+            # A completed job has no current error: earlier failures are in the attempts below.
+            ("last error", "-" if job["state"] == "completed" else job["last_error"] or "-"),
         ),
     )
     if job["attempt_history"]:
@@ -198,12 +216,17 @@ def show(job_id: Annotated[int, typer.Argument(metavar="ID")], json_out: JsonOpt
             out.print(last_tb.rstrip(), markup=False, highlight=False)
 
 
+AnyOf = "; repeat it or separate values with commas for any of them."
+
+
 @handle_errors
 def list_(
-    state: Annotated[str | None, typer.Option(help="Only jobs in this state.")] = None,
-    job_type: Annotated[str | None, typer.Option("--type", help="Only jobs of this type.")] = None,
-    priority: Annotated[str | None, typer.Option(help="high, medium or low.")] = None,
-    queue: Annotated[str | None, typer.Option(help="Only jobs of this queue.")] = None,
+    state: Annotated[list[str] | None, typer.Option(help="Only jobs in this state" + AnyOf)] = None,
+    job_type: Annotated[
+        list[str] | None, typer.Option("--type", help="Only jobs of this type" + AnyOf)
+    ] = None,
+    priority: Annotated[list[str] | None, typer.Option(help="high, medium or low" + AnyOf)] = None,
+    queue: Annotated[list[str] | None, typer.Option(help="Only jobs of this queue" + AnyOf)] = None,
     since: Annotated[str | None, typer.Option(help="Only jobs created within, e.g. 1h.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
     before: Annotated[
@@ -214,11 +237,13 @@ def list_(
     json_out: JsonOpt = False,
 ) -> None:
     """Jobs, newest first."""
-    from jq_cli.cli.rows import JOB_COLUMNS, emit, resolve
+    from jq_cli.cli.rows import JOB_COLUMNS, Format, emit, resolve
     from jq_cli.durations import parse_duration
 
     fmt = resolve(output, json_out)
     since_s = parse_duration(since, "since") if since else None
+    # On a terminal, one row more than the page tells whether to say that more exist.
+    tell = sys.stdout.isatty() and fmt in (Format.table, Format.wide) and limit < 10_000
     with operations() as ops:
         jobs = ops.list_jobs(
             state=state,
@@ -226,10 +251,16 @@ def list_(
             priority=priority,
             queue=queue,
             since=since_s,
-            limit=limit,
+            limit=limit + 1 if tell else limit,
             before_id=before,
         )
+    more = tell and len(jobs) > limit
+    jobs = jobs[:limit]
     emit(jobs, JOB_COLUMNS, fmt)
+    if more:
+        sys.stderr.write(
+            f"showing the newest {limit}; more exist: add --before {jobs[-1]['id']} for the next page\n"
+        )
 
 
 @handle_errors
@@ -295,13 +326,15 @@ def purge(
 
 
 @handle_errors
-def stats(json_out: JsonOpt = False) -> None:
+def stats(output: ViewOpt = None, json_out: JsonOpt = False) -> None:
     """Counts by state, queued by priority and queue (Postgres and broker), and live workers."""
+    from jq_cli.cli.rows import resolve_view
     from jq_cli.cli.stats_view import render_stats
 
+    as_json = resolve_view(output, json_out)
     with operations() as ops:
         data = ops.stats()
-    if json_out:
+    if as_json:
         print_json(data)
     else:
         render_stats(console(), data)

@@ -36,6 +36,26 @@ OutputOpt = Annotated[
 ]
 
 
+class View(str, Enum):
+    table = "table"
+    json = "json"
+
+
+ViewOpt = Annotated[
+    View | None,
+    typer.Option("--output", "-o", help="table (the default) or json (exactly one document)."),
+]
+
+
+def resolve_view(output: View | None, json_out: bool) -> bool:
+    """True when a one-object view (`jq show`, `jq stats`) is to print JSON."""
+    if json_out and output is View.table:
+        from jq_cli.errors import InvalidInput
+
+        raise InvalidInput("--json and -o table disagree: give one of them")
+    return json_out or output is View.json
+
+
 def resolve(output: Format | None, json_out: bool) -> Format:
     if json_out and output not in (None, Format.json):
         from jq_cli.errors import InvalidInput
@@ -124,7 +144,15 @@ def emit(
 
 
 def _progress(job: dict[str, Any]) -> str | None:
-    return None if job.get("progress") is None else f"{job['progress']:.0f}%"
+    # A job back in the queue has no progress yet, whatever its last attempt reported.
+    if job.get("progress") is None or job["state"] in (
+        "queued",
+        "scheduled",
+        "retrying",
+        "waiting",
+    ):
+        return None
+    return f"{job['progress']:.0f}%"
 
 
 def _error(job: dict[str, Any]) -> str | None:
