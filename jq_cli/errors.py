@@ -14,7 +14,9 @@ EXIT_CODES = {
     3: "a service is unavailable (PostgreSQL, RabbitMQ, Redis) or the schema is not migrated",
     4: "not found (a job, a schedule)",
     5: "refused: a destructive command without --yes where no terminal can ask, or answered no",
+    6: "--wait gave up: its --timeout passed before the job ended (the job goes on)",
 }
+EXIT_WAIT_TIMEOUT = 6
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

@@ -31,7 +31,40 @@ JSON_OPTIONS = frozenset(
 _FILTER = re.compile(r"""^\s*[.\[{("$@\d]|\||^\s*[a-z_][a-z0-9_]*\s*\(""")
 # Builtins often used alone as the whole filter; none is one of our commands.
 _BARE_BUILTINS = frozenset(
-    ["keys", "length", "add", "empty", "not", "sort", "unique", "reverse", "first", "last", "tostring", "tonumber", "type", "flatten", "min", "max", "to_entries", "from_entries", "paths", "env", "input", "inputs", "tojson", "fromjson", "ascii_downcase", "ascii_upcase", "floor", "sqrt", "any", "all", "values", "nulls"]
+    [
+        "keys",
+        "length",
+        "add",
+        "empty",
+        "not",
+        "sort",
+        "unique",
+        "reverse",
+        "first",
+        "last",
+        "tostring",
+        "tonumber",
+        "type",
+        "flatten",
+        "min",
+        "max",
+        "to_entries",
+        "from_entries",
+        "paths",
+        "env",
+        "input",
+        "inputs",
+        "tojson",
+        "fromjson",
+        "ascii_downcase",
+        "ascii_upcase",
+        "floor",
+        "sqrt",
+        "any",
+        "all",
+        "values",
+        "nulls",
+    ]
 )
 _HANDED = "JQ_CLI_HANDED_OVER"
 
