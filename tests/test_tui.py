@@ -153,7 +153,16 @@ def test_cancel_purge_and_detail(ops, app_ops, store):
         app = TopApp(app_ops, refresh=0.2)
         async with app.run_test(size=(80, 24)) as pilot:
             await until(pilot, lambda: len(table_ids(app)) == 3, "the jobs")
-            await pilot.press("c")  # the newest job, selected first
+            await pilot.press("c")  # the newest job, selected first: asks, as R and p do
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+            assert f"Cancel job {ids[2]}?" in app.screen.question
+            await pilot.press("n")
+            await until(pilot, lambda: not isinstance(app.screen, ConfirmScreen), "the answer")
+            await pilot.pause(0.3)
+            assert store.job_states([ids[2]])[ids[2]] == "queued"  # "no" cancelled nothing
+            await pilot.press("c")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+            await pilot.press("y")
             await until(
                 pilot, lambda: store.job_states([ids[2]])[ids[2]] == "cancelled", "the cancel"
             )
@@ -252,6 +261,10 @@ def test_survives_telemetry_and_database_outages(ops, settings, store):
                 )
                 assert sorted(table_ids(app)) == ids  # the rest keeps working, actions too
                 await pilot.press("c")
+                await until(
+                    pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation"
+                )
+                await pilot.press("y")
                 await until(
                     pilot, lambda: store.job_states([ids[1]])[ids[1]] == "cancelled", "the cancel"
                 )

@@ -59,7 +59,7 @@ def submit(
 ) -> None:
     """Submit a job (or, with --file, many in one transaction). Prints the new job's id."""
     from jq_cli.errors import InvalidInput
-    from jq_cli.jobspec import JobRequest
+    from jq_cli.jobspec import JobRequest, parse_priority
 
     if file is not None:
         if job_type is not None or payload is not None or wait:
@@ -86,6 +86,7 @@ def submit(
         raise InvalidInput("give a job TYPE, or --file JOBS.jsonl")
     if delay is not None and at is not None:
         raise InvalidInput("give either --delay or --at, not both")
+    parse_priority(priority)  # its own message, with a "did you mean", before the model's
     request = JobRequest.parse(
         {
             "job_type": job_type,

@@ -7,14 +7,17 @@ Heavy imports (psycopg, pika, rich tables, textual, fastapi) happen inside the c
 need them, so that `jq --help` and `jq submit` start fast.
 """
 
+import difflib
 import os
+import re
 import sys
 from typing import Annotated
 
 import typer
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, NoSuchOption, UsageError
 
 # Typer 0.29 carries its own copy of Click; its exceptions are only importable from there.
-from typer._click.exceptions import ClickException, NoArgsIsHelpError, NoSuchOption, UsageError
+from typer.core import TyperGroup
 
 from jq_cli.cli import admin, daemons, jobs
 from jq_cli.cli.admin import db_app, help_app
@@ -86,10 +89,16 @@ def usage_line(exc: UsageError, prog: str) -> str:
     else:
         message = exc.format_message()
     message = " ".join(message.replace("Value error, ", "").split())
+    unknown = re.match(r"No such command '(.+?)'\.", message)
+    if unknown and exc.ctx is not None and isinstance(exc.ctx.command, TyperGroup):
+        # Typer lists every close command; one suggestion, the closest, reads as an answer.
+        name = unknown.group(1)
+        close = difflib.get_close_matches(name, exc.ctx.command.list_commands(exc.ctx), n=1)
+        message = f"No such command '{name}'." + (f" Did you mean '{close[0]}'?" if close else "")
     ctx = exc.ctx
     path = ctx.command_path.split(" ", 1)[1] if ctx is not None and " " in ctx.command_path else ""
     where = f"{path}: " if path else ""
-    return f"{prog}: error: {where}{message} (see `{prog} {path + ' ' if path else ''}--help`)"
+    return f"jq: error: {where}{message} (see `{prog} {path + ' ' if path else ''}--help`)"
 
 
 def main() -> None:
