@@ -245,6 +245,58 @@ def test_filters_narrow_the_table(ops, app_ops):
     run(scenario())
 
 
+KEY_COLUMNS = {
+    "jobs-table": ("ID", "TYPE", "PRIO", "STATE", "TRIES"),
+    "workers-table": ("NAME", "RUN/CONC", "BEAT"),
+    "dead-table": ("ID", "TYPE", "AGE"),
+}
+
+
+def test_at_80x24_every_panel_keeps_its_key_columns(ops, app_ops, store):
+    """The columns an operator reads a panel by are within its width, not scrolled off."""
+    ops.submit("process_video", {"video_url": "https://example.com/a.mov"}, queue="reports")
+    dead = ops.submit("send_email", {"to": "a@example.com", "subject": "s", "body": "b"})
+    store._run(
+        "UPDATE jobs SET state = 'dead', finished_at = now(), last_error = %s WHERE id = %s",
+        ("DeliveryFailed: " + "x" * 200, dead),
+    )
+    app_ops.telemetry.heartbeat(
+        "worker-host.eu-west-1.compute.internal:123456:0a1b2c",
+        {
+            "running": 8,
+            "concurrency": 64,
+            "processed": 1234567,
+            "failed": 12345,
+            "queues": ["default", "reports"],
+            "host": "worker-host.eu-west-1.compute.internal",
+            "pid": 123456,
+        },
+        ttl=60,
+    )
+
+    async def scenario():
+        app = TopApp(app_ops, refresh=0.2)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(
+                pilot,
+                lambda: (
+                    table_ids(app, "dead-table")
+                    and app.screen.query_one("#workers-table").row_count
+                ),
+                "every panel filled",
+            )
+            await pilot.pause()
+            for table_id, keys in KEY_COLUMNS.items():
+                table = app.screen.query_one(f"#{table_id}", RowTable)
+                labels = [str(c.label) for c in table.columns.values()]
+                assert labels[: len(keys)] == list(keys), table_id
+                widths = [c.get_render_width(table) for c in table.columns.values()]
+                needed = sum(widths[: len(keys)])
+                assert needed <= table.scrollable_content_region.width, (table_id, widths)
+
+    run(scenario())
+
+
 def test_survives_telemetry_and_database_outages(ops, settings, store):
     ids = [ops.submit("noop", {}) for _ in range(2)]
     no_redis = make_settings(settings.namespace, redis_url="redis://127.0.0.1:1/0")
