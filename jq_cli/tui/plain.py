@@ -17,8 +17,8 @@ STATES = [s.value for s in JobState]
 STALE_BEATS = 2  # a worker that missed this many heartbeat intervals is marked stale
 JOB_COLUMNS = ("ID", "TYPE", "PRIO", "STATE", "TRIES", "AGE", "TOOK", "PROGRESS")
 # Key columns first: at 80x24 a panel is half the screen wide, and what must show is who, how
-# busy and whether alive; the rest scrolls in.
-WORKER_COLUMNS = ("NAME", "RUN/CONC", "BEAT", "DONE", "FAILED", "QUEUES", "HOST", "PID")
+# busy (running/concurrency) and whether alive, a stale one too; the rest scrolls in.
+WORKER_COLUMNS = ("NAME", "RUN", "BEAT", "DONE", "FAILED", "QUEUES", "HOST", "PID")
 BEAT_COLUMN = WORKER_COLUMNS.index("BEAT")
 DEAD_COLUMNS = ("ID", "TYPE", "AGE", "LAST ERROR")
 
