@@ -443,3 +443,27 @@ def test_snapshot_help(snap_compare, frozen_ops):
         await pilot.pause()
 
     assert snap_compare(frozen_app(frozen_ops), terminal_size=(80, 24), run_before=open_help)
+
+
+def test_the_detail_shows_no_old_progress_nor_a_past_error_as_current(ops, store):
+    from jq_cli.tui.screens.job_detail import job_renderable
+    from rich.console import Console
+
+    requeued = ops.submit("noop", {})
+    done = ops.submit("noop", {})
+    store._run("UPDATE jobs SET progress = 60, attempts = 1 WHERE id = %s", (requeued,))
+    store._run(
+        "UPDATE jobs SET state = 'completed', attempts = 2, last_error = 'boom', progress = 100,"
+        " finished_at = now() WHERE id = %s",
+        (done,),
+    )
+
+    def fields(job_id: int) -> dict[str, str]:
+        console = Console(width=120, record=True)
+        console.print(job_renderable(ops.get(job_id), datetime.now(UTC)))
+        lines = console.export_text().splitlines()
+        return {line[:16].strip(): line[16:].strip() for line in lines if line[:16].strip()}
+
+    assert fields(requeued)["progress"] == "-"
+    shown = fields(done)
+    assert shown["last error"] == "-" and shown["progress"] == "100%"
