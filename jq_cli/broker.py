@@ -219,17 +219,23 @@ class Publisher:
     def queue_depths(self, queues: Iterable[str]) -> dict[str, int | None]:
         """Ready messages per queue, as the broker counts them (None: the queue does not exist).
         Raises BrokerUnavailable."""
-        depths: dict[str, int | None] = {}
+        return {q: None if c is None else c[0] for q, c in self.queue_counts(queues).items()}
+
+    def queue_counts(self, queues: Iterable[str]) -> dict[str, tuple[int, int] | None]:
+        """(ready messages, consumers) per queue (None: the queue does not exist). A passive
+        declare counts only ready messages: deliveries consumers hold unacknowledged are not in
+        it, and without the management plugin nothing in AMQP counts them. Raises BrokerUnavailable."""
+        counts: dict[str, tuple[int, int] | None] = {}
         for queue in queues:
             with self._errors():
                 channel = self._open()
                 try:
                     frame = channel.queue_declare(queue_name(self.namespace, queue), passive=True)
-                    depths[queue] = frame.method.message_count
+                    counts[queue] = (frame.method.message_count, frame.method.consumer_count)
                 except pika.exceptions.ChannelClosedByBroker:
-                    depths[queue] = None  # NOT_FOUND closes the channel; the next call reopens it
+                    counts[queue] = None  # NOT_FOUND closes the channel; the next call reopens it
                     self._channel = None
-        return depths
+        return counts
 
     def purge(self, queue: str) -> int:
         """Drop every ready message of a queue (tests and operators recovering a broker)."""

@@ -63,7 +63,8 @@ def parse_zone(name: str) -> ZoneInfo:
 
 def check_cron(expr: str) -> str:
     """The expression, whitespace normalised, once it is valid and fires at all. Five fields
-    (minute hour day month weekday), an optional sixth for seconds, or an @alias. Raises InvalidInput."""
+    (minute hour day month weekday), an optional sixth for seconds (LAST, as croniter reads it:
+    `* * * * * */10` is every ten seconds), or an @alias. Raises InvalidInput."""
     if not isinstance(expr, str) or not expr.strip():
         raise InvalidInput(
             'cron expression is empty (e.g. "0 9 * * *": minute hour day month weekday)'
@@ -95,6 +96,21 @@ def check_cron(expr: str) -> str:
             )
         raise InvalidInput(f"invalid cron expression {expr!r}: {detail}") from None
     return text
+
+
+def seconds_hint(expr: str) -> str | None:
+    """A warning for a six-field expression written seconds-first (Quartz, Spring): here the
+    seconds are the LAST field, as croniter reads them, so `*/10 * * * * *` fires every second
+    of one minute in ten. None when the expression does not look like that mistake."""
+    fields = expr.split()
+    if len(fields) != 6 or fields[5] != "*" or fields[0] == "*":
+        return None
+    every = f"* * * * * {fields[0]}" if all(f == "*" for f in fields[1:]) else None
+    return (
+        f"{expr!r}: the sixth field is the seconds here (minute hour day month weekday second), "
+        f"so it fires every second of the minutes its first field names"
+        + (f"; for {fields[0]} seconds write {every!r}" if every else "")
+    )
 
 
 def check_misfire(value: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 # Exit codes, the same for every command (`jq help exit-codes`): 0 success (an empty list too),
@@ -13,7 +14,17 @@ EXIT_CODES = {
     3: "a service is unavailable (PostgreSQL, RabbitMQ, Redis) or the schema is not migrated",
     4: "not found (a job, a schedule)",
     5: "refused: a destructive command without --yes where no terminal can ask, or answered no",
+    6: "--wait gave up: its --timeout passed before the job ended (the job goes on)",
 }
+EXIT_WAIT_TIMEOUT = 6
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """ " (did you mean 'x'?)" for the closest of `choices`, or "" when none is close."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class JqError(Exception):
@@ -34,6 +45,13 @@ class InvalidInput(JqError):
     exit_code = 2
     http_status = 422
     kind = "invalid-input"
+
+
+class UnknownParameter(InvalidInput):
+    """A query parameter the endpoint does not know: refused rather than ignored, since an
+    ignored filter (`?status=dead`) answers with everything."""
+
+    http_status = 400
 
 
 class NotFound(JqError):

@@ -36,7 +36,10 @@ def parse_priority(value: str | int | Priority) -> Priority:
     try:
         return Priority(str(value).lower())
     except ValueError:
-        raise InvalidInput(f"priority must be high, medium or low, got {value!r}") from None
+        from jq_cli.errors import did_you_mean
+
+        hint = did_you_mean(str(value).lower(), [p.value for p in Priority])
+        raise InvalidInput(f"priority must be high, medium or low, got {value!r}{hint}") from None
 
 
 def _depth(value: Any, limit: int) -> int:

@@ -26,6 +26,14 @@ from jq_cli.store import Inserted
 __all__ = ["PURGEABLE", "PURGE_BATCH", "ActionReport", "Check", "Operations"]
 
 
+def any_of(value: str | Sequence[str] | None) -> list[str]:
+    """A filter's values: repeated (a list) and comma-separated both mean "any of" them."""
+    if value is None:
+        return []
+    items = [value] if isinstance(value, str) else list(value)
+    return [v.strip() for item in items for v in item.split(",") if v.strip()]
+
+
 class Operations(ActionOperations, HealthOperations, ScheduleOperations):
     """One connection to each service, opened on first use and kept for the object's life, so an
     application can submit thousands of jobs a second through one instance. Not thread-safe:
@@ -113,31 +121,34 @@ class Operations(ActionOperations, HealthOperations, ScheduleOperations):
     def list_jobs(
         self,
         *,
-        state: str | None = None,
-        job_type: str | None = None,
-        priority: str | None = None,
-        queue: str | None = None,
+        state: str | Sequence[str] | None = None,
+        job_type: str | Sequence[str] | None = None,
+        priority: str | Sequence[str] | None = None,
+        queue: str | Sequence[str] | None = None,
         since: float | None = None,
         limit: int = 50,
         before_id: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Jobs newest first; `before_id` continues a listing after the last id it showed (a stable
+        """Jobs newest first; each filter takes one value, a list or comma-separated values, and
+        means "any of" them. `before_id` continues a listing after the last id it showed (a stable
         page even while jobs are submitted, unlike an offset). Raises InvalidInput for a bad filter."""
-        states = [parse_state(state)] if state else None
-        if job_type:
-            check_name(job_type, "job type")
-        if queue:
-            check_name(queue, "queue")
+        states = [parse_state(s).value for s in any_of(state)]
+        types = any_of(job_type)
+        queues = any_of(queue)
+        for name in types:
+            check_name(name, "job type")
+        for name in queues:
+            check_name(name, "queue")
         if not 1 <= limit <= 10_000:
             raise InvalidInput(f"limit must be between 1 and 10000, got {limit}")
         if before_id is not None and before_id < 1:
             raise InvalidInput(f"before must be a job id (1 or more), got {before_id}")
-        prio = parse_priority(priority).amqp if priority else None
+        prios = [parse_priority(p).amqp for p in any_of(priority)]
         rows = self.store.job_list(
             states=states,
-            job_type=job_type,
-            priority=prio,
-            queue=queue,
+            job_types=types,
+            priorities=prios,
+            queues=queues,
             since_seconds=since,
             limit=limit,
             before_id=before_id,
@@ -158,6 +169,10 @@ class Operations(ActionOperations, HealthOperations, ScheduleOperations):
             time.sleep(poll)
 
     def dead_letters(
-        self, *, job_type: str | None = None, limit: int = 100, before_id: int | None = None
+        self,
+        *,
+        job_type: str | Sequence[str] | None = None,
+        limit: int = 100,
+        before_id: int | None = None,
     ) -> list[dict[str, Any]]:
         return self.list_jobs(state="dead", job_type=job_type, limit=limit, before_id=before_id)

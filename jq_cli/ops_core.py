@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Self, cast
 
 from jq_cli.config import Settings, load_settings
-from jq_cli.errors import InvalidInput, ServiceUnavailable
+from jq_cli.errors import InvalidInput, ServiceUnavailable, did_you_mean
 from jq_cli.handlers.registry import Registry, load_builtins
 from jq_cli.jobspec import JobRequest, check_payload, encode_payload, payload_checker
 from jq_cli.states import PRIORITY_NAMES, JobState
@@ -110,9 +110,12 @@ class OperationsCore:
             check_payload(request.job_type, request.payload, cached[1])
             return
         built_in = ", ".join(self.registry.names())
+        hint = did_you_mean(
+            request.job_type, [*self.registry.names(), *self.store.job_type_names()]
+        )
         raise InvalidInput(
-            f"unknown job type {request.job_type!r} (built in: {built_in}; others must be registered by a "
-            "running `jq worker --import MODULE`)"
+            f"unknown job type {request.job_type!r}{hint} (built in: {built_in}; others must be "
+            "registered by a running `jq worker --import MODULE`)"
         )
 
     def _prepare(self, request: JobRequest) -> NewJob:
@@ -161,8 +164,9 @@ def parse_state(value: str) -> JobState:
     try:
         return JobState(value.lower())
     except ValueError:
+        names = [s.value for s in JobState]
         raise InvalidInput(
-            f"unknown state {value!r} (one of: {', '.join(s.value for s in JobState)})"
+            f"unknown state {value!r}{did_you_mean(value.lower(), names)} (one of: {', '.join(names)})"
         ) from None
 
 

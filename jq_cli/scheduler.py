@@ -127,19 +127,30 @@ class Scheduler:
         stale = self.store.job_count_unpublished(age)
         if not stale:
             return 0
-        depths = self.publisher.queue_depths(sorted(stale))
+        counts = self.publisher.queue_counts(sorted(stale))
+        # Each consumer may hold up to its prefetch of deliveries it has not claimed yet: queued in
+        # Postgres, unacknowledged in the broker, and not in the ready count. A shortfall within
+        # that bound is an ordinary backlog, not a loss: it is re-published all the same (a
+        # duplicate is harmless), but only a shortfall beyond it is a warning.
+        per_consumer = self.settings.worker_prefetch or self.settings.worker_concurrency
         total = 0
         for queue, waiting in stale.items():
-            missing = waiting - (depths.get(queue) or 0)
+            ready, consumers = counts.get(queue) or (0, 0)
+            missing = waiting - ready
             if missing <= 0:
                 continue
             rows = self.store.job_republish_claim(queue, age, min(missing, REPUBLISH_LIMIT))
             total += self._publish(rows)
-            log.warning(
-                "event=messages_republished queue=%s count=%d broker_ready=%s",
+            held = consumers * per_consumer
+            log.log(
+                logging.WARNING if missing > held else logging.INFO,
+                "event=messages_republished queue=%s count=%d broker_ready=%s consumers=%d"
+                " held_at_most=%d",
                 queue,
                 len(rows),
-                depths.get(queue),
+                None if counts.get(queue) is None else ready,
+                consumers,
+                held,
             )
         return total
 

@@ -33,6 +33,34 @@ def settings_loader(config: str | None) -> Callable[[], Settings]:
     return load
 
 
+def find_modules(modules: list[str]) -> list[str]:
+    """Make the handler modules importable as Celery and RQ do: the current directory is searched
+    first (a console script's sys.path holds only its own folder). `myjobs.py` means `myjobs`.
+    Raises InvalidInput naming the search path for a module that is not on it."""
+    import importlib.util
+    import os
+    import sys
+
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    names = []
+    for module in modules:
+        name = module[:-3].replace(os.sep, ".") if module.endswith(".py") else module
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False  # a parent package that is missing: the same answer
+        if not found:
+            where = ", ".join(p or "." for p in sys.path if not p.endswith(".zip"))
+            raise InvalidInput(
+                f"cannot import handler module {module!r}: not found in the search path "
+                f"({where}); run from the folder that holds it or set PYTHONPATH"
+            )
+        names.append(name)
+    return names
+
+
 def _start(
     role: str, config: str | None, log_format: str, metrics_port: int | None
 ) -> tuple[Callable[[], Settings], Settings, DaemonMetrics | None]:
@@ -78,7 +106,7 @@ def run_worker(
     for queue in queue_list:
         check_name(queue, "queue")
     registry = load_builtins()
-    import_modules([*settings.import_modules, *imports])
+    import_modules(find_modules([*settings.import_modules, *imports]))
     worker = Worker(
         settings,
         registry,

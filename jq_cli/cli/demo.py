@@ -60,12 +60,20 @@ def _samples(page_url: str) -> list[dict[str, Any]]:
             "payload": {**email, "subject": "Password reset"},
         },
         {"job_type": "send_email", "priority": "medium", "payload": email},
-        # Fails four times in five: it shows retries with back-off and, often, the dead-letter queue.
+        # Scripted by attempt number, so that the demo shows the same story every time: one email
+        # fails twice and is delivered at its third attempt (retries with back-off), one fails
+        # every attempt and ends in the dead-letter queue.
         {
             "job_type": "send_email",
             "priority": "low",
             "max_retries": 2,
-            "payload": {**email, "subject": "Flaky newsletter", "failure_rate": 0.8},
+            "payload": {**email, "subject": "Flaky newsletter", "fail_attempts": 2},
+        },
+        {
+            "job_type": "send_email",
+            "priority": "low",
+            "max_retries": 2,
+            "payload": {**email, "to": "nobody@invalid.example", "fail_attempts": 1000},
         },
         {
             "job_type": "process_video",
@@ -105,7 +113,8 @@ def _spawn(args: list[str], log_path: str) -> subprocess.Popen:
 def _view(jobs: list[dict[str, Any]]) -> Table:
     table = Table(title="jq demo: following the sample jobs", header_style="bold")
     for column in ("ID", "TYPE", "PRIORITY", "STATE", "TRIES", "PROGRESS", "DETAIL"):
-        table.add_column(column, no_wrap=True)
+        # The detail gives way on a narrow terminal; the key columns are never cut.
+        table.add_column(column, no_wrap=column != "DETAIL", overflow="ellipsis")
     for job in jobs:
         pct = job.get("progress")
         bar = (
@@ -214,7 +223,7 @@ def _outcome(out: Console, jobs: list[dict[str, Any]]) -> None:
         "RAN FOR",
         "RESULT OR LAST ERROR",
     ):
-        table.add_column(column, no_wrap=True)
+        table.add_column(column, no_wrap=column != "RESULT OR LAST ERROR", overflow="ellipsis")
     for job in jobs:
         attempts = job["attempt_history"]
         ran = duration(attempts[-1]["started_at"], attempts[-1]["finished_at"]) if attempts else "-"
@@ -237,3 +246,9 @@ def _outcome(out: Console, jobs: list[dict[str, Any]]) -> None:
         + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
         + ". Try `jq show ID`, `jq dlq list`, `jq stats`."
     )
+    retried = [j["id"] for j in jobs if j["state"] == "completed" and j["attempts"] > 1]
+    dead = [j["id"] for j in jobs if j["state"] == "dead"]
+    if retried:
+        out.print(f"retried, then completed: {', '.join(map(str, retried))}")
+    if dead:
+        out.print(f"in the dead-letter queue (jq dlq list): {', '.join(map(str, dead))}")

@@ -4,7 +4,7 @@
 # each run, and as strings each one is compiled and evaluated again (about 30 ms of `jq --help`).
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -19,7 +19,10 @@ from jq_cli.cli.options import (
     read_payload,
 )
 from jq_cli.cli.output import console, handle_errors, print_json, print_report, state_text
-from jq_cli.cli.rows import OutputOpt
+from jq_cli.cli.rows import OutputOpt, ViewOpt
+
+if TYPE_CHECKING:
+    from jq_cli.ops import Operations
 
 
 @handle_errors
@@ -47,7 +50,11 @@ def submit(
         typer.Option("--file", "-f", help="Bulk: a JSONL file of jobs (- for stdin)."),
     ] = None,
     wait: Annotated[
-        bool, typer.Option(help="Follow the job until it ends; exit 0 only if completed.")
+        bool,
+        typer.Option(
+            help="Follow the job until it ends; exit 0 only if completed "
+            "(6 if --timeout passes first; the job goes on)."
+        ),
     ] = False,
     timeout: Annotated[
         float | None, typer.Option(help="With --wait: give up after this many seconds.")
@@ -60,7 +67,7 @@ def submit(
 ) -> None:
     """Submit a job (or, with --file, many in one transaction). Prints the new job's id."""
     from jq_cli.errors import InvalidInput
-    from jq_cli.jobspec import JobRequest
+    from jq_cli.jobspec import JobRequest, parse_priority
 
     if file is not None:
         if job_type is not None or payload is not None or wait:
@@ -87,6 +94,8 @@ def submit(
         raise InvalidInput("give a job TYPE, or --file JOBS.jsonl")
     if delay is not None and at is not None:
         raise InvalidInput("give either --delay or --at, not both")
+    if priority is not None:
+        parse_priority(priority)  # its own message, with a "did you mean", before the model's
     given = {
         "priority": priority,
         "max_retries": max_retries,
@@ -112,9 +121,7 @@ def submit(
             else:
                 print(inserted.id)
             return
-        if not json_out:
-            sys.stderr.write(f"job {inserted.id} submitted; waiting...\n")
-        job = ops.wait(inserted.id, timeout=timeout)
+        job = follow(ops, inserted.id, timeout, quiet=json_out)
     if json_out:
         print_json(job)
     else:
@@ -122,16 +129,92 @@ def submit(
             f"{job['id']} {job['state']}"
             + (
                 f": {job['last_error']}"
-                if job["state"] != "completed" and job.get("last_error")
+                if job["state"] not in ("completed", "cancelled") and job.get("last_error")
                 else ""
             )
         )
     raise typer.Exit(0 if job["state"] == "completed" else 1)
 
 
+def follow(ops: "Operations", job_id: int, timeout: float | None, quiet: bool) -> dict[str, Any]:
+    """Wait for a job to end, showing its state and progress on a terminal (stderr). Ctrl-C and
+    a timeout leave the job running and say so; a timeout exits with its own code."""
+    import time
+
+    from jq_cli.errors import EXIT_WAIT_TIMEOUT
+    from jq_cli.states import TERMINAL_STATES, JobState
+
+    live = sys.stderr.isatty() and not quiet
+    if not quiet:
+        sys.stderr.write(f"job {job_id} submitted; waiting (Ctrl-C stops waiting, not the job)\n")
+    deadline = None if timeout is None else time.monotonic() + timeout
+    shown = ""
+    try:
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            job = ops.wait(job_id, timeout=0.5 if left is None else min(0.5, left))
+            if JobState(job["state"]) in TERMINAL_STATES:
+                break
+            if live:
+                line = _wait_line(job)
+                if line != shown:
+                    sys.stderr.write("\r\x1b[2K" + line)
+                    sys.stderr.flush()
+                    shown = line
+            if deadline is not None and time.monotonic() >= deadline:
+                if shown:
+                    sys.stderr.write("\n")
+                sys.stderr.write(
+                    f"jq: error: gave up waiting after {timeout:g}s: job {job_id} is "
+                    f"{job['state']} and goes on (jq show {job_id})\n"
+                )
+                raise typer.Exit(EXIT_WAIT_TIMEOUT)
+    except KeyboardInterrupt:
+        if shown:
+            sys.stderr.write("\n")
+        sys.stderr.write(
+            f"jq: interrupted: job {job_id} goes on (jq show {job_id}; jq cancel {job_id} stops it)\n"
+        )
+        raise typer.Exit(130) from None
+    if shown:
+        sys.stderr.write("\r\x1b[2K")
+    return job
+
+
+def _wait_line(job: dict[str, Any]) -> str:
+    """`job 7 running 40% encoding (attempt 1 of 4)`: one terminal line, rewritten in place."""
+    parts = [f"job {job['id']} {job['state']}"]
+    if job["state"] == "running" and job.get("progress") is not None:
+        parts.append(f"{job['progress']:.0f}%")
+        if job.get("progress_message"):
+            parts.append(str(job["progress_message"]))
+    parts.append(f"(attempt {max(job['attempts'], 1)} of {job['max_retries'] + 1})")
+    return " ".join(parts)
+
+
 @handle_errors
-def show(job_id: Annotated[int, typer.Argument(metavar="ID")], json_out: JsonOpt = False) -> None:
+def show(
+    job_id: Annotated[int, typer.Argument(metavar="ID")],
+    output: ViewOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
     """A job: its payload, result, progress, timestamps and every attempt."""
+    from jq_cli.cli.rows import resolve_view
+
+    as_json = resolve_view(output, json_out)
+    with operations() as ops:
+        job = ops.get(job_id)
+    if as_json:
+        print_json(job)
+        return
+    render_job(job)
+
+
+WAITING_STATES = ("queued", "scheduled", "retrying", "waiting")
+
+
+def render_job(job: dict[str, Any]) -> None:
+    """The human view of `jq show`."""
     import json
 
     from rich.table import Table
@@ -139,15 +222,12 @@ def show(job_id: Annotated[int, typer.Argument(metavar="ID")], json_out: JsonOpt
 
     from jq_cli.cli.output import age, duration, print_fields
 
-    with operations() as ops:
-        job = ops.get(job_id)
-    if json_out:
-        print_json(job)
-        return
     out = console()
+    # Progress belongs to an attempt: a job back in the queue (retrying, requeued by a rescue)
+    # has none yet, whatever its last attempt reported.
     progress = (
         "-"
-        if job["progress"] is None
+        if job["progress"] is None or job["state"] in WAITING_STATES
         else f"{job['progress']:.0f}%"
         + (f" {job['progress_message']}" if job.get("progress_message") else "")
     )
@@ -186,7 +266,8 @@ def show(job_id: Annotated[int, typer.Argument(metavar="ID")], json_out: JsonOpt
                 "result",
                 "-" if job["result"] is None else json.dumps(job["result"], ensure_ascii=False),
             ),
-            ("last error", job["last_error"] or "-"),
+            # A completed job has no current error: earlier failures are in the attempts below.
+            ("last error", "-" if job["state"] == "completed" else job["last_error"] or "-"),
         ),
     )
     if job["attempt_history"]:
@@ -211,12 +292,17 @@ def show(job_id: Annotated[int, typer.Argument(metavar="ID")], json_out: JsonOpt
             out.print(last_tb.rstrip(), markup=False, highlight=False)
 
 
+AnyOf = "; repeat it or separate values with commas for any of them."
+
+
 @handle_errors
 def list_(
-    state: Annotated[str | None, typer.Option(help="Only jobs in this state.")] = None,
-    job_type: Annotated[str | None, typer.Option("--type", help="Only jobs of this type.")] = None,
-    priority: Annotated[str | None, typer.Option(help="high, medium or low.")] = None,
-    queue: Annotated[str | None, typer.Option(help="Only jobs of this queue.")] = None,
+    state: Annotated[list[str] | None, typer.Option(help="Only jobs in this state" + AnyOf)] = None,
+    job_type: Annotated[
+        list[str] | None, typer.Option("--type", help="Only jobs of this type" + AnyOf)
+    ] = None,
+    priority: Annotated[list[str] | None, typer.Option(help="high, medium or low" + AnyOf)] = None,
+    queue: Annotated[list[str] | None, typer.Option(help="Only jobs of this queue" + AnyOf)] = None,
     since: Annotated[str | None, typer.Option(help="Only jobs created within, e.g. 1h.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
     before: Annotated[
@@ -227,11 +313,13 @@ def list_(
     json_out: JsonOpt = False,
 ) -> None:
     """Jobs, newest first."""
-    from jq_cli.cli.rows import JOB_COLUMNS, emit, resolve
+    from jq_cli.cli.rows import JOB_COLUMNS, Format, emit, resolve
     from jq_cli.durations import parse_duration
 
     fmt = resolve(output, json_out)
     since_s = parse_duration(since, "since") if since else None
+    # On a terminal, one row more than the page tells whether to say that more exist.
+    tell = sys.stdout.isatty() and fmt in (Format.table, Format.wide) and limit < 10_000
     with operations() as ops:
         jobs = ops.list_jobs(
             state=state,
@@ -239,10 +327,16 @@ def list_(
             priority=priority,
             queue=queue,
             since=since_s,
-            limit=limit,
+            limit=limit + 1 if tell else limit,
             before_id=before,
         )
+    more = tell and len(jobs) > limit
+    jobs = jobs[:limit]
     emit(jobs, JOB_COLUMNS, fmt)
+    if more:
+        sys.stderr.write(
+            f"showing the newest {limit}; more exist: add --before {jobs[-1]['id']} for the next page\n"
+        )
 
 
 @handle_errors
@@ -308,13 +402,15 @@ def purge(
 
 
 @handle_errors
-def stats(json_out: JsonOpt = False) -> None:
+def stats(output: ViewOpt = None, json_out: JsonOpt = False) -> None:
     """Counts by state, queued by priority and queue (Postgres and broker), and live workers."""
+    from jq_cli.cli.rows import resolve_view
     from jq_cli.cli.stats_view import render_stats
 
+    as_json = resolve_view(output, json_out)
     with operations() as ops:
         data = ops.stats()
-    if json_out:
+    if as_json:
         print_json(data)
     else:
         render_stats(console(), data)

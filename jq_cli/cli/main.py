@@ -7,11 +7,22 @@ Heavy imports (psycopg, pika, rich tables, textual, fastapi) happen inside the c
 need them, so that `jq --help` and `jq submit` start fast.
 """
 
+import difflib
+import os
+import re
+import sys
+from typing import Annotated
+
 import typer
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, NoSuchOption, UsageError
+
+# Typer 0.29 carries its own copy of Click; its exceptions are only importable from there.
+from typer.core import TyperGroup
 
 from jq_cli.cli import admin, daemons, jobs
 from jq_cli.cli.admin import db_app, help_app
 from jq_cli.cli.dlq import dlq_app
+from jq_cli.cli.handover import hand_over_if_asked
 from jq_cli.cli.schedules import schedule_app
 
 app = typer.Typer(
@@ -42,6 +53,53 @@ app.add_typer(help_app, name="help")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(schedule_app, name="schedule")  # issue 4: jq schedule ...
 
+COMMANDS = (
+    "submit", "show", "list", "retry", "cancel", "purge", "stats", "top", "doctor", "worker",
+    "scheduler", "serve", "demo", "db", "help", "dlq", "schedule",
+)  # fmt: skip
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from jq_cli import __version__
+
+        print(f"jq (jq-cli) {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """jq: a job queue with PostgreSQL as the truth and RabbitMQ as the transport."""
+
+
+def usage_line(exc: UsageError, prog: str) -> str:
+    """A Click or Typer usage error as our one line, with a "did you mean" where a close match
+    exists (Typer suggests close commands itself; close options are listed by the parser)."""
+    if isinstance(exc, NoSuchOption):
+        message = exc.message.rstrip(".")
+        if exc.possibilities:
+            message += f". Did you mean {' or '.join(sorted(exc.possibilities))}?"
+    else:
+        message = exc.format_message()
+    message = " ".join(message.replace("Value error, ", "").split())
+    unknown = re.match(r"No such command '(.+?)'\.", message)
+    if unknown and exc.ctx is not None and isinstance(exc.ctx.command, TyperGroup):
+        # Typer lists every close command; one suggestion, the closest, reads as an answer.
+        name = unknown.group(1)
+        close = difflib.get_close_matches(name, exc.ctx.command.list_commands(exc.ctx), n=1)
+        message = f"No such command '{name}'." + (f" Did you mean '{close[0]}'?" if close else "")
+    ctx = exc.ctx
+    path = ctx.command_path.split(" ", 1)[1] if ctx is not None and " " in ctx.command_path else ""
+    where = f"{path}: " if path else ""
+    return f"jq: error: {where}{message} (see `{prog} {path + ' ' if path else ''}--help`)"
+
 
 def main() -> None:
     """The entry point of `jq` and `jobq`."""
@@ -55,7 +113,29 @@ def main() -> None:
     logging.getLogger("pika").setLevel(
         logging.CRITICAL
     )  # jq says what failed, once, in its own words
-    app()
+    hand_over_if_asked(sys.argv, COMMANDS)
+    raise SystemExit(run(sys.argv[1:], os.path.basename(sys.argv[0]) or "jq"))
+
+
+def run(args: list[str], prog: str = "jq") -> int:
+    """Run one command line; returns its exit code. Every usage error (Click's and Typer's too)
+    becomes one line `jq: error: ...` and exit 2: the style of every other error of jq."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=args, prog_name=prog, standalone_mode=False)
+    except NoArgsIsHelpError as exc:  # `jq` alone, `jq schedule`: the help is the answer
+        sys.stdout.write(exc.format_message() + "\n")
+        return 0
+    except UsageError as exc:
+        sys.stderr.write(usage_line(exc, prog) + "\n")
+        return 2
+    except ClickException as exc:  # e.g. a file Click could not open
+        sys.stderr.write(f"jq: error: {' '.join(exc.format_message().split())}\n")
+        return exc.exit_code
+    except typer.Abort:
+        sys.stderr.write("jq: interrupted\n")
+        return 130
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

@@ -57,7 +57,19 @@ def read_payload(value: str | None) -> dict[str, Any]:
 
         path = value[1:]
         return parse_payload_text(read_user_text(path, "payload file"), f"payload file {path}")
-    return parse_payload_text(value)
+    from jq_cli.errors import InvalidInput
+
+    try:
+        return parse_payload_text(value)
+    except InvalidInput as exc:
+        import os.path
+
+        # `--payload email.json` where `@email.json` was meant: the file is right there.
+        if os.path.isfile(value):
+            raise InvalidInput(
+                f"{exc.message} (did you mean --payload @{value}? a file is read with @)"
+            ) from None
+        raise
 
 
 def read_jobs_file(value: str) -> list[tuple[int, dict[str, Any]]]:

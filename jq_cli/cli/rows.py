@@ -36,6 +36,26 @@ OutputOpt = Annotated[
 ]
 
 
+class View(str, Enum):
+    table = "table"
+    json = "json"
+
+
+ViewOpt = Annotated[
+    View | None,
+    typer.Option("--output", "-o", help="table (the default) or json (exactly one document)."),
+]
+
+
+def resolve_view(output: View | None, json_out: bool) -> bool:
+    """True when a one-object view (`jq show`, `jq stats`) is to print JSON."""
+    if json_out and output is View.table:
+        from jq_cli.errors import InvalidInput
+
+        raise InvalidInput("--json and -o table disagree: give one of them")
+    return json_out or output is View.json
+
+
 def resolve(output: Format | None, json_out: bool) -> Format:
     if json_out and output not in (None, Format.json):
         from jq_cli.errors import InvalidInput
@@ -51,6 +71,7 @@ class Column:
     kind: str = "text"  # text | time | state | number
     wide: bool = False  # shown by -o wide only
     width: int | None = None  # a cap on a terminal; plain output is never cut
+    keep: bool = False  # a name the table must show whole, however narrow the terminal
 
 
 def _cell(column: Column, row: dict[str, Any], plain: bool) -> str:
@@ -103,28 +124,42 @@ def emit(
     from rich.table import Table
     from rich.text import Text  # an error text holding "[/b]" is text, not Rich markup
 
+    cells = [
+        [
+            Text.from_markup(_cell(c, row, plain=False))
+            if c.kind == "state"
+            else Text(_cell(c, row, plain=False))
+            for c in shown
+        ]
+        for row in rows
+    ]
     table = Table(title=title, header_style="bold")
-    for c in shown:
+    for i, c in enumerate(shown):
+        # Ids, states and names (type, queue) are never cut: a narrow terminal squeezes the
+        # free text (errors) and the times instead. A cut name is a wrong name.
+        whole = c.keep or c.kind in ("number", "state")
         table.add_column(
             c.header,
-            no_wrap=c.kind != "text",
+            no_wrap=whole or c.kind != "text",
             overflow="ellipsis",
             justify="right" if c.kind == "number" else "left",
+            min_width=max([len(c.header), *(r[i].cell_len for r in cells)]) if whole else None,
         )
-    for row in rows:
-        table.add_row(
-            *(
-                Text.from_markup(_cell(c, row, plain=False))
-                if c.kind == "state"
-                else Text(_cell(c, row, plain=False))
-                for c in shown
-            )
-        )
+    for r in cells:
+        table.add_row(*r)
     console().print(table)
 
 
 def _progress(job: dict[str, Any]) -> str | None:
-    return None if job.get("progress") is None else f"{job['progress']:.0f}%"
+    # A job back in the queue has no progress yet, whatever its last attempt reported.
+    if job.get("progress") is None or job["state"] in (
+        "queued",
+        "scheduled",
+        "retrying",
+        "waiting",
+    ):
+        return None
+    return f"{job['progress']:.0f}%"
 
 
 def _error(job: dict[str, Any]) -> str | None:
@@ -133,9 +168,9 @@ def _error(job: dict[str, Any]) -> str | None:
 
 JOB_COLUMNS = [
     Column("ID", lambda j: j["id"], "number"),
-    Column("TYPE", lambda j: j["job_type"]),
-    Column("QUEUE", lambda j: j["queue"]),
-    Column("PRIORITY", lambda j: j["priority"]),
+    Column("TYPE", lambda j: j["job_type"], keep=True),
+    Column("QUEUE", lambda j: j["queue"], keep=True),
+    Column("PRIORITY", lambda j: j["priority"], keep=True),
     Column("STATE", lambda j: j["state"], "state"),
     Column("ATTEMPTS", lambda j: f"{j['attempts']}/{j['max_retries'] + 1}", "number"),
     Column("PROGRESS", _progress, "number"),
@@ -148,8 +183,8 @@ JOB_COLUMNS = [
 ]
 
 SCHEDULE_COLUMNS = [
-    Column("NAME", lambda s: s["name"]),
-    Column("TYPE", lambda s: s["job_type"]),
+    Column("NAME", lambda s: s["name"], keep=True),
+    Column("TYPE", lambda s: s["job_type"], keep=True),
     Column("CRON", lambda s: s["cron"]),
     Column("TIMEZONE", lambda s: s["timezone"]),
     Column("STATUS", lambda s: "enabled" if s["enabled"] else "paused"),
@@ -157,7 +192,7 @@ SCHEDULE_COLUMNS = [
     Column("LAST FIRE", lambda s: s.get("last_fire_at"), "time"),
     Column("NEXT FIRE", lambda s: s.get("next_fire_at") if s["enabled"] else None, "time"),
     Column("PRIORITY", lambda s: s["priority"], wide=True),
-    Column("QUEUE", lambda s: s["queue"], wide=True),
+    Column("QUEUE", lambda s: s["queue"], wide=True, keep=True),
     Column("MAX RETRIES", lambda s: s.get("max_retries"), "number", wide=True),
     Column("PAYLOAD", lambda s: json.dumps(s.get("payload") or {}, ensure_ascii=False), wide=True),
 ]

@@ -3,7 +3,8 @@
 # No `from __future__ import annotations` here: Typer reads every command's annotations on
 # each run, and as strings each one is compiled and evaluated again (about 30 ms of `jq --help`).
 
-from typing import Annotated, Any
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -18,6 +19,9 @@ from jq_cli.cli.options import (
 )
 from jq_cli.cli.output import console, handle_errors, print_fields, print_json, state_text
 from jq_cli.cli.rows import OutputOpt
+
+if TYPE_CHECKING:
+    from jq_cli.ops import Operations
 
 schedule_app = typer.Typer(
     help="Cron schedules: recurring jobs that fire once per tick.", no_args_is_help=True
@@ -66,6 +70,26 @@ def _print_schedule(schedule: dict[str, Any], json_out: bool, verb: str) -> None
         )
 
 
+def _print_changed(ops: "Operations", name: str, json_out: bool, verb: str) -> None:
+    """After add and edit: the next three fire times, so that an expression that does not mean
+    what was meant shows at once (and a warning for seconds written first)."""
+    from jq_cli.cron import seconds_hint
+
+    s = ops.schedule_get(name, next_n=3)
+    s.pop("recent_jobs", None)
+    if json_out:
+        print_json(s)
+        return
+    hint = seconds_hint(s["cron"])
+    if hint:
+        sys.stderr.write(f"jq: warning: {hint}\n")
+    paused = "" if s["enabled"] else " (paused; if resumed now)"
+    print(f"{verb} schedule {s['name']}: {s['cron']} in {s['timezone']}; next fire times{paused}:")
+    for when in s["next_fire_times"]:
+        utc = "" if s["timezone"] == "UTC" else f"  ({when:%Y-%m-%d %H:%M:%S} UTC)"
+        print(f"  {_local(when, s['timezone'])}{utc}")
+
+
 @schedule_app.command("add")
 @handle_errors
 def add(
@@ -75,7 +99,11 @@ def add(
     ],
     cron: Annotated[
         str,
-        typer.Option("--cron", help='Cron expression, e.g. "0 9 * * *" (a 6th field: seconds).'),
+        typer.Option(
+            "--cron",
+            help='Cron expression, e.g. "0 9 * * *"; a 6th field, last, is the seconds '
+            '("* * * * * */10": every ten seconds).',
+        ),
     ],
     payload: PayloadOpt = None,
     priority: PriorityOpt = None,
@@ -98,7 +126,7 @@ def add(
             enabled=not paused,
             **{k: v for k, v in given.items() if v is not None},
         )
-    _print_schedule(schedule, json_out, "added")
+        _print_changed(ops, schedule["name"], json_out, "added")
 
 
 @schedule_app.command("list")
@@ -252,7 +280,7 @@ def edit(
         )
     with operations() as ops:
         schedule = ops.schedule_edit(name, **changes)
-    _print_schedule(schedule, json_out, "edited")
+        _print_changed(ops, schedule["name"], json_out, "edited")
 
 
 @schedule_app.command("apply")

@@ -32,6 +32,9 @@ class EmailPayload(_Payload):
     subject: str = Field(max_length=998)
     body: str = Field(max_length=1_000_000)
     failure_rate: float = Field(0.0, ge=0, le=1)
+    # Fail the first N attempts, then deliver: a scripted flake (the demo's retries and dead
+    # letters happen every time, not by chance).
+    fail_attempts: int = Field(0, ge=0, le=1000)
 
     @field_validator("to")
     @classmethod
@@ -47,8 +50,14 @@ class DeliveryFailed(Exception):
 
 @job("send_email", payload=EmailPayload)
 def send_email(payload: EmailPayload, ctx: JobContext) -> dict:
-    """Simulated email delivery that fails with probability failure_rate."""
+    """Simulated email delivery that fails its first fail_attempts attempts, and then with
+    probability failure_rate."""
     time.sleep(random.uniform(0.01, 0.05))
+    if ctx.attempt <= payload.fail_attempts:
+        raise DeliveryFailed(
+            f"simulated SMTP failure delivering to {payload.to} "
+            f"(attempt {ctx.attempt}, fail_attempts={payload.fail_attempts})"
+        )
     if random.random() < payload.failure_rate:
         raise DeliveryFailed(
             f"simulated SMTP failure delivering to {payload.to} (failure_rate={payload.failure_rate})"

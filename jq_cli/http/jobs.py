@@ -7,18 +7,47 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
 from jq_cli.durations import parse_duration
-from jq_cli.errors import InvalidInput
+from jq_cli.errors import InvalidInput, UnknownParameter, did_you_mean
 from jq_cli.http.bodies import BulkSubmit, DeadLetterRetry
 from jq_cli.http.pool import OpsPool
 from jq_cli.jobspec import JobRequest
 from jq_cli.ops import ActionReport
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
+ANY_OF = "repeat it or separate values with commas for any of them."
 MAX_WINDOW = 10_000  # what ops.list_jobs returns at most: offset + limit stay within it
 
 
 def pool(request: Request) -> OpsPool:
+    """The pool of Operations, once the query holds only parameters the route declares (every
+    route borrows from the pool, so every route refuses an unknown parameter)."""
+    refuse_unknown_query(request)
     return request.app.state.pool
+
+
+def refuse_unknown_query(request: Request) -> None:
+    """Raise UnknownParameter (400) naming every query parameter the route does not declare."""
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    if dependant is None:
+        return
+    known: set[str] = set()
+    todo = [dependant]
+    while todo:  # the route's own query parameters and those of its dependencies
+        current = todo.pop()
+        known.update(p.alias for p in current.query_params)
+        todo.extend(current.dependencies)
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        listed = ", ".join(unknown)
+        raise UnknownParameter(
+            f"unknown query parameter{'s' if len(unknown) > 1 else ''}: {listed}"
+            + (did_you_mean(unknown[0], known) if len(unknown) == 1 else "")
+            + (
+                f" (this endpoint takes: {', '.join(sorted(known))})"
+                if known
+                else " (this endpoint takes none)"
+            )
+        )
 
 
 Pool = Annotated[OpsPool, Depends(pool)]
@@ -94,14 +123,19 @@ def _window(offset: int, limit: int, before_id: int | None = None) -> int:
 def list_jobs(
     pool: Pool,
     state: Annotated[
-        str | None,
-        Query(description="scheduled, queued, running, retrying, completed, dead, cancelled"),
+        list[str] | None,
+        Query(
+            description="scheduled, queued, running, retrying, completed, dead, cancelled; "
+            + ANY_OF
+        ),
     ] = None,
     job_type: Annotated[
-        str | None, Query(alias="type", description="Only jobs of this type.")
+        list[str] | None, Query(alias="type", description="Only jobs of this type; " + ANY_OF)
     ] = None,
-    priority: Annotated[str | None, Query(description="high, medium or low")] = None,
-    queue: Annotated[str | None, Query()] = None,
+    priority: Annotated[
+        list[str] | None, Query(description="high, medium or low; " + ANY_OF)
+    ] = None,
+    queue: Annotated[list[str] | None, Query(description="Only this queue; " + ANY_OF)] = None,
     since: Annotated[
         str | None, Query(description="Only jobs created within this duration, e.g. 1h.")
     ] = None,
@@ -172,7 +206,7 @@ def stats(pool: Pool) -> dict[str, Any]:
 def dead_letters(
     pool: Pool,
     job_type: Annotated[
-        str | None, Query(alias="type", description="Only jobs of this type.")
+        list[str] | None, Query(alias="type", description="Only jobs of this type; " + ANY_OF)
     ] = None,
     limit: Annotated[int, Query(description="Page size, 1 to 10000.")] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_WINDOW)] = 0,

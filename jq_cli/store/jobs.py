@@ -3,14 +3,29 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from jq_cli.errors import NotFound
+from jq_cli.errors import Conflict, NotFound
 from jq_cli.store.base import StoreBase
 from jq_cli.store.records import Inserted, NewJob
 from jq_cli.store.rows import AttemptRow, JobCounts, JobRef, JobRow, JobSummary, QueuedCount
+
+_FINISHED = ("completed", "dead", "cancelled")
+
+
+def _check_same_request(job: NewJob, existing: dict[str, Any]) -> None:
+    """A reused idempotency key means "the same request again": with another type or payload it
+    is someone else's job, and returning that one would report a submit that never happened."""
+    if existing["job_type"] == job.job_type and existing["same_payload"]:
+        return
+    differs = "type" if existing["job_type"] != job.job_type else "payload"
+    raise Conflict(
+        f"idempotency key {job.idempotency_key!r} is already job {existing['id']} "
+        f"({existing['job_type']}, {existing['state']}) with another {differs}"
+    )
 
 
 class JobQueries(StoreBase):
@@ -54,11 +69,14 @@ class JobQueries(StoreBase):
         if row is not None:
             return Inserted(row["id"], row["state"], row["queue"], row["priority"], True)
         existing = self._one(
-            "SELECT id, state, queue, priority FROM jobs WHERE idempotency_key = %s",  # query: job_by_key
-            (job.idempotency_key,),
+            # query: job_by_key. The payloads are compared as jsonb: key order and spacing aside.
+            "SELECT id, state, queue, priority, job_type, payload = %s::jsonb AS same_payload"
+            " FROM jobs WHERE idempotency_key = %s",
+            (job.payload_json, job.idempotency_key),
         )
         if existing is None:  # the first job was purged between the two statements
             return self.job_insert(job)
+        _check_same_request(job, existing)
         return Inserted(
             existing["id"], existing["state"], existing["queue"], existing["priority"], False
         )
@@ -70,6 +88,19 @@ class JobQueries(StoreBase):
             return []
         if all(j.idempotency_key is None and j.delay is None and j.run_at is None for j in jobs):
             return self._job_copy_many(jobs)
+        first: dict[str, NewJob] = {}
+        for j in jobs:  # one key twice in one batch must name the same request too
+            if j.idempotency_key is None:
+                continue
+            seen = first.setdefault(j.idempotency_key, j)
+            if (seen.job_type, json.loads(seen.payload_json)) != (
+                j.job_type,
+                json.loads(j.payload_json),
+            ):
+                raise Conflict(
+                    f"idempotency key {j.idempotency_key!r} is given twice with another type or "
+                    "payload in this batch"
+                )
         cols = {
             "job_type": [j.job_type for j in jobs],
             "queue": [j.queue for j in jobs],
@@ -124,10 +155,18 @@ class JobQueries(StoreBase):
                 existing = {
                     r["idempotency_key"]: r
                     for r in self.conn.execute(
-                        "SELECT id, state, queue, priority, idempotency_key FROM jobs WHERE idempotency_key = ANY(%s)",
+                        # query: job_by_keys
+                        "SELECT id, state, queue, priority, idempotency_key, job_type, payload"
+                        " FROM jobs WHERE idempotency_key = ANY(%s)",
                         (missing,),
                     )
                 }
+            # Inside the transaction: a conflict rolls back the whole batch (all or none).
+            for j in jobs:
+                if j.idempotency_key in existing:
+                    found = existing[j.idempotency_key]
+                    same = found["payload"] == json.loads(j.payload_json)
+                    _check_same_request(j, {**found, "same_payload": same})
         unkeyed = iter(
             sorted((r for r in rows if r["idempotency_key"] is None), key=lambda r: r["id"])
         )
@@ -201,7 +240,17 @@ class JobQueries(StoreBase):
                 (job_id,),
             ),
         )
+        # A worker lets go of a job it finished (jobs.worker is the current holder); the one
+        # that ran it is the last attempt's.
+        if job["worker"] is None and job["state"] in _FINISHED and job["attempt_history"]:
+            job["worker"] = job["attempt_history"][-1]["worker"]
         return job
+
+    def job_type_names(self) -> list[str]:
+        """Every type a worker registered (for a "did you mean" on an unknown type)."""
+        return [
+            r["name"] for r in self._all("SELECT name FROM job_types ORDER BY name")
+        ]  # query: job_type_names
 
     def job_states(self, ids: Sequence[int]) -> dict[int, str]:
         rows = self._all(
@@ -213,27 +262,24 @@ class JobQueries(StoreBase):
         self,
         *,
         states: Sequence[str] | None = None,
-        job_type: str | None = None,
-        priority: int | None = None,
-        queue: str | None = None,
+        job_types: Sequence[str] | None = None,
+        priorities: Sequence[int] | None = None,
+        queues: Sequence[str] | None = None,
         since_seconds: float | None = None,
         limit: int = 50,
         before_id: int | None = None,
     ) -> list[JobSummary]:
-        """Newest first, filtered; `before_id` pages through older rows."""
+        """Newest first, filtered (each list means "any of"); `before_id` pages through older rows."""
         where, params = ["true"], dict[str, Any]()
-        if states:
-            where.append("state = ANY(%(states)s)")
-            params["states"] = list(states)
-        if job_type:
-            where.append("job_type = %(job_type)s")
-            params["job_type"] = job_type
-        if priority is not None:
-            where.append("priority = %(priority)s")
-            params["priority"] = priority
-        if queue:
-            where.append("queue = %(queue)s")
-            params["queue"] = queue
+        for column, values in (
+            ("state", states),
+            ("job_type", job_types),
+            ("priority", priorities),
+            ("queue", queues),
+        ):
+            if values:
+                where.append(f"{column} = ANY(%({column})s)")
+                params[column] = list(values)
         if since_seconds is not None:
             where.append("created_at >= now() - make_interval(secs => %(since)s)")
             params["since"] = since_seconds
@@ -243,7 +289,12 @@ class JobQueries(StoreBase):
         params["limit"] = limit
         query = (
             "SELECT id, job_type, queue, priority, state, attempts, max_retries, progress, last_error,"
-            " run_at, created_at, started_at, finished_at, worker"
+            " run_at, created_at, started_at, finished_at,"
+            # A finished job shows the worker that ran it: its last attempt's (one index probe
+            # per row shown, bounded by the limit).
+            " CASE WHEN worker IS NULL AND state IN ('completed', 'dead', 'cancelled') THEN"
+            " (SELECT a.worker FROM attempts a WHERE a.job_id = jobs.id ORDER BY a.number DESC LIMIT 1)"
+            " ELSE worker END AS worker"
             f" FROM jobs WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT %(limit)s"  # query: job_list
         )
         return cast(list[JobSummary], self._all(query, params))

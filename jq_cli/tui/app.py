@@ -179,7 +179,26 @@ class TopApp(App[None]):
         self._one_job("retry", self.ops.retry)
 
     def action_cancel_job(self) -> None:
-        self._one_job("cancel", self.ops.cancel)
+        # A cancel cannot be undone (a cancelled job is never retried by itself): it asks first,
+        # as R and p do.
+        job_id = self.selected_job_id()
+        if job_id is None:
+            self.notify("select a job to cancel first", severity="warning")
+            return
+
+        def run() -> str:
+            report = self.ops.cancel([job_id])
+            if report.refused:
+                raise report.refused[job_id]
+            return f"job {job_id}: {report.changed[job_id]}"
+
+        self.post_message(
+            ConfirmNeeded(
+                f"Cancel job {job_id}? One not started never runs; a running one is asked to stop.",
+                "cancel",
+                run,
+            )
+        )
 
     def action_retry_all(self) -> None:
         flt = self.filter.without_id()

@@ -16,7 +16,10 @@ RATE_WINDOW = 10  # the rate shown beside a sparkline: the mean of the last ten 
 STATES = [s.value for s in JobState]
 STALE_BEATS = 2  # a worker that missed this many heartbeat intervals is marked stale
 JOB_COLUMNS = ("ID", "TYPE", "PRIO", "STATE", "TRIES", "AGE", "TOOK", "PROGRESS")
-WORKER_COLUMNS = ("NAME", "RUN/CONC", "DONE", "FAILED", "BEAT", "QUEUES", "HOST", "PID")
+# Key columns first: at 80x24 a panel is half the screen wide, and what must show is who, how
+# busy (running/concurrency) and whether alive, a stale one too; the rest scrolls in.
+WORKER_COLUMNS = ("NAME", "RUN", "BEAT", "DONE", "FAILED", "QUEUES", "HOST", "PID")
+BEAT_COLUMN = WORKER_COLUMNS.index("BEAT")
 DEAD_COLUMNS = ("ID", "TYPE", "AGE", "LAST ERROR")
 
 
@@ -101,9 +104,9 @@ def worker_cells(worker: dict[str, Any], heartbeat_interval: float) -> tuple[str
     return (
         worker["name"],
         f"{worker.get('running', 0)}/{worker.get('concurrency', '?')}",
+        beat,
         str(worker.get("processed", 0)),
         str(worker.get("failed", 0)),
-        beat,
         ",".join(worker.get("queues", [])),
         str(worker.get("host", "?")),
         str(worker.get("pid", "?")),

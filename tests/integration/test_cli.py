@@ -173,10 +173,11 @@ def test_submit_reads_the_payload_from_stdin(run_cli, store):
 
 def test_submit_with_a_repeated_idempotency_key_returns_the_first_id(run_cli, store):
     first = ok(run_cli("submit", "noop", "--idempotency-key", "invoice-7"))
-    second = ok(
-        run_cli("submit", "noop", "--payload", '{"other": 1}', "--idempotency-key", "invoice-7")
-    )
+    second = ok(run_cli("submit", "noop", "--payload", "{}", "--idempotency-key", "invoice-7"))
     assert first == second
+    # Another payload under the same key is someone else's request: a conflict naming the job.
+    other = run_cli("submit", "noop", "--payload", '{"other": 1}', "--idempotency-key", "invoice-7")
+    assert other.returncode == 1 and f"job {first.strip()}" in other.stderr
     assert count_jobs(store) == 1
     assert store.job_get(int(first))["payload"] == {}
 
@@ -454,8 +455,10 @@ def test_show_prints_the_job_and_its_attempts(run_cli, ops, store):
         and fields["state"] == ["dead"]
     )
     assert "mailbox full" in out
-    attempt = next(line for line in out.splitlines() if "test-worker" in line)  # the attempts table
-    assert attempt.split()[1:2] == ["1"] and "failed" in attempt
+    assert fields["worker"] == ["test-worker"]  # a finished job shows the worker that ran it
+    # the attempts table
+    attempt = next(line for line in out.splitlines() if "test-worker" in line and "failed" in line)
+    assert attempt.split()[1:2] == ["1"]
 
 
 def test_show_json_includes_the_attempts(run_cli, ops, store):

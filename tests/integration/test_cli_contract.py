@@ -114,6 +114,7 @@ def test_help_exit_codes_lists_every_code(run_cli):
         "3",
         "4",
         "5",
+        "6",
     ]
     assert json.loads(run_cli("help", "exit-codes", "--json").stdout)["5"].startswith("refused")
 

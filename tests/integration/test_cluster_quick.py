@@ -18,7 +18,7 @@ from jq_cli.ops import Operations
 
 from conftest import DATABASE_URL, RABBITMQ_URL, free_port, make_settings, wait_for
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # the cluster package beside jq_cli
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from conftest import wait_for
 
-UNITS = Path(__file__).resolve().parent.parent / "daemons"
+UNITS = Path(__file__).resolve().parents[2] / "daemons"
 
 
 def test_scheduler_survives_sighup_and_applies_the_new_settings(ops, spawn, tmp_path):

@@ -35,3 +35,17 @@ def test_demo_runs_every_sample_to_a_terminal_state_and_exits_0(run_cli, ops):
         assert outcomes[:-1] == ["failed"] * (len(outcomes) - 1)
     scrape = next(j for j in jobs if j["job_type"] == "scrape_website")
     assert ops.get(scrape["id"])["result"]["count"] == 3  # the page the demo served on loopback
+    # The scripted flakes: one email retried twice then delivered, one in the dead-letter queue,
+    # every run (not by chance).
+    emails = [ops.get(j["id"]) for j in jobs if j["job_type"] == "send_email"]
+    retried = [e for e in emails if e["state"] == "completed" and e["attempts"] == 3]
+    dead = [e for e in emails if e["state"] == "dead"]
+    assert len(retried) == 1 and [a["outcome"] for a in retried[0]["attempt_history"]] == [
+        "failed",
+        "failed",
+        "completed",
+    ]
+    assert len(dead) == 1 and len(dead[0]["attempt_history"]) == 3
+    assert [d["id"] for d in ops.dead_letters()] == [dead[0]["id"]]
+    assert "in the dead-letter queue (jq dlq list)" in result.stdout
+    assert "retried, then completed" in result.stdout

@@ -538,3 +538,48 @@ def test_a_real_jq_serve_process_serves_the_api(settings, spawn, tmp_path):
     stderr = proc.stderr.read()
     assert "API key(s) loaded" in stderr and key not in stderr
     assert "POST /api/v1/jobs" in stderr  # the access log, one line per request
+
+
+# -- issue 13: filters that filter, keys that mean one request -----------------------------------
+
+
+def test_repeated_and_comma_separated_filters_mean_any_of(client, ops):
+    queued = ops.submit("noop", {})
+    other = ops.submit("noop", {}, queue="other", priority="low")
+    cancelled = ops.submit("noop", {})
+    ops.cancel([cancelled])
+    ids = lambda r: sorted(j["id"] for j in r.json()["jobs"])  # noqa: E731
+    assert ids(client.get("/api/v1/jobs?state=queued&state=cancelled")) == [
+        queued,
+        other,
+        cancelled,
+    ]
+    assert ids(client.get("/api/v1/jobs?state=cancelled,dead")) == [cancelled]
+    assert ids(client.get("/api/v1/jobs?queue=other,reports")) == [other]
+    assert ids(client.get("/api/v1/jobs?priority=low&priority=high")) == [other]
+
+
+def test_an_unknown_query_parameter_is_a_400_naming_it(client, ops):
+    ops.submit("noop", {})
+    doc = is_problem(client.get("/api/v1/jobs?status=dead"), 400, "invalid-input")
+    assert "status" in doc["detail"] and "did you mean 'state'" in doc["detail"]
+    doc = is_problem(client.get("/api/v1/dead-letter?colour=red&size=2"), 400)
+    assert "colour, size" in doc["detail"]
+    assert client.get("/api/v1/jobs?state=dead&limit=5").status_code == 200
+
+
+def test_an_idempotency_key_reused_for_another_request_is_a_409_naming_the_job(client):
+    first = client.post(
+        "/api/v1/jobs", json={"job_type": "noop", "payload": {"a": 1}, "idempotency_key": "k-1"}
+    )
+    assert first.status_code == 201
+    again = client.post(
+        "/api/v1/jobs", json={"job_type": "noop", "payload": {"a": 1}, "idempotency_key": "k-1"}
+    )
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    other = client.post(
+        "/api/v1/jobs",
+        json={"job_type": "send_email", "payload": EMAIL, "idempotency_key": "k-1"},
+    )
+    doc = is_problem(other, 409, "conflict")
+    assert f"job {first.json()['id']}" in doc["detail"]

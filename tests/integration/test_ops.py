@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from jq_cli.errors import (
+    Conflict,
     InvalidInput,
     InvalidTransition,
     NotFound,
@@ -170,13 +171,18 @@ def test_submit_rejects_a_payload_over_the_size_limit(settings, store):
 
 def test_a_second_submit_with_the_same_idempotency_key_returns_the_first_job(ops, reader, store):
     first = ops.submit("send_email", VALID_PAYLOADS["send_email"], idempotency_key="order-42")
-    # Another client (another connection), another payload: still the first job.
-    second = reader.submit(
-        "send_email",
-        {**VALID_PAYLOADS["send_email"], "subject": "again"},
-        idempotency_key="order-42",
-    )
+    # Another client (another connection), the same request: still the first job.
+    second = reader.submit("send_email", VALID_PAYLOADS["send_email"], idempotency_key="order-42")
     assert second == first
+    # Another payload or type under the key is another request: a conflict naming the first job.
+    with pytest.raises(Conflict, match=f"job {first}"):
+        reader.submit(
+            "send_email",
+            {**VALID_PAYLOADS["send_email"], "subject": "again"},
+            idempotency_key="order-42",
+        )
+    with pytest.raises(Conflict, match="another type"):
+        reader.submit("noop", VALID_PAYLOADS["send_email"], idempotency_key="order-42")
     assert count_jobs(store) == 1
     assert store.job_get(first)["payload"]["subject"] == "hello"
     assert ops.submit("noop", idempotency_key="order-43") != first

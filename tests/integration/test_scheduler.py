@@ -155,6 +155,50 @@ def test_sweeper_republishes_only_the_missing_messages(
         assert wait_state(ops, job_id, "completed")["attempts"] == 1
 
 
+def test_sweeper_does_not_warn_of_lost_messages_that_a_busy_worker_holds(
+    ops, store, settings, publisher, start_worker, caplog
+):
+    """An ordinary backlog: the worker runs one job and holds its prefetch of deliveries it has
+    not claimed yet (unacknowledged, so not in the broker's ready count). That is no loss."""
+    import logging
+
+    from jq_cli.scheduler import Scheduler
+
+    one = settings.model_copy(update={"worker_concurrency": 1})
+    ids = [ops.submit("t_sleep", {"seconds": 5}) for _ in range(4)]
+    wait_ready(publisher, 4)
+    start_worker(settings=one)
+    wait_for(lambda: ops.get(ids[0])["state"] == "running", 15, what="the first job running")
+    wait_ready(publisher, 2)  # one running (acknowledged), one held by the worker, two ready
+    backdate_published(store, 60)
+    scheduler = Scheduler(one, name="sweeper")
+    try:
+        with caplog.at_level(logging.INFO, logger="jq.scheduler"):
+            scheduler.run_sweep()
+    finally:
+        scheduler.store.close()
+        scheduler.publisher.close()
+    swept = [r for r in caplog.records if "event=messages_republished" in r.getMessage()]
+    assert swept and all(r.levelno == logging.INFO for r in swept), [
+        (r.levelname, r.getMessage()) for r in swept
+    ]
+
+
+def test_sweeper_warns_when_messages_are_missing_beyond_what_consumers_hold(
+    ops, store, publisher, make_scheduler, caplog
+):
+    import logging
+
+    [ops.submit("noop", {"i": i}) for i in range(2)]
+    wait_ready(publisher, 2)
+    publisher.purge("default")  # lost, and no consumer holds anything
+    backdate_published(store, 60)
+    with caplog.at_level(logging.INFO, logger="jq.scheduler"):
+        assert make_scheduler("sweeper").run_sweep() == 2
+    swept = [r for r in caplog.records if "event=messages_republished" in r.getMessage()]
+    assert [r.levelno for r in swept] == [logging.WARNING]
+
+
 # -- leadership ---------------------------------------------------------------------------------
 
 

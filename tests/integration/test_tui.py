@@ -158,7 +158,16 @@ def test_cancel_purge_and_detail(ops, app_ops, store):
         app = TopApp(app_ops, refresh=0.2)
         async with app.run_test(size=(80, 24)) as pilot:
             await until(pilot, lambda: len(table_ids(app)) == 3, "the jobs")
-            await pilot.press("c")  # the newest job, selected first
+            await pilot.press("c")  # the newest job, selected first: asks, as R and p do
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+            assert f"Cancel job {ids[2]}?" in app.screen.question
+            await pilot.press("n")
+            await until(pilot, lambda: not isinstance(app.screen, ConfirmScreen), "the answer")
+            await pilot.pause(0.3)
+            assert store.job_states([ids[2]])[ids[2]] == "queued"  # "no" cancelled nothing
+            await pilot.press("c")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+            await pilot.press("y")
             await until(
                 pilot, lambda: store.job_states([ids[2]])[ids[2]] == "cancelled", "the cancel"
             )
@@ -246,6 +255,61 @@ def test_filters_narrow_the_table(ops, app_ops):
     run(scenario())
 
 
+KEY_COLUMNS = {
+    "jobs-table": ("ID", "TYPE", "PRIO", "STATE", "TRIES"),
+    "workers-table": ("NAME", "RUN", "BEAT"),
+    "dead-table": ("ID", "TYPE", "AGE"),
+}
+
+
+def test_at_80x24_every_panel_keeps_its_key_columns(ops, app_ops, store):
+    """The columns an operator reads a panel by are within its width, not scrolled off."""
+    ops.submit("process_video", {"video_url": "https://example.com/a.mov"}, queue="reports")
+    dead = ops.submit("send_email", {"to": "a@example.com", "subject": "s", "body": "b"})
+    store._run(
+        "UPDATE jobs SET state = 'dead', finished_at = now(), last_error = %s WHERE id = %s",
+        ("DeliveryFailed: " + "x" * 200, dead),
+    )
+    app_ops.telemetry.heartbeat(
+        "worker-host.eu-west-1.compute.internal:123456:0a1b2c",
+        {
+            "running": 8,
+            "concurrency": 64,
+            "processed": 1234567,
+            "failed": 12345,
+            "queues": ["default", "reports"],
+            "host": "worker-host.eu-west-1.compute.internal",
+            "pid": 123456,
+        },
+        ttl=60,
+    )
+
+    async def scenario():
+        app = TopApp(app_ops, refresh=0.2)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(
+                pilot,
+                lambda: (
+                    table_ids(app, "dead-table")
+                    and app.screen.query_one("#workers-table").row_count
+                ),
+                "every panel filled",
+            )
+            # The widest BEAT cell is a stale worker's: no heartbeat follows this one.
+            workers = app.screen.query_one("#workers-table", RowTable)
+            await until(pilot, lambda: "STALE" in str(workers.get_row_at(0)[2]), "the worker stale")
+            await pilot.pause()
+            for table_id, keys in KEY_COLUMNS.items():
+                table = app.screen.query_one(f"#{table_id}", RowTable)
+                labels = [str(c.label) for c in table.columns.values()]
+                assert labels[: len(keys)] == list(keys), table_id
+                widths = [c.get_render_width(table) for c in table.columns.values()]
+                needed = sum(widths[: len(keys)])
+                assert needed <= table.scrollable_content_region.width, (table_id, widths)
+
+    run(scenario())
+
+
 def test_survives_telemetry_and_database_outages(ops, settings, store):
     ids = [ops.submit("noop", {}) for _ in range(2)]
     no_redis = make_settings(settings.namespace, redis_url="redis://127.0.0.1:1/0")
@@ -262,6 +326,10 @@ def test_survives_telemetry_and_database_outages(ops, settings, store):
                 )
                 assert sorted(table_ids(app)) == ids  # the rest keeps working, actions too
                 await pilot.press("c")
+                await until(
+                    pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation"
+                )
+                await pilot.press("y")
                 await until(
                     pilot, lambda: store.job_states([ids[1]])[ids[1]] == "cancelled", "the cancel"
                 )
@@ -385,3 +453,27 @@ def test_snapshot_help(snap_compare, frozen_ops):
         await pilot.pause()
 
     assert snap_compare(frozen_app(frozen_ops), terminal_size=(80, 24), run_before=open_help)
+
+
+def test_the_detail_shows_no_old_progress_nor_a_past_error_as_current(ops, store):
+    from jq_cli.tui.screens.job_detail import job_renderable
+    from rich.console import Console
+
+    requeued = ops.submit("noop", {})
+    done = ops.submit("noop", {})
+    store._run("UPDATE jobs SET progress = 60, attempts = 1 WHERE id = %s", (requeued,))
+    store._run(
+        "UPDATE jobs SET state = 'completed', attempts = 2, last_error = 'boom', progress = 100,"
+        " finished_at = now() WHERE id = %s",
+        (done,),
+    )
+
+    def fields(job_id: int) -> dict[str, str]:
+        console = Console(width=120, record=True)
+        console.print(job_renderable(ops.get(job_id), datetime.now(UTC)))
+        lines = console.export_text().splitlines()
+        return {line[:16].strip(): line[16:].strip() for line in lines if line[:16].strip()}
+
+    assert fields(requeued)["progress"] == "-"
+    shown = fields(done)
+    assert shown["last error"] == "-" and shown["progress"] == "100%"

@@ -71,7 +71,8 @@ def test_noop_job_goes_from_queued_to_completed(ops, start_worker):
     assert job["attempts"] == 1
     assert outcomes(job) == ["completed"]
     assert job["started_at"] is not None and job["finished_at"] >= job["started_at"]
-    assert job["worker"] is None and job["lease_expires_at"] is None  # the lease is released
+    assert job["lease_expires_at"] is None  # the lease is released
+    assert job["worker"] == job["attempt_history"][-1]["worker"]  # shown: the worker that ran it
 
 
 def test_send_email_that_succeeds_completes_with_its_result(ops, start_worker):

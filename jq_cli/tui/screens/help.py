@@ -14,7 +14,7 @@ HELP = """\
   /          filter the recent jobs (Enter applies, Escape closes)
   r          retry the selected job (dead or cancelled)
   R          retry every dead job of the filter, after a confirmation
-  c          cancel the selected job
+  c          cancel the selected job, after a confirmation
   p          purge the filter's finished jobs (state:completed, dead or
              cancelled; dead from the dead letters), after a confirmation
   Enter      the selected job's detail: payload, result, every attempt

@@ -27,6 +27,9 @@ def _json(value: Any) -> str:
     return "-" if value is None else json.dumps(value, indent=2, ensure_ascii=False, default=str)
 
 
+WAITING = ("queued", "scheduled", "retrying", "waiting")
+
+
 def job_renderable(job: dict[str, Any], now: datetime) -> RenderableType:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
@@ -34,12 +37,15 @@ def job_renderable(job: dict[str, Any], now: datetime) -> RenderableType:
     state = Text(job["state"], STATE_STYLES.get(job["state"], ""))
     if job.get("cancel_requested") and job["state"] == "running":
         state.append(" (cancel requested)")
+    # Progress belongs to an attempt: a job back in the queue has none yet; a completed job has
+    # no current error (earlier failures are in the attempts below).
     progress = (
         "-"
-        if job.get("progress") is None
+        if job.get("progress") is None or job["state"] in WAITING
         else f"{job['progress']:.0f}%"
         + (f" {job['progress_message']}" if job.get("progress_message") else "")
     )
+    error = None if job["state"] == "completed" else job.get("last_error")
     for label, value in (
         ("type", job["job_type"]),
         ("queue", job["queue"]),
@@ -56,7 +62,7 @@ def job_renderable(job: dict[str, Any], now: datetime) -> RenderableType:
         ("idempotency key", job.get("idempotency_key") or "-"),
         ("payload", _json(job.get("payload"))),
         ("result", _json(job.get("result"))),
-        ("last error", Text(job.get("last_error") or "-", "red" if job.get("last_error") else "")),
+        ("last error", Text(error or "-", "red" if error else "")),
     ):
         grid.add_row(label, value)
     parts: list[RenderableType] = [grid, Text()]

@@ -7,8 +7,10 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from jq_cli.tui.plain import WORKER_COLUMNS, is_stale, worker_cells
+from jq_cli.tui.plain import BEAT_COLUMN, WORKER_COLUMNS, is_stale, worker_cells
 from jq_cli.tui.widgets.row_table import RowTable
+
+NAME_WIDTH = 16  # a long host name gives way in the middle, so the other key columns stay seen
 
 
 class WorkersPanel(Vertical):
@@ -35,8 +37,11 @@ class WorkersPanel(Vertical):
         rows = []
         for w in sorted(workers or [], key=lambda w: w["name"]):
             cells: list = list(worker_cells(w, heartbeat_interval))
+            name = cells[0]
+            if len(name) > NAME_WIDTH:  # host:pid:id keeps its head and its unique tail
+                cells[0] = name[: NAME_WIDTH // 2 - 1] + "…" + name[-(NAME_WIDTH // 2) :]
             if is_stale(w, heartbeat_interval):
-                cells[4] = Text(cells[4], "bold red")
+                cells[BEAT_COLUMN] = Text(cells[BEAT_COLUMN], "bold red")
             rows.append((w["name"], cells))
         table.replace_rows(rows)
         stale = sum(is_stale(w, heartbeat_interval) for w in workers or [])
