@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-quick chaos install migrate clean
+.PHONY: run test lint bench bench-quick bench-memory chaos install migrate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ bench: migrate
 
 bench-quick: migrate
 	$(BIN)/python -m bench --quick $(BENCH_ARGS)
+
+# W5 alone at the count of its target: one worker's RSS over 100,000 jobs (5+ minutes here).
+bench-memory: migrate
+	$(BIN)/python -m bench --only W5 --w5-jobs 100000 --json bench/results-memory.json
 
 # The fault suite: private PostgreSQL/RabbitMQ/Redis (ports 5433, 5673, 6380), never the shared ones.
 chaos: install

@@ -114,9 +114,12 @@ def evaluate(results: Mapping[str, Any]) -> list[dict[str, Any]]:
         met = None
         if t.factor is not None and ratio is not None:
             met = bool(_COMPARE[t.op](ratio, t.factor))
+        label = t.label
+        if t.subject[0] == "W5" and isinstance(jobs := dig(results, ("W5", "jobs")), int):
+            label += f" ({jobs:,} jobs)"
         rows.append(
             {
-                "target": t.label,
+                "target": label,
                 "jq": value,
                 "reference": ref_name,
                 "reference_value": ref_value,

@@ -24,7 +24,7 @@ from bench.workloads import percentile
 
 @dataclass(frozen=True)
 class Plan:
-    w1_jobs: int = 5_000  # one by one
+    w1_jobs: int = 2_000  # one by one
     w1_bulk_jobs: int = 20_000
     chunk: int = 5_000
     w2_jobs: int = 20_000

@@ -42,12 +42,25 @@ class Contestant:
 
 
 JQ_DURABLE = "PostgreSQL row (committed) + RabbitMQ durable queue, persistent message"
+
+
+def _jq_default(field_name: str) -> object:
+    """jq's default for a setting, read from the model so that the label follows the code."""
+    from jq_cli.config import Settings
+
+    return Settings.model_fields[field_name].default
+
+
+_JQ_DEFAULTS = (
+    f"concurrency {_jq_default('worker_concurrency')}, "
+    f"prefetch {_jq_default('worker_prefetch') or 'auto'}"
+)
 CONTESTANTS = [
     Contestant(
         "jq",
         "jq",
         "jq, defaults",
-        "`jq worker --import app` ×2: concurrency 8, prefetch default",
+        f"`jq worker --import app` ×2: {_JQ_DEFAULTS}",
         JQ_DURABLE,
         executable="jq",
         worker_args=("worker", "--import", "app"),
@@ -56,7 +69,7 @@ CONTESTANTS = [
         "jq_c1",
         "jq",
         "jq, --concurrency 1",
-        "`jq worker --import app --concurrency 1` ×2",
+        "`jq worker --import app --concurrency 1` ×2: otherwise defaults",
         JQ_DURABLE,
         executable="jq",
         worker_args=("worker", "--import", "app", "--concurrency", "1"),

@@ -171,7 +171,9 @@ class Sandbox:
 
     def _teardown(self) -> None:
         if self._amqp is not None and self._amqp.is_open:
-            self._amqp.close()
+            # idle since the workers registered: the broker may have dropped it for missed heartbeats
+            with contextlib.suppress(pika.exceptions.AMQPError):
+                self._amqp.close()
         self.store.drop_namespace()
         self.store.close()
         publisher = Publisher(self.settings.rabbitmq_url, self.namespace)

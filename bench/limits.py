@@ -19,13 +19,13 @@ TABLE = "(id bigserial PRIMARY KEY, state text NOT NULL DEFAULT 'queued', payloa
 
 @dataclass(frozen=True)
 class LimitSizes:
-    insert_rows: int = 3_000
+    insert_rows: int = 2_000
     copy_rows: int = 20_000
-    claim_rows: int = 10_000
+    claim_rows: tuple[int, int] = (2_000, 10_000)  # claimed 1 and 10 a commit
     messages: int = 20_000
 
 
-QUICK_LIMITS = LimitSizes(insert_rows=500, copy_rows=2_000, claim_rows=1_000, messages=2_000)
+QUICK_LIMITS = LimitSizes(insert_rows=500, copy_rows=2_000, claim_rows=(500, 1_000), messages=2_000)
 
 
 def _timed(fn: Callable[[], Any]) -> float:
@@ -55,10 +55,10 @@ def _postgres(url: str, schema: str, sizes: LimitSizes) -> dict[str, float]:
                 "insert_commit_per_s": sizes.insert_rows / _timed(insert),
                 "copy_per_s": sizes.copy_rows / _timed(copy),
             }
-            for per_commit in (1, 10):
+            for per_commit, rows in zip((1, 10), sizes.claim_rows, strict=True):
                 conn.execute("TRUNCATE jobs")
                 with conn.transaction(), conn.cursor().copy("COPY jobs (payload) FROM STDIN") as cp:
-                    for _ in range(sizes.claim_rows):
+                    for _ in range(rows):
                         cp.write_row(("{}",))
                 conn.execute("VACUUM ANALYZE jobs")
 
@@ -71,7 +71,7 @@ def _postgres(url: str, schema: str, sizes: LimitSizes) -> dict[str, float]:
                     ).fetchall():
                         pass
 
-                figures[f"skip_locked_{per_commit}_per_s"] = sizes.claim_rows / _timed(claim)
+                figures[f"skip_locked_{per_commit}_per_s"] = rows / _timed(claim)
             return figures
         finally:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")

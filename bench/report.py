@@ -93,7 +93,8 @@ def target_rows(results: dict[str, Any]) -> list[list[str]]:
                 row["target"],
                 _number(row["jq"], False),
                 reference,
-                _number(row["ratio"], row["absolute"]) + ("" if row["absolute"] else "×"),
+                _number(row["ratio"], row["absolute"])
+                + ("" if row["absolute"] or row["ratio"] is None else "×"),
                 row["goal"] or "—",
                 {True: "met", False: "NOT MET", None: "—"}[row["met"]],
             ]
@@ -165,6 +166,11 @@ def _sections(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[s
     ]  # fmt: skip
 
 
+def _align(column: int) -> str:
+    """The first column and the prose ones (durable, settings) left, the figures right."""
+    return "---" if column == 0 or column >= 5 else "---:"
+
+
 def render(results: dict[str, Any], meta: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console()
     console.print(title(meta), highlight=False)
@@ -173,7 +179,7 @@ def render(results: dict[str, Any], meta: dict[str, Any], console: Console | Non
             continue
         table = Table(title=heading, title_justify="left")
         for n, column in enumerate(columns):
-            table.add_column(column, justify="left" if n == 0 or n >= 5 else "right")
+            table.add_column(column, justify="left" if _align(n) == "---" else "right")
         for row in rows:
             table.add_row(*row)
         console.print(table)
@@ -186,7 +192,7 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
         if not rows:
             continue
         out += [f"**{heading}**", "", "| " + " | ".join(columns) + " |"]
-        out.append("|" + "|".join("---" if n == 0 else "---:" for n in range(len(columns))) + "|")
+        out.append("|" + "|".join(_align(n) for n in range(len(columns))) + "|")
         out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
         out.append("")
     return "\n".join(out)

@@ -17,11 +17,13 @@ NOOP = {"job_type": "noop"}
 @dataclass(frozen=True)
 class Sizes:
     w4_runs: int = 7
-    w5_jobs: int = 100_000
+    # 100,000 (the count of issue 12's target) takes five minutes or more here, beyond the
+    # full run's budget: `make bench-memory` runs W5 alone with it.
+    w5_jobs: int = 20_000
     chunk: int = 5_000
 
 
-QUICK = Sizes(w4_runs=3, w5_jobs=5_000)
+QUICK = Sizes(w4_runs=3, w5_jobs=3_000)
 
 
 def percentile(values: list[float], pct: float) -> float:

@@ -73,8 +73,8 @@ def test_ratios_against_best_peer_limits_dramatiq_and_python() -> None:
     assert rows["W3 p99 submit→start / Dramatiq's"]["met"] is True
     assert rows["W4 `jq submit` / `python -c pass`"]["ratio"] == 15.0
     assert rows["W4 `jq show` / `python -c pass`"]["met"] is True
-    assert rows["W5 worker idle RSS"]["met"] is True
-    assert rows["W5 RSS growth"]["met"] is False
+    assert rows["W5 worker idle RSS (1,000 jobs)"]["met"] is True
+    assert rows["W5 RSS growth (1,000 jobs)"]["met"] is False
 
 
 def test_unmeasured_figures_and_targetless_rows_are_neither_met_nor_missed() -> None:
