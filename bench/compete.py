@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 
-from bench import harness, venvs
+from bench import harness, limits, venvs
 from bench.contestants import Contestant, Space
 from bench.workloads import percentile
 
@@ -31,10 +31,17 @@ class Plan:
     w2_cap_s: float = 60.0  # a slower contestant's drain is measured over what it did by then
     w3_jobs: int = 500
     w3_rate: float = 50.0
+    yardstick_rows: int = 300  # the insert-commit yardstick beside each contestant's W1
 
 
 QUICK_PLAN = Plan(
-    w1_jobs=500, w1_bulk_jobs=2_000, w2_jobs=2_000, w2_cap_s=20.0, w3_jobs=50, w3_rate=50.0
+    yardstick_rows=100,
+    w1_jobs=500,
+    w1_bulk_jobs=2_000,
+    w2_jobs=2_000,
+    w2_cap_s=20.0,
+    w3_jobs=50,
+    w3_rate=50.0,
 )
 
 
@@ -161,10 +168,20 @@ class Runner:
             "max_ms": max(latencies),
         }
 
+    def _yardstick(self, plan: Plan, when: str) -> float:
+        return limits.insert_commit_per_s(
+            self.space.base.database_url, f"{self.space.name}_yard_{when}", plan.yardstick_rows
+        )
+
     def w1(self, plan: Plan) -> dict[str, Any]:
+        before = self._yardstick(plan, "before")
         one = self.drive("one", plan.w1_jobs, self.space.counter("w1"))
+        after = self._yardstick(plan, "after")
         bulk = self.drive("bulk", plan.w1_bulk_jobs, self.space.counter("w1b"), plan.chunk)
         return {
+            # a bare single-row insert commit just before and just after the one-by-one submits
+            "insert_commit_per_s": (before + after) / 2,
+            "insert_commit_before_after_per_s": [before, after],
             "jobs": plan.w1_jobs,
             "bulk_jobs": plan.w1_bulk_jobs,
             "chunk": plan.chunk,

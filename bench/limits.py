@@ -34,6 +34,22 @@ def _timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
+def insert_commit_per_s(url: str, schema: str, rows: int) -> float:
+    """The single-row insert commit alone, in a schema of its own: the yardstick the bench also
+    takes right beside each contestant's one-by-one submits, because on a shared machine the
+    fsync rate can change several-fold between the start of a run and a contestant's turn."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+        try:
+            conn.execute(f"CREATE TABLE {schema}.jobs {TABLE}")
+            start = time.perf_counter()
+            for _ in range(rows):
+                conn.execute(f"INSERT INTO {schema}.jobs (payload) VALUES (%s::jsonb)", ("{}",))
+            return rows / (time.perf_counter() - start)
+        finally:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
 def _postgres(url: str, schema: str, sizes: LimitSizes) -> dict[str, float]:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")

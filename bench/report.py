@@ -44,13 +44,20 @@ def _latency(figures: Any) -> str:
     return f"{p50:.1f} / {p99:.1f} ms"
 
 
+def _one_by_one(figures: Any) -> str:
+    """The rate, and beside it the bare insert commit measured just before and after it."""
+    text = rate(dig(figures, ("W1", "one_by_one_per_s")))
+    beside = dig(figures, ("W1", "insert_commit_per_s"))
+    return text if beside is None else f"{text} (insert {rate(beside)})"
+
+
 def contestant_rows(results: dict[str, Any]) -> list[list[str]]:
     rows = []
     for figures in results.get("contestants", {}).values():
         rows.append(
             [
                 figures["label"],
-                rate(dig(figures, ("W1", "one_by_one_per_s"))),
+                _one_by_one(figures),
                 rate(dig(figures, ("W1", "bulk_per_s"))),
                 _drain(figures),
                 _latency(figures),
@@ -63,7 +70,7 @@ def contestant_rows(results: dict[str, Any]) -> list[list[str]]:
 
 CONTESTANT_COLUMNS = [
     "contestant",
-    "W1 one by one",
+    "W1 one by one (bare insert commit beside it)",
     "W1 bulk",
     "W2 drain, 2 processes",
     "W3 submit→start p50 / p99",
