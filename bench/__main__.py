@@ -1,27 +1,40 @@
-"""`python -m bench`: run the workloads of issue 3, print the table, write the JSON."""
+"""`python -m bench`: jq beside its peers (issue 12), the services' limits, jq's CLI and memory;
+prints the tables and writes bench/results.json and bench/results.md."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import signal
 import sys
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
-from bench import harness, report
+from bench import compete, harness, limits, report, venvs
+from bench.contestants import BY_KEY
 from bench.workloads import QUICK, WORKLOADS, Sizes
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results.json"
+SECTIONS = ("limits", "compare", "W4", "W5")
+COMPARE_ALIASES = ("W1", "W2", "W3")  # they run together, in the same namespaces
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
-        "--only", default="", help="comma-separated workloads to run, e.g. W1,W3 (default: all)"
+        "--only",
+        default="",
+        help="comma-separated parts: limits, compare (W1–W3, run together), W4, W5 (default: all)",
+    )
+    parser.add_argument(
+        "--contestants",
+        default=",".join(BY_KEY),
+        help=f"who runs W1–W3 (default: {','.join(BY_KEY)})",
     )
     parser.add_argument(
         "--quick", action="store_true", help="small counts: a smoke run, not a measurement"
@@ -36,83 +49,107 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--w5-jobs",
         type=int,
         default=None,
-        help="jobs for the memory run (default 100,000; 5,000 with --quick)",
-    )
-    parser.add_argument(
-        "--concurrency", type=int, default=None, help="handler threads per worker (default 16)"
-    )
-    parser.add_argument(
-        "--prefetch", type=int, default=None, help="prefetch per worker (default 64)"
+        help="jobs for W5 (default 100,000; 5,000 with --quick)",
     )
     args = parser.parse_args(argv)
-    only = [w.strip().upper() for w in args.only.split(",") if w.strip()]
-    unknown = [w for w in only if w not in WORKLOADS]
+    only = set()
+    for part in (p.strip() for p in args.only.split(",") if p.strip()):
+        name = "compare" if part.upper() in COMPARE_ALIASES else part
+        name = name.upper() if name.upper() in ("W4", "W5") else name.lower()
+        if name not in SECTIONS:
+            parser.error(f"unknown part {part!r}; choose from {', '.join(SECTIONS)}")
+        only.add(name)
+    args.only = [s for s in SECTIONS if s in only] or list(SECTIONS)
+    args.contestants = [c.strip() for c in args.contestants.split(",") if c.strip()]
+    unknown = [c for c in args.contestants if c not in BY_KEY]
     if unknown:
-        parser.error(
-            f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(WORKLOADS)}"
-        )
-    args.only = only or list(WORKLOADS)
+        parser.error(f"unknown contestant(s) {', '.join(unknown)}; choose from {', '.join(BY_KEY)}")
     return args
 
 
-def sizes_from(args: argparse.Namespace) -> Sizes:
-    sizes = QUICK if args.quick else Sizes()
-    overrides = {
-        k: v
-        for k, v in (
-            ("w5_jobs", args.w5_jobs),
-            ("concurrency", args.concurrency),
-            ("prefetch", args.prefetch),
-        )
-        if v is not None
-    }
-    return dataclasses.replace(sizes, **overrides)
-
-
 def _terminate(signum: int, _frame: object) -> None:
-    # Turn SIGTERM into an exception so that every sandbox and worker is cleaned up on the way out.
+    # Turn SIGTERM into an exception so that every namespace and worker is cleaned up on the way out.
     raise SystemExit(128 + signum)
+
+
+def _guarded(console: Console, name: str, fn) -> dict[str, Any]:
+    console.print(f"[bold]{name}[/]", highlight=False)
+    begun = time.perf_counter()
+    try:
+        figures = fn()
+    except Exception as exc:  # one failed part is reported; the others still run
+        traceback.print_exc()
+        figures = {"error": f"{type(exc).__name__}: {exc}"}
+    figures["elapsed_s"] = round(time.perf_counter() - begun, 1)
+    return figures
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
-    console = Console(width=None if sys.stdout.isatty() else 140)
-    sizes = sizes_from(args)
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    sizes: Sizes = QUICK if args.quick else Sizes()
+    if args.w5_jobs is not None:
+        sizes = dataclasses.replace(sizes, w5_jobs=args.w5_jobs)
+    plan = compete.QUICK_PLAN if args.quick else compete.Plan()
+    lim_sizes = limits.QUICK_LIMITS if args.quick else limits.LimitSizes()
+    if "compare" in args.only:  # built before the clock starts (once; reused while pins hold)
+        for peer in sorted({BY_KEY[c].peer for c in args.contestants}):
+            venvs.ensure(peer, say=lambda text: console.print(f"[dim]{text}[/]", highlight=False))
     run_id = harness.new_run_id()
     settings = harness.Sandbox("meta", run_id).settings
-    meta = {
+    meta: dict[str, Any] = {
         "quick": args.quick,
         "run_id": run_id,
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "sizes": dataclasses.asdict(sizes),
+        "started_at": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "sizes": {
+            "plan": dataclasses.asdict(plan),
+            "limits": dataclasses.asdict(lim_sizes),
+            **dataclasses.asdict(sizes),
+        },
         "machine": harness.machine(),
         "versions": harness.versions(settings),
     }
-    results: dict[str, dict] = {}
+    results: dict[str, Any] = {}
     started = time.perf_counter()
     try:
-        for name in args.only:
-            console.print(f"[dim]{name}: {WORKLOADS[name].__doc__}[/]", highlight=False)
-            begun = time.perf_counter()
-            try:
-                with harness.Sandbox(name, run_id) as sandbox:
-                    results[name] = WORKLOADS[name](sandbox, sizes)
-            except Exception as exc:  # one failed workload is reported; the others still run
-                traceback.print_exc()
-                results[name] = {"error": f"{type(exc).__name__}: {exc}"}
-            results[name]["elapsed_s"] = time.perf_counter() - begun
+        if "limits" in args.only:
+            results["limits"] = _guarded(
+                console, "service limits", lambda: limits.measure(run_id, lim_sizes)
+            )
+        if "compare" in args.only:
+            results["contestants"] = {}
+            for key in args.contestants:
+                console.print(f"[bold]{BY_KEY[key].label}[/]", highlight=False)
+                results["contestants"][key] = compete.run(
+                    BY_KEY[key], run_id, plan, say=lambda t: console.print(t, highlight=False)
+                )
+        for name in ("W4", "W5"):
+            if name in args.only:
+
+                def one(name: str = name) -> dict[str, Any]:
+                    with harness.Sandbox(name, run_id) as sandbox:
+                        return WORKLOADS[name](sandbox, sizes)
+
+                results[name] = _guarded(console, f"{name}: {WORKLOADS[name].__doc__}", one)
     finally:
         harness.stop_all()
-    meta["total_s"] = time.perf_counter() - started
+    meta["total_s"] = round(time.perf_counter() - started, 1)
+    meta["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report.render(results, meta, console)
-    report.write_json(args.json, results, meta)
+    md_path = report.write(args.json, results, meta)
     console.print(
-        f"[dim]total {meta['total_s']:.0f} s; figures written to {args.json}; worker logs in "
+        f"[dim]total {meta['total_s']:.0f} s; figures in {args.json} and {md_path}; worker logs in "
         f"{harness.LOG_DIR}[/]",
         highlight=False,
     )
-    return 1 if any("error" in r for r in results.values()) else 0
+    return 1 if _has_error(results) else 0
+
+
+def _has_error(tree: Any) -> bool:
+    if isinstance(tree, dict):
+        return "error" in tree or any(_has_error(v) for v in tree.values())
+    return False
 
 
 if __name__ == "__main__":

@@ -39,12 +39,19 @@ LOG_DIR = Path(tempfile.mkdtemp(prefix="jq-bench-"))
 _live: list[subprocess.Popen] = []
 
 
-def spawn(args: Sequence[str], env: dict[str, str], log_name: str) -> subprocess.Popen:
+def spawn(
+    args: Sequence[str], env: dict[str, str], log_name: str, cwd: Path | None = None
+) -> subprocess.Popen:
     """Start a process whose output goes to a log file (a pipe nobody reads would block it)."""
     log = open(LOG_DIR / f"{log_name}.log", "ab")
     try:
         proc = subprocess.Popen(
-            list(args), env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            list(args),
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
         )
     finally:
         log.close()
@@ -140,12 +147,12 @@ def rss_kb(pid: int) -> int:
 class Sandbox:
     """A fresh namespace (schema, queues, Redis keys) for one workload; removed on exit."""
 
-    def __init__(self, label: str, run_id: str):
+    def __init__(self, label: str, run_id: str, **overrides: Any):
         self.namespace = f"bench_{run_id}_{label.lower()}"
-        # Short grace and heartbeat: the benchmark's workers stop fast and show up fast.
-        self.settings: Settings = load_settings(
-            namespace=self.namespace, shutdown_grace=5.0, heartbeat_interval=1.0
-        )
+        # By default a short grace and heartbeat: the workers stop fast and show up fast. The
+        # comparison with the peers passes its own (jq's defaults but for the grace).
+        overrides = overrides or {"shutdown_grace": 5.0, "heartbeat_interval": 1.0}
+        self.settings: Settings = load_settings(namespace=self.namespace, **overrides)
         self.store = Store(self.settings.database_url, self.namespace, application_name="jq-bench")
         self._amqp: pika.BlockingConnection | None = None
         self._channel = None
@@ -164,7 +171,9 @@ class Sandbox:
 
     def _teardown(self) -> None:
         if self._amqp is not None and self._amqp.is_open:
-            self._amqp.close()
+            # idle since the workers registered: the broker may have dropped it for missed heartbeats
+            with contextlib.suppress(pika.exceptions.AMQPError):
+                self._amqp.close()
         self.store.drop_namespace()
         self.store.close()
         publisher = Publisher(self.settings.rabbitmq_url, self.namespace)
@@ -190,10 +199,11 @@ class Sandbox:
         env.update(self.settings.as_environment())
         return env
 
-    def start_workers(self, count: int, concurrency: int, prefetch: int) -> list[subprocess.Popen]:
+    def start_workers(self, count: int, *flags: str) -> list[subprocess.Popen]:
+        """`count` × `jq worker` with these flags (none: jq's defaults)."""
         started = [
             spawn(
-                [JQ, "worker", "--concurrency", str(concurrency), "--prefetch", str(prefetch)],
+                [JQ, "worker", *flags],
                 self.env,
                 f"{self.namespace}-worker{n}",
             )

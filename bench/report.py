@@ -1,153 +1,215 @@
-"""The targets of issue 3, the one Rich table that compares figures with them, and the JSON file."""
+"""The tables of one run: the contestants side by side, the services' own limits, the targets
+of issue 12 as ratios (compare.py), jq's CLI and memory figures; as Rich tables on the terminal,
+as Markdown (for the README) and as JSON."""
 
 from __future__ import annotations
 
 import json
-import operator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from bench.compare import dig, evaluate
 
-@dataclass(frozen=True)
-class Target:
-    workload: str
-    figure: str  # the key in that workload's figures
-    label: str
-    unit: str
-    limit: float | None  # None: reported, no target
-    better: str = ">="  # ">=" or "<="
-
-
-TARGETS = [
-    Target("W1", "one_by_one_per_s", "submit one by one (Client.submit)", "jobs/s", 3_500),
-    Target("W1", "bulk_per_s", "submit bulk (submit_many)", "jobs/s", 60_000),
-    Target("W2", "per_s", "drain by 2 worker processes", "jobs/s", 7_000),
-    Target("W3", "p50_ms", "submit→start p50", "ms", 2.5, "<="),
-    Target("W3", "p95_ms", "submit→start p95", "ms", None, "<="),
-    Target("W3", "p99_ms", "submit→start p99", "ms", 5.0, "<="),
-    Target("W4", "submit_median_ms", "`jq submit noop` (median)", "ms", 250, "<="),
-    Target("W4", "show_median_ms", "`jq show ID` (median)", "ms", None, "<="),
-    Target("W4", "help_median_ms", "`jq --help` (median)", "ms", 200, "<="),
-    Target("W5", "idle_rss_mb", "worker RSS idle", "MB", 80, "<="),
-    Target("W5", "growth_pct", "worker RSS growth", "%", 10, "<="),
+LIMITS = [
+    ("insert_commit_per_s", "single-row INSERT, one commit each"),
+    ("copy_per_s", "COPY (one transaction)"),
+    ("skip_locked_1_per_s", "SKIP LOCKED claim, 1 row a commit"),
+    ("skip_locked_10_per_s", "SKIP LOCKED claim, 10 rows a commit"),
+    ("publish_persistent_per_s", "pika publish, persistent, no confirms"),
+    ("consume_ack_per_s", "pika consume, prefetch 100, one ack each"),
 ]
-_COMPARE = {">=": operator.ge, "<=": operator.le}
 
 
-def _fmt(value: float, unit: str) -> str:
-    if unit == "jobs/s" or abs(value) >= 1000:
-        return f"{value:,.0f} {unit}"
+def rate(value: Any) -> str:
+    return "—" if not isinstance(value, int | float) else f"{value:,.0f}/s"
+
+
+def _drain(figures: Any) -> str:
+    w2 = figures.get("W2") if isinstance(figures, dict) else None
+    if not isinstance(w2, dict) or "error" in w2:
+        return "error" if isinstance(w2, dict) else "—"
+    text = rate(w2.get("per_s"))
+    if not w2.get("complete"):  # measured over what it finished within the cap
+        text += f" ({w2['completed']:,} in {w2['span_s']:.0f} s)"
+    return text
+
+
+def _latency(figures: Any) -> str:
+    p50, p99 = dig(figures, ("W3", "p50_ms")), dig(figures, ("W3", "p99_ms"))
+    if p50 is None:
+        return "error" if isinstance(dig(figures, ("W3",)), type(None)) else "—"
+    return f"{p50:.1f} / {p99:.1f} ms"
+
+
+def _one_by_one(figures: Any) -> str:
+    """The rate, and beside it the bare insert commit measured just before and after it."""
+    text = rate(dig(figures, ("W1", "one_by_one_per_s")))
+    beside = dig(figures, ("W1", "insert_commit_per_s"))
+    return text if beside is None else f"{text} (insert {rate(beside)})"
+
+
+def contestant_rows(results: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for figures in results.get("contestants", {}).values():
+        rows.append(
+            [
+                figures["label"],
+                _one_by_one(figures),
+                rate(dig(figures, ("W1", "bulk_per_s"))),
+                _drain(figures),
+                _latency(figures),
+                figures["durable"],
+                figures["settings"],
+            ]
+        )
+    return rows
+
+
+CONTESTANT_COLUMNS = [
+    "contestant",
+    "W1 one by one (bare insert commit beside it)",
+    "W1 bulk",
+    "W2 drain, 2 processes",
+    "W3 submit→start p50 / p99",
+    "keeps durable",
+    "settings",
+]
+
+
+def _number(value: Any, absolute: bool) -> str:
+    if not isinstance(value, int | float):
+        return "—"
+    if absolute:
+        return f"{value:,.1f}"
+    return f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
+
+
+def target_rows(results: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for row in evaluate(results):
+        reference = (
+            ""
+            if row["absolute"]
+            else f"{row['reference']} {_number(row['reference_value'], False)}"
+        )
+        rows.append(
+            [
+                row["target"],
+                _number(row["jq"], False),
+                reference,
+                _number(row["ratio"], row["absolute"])
+                + ("" if row["absolute"] or row["ratio"] is None else "×"),
+                row["goal"] or "—",
+                {True: "met", False: "NOT MET", None: "—"}[row["met"]],
+            ]
+        )
+    return rows
+
+
+TARGET_COLUMNS = ["target", "jq", "against", "ratio", "goal", "met"]
+
+
+def limit_rows(results: dict[str, Any]) -> list[list[str]]:
+    limits = results.get("limits") or {}
+    if "error" in limits:
+        return [["error", limits["error"]]]
+    return [[label, rate(limits.get(key))] for key, label in LIMITS if key in limits]
+
+
+def jq_rows(results: dict[str, Any]) -> list[list[str]]:
+    w4, w5 = results.get("W4") or {}, results.get("W5") or {}
+    rows = []
+    if "error" in w4:
+        rows.append(["W4", w4["error"]])
+    elif w4:
+        names = [("python", "python -c pass"), ("submit", "jq submit"), ("show", "jq show"),
+                 ("list", "jq list"), ("help", "jq --help")]  # fmt: skip
+        rows.append(
+            [
+                "W4 whole processes (median)",
+                " · ".join(
+                    f"{label} {w4[f'{name}_median_ms']:.0f} ms"
+                    for name, label in names
+                    if f"{name}_median_ms" in w4
+                ),
+            ]
+        )
+    if "error" in w5:
+        rows.append(["W5", w5["error"]])
+    elif w5:
+        rows.append(
+            [
+                f"W5 one `jq worker` (defaults), {w5['jobs']:,} no-op jobs",
+                f"idle {w5['idle_rss_mb']:.1f} MB → after {w5['after_rss_mb']:.1f} MB "
+                f"({w5['growth_pct']:+.1f} %), peak {w5['peak_rss_mb']:.1f} MB, "
+                f"{w5['per_s']:,.0f} jobs/s",
+            ]
+        )
+    return rows
+
+
+def title(meta: dict[str, Any]) -> str:
+    m, v = meta["machine"], meta["versions"]
     return (
-        f"{value:,.1f} {unit}"
-        if unit in ("MB", "%") or abs(value) >= 100
-        else f"{value:,.2f} {unit}"
+        f"jq benchmark (issue 12){' — QUICK smoke run: sizes too small to compare' if meta['quick'] else ''}"
+        f" · {meta['started_at']} · jq {v['jq']}\n"
+        f"{m['cores']} cores, {m['cpu_model']}, {m['memory_gb']} GB, load average at start "
+        f"{m['load_average_at_start']}, at end {meta.get('load_average_at_end')} · Python "
+        f"{v['python']} · PostgreSQL {v['postgresql']} · RabbitMQ {v['rabbitmq']} · Redis {v['redis']}"
     )
 
 
-def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per target: the figure, the target and whether it was met (None: not run/no target)."""
-    out = []
-    for t in TARGETS:
-        figures = results.get(t.workload)
-        if not isinstance(figures, dict) or "error" in figures:
-            out.append(
-                {
-                    "workload": t.workload,
-                    "figure": t.label,
-                    "value": None,
-                    "target": t.limit,
-                    "unit": t.unit,
-                    "met": None,
-                    "note": (figures or {}).get("error", "not run"),
-                }
-            )
-            continue
-        value = figures[t.figure]
-        met = None if t.limit is None else bool(_COMPARE[t.better](value, t.limit))
-        out.append(
-            {
-                "workload": t.workload,
-                "figure": t.label,
-                "value": value,
-                "target": t.limit,
-                "comparison": t.better,
-                "unit": t.unit,
-                "met": met,
-            }
-        )
-    return out
+def _sections(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+    return [
+        ("Contestants, one run, same job body (one Redis INCR)", CONTESTANT_COLUMNS,
+         contestant_rows(results)),
+        ("The services' own limits (one client, no queue library)", ["limit", "rate"],
+         limit_rows(results)),
+        ("Targets of issue 12 (ratios within this run)", TARGET_COLUMNS, target_rows(results)),
+        ("jq alone", ["workload", "figures"], jq_rows(results)),
+    ]  # fmt: skip
 
 
-def _note(workload: str, figures: dict[str, Any]) -> str:
-    if "error" in figures:
-        return figures["error"]
-    if workload == "W1":
-        return (
-            f"{figures['jobs']:,} jobs each way; bulk in chunks of {figures['chunk']:,}; a bare durable "
-            f"single-row insert does {figures['bare_insert_per_s']:,.0f}/s here now, so one-by-one submits "
-            f"run at {figures['one_by_one_vs_bare_insert']:.2f} of it (target 0.8)"
-        )
-    if workload == "W2":
-        return (
-            f"{figures['jobs']:,} jobs, {figures['workers']} × `jq worker --concurrency "
-            f"{figures['concurrency']} --prefetch {figures['prefetch']}`; preloaded, then workers started; "
-            f"clock from first consumer registered (2nd +{figures['second_worker_lag_s'] * 1000:.0f} ms) "
-            f"to all completed: {figures['drain_s']:.2f} s; DB first-claim→last-finish "
-            f"{figures['db_span_s']:.2f} s = {figures['db_span_per_s']:,.0f} jobs/s"
-        )
-    if workload == "W3":
-        return (
-            f"{figures['jobs']} jobs at {figures['achieved_rate_per_s']:.1f}/s into {figures['workers']} idle "
-            f"workers; jobs.created_at → attempts.started_at; max {figures['max_ms']:.1f} ms; "
-            f"submit→finished p50 {figures['finish_p50_ms']:.1f} ms"
-        )
-    if workload == "W4":
-        return (
-            f"{figures['runs']} runs each after a warm-up; min submit {figures['submit_min_ms']:.0f} ms, "
-            f"show {figures['show_min_ms']:.0f} ms, help {figures['help_min_ms']:.0f} ms"
-        )
-    if workload == "W5":
-        return (
-            f"1 worker, {figures['jobs']:,} jobs; after {figures['after_rss_mb']:.1f} MB, "
-            f"peak {figures['peak_rss_mb']:.1f} MB; drained at {figures['per_s']:,.0f} jobs/s"
-        )
-    return ""
+def _align(column: int) -> str:
+    """The first column and the prose ones (durable, settings) left, the figures right."""
+    return "---" if column == 0 or column >= 5 else "---:"
 
 
 def render(results: dict[str, Any], meta: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console()
-    m, v = meta["machine"], meta["versions"]
-    title = (
-        f"jq benchmark (issue 3){' — QUICK smoke run, not comparable' if meta['quick'] else ''}\n"
-        f"{m['cores']} cores, {m['cpu_model']}, {m['memory_gb']} GB, load {m['load_average_at_start']} · "
-        f"Python {v['python']} · PostgreSQL {v['postgresql']} · RabbitMQ {v['rabbitmq']} · "
-        f"Redis {v['redis']} · jq {v['jq']}"
-    )
-    table = Table(title=title, show_lines=False)
-    table.add_column("workload")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    table.add_column("target", justify="right")
-    table.add_column("met", justify="center")
-    for row in rows(results):
-        value = "—" if row["value"] is None else _fmt(row["value"], row["unit"])
-        target = (
-            "—"
-            if row["target"] is None
-            else f"{row.get('comparison', '')} {_fmt(row['target'], row['unit'])}"
-        )
-        met = {True: "[green]yes[/]", False: "[red]NO[/]", None: "—"}[row["met"]]
-        table.add_row(row["workload"], row["figure"], value, target, met)
-    console.print(table)
-    for workload, figures in results.items():
-        console.print(f"[bold]{workload}[/]: {_note(workload, figures)}", highlight=False)
+    console.print(title(meta), highlight=False)
+    for heading, columns, rows in _sections(results):
+        if not rows:
+            continue
+        table = Table(title=heading, title_justify="left")
+        for n, column in enumerate(columns):
+            table.add_column(column, justify="left" if _align(n) == "---" else "right")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
 
 
-def write_json(path: Path, results: dict[str, Any], meta: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    document = {**meta, "results": results, "rows": rows(results)}
-    path.write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")
+def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
+    """The same tables in Markdown, for pasting into the README."""
+    out = [title(meta).replace("\n", "  \n"), ""]
+    for heading, columns, rows in _sections(results):
+        if not rows:
+            continue
+        out += [f"**{heading}**", "", "| " + " | ".join(columns) + " |"]
+        out.append("|" + "|".join(_align(n) for n in range(len(columns))) + "|")
+        out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+        out.append("")
+    return "\n".join(out)
+
+
+def write(json_path: Path, results: dict[str, Any], meta: dict[str, Any]) -> Path:
+    """The JSON document and, beside it, the Markdown tables; returns the Markdown's path."""
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    document = {**meta, "results": results, "targets": evaluate(results)}
+    json_path.write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")
+    md_path = json_path.with_suffix(".md")
+    md_path.write_text(markdown(results, meta), encoding="utf-8")
+    return md_path
