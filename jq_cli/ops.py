@@ -19,6 +19,7 @@ from jq_cli.errors import InvalidInput, NotFound
 from jq_cli.health_ops import Check, HealthOperations
 from jq_cli.jobspec import JobRequest, check_name, parse_priority
 from jq_cli.ops_core import parse_state, present_job
+from jq_cli.queue_ops import QueueOperations
 from jq_cli.schedule_ops import ScheduleOperations
 from jq_cli.states import TERMINAL_STATES, JobState, Priority
 from jq_cli.store import Inserted
@@ -26,7 +27,7 @@ from jq_cli.store import Inserted
 __all__ = ["PURGEABLE", "PURGE_BATCH", "ActionReport", "Check", "Operations"]
 
 
-class Operations(ActionOperations, HealthOperations, ScheduleOperations):
+class Operations(ActionOperations, HealthOperations, ScheduleOperations, QueueOperations):
     """One connection to each service, opened on first use and kept for the object's life, so an
     application can submit thousands of jobs a second through one instance. Not thread-safe:
     give each thread its own."""

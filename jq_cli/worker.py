@@ -312,7 +312,8 @@ class Worker:
         if not by_id:
             return
         try:
-            claimed = self.store.job_claim(list(by_id), self.name, self.settings.lease_ttl)
+            # issue 16: the claim obeys queue pauses (store/queues.py, job_claim_gated).
+            claimed = self.store.job_claim_gated(list(by_id), self.name, self.settings.lease_ttl)
         except JqError:
             with self._inbox_lock:  # try these again once Postgres is back
                 self._inbox[:0] = [d for ds in by_id.values() for d in ds]
@@ -391,6 +392,8 @@ class Worker:
                 )
             if state == "completed":
                 self.counters.add("completed")
+                if running is not None:  # issue 16: per queue, for `jq queue list`
+                    self.counters.add(f"completed@{running.queue}")
                 log.debug("event=job_completed job=%d", outcome.job_id)
             else:
                 self.failed += 1 if state in ("retrying", "dead") else 0

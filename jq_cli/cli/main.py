@@ -9,9 +9,10 @@ need them, so that `jq --help` and `jq submit` start fast.
 
 import typer
 
-from jq_cli.cli import admin, daemons, jobs
+from jq_cli.cli import admin, audit, daemons, jobs
 from jq_cli.cli.admin import db_app, help_app
 from jq_cli.cli.dlq import dlq_app
+from jq_cli.cli.queues import queue_app
 from jq_cli.cli.schedules import schedule_app
 
 app = typer.Typer(
@@ -31,6 +32,7 @@ app.command()(jobs.retry)
 app.command()(jobs.cancel)
 app.command()(jobs.purge)
 app.command()(jobs.stats)
+app.command()(audit.audit)  # issue 16
 app.command()(daemons.top)
 app.command()(admin.doctor)
 app.command()(daemons.worker)
@@ -41,6 +43,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(help_app, name="help")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(schedule_app, name="schedule")  # issue 4: jq schedule ...
+app.add_typer(queue_app, name="queue")  # issue 16: jq queue ...
 
 
 def main() -> None:

@@ -6,10 +6,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
+from jq_cli.audit import Actor
 from jq_cli.durations import parse_duration
 from jq_cli.errors import InvalidInput
 from jq_cli.http.bodies import BulkSubmit, DeadLetterRetry
-from jq_cli.http.pool import OpsPool
+from jq_cli.http.pool import ActingPool
 from jq_cli.jobspec import JobRequest
 from jq_cli.ops import ActionReport
 
@@ -17,11 +18,15 @@ router = APIRouter(prefix="/api/v1", tags=["jobs"])
 MAX_WINDOW = 10_000  # what ops.list_jobs returns at most: offset + limit stay within it
 
 
-def pool(request: Request) -> OpsPool:
-    return request.app.state.pool
+def pool(request: Request) -> ActingPool:
+    """The pool, acting as the request's API key (by name) for the audit log."""
+    client = request.client.host if request.client else None
+    return ActingPool(
+        request.app.state.pool, Actor.http(getattr(request.state, "api_key_name", None), client)
+    )
 
 
-Pool = Annotated[OpsPool, Depends(pool)]
+Pool = Annotated[ActingPool, Depends(pool)]
 JobIdPath = Annotated[int, Path(ge=1, le=2**63 - 1, description="The job's id.")]
 
 

@@ -1,0 +1,85 @@
+"""Queues as rows (issue 16): pause and resume, the claim that obeys a pause, and the depths
+`jq queue list` shows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TypedDict, cast
+
+from jq_cli.store.work import WorkQueries
+
+
+class QueueRow(TypedDict):
+    """A queue's row (`queues`); a queue without one is not paused."""
+
+    name: str
+    paused: bool
+    paused_at: Any
+    paused_by: str | None
+
+
+class QueueQueries(WorkQueries):
+    # A WorkQueries: the gated claim ends in the worker's own job_claim.
+    def queue_set_paused(self, name: str, paused: bool, by: str) -> bool:
+        """Pause or resume a queue; True when that changed it. The row is created on first use."""
+        row = self._one(
+            # query: queue_set_paused. An upsert that changes only a queue in the other state, so
+            # the caller can tell a second pause from the first.
+            """
+            INSERT INTO queues AS q (name, paused, paused_at, paused_by)
+            VALUES (%(name)s, %(paused)s, CASE WHEN %(paused)s THEN now() END,
+                    CASE WHEN %(paused)s THEN %(by)s END)
+            ON CONFLICT (name) DO UPDATE
+                SET paused = EXCLUDED.paused, paused_at = EXCLUDED.paused_at,
+                    paused_by = EXCLUDED.paused_by, updated_at = now()
+                WHERE q.paused IS DISTINCT FROM EXCLUDED.paused
+            RETURNING name
+            """,
+            {"name": name, "paused": paused, "by": by},
+        )
+        if row is None:
+            return False
+        # A new row for a resumed queue changes nothing a worker sees.
+        return paused or self._one("SELECT 1 AS x FROM queues WHERE name = %s", (name,)) is not None
+
+    def queue_rows(self) -> list[QueueRow]:
+        return cast(
+            list[QueueRow],
+            self._all(
+                "SELECT name, paused, paused_at, paused_by FROM queues ORDER BY name"  # query: queue_rows
+            ),
+        )
+
+    def queue_paused(self) -> set[str]:
+        """The names of the paused queues (a handful of rows)."""
+        return {r["name"] for r in self._all("SELECT name FROM queues WHERE paused")}
+
+    def queue_running_counts(self) -> dict[str, int]:
+        """Running jobs per queue, along the partial index of running jobs (jobs_lease)."""
+        rows = self._all(
+            # query: job_count_running_by_queue
+            "SELECT queue, count(*) AS n FROM jobs WHERE state = 'running' GROUP BY queue"
+        )
+        return {r["queue"]: r["n"] for r in rows}
+
+    def job_claim_gated(
+        self, ids: Sequence[int], worker: str, lease_ttl: float
+    ) -> list[dict[str, Any]]:
+        """job_claim for the delivered `ids` whose queue is not paused. A job of a paused queue
+        stays queued; the worker acknowledges its message as it would a duplicate's, and the job
+        is published again when its queue resumes. The check reads committed rows: a claim that
+        starts after a pause commits takes nothing of that queue. (No lock on the queue row: a
+        lock taken by every claim would make that row the hottest of the database.)"""
+        held = {
+            r["id"]
+            for r in self._all(
+                # query: job_held_by_pause. An index probe per id joined to a table of a few rows.
+                """
+                SELECT j.id FROM jobs j JOIN queues q ON q.name = j.queue AND q.paused
+                WHERE j.id = ANY(%(ids)s)
+                """,
+                {"ids": list(ids)},
+            )
+        }
+        allowed = [i for i in ids if i not in held]
+        return self.job_claim(allowed, worker, lease_ttl) if allowed else []
