@@ -56,9 +56,11 @@ def test_cli_actions_are_recorded_with_the_os_user_and_host(ops, store, run_cli)
 def test_the_record_and_the_change_commit_together(settings, ops, store):
     job_id = dead_job(ops, store)
     # An actor the table refuses (its CHECK): the audit row fails, so the retry must not stay.
-    with Operations(settings, actor=Actor("nobody", "x")) as broken:  # type: ignore[arg-type]
-        with pytest.raises(StoreError):
-            broken.retry([job_id])
+    with (
+        Operations(settings, actor=Actor("nobody", "x")) as broken,  # type: ignore[arg-type]
+        pytest.raises(StoreError),
+    ):
+        broken.retry([job_id])
     assert store.job_states([job_id]) == {job_id: "dead"}
     assert audit_rows(store) == []
     # And a change refused by the store leaves no record either.
