@@ -10,7 +10,7 @@ from typing import Any
 
 from jq_cli.audit_ops import AuditOperations
 from jq_cli.errors import InvalidInput, InvalidTransition, JqError, NotFound
-from jq_cli.jobspec import check_name
+from jq_cli.jobspec import check_name, parse_priority
 from jq_cli.ops_core import parse_state
 from jq_cli.states import JobState
 
@@ -86,6 +86,7 @@ class ActionOperations(AuditOperations):
         job_type: str | None = None,
         dry_run: bool = False,
         limit: int | None = None,
+        queue: str | None = None,
     ) -> list[int]:
         """Retry every job in `state` (dead or cancelled), optionally of one type. Returns the ids.
         Raises InvalidInput, ServiceUnavailable."""
@@ -94,14 +95,20 @@ class ActionOperations(AuditOperations):
             raise InvalidInput(f"only dead or cancelled jobs can be retried, not {state}")
         if job_type:
             check_name(job_type, "job type")
-        ids = self.store.job_ids_matching(parsed.value, job_type, limit)
+        if queue:
+            check_name(queue, "queue")
+        ids = self.store.job_ids_filtered(  # issue 16: --queue as well
+            states=[parsed.value], job_type=job_type, queue=queue, limit=limit
+        )
         if dry_run or not ids:
             return ids
         done: list[int] = []
         entry = None  # one audit row for the whole action, its count grown batch by batch
         for start in range(0, len(ids), PURGE_BATCH):
             with self._audited(
-                "job.retry", filter={"state": parsed.value, "type": job_type}, entry=entry
+                "job.retry",
+                filter={"state": parsed.value, "type": job_type, "queue": queue},
+                entry=entry,
             ) as entry:
                 rows = self.store.job_retry(ids[start : start + PURGE_BATCH])
                 entry.jobs += len(rows)
@@ -137,9 +144,14 @@ class ActionOperations(AuditOperations):
         older_than: float | None = None,
         job_type: str | None = None,
         dry_run: bool = False,
+        queue: str | None = None,
+        priority: str | None = None,
+        job_id: int | None = None,
     ) -> int:
         """Delete terminal jobs (with their attempts) in `state`; never an active one. Returns how many
-        were (or, with dry_run, would be) deleted. Raises InvalidInput, ServiceUnavailable."""
+        were (or, with dry_run, would be) deleted. `queue`, `priority` and `job_id` narrow it
+        further (jq top purges exactly what its filter shows). Raises InvalidInput,
+        ServiceUnavailable."""
         state = state.lower()
         if state not in PURGEABLE:
             raise InvalidInput(
@@ -147,11 +159,28 @@ class ActionOperations(AuditOperations):
             )
         if job_type:
             check_name(job_type, "job type")
-        ids = self.store.job_ids_matching(state, job_type, older_than=older_than)
+        if queue:
+            check_name(queue, "queue")
+        ids = self.store.job_ids_filtered(  # issue 16: queue and priority as well
+            states=[state],
+            job_type=job_type,
+            queue=queue,
+            priority=parse_priority(priority).amqp if priority else None,
+            older_than=older_than,
+        )
+        if job_id is not None:
+            ids = [i for i in ids if i == job_id]
         if dry_run:
             return len(ids)
         deleted = 0
-        scope = {"state": state, "type": job_type, "older_than": older_than}
+        scope = {
+            "state": state,
+            "type": job_type,
+            "queue": queue,
+            "priority": priority,
+            "id": job_id,
+            "older_than": older_than,
+        }
         entry = None  # one audit row for the whole purge, its count grown batch by batch
         for start in range(0, len(ids), PURGE_BATCH):
             with self._audited("job.purge", filter=scope, entry=entry) as entry:

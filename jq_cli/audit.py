@@ -18,7 +18,7 @@ ACTIONS = (
     "job.retry",
     "job.cancel",
     "job.purge",
-    "job.edit",
+    "job.edit",  # a dead job retried with a new payload (jq retry --payload, jq dlq edit)
     "job.replay",
     "schedule.add",
     "schedule.edit",

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from jq_cli.action_ops import PURGE_BATCH, PURGEABLE, ActionOperations, ActionReport
+from jq_cli.edit_ops import EditOperations
 from jq_cli.errors import InvalidInput, NotFound
 from jq_cli.health_ops import Check, HealthOperations
 from jq_cli.jobspec import JobRequest, check_name, parse_priority
@@ -27,7 +28,9 @@ from jq_cli.store import Inserted
 __all__ = ["PURGEABLE", "PURGE_BATCH", "ActionReport", "Check", "Operations"]
 
 
-class Operations(ActionOperations, HealthOperations, ScheduleOperations, QueueOperations):
+class Operations(
+    ActionOperations, HealthOperations, ScheduleOperations, QueueOperations, EditOperations
+):
     """One connection to each service, opened on first use and kept for the object's life, so an
     application can submit thousands of jobs a second through one instance. Not thread-safe:
     give each thread its own."""
@@ -105,8 +108,10 @@ class Operations(ActionOperations, HealthOperations, ScheduleOperations, QueueOp
     # -- read ---------------------------------------------------------------------------------
 
     def get(self, job_id: int) -> dict[str, Any]:
-        """The job with every attempt. Raises NotFound."""
-        return present_job(self.store.job_get(job_id))
+        """The job with every attempt, and the ids of its replays. Raises NotFound."""
+        job = present_job(self.store.job_get(job_id))
+        job["replays"] = self.store.job_replays_of(job_id)  # issue 16: jq replay
+        return job
 
     def list_jobs(
         self,

@@ -20,3 +20,5 @@ CREATE TABLE audit_log (
 -- `jq audit --since` and the retention pruner both walk by time; --action narrows it.
 CREATE INDEX audit_log_at ON audit_log (at);
 CREATE INDEX audit_log_action_at ON audit_log (action, at);
+-- A job's own actions (`jq show` puts them on its timeline): target is the job's id.
+CREATE INDEX audit_log_target ON audit_log (target, at) WHERE target IS NOT NULL;

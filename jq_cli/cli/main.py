@@ -30,6 +30,7 @@ app.command()(jobs.show)
 app.command("list")(jobs.list_)
 app.command()(jobs.retry)
 app.command()(jobs.cancel)
+app.command()(jobs.replay)  # issue 16
 app.command()(jobs.purge)
 app.command()(jobs.stats)
 app.command()(audit.audit)  # issue 16

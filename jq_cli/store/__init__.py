@@ -8,6 +8,7 @@ grouped by who needs them, one module each (each a mixin on StoreBase), and the 
 are typed in rows.py.
 """
 
+from jq_cli.store.actions import ActionQueries
 from jq_cli.store.audit import AuditEntry, AuditQueries, AuditRow
 from jq_cli.store.base import (
     SERVICE,
@@ -40,6 +41,7 @@ from jq_cli.store.work import WorkQueries
 
 class Store(
     JobQueries,
+    ActionQueries,  # issue 16
     QueueQueries,  # issue 16; before WorkQueries, which it extends
     WorkQueries,
     MaintenanceQueries,

@@ -106,6 +106,19 @@ class AuditQueries(StoreBase):
         )
         return cast(list[AuditRow], rows)
 
+    def audit_for_target(self, target: str, limit: int = 100) -> list[AuditRow]:
+        """The actions on one target (a job's id), oldest first, along audit_log_target. An
+        action by filter names its jobs in no row, so it is not listed here."""
+        rows = self._all(
+            # query: audit_for_target
+            """
+            SELECT id, at, actor_kind, actor, host, action, target, filter, jobs, detail
+            FROM audit_log WHERE target = %(target)s ORDER BY at, id LIMIT %(limit)s
+            """,
+            {"target": target, "limit": limit},
+        )
+        return cast(list[AuditRow], rows)
+
     def audit_prune(self, older_than: float, limit: int) -> int:
         """Delete up to `limit` audit rows older than `older_than` seconds, oldest first."""
         return self._run(

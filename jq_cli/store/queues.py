@@ -21,26 +21,35 @@ class QueueRow(TypedDict):
 class QueueQueries(WorkQueries):
     # A WorkQueries: the gated claim ends in the worker's own job_claim.
     def queue_set_paused(self, name: str, paused: bool, by: str) -> bool:
-        """Pause or resume a queue; True when that changed it. The row is created on first use."""
+        """Pause or resume a queue; True when that changed it. A queue's row is made by its first
+        pause; resuming a queue that has none changes nothing."""
+        if not paused:
+            return bool(
+                self._run(
+                    # query: queue_resume
+                    """
+                    UPDATE queues SET paused = false, paused_at = NULL, paused_by = NULL,
+                                      updated_at = now()
+                    WHERE name = %(name)s AND paused
+                    """,
+                    {"name": name},
+                )
+            )
         row = self._one(
-            # query: queue_set_paused. An upsert that changes only a queue in the other state, so
-            # the caller can tell a second pause from the first.
+            # query: queue_pause. An upsert that changes only a running queue, so the caller can
+            # tell a second pause from the first.
             """
             INSERT INTO queues AS q (name, paused, paused_at, paused_by)
-            VALUES (%(name)s, %(paused)s, CASE WHEN %(paused)s THEN now() END,
-                    CASE WHEN %(paused)s THEN %(by)s END)
+            VALUES (%(name)s, true, now(), %(by)s)
             ON CONFLICT (name) DO UPDATE
-                SET paused = EXCLUDED.paused, paused_at = EXCLUDED.paused_at,
-                    paused_by = EXCLUDED.paused_by, updated_at = now()
-                WHERE q.paused IS DISTINCT FROM EXCLUDED.paused
+                SET paused = true, paused_at = now(), paused_by = EXCLUDED.paused_by,
+                    updated_at = now()
+                WHERE NOT q.paused
             RETURNING name
             """,
-            {"name": name, "paused": paused, "by": by},
+            {"name": name, "by": by},
         )
-        if row is None:
-            return False
-        # A new row for a resumed queue changes nothing a worker sees.
-        return paused or self._one("SELECT 1 AS x FROM queues WHERE name = %s", (name,)) is not None
+        return row is not None
 
     def queue_rows(self) -> list[QueueRow]:
         return cast(
