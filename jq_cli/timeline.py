@@ -27,11 +27,18 @@ def job_timeline(job: dict[str, Any], actions: list[dict[str, Any]]) -> list[dic
         first = "scheduled"
     origin = f" (a replay of job {job['replay_of']})" if job.get("replay_of") else ""
     events.append((job["created_at"], 0, first, f"submitted{origin}"))
-    for a in attempts:
+    revivals = [act["at"] for act in actions if act["action"] in ("job.retry", "job.edit")]
+    for i, a in enumerate(attempts):
         events.append((a["started_at"], 1, "running", f"attempt {a['number']} on {a['worker']}"))
         if a["finished_at"] is not None and a["outcome"] != "running":
             error = f": {a['error']}" if a.get("error") else ""
             after = AFTER.get(a["outcome"], a["outcome"])
+            following = attempts[i + 1]["started_at"] if i + 1 < len(attempts) else None
+            if after == "retrying" and any(
+                a["finished_at"] <= at and (following is None or at <= following)
+                for at in revivals
+            ):
+                after = "dead"  # an operator's retry brought it back: it had died
             events.append(
                 (a["finished_at"], 2, after, f"attempt {a['number']} {a['outcome']}{error}")
             )
