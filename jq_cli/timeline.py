@@ -35,8 +35,7 @@ def job_timeline(job: dict[str, Any], actions: list[dict[str, Any]]) -> list[dic
             after = AFTER.get(a["outcome"], a["outcome"])
             following = attempts[i + 1]["started_at"] if i + 1 < len(attempts) else None
             if after == "retrying" and any(
-                a["finished_at"] <= at and (following is None or at <= following)
-                for at in revivals
+                a["finished_at"] <= at and (following is None or at <= following) for at in revivals
             ):
                 after = "dead"  # an operator's retry brought it back: it had died
             events.append(
