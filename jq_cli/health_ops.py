@@ -62,6 +62,7 @@ class HealthOperations(OperationsCore):
             "by_state": by_state,
             "queued_by_priority": by_priority,
             "queues": by_queue,
+            "limited": self.store.job_count_limited(),  # issue 16: held back by a limit
             "workers": workers,
             "broker_error": broker_error,
             "telemetry_error": telemetry_error,

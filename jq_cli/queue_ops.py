@@ -48,6 +48,29 @@ class QueueOperations(AuditOperations):
                     break
         return {"name": name, "paused": False, "changed": changed, "published": published}
 
+    def queue_limit(
+        self,
+        name: str,
+        *,
+        concurrency: int | None = None,
+        rate: str | None = None,
+        key: str | None = None,
+    ) -> dict[str, Any]:
+        """Limit a queue across every worker: at most `concurrency` of its jobs running at once,
+        at most `rate` (e.g. 10/s) starts; with `key`, per value of that payload field. Neither
+        removes the limit. Raises InvalidInput."""
+        from jq_cli.limits import Limit
+        from jq_cli.store.limits import limit_fields
+
+        check_name(name, "queue")
+        limit = Limit.build(concurrency, rate, key)
+        if key is not None and limit.empty:
+            raise InvalidInput("--key goes with --concurrency or --rate")
+        fields = limit_fields(limit)
+        with self._audited("queue.limit", target=name, filter=fields):
+            self.store.limit_set("queue", name, fields)
+        return {"name": name, **fields}
+
     def queue_list(self) -> dict[str, Any]:
         """Every queue that has jobs, a row, a worker or is configured: its queued and running
         jobs (PostgreSQL), ready messages (RabbitMQ), paused or not, workers consuming it and
@@ -58,12 +81,15 @@ class QueueOperations(AuditOperations):
             queued[count["queue"]] = queued.get(count["queue"], 0) + count["n"]
         running = self.store.queue_running_counts()
         rows = {r["name"]: r for r in self.store.queue_rows()}
+        limits = {r["name"]: r for r in self.store.limit_rows() if r["scope"] == "queue"}
         workers, telemetry_error = None, None
         try:
             workers = self.telemetry.workers()
         except (ServiceUnavailable, InvalidInput) as exc:
             telemetry_error = exc.message
-        names = set(queued) | set(running) | set(rows) | set(self.settings.queue_names)
+        names = (
+            set(queued) | set(running) | set(rows) | set(limits) | set(self.settings.queue_names)
+        )
         for w in workers or []:
             names.update(w.get("queues") or [])
         ordered = sorted(names)
@@ -95,9 +121,21 @@ class QueueOperations(AuditOperations):
                     "workers": None
                     if workers is None
                     else sum(1 for w in workers if name in (w.get("queues") or [])),
+                    "limit": _limit_text(limits.get(name)),
                     "completed_per_second": None
                     if series is None
                     else round(sum(series) / len(series), 2),
                 }
             )
         return {"queues": queues, "broker_error": broker_error, "telemetry_error": telemetry_error}
+
+
+def _limit_text(row: Any) -> str | None:
+    if row is None:
+        return None
+    parts = []
+    if row["concurrency"] is not None:
+        parts.append(f"{row['concurrency']} at once")
+    if row["rate_count"] is not None:
+        parts.append(f"{row['rate_count']}/{row['rate_period']:g}s")
+    return " ".join(parts) + (f" per {row['key_field']}" if row["key_field"] else "")

@@ -471,6 +471,8 @@ class Worker:
             try:
                 self.store.require_schema()
                 self.store.job_type_register(self.registry.names(), self.name)
+                # issue 16: the limits of @job(concurrency=, rate=) hold on every worker.
+                self.store.limit_sync_types(self.registry.limits())
                 self._note_db(None)
                 return
             except SchemaNotMigrated:

@@ -144,6 +144,8 @@ def show(job_id: Annotated[int, typer.Argument(metavar="ID")], json_out: JsonOpt
     state = Text.from_markup(state_text(job["state"]))
     if job["cancel_requested"] and job["state"] == "running":
         state.append(" (cancel requested)")
+    if job["state"] == "scheduled" and job.get("limited_by"):  # issue 16
+        state.append(f" (limited: {job['limited_by']})")
     print_fields(
         out,
         (

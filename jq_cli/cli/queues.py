@@ -26,6 +26,7 @@ QUEUE_COLUMNS = [
     Column("RUNNING", lambda q: q["running"], "number"),
     Column("WORKERS", lambda q: q["workers"], "number"),
     Column("DONE/S", lambda q: q["completed_per_second"], "number"),
+    Column("LIMIT", lambda q: q["limit"]),
     Column("PAUSED BY", lambda q: q["paused_by"], wide=True),
     Column("PAUSED AT", lambda q: q["paused_at"], "time", wide=True),
 ]
@@ -72,3 +73,27 @@ def queue_resume(name: NameArg, json_out: JsonOpt = False) -> None:
         print_json(done)
     else:
         print(f"queue {name} resumed" + ("" if done["changed"] else " (it was not paused)"))
+
+
+@queue_app.command("limit")
+@handle_errors
+def queue_limit(
+    name: NameArg,
+    concurrency: Annotated[
+        int | None, typer.Option(help="At most this many of its jobs running at once.")
+    ] = None,
+    rate: Annotated[str | None, typer.Option(help="At most this many starts: 10/s, 100/m.")] = None,
+    key: Annotated[
+        str | None, typer.Option(help="Count per value of this payload field (e.g. host).")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Limit a queue across every worker (neither --concurrency nor --rate: no limit)."""
+    with operations() as ops:
+        done = ops.queue_limit(name, concurrency=concurrency, rate=rate, key=key)
+    if json_out:
+        print_json(done)
+    elif done["concurrency"] is None and done["rate_count"] is None:
+        print(f"queue {name}: no limit")
+    else:
+        print(f"queue {name} limited")

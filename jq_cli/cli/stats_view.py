@@ -31,6 +31,8 @@ def render_stats(out: Console, data: dict[str, Any]) -> None:
         "queued by priority: "
         + ", ".join(f"{p} {n}" for p, n in data["queued_by_priority"].items())
     )
+    if data.get("limited"):
+        out.print(f"limited: {data['limited']} jobs wait for a concurrency or rate limit")
     if data["broker_error"]:
         out.print(f"[yellow]broker: {data['broker_error']}[/]")
 

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from jq_cli.errors import InvalidInput
+from jq_cli.limits import Limit
 
 _JOB_LOG = logging.getLogger("jq.job")
 
@@ -70,6 +71,7 @@ class Handler:
     fn: Callable[[Any, JobContext], Any]
     payload_model: type[BaseModel] | None = None
     description: str = ""
+    limit: Limit | None = None  # issue 16: concurrency and rate across every worker
 
     def validate(self, payload: Any) -> Any:
         """The payload as the handler receives it; raises InvalidInput naming the bad field."""
@@ -93,7 +95,11 @@ class Registry:
     handlers: dict[str, Handler] = field(default_factory=dict)
 
     def register(
-        self, name: str, fn: Callable, payload_model: type[BaseModel] | None = None
+        self,
+        name: str,
+        fn: Callable,
+        payload_model: type[BaseModel] | None = None,
+        limit: Limit | None = None,
     ) -> Handler:
         from jq_cli.jobspec import check_name
 
@@ -103,6 +109,7 @@ class Registry:
             fn,
             payload_model,
             (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else "",
+            None if limit is None or limit.empty else limit,
         )
         self.handlers[name] = handler
         return handler
@@ -113,18 +120,32 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self.handlers)
 
+    def limits(self) -> dict[str, Limit]:
+        """The limits of the handlers that declare one (issue 16)."""
+        return {n: h.limit for n, h in self.handlers.items() if h.limit is not None}
+
 
 registry = Registry()
 _builtins_loaded = False
 
 
-def job(name: str | None = None, *, payload: type[BaseModel] | None = None) -> Callable:
+def job(
+    name: str | None = None,
+    *,
+    payload: type[BaseModel] | None = None,
+    concurrency: int | None = None,
+    concurrency_key: str | None = None,
+    rate: str | None = None,
+) -> Callable:
     """Register a handler: `@job("resize_image", payload=ResizePayload)` above
     `def resize(payload, ctx): ...`. With a pydantic model, jq validates payloads at submit
-    (where the module is imported) and the handler receives the model instance."""
+    (where the module is imported) and the handler receives the model instance.
+    `concurrency=2` allows at most 2 running at once across every worker, `rate="10/s"` at
+    most 10 starts a second; with `concurrency_key="host"` both count per payload["host"]."""
+    limit = Limit.build(concurrency, rate, concurrency_key)
 
     def decorate(fn: Callable) -> Callable:
-        registry.register(name or fn.__name__, fn, payload)
+        registry.register(name or fn.__name__, fn, payload, limit)
         return fn
 
     return decorate

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypedDict, cast
 
-from jq_cli.store.work import WorkQueries
+from jq_cli.store.limits import LimitQueries
 
 
 class QueueRow(TypedDict):
@@ -18,8 +18,8 @@ class QueueRow(TypedDict):
     paused_by: str | None
 
 
-class QueueQueries(WorkQueries):
-    # A WorkQueries: the gated claim ends in the worker's own job_claim.
+class QueueQueries(LimitQueries):
+    # A WorkQueries (through LimitQueries): the gated claim ends in the worker's own job_claim.
     def queue_set_paused(self, name: str, paused: bool, by: str) -> bool:
         """Pause or resume a queue; True when that changed it. A queue's row is made by its first
         pause; resuming a queue that has none changes nothing."""
@@ -91,4 +91,9 @@ class QueueQueries(WorkQueries):
             )
         }
         allowed = [i for i in ids if i not in held]
-        return self.job_claim(allowed, worker, lease_ttl) if allowed else []
+        if not allowed:
+            return []
+        limits = self.limit_rows()  # a table of a few rows; empty: the plain claim
+        if limits:
+            return self.job_claim_limited(allowed, worker, lease_ttl, limits)
+        return self.job_claim(allowed, worker, lease_ttl)
