@@ -142,7 +142,7 @@ def test_dead_letter_commands_take_filters_and_dry_run(ops, store, run_cli):
     assert done["ids"] == other and set(store.job_states(other).values()) == {"queued"}
 
     dry = json.loads(run_cli("dlq", "purge", "--type", "send_email", "--dry-run", "--json").stdout)
-    assert dry == {"dry_run": True, "count": 1}
+    assert dry == {"dry_run": True, "count": 1}  # the key only with --dry-run
     assert len(store.job_states(default)) == 2
     gone = json.loads(run_cli("dlq", "purge", "--type", "send_email", "--yes", "--json").stdout)
     assert gone["count"] == 1 and list(store.job_states(default)) == [default[0]]

@@ -541,6 +541,6 @@ def test_stats_with_the_broker_and_redis_down_still_counts_from_postgres(setting
     with Operations(down) as o:
         stats = o.stats()
     assert stats["by_state"]["queued"] == 1
-    assert stats["queues"]["default"] == {"queued": 1, "broker_ready": None}
+    assert stats["queues"]["default"] == {"queued": 1, "broker_ready": None, "paused": False}
     assert "RabbitMQ unavailable" in stats["broker_error"] and ":pw@" not in stats["broker_error"]
     assert stats["workers"] is None and "Redis unavailable" in stats["telemetry_error"]

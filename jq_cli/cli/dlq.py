@@ -62,8 +62,8 @@ def dlq_retry(
             print_report(ops.retry(ids), json_out)
             return
         done = ops.retry_matching(state="dead", job_type=job_type, queue=queue, dry_run=dry_run)
-    if json_out:
-        print_json({"dry_run": dry_run, "count": len(done), "ids": done})
+    if json_out:  # dry_run only when asked: the document's shape before --dry-run existed
+        print_json({**({"dry_run": True} if dry_run else {}), "count": len(done), "ids": done})
     else:
         print(f"{'would retry' if dry_run else 'retried'} {len(done)} dead jobs")
 
@@ -92,7 +92,7 @@ def dlq_purge(
             confirm(f"delete {count} dead jobs?", yes)
             count = ops.purge(state="dead", job_type=job_type, queue=queue, older_than=age)
     if json_out:
-        print_json({"dry_run": dry_run, "count": count})
+        print_json({**({"dry_run": True} if dry_run else {}), "count": count})
     else:
         print(f"{'would delete' if dry_run else 'deleted'} {count} dead jobs")
 
