@@ -79,21 +79,22 @@ class QueueQueries(LimitQueries):
         is published again when its queue resumes. The check reads committed rows: a claim that
         starts after a pause commits takes nothing of that queue. (No lock on the queue row: a
         lock taken by every claim would make that row the hottest of the database.)"""
-        held = {
-            r["id"]
-            for r in self._all(
-                # query: job_held_by_pause. An index probe per id joined to a table of a few rows.
-                """
-                SELECT j.id FROM jobs j JOIN queues q ON q.name = j.queue AND q.paused
-                WHERE j.id = ANY(%(ids)s)
-                """,
-                {"ids": list(ids)},
-            )
-        }
+        gate = self._one(
+            # query: job_claim_gate. One round trip for both gates: the delivered jobs whose queue
+            # is paused (an index probe per id joined to a table of a few rows), and whether any
+            # limit exists at all (without one the claim is the plain one).
+            """
+            SELECT ARRAY(SELECT j.id FROM jobs j JOIN queues q ON q.name = j.queue AND q.paused
+                         WHERE j.id = ANY(%(ids)s)) AS held,
+                   EXISTS (SELECT 1 FROM limits) AS limited
+            """,
+            {"ids": list(ids)},
+        )
+        assert gate is not None  # a SELECT without FROM returns one row
+        held = set(gate["held"])
         allowed = [i for i in ids if i not in held]
         if not allowed:
             return []
-        limits = self.limit_rows()  # a table of a few rows; empty: the plain claim
-        if limits:
-            return self.job_claim_limited(allowed, worker, lease_ttl, limits)
+        if gate["limited"]:
+            return self.job_claim_limited(allowed, worker, lease_ttl, self.limit_rows())
         return self.job_claim(allowed, worker, lease_ttl)
