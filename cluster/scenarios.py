@@ -286,6 +286,7 @@ def broker_kill(bed: Bed, services: ServicesHost) -> dict:
         before = {w.name: w.count("broker_reconnected") for w in workers}
         run.wait_in_flight(workers[0], 1, timeout=30)  # so the kill lands mid-job
         cut = run.unfinished()
+        run.hit(cut, "in_flight_at_fault")  # the verdict: a fault must hit something
         t0 = time.monotonic()
         home.kill()
         wait_until(
@@ -356,6 +357,7 @@ def broker_kill_unmirrored(bed: Bed, services: ServicesHost) -> dict:
         run.wait_in_flight(workers[0], 1, timeout=30)
         before = {w.name: w.count("broker_reconnected") for w in workers}
         cut = run.unfinished()
+        run.hit(cut, "in_flight_at_fault")  # the verdict: a fault must hit something
         t0_db = run.query("SELECT clock_timestamp()")[0][0]
         home.kill()
         down = 15.0
@@ -408,6 +410,7 @@ def broker_partition(bed: Bed, services: ServicesHost) -> dict:
         run.wait_in_flight(victims[0], 1, timeout=30)  # so the partition lands mid-job
         before = {w.name: w.count("broker_reconnected") for w in victims}
         cut = run.unfinished([w.pid for w in victims])
+        run.hit(cut, "in_flight_at_fault")  # the verdict: a fault must hit something
         t0 = time.monotonic()
         bed.partition(victim_host, home.addr)
         try:
@@ -451,6 +454,7 @@ def db_failover(bed: Bed, services: ServicesHost) -> dict:
         won_before = {s.name: s.count("leadership_acquired") for s in run.schedulers()}
         run.wait_in_flight(run.workers()[0], 1, timeout=30)  # so the kill lands mid-job
         cut = run.unfinished()
+        run.hit(cut, "in_flight_at_fault")  # the verdict: a fault must hit something
         t0 = time.monotonic()
         pg.primary.kill()
         wait_until(lambda: not port_open(pg.primary.port, pg.primary.addr), 30, "the primary gone")
@@ -518,6 +522,7 @@ def host_cutoff(bed: Bed, services: ServicesHost) -> dict:
         run.wait_in_flight(victim, 2, timeout=30)
         worker_name = f"{run.ns}-{victim.name}"
         cut = run.unfinished([victim.pid])
+        run.hit(cut, "in_flight_at_fault")  # the verdict: a fault must hit something
         t0 = time.monotonic()
         bed.cut(victim_host)
         try:

@@ -1,5 +1,6 @@
 """The operator actions of jq_cli.ops.Operations on jobs: retry, cancel and purge, by id or in
-bulk by state and type. A mixin, so front ends still call one object."""
+bulk by state and type. A mixin, so front ends still call one object. Each change commits with
+its audit row (AuditOperations._audited), recorded as self.actor."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from jq_cli.audit_ops import AuditOperations
 from jq_cli.errors import InvalidInput, InvalidTransition, JqError, NotFound
-from jq_cli.jobspec import check_name
-from jq_cli.ops_core import OperationsCore, parse_state
+from jq_cli.jobspec import check_name, parse_priority
+from jq_cli.ops_core import parse_state
 from jq_cli.states import JobState
 
 PURGEABLE = ("completed", "dead", "cancelled")
@@ -36,7 +38,17 @@ class ActionReport:
         }
 
 
-class ActionOperations(OperationsCore):
+AUDIT_IDS = 1000  # ids an audit row lists at most (its count is always whole)
+
+
+def ids_scope(ids: Sequence[int]) -> dict[str, Any]:
+    """How an action on ids is named in the audit log: one id as its target, several as a list."""
+    if len(ids) == 1:
+        return {"target": ids[0]}
+    return {"filter": {"ids": list(ids[:AUDIT_IDS]), "given": len(ids)}}
+
+
+class ActionOperations(AuditOperations):
     def _refusals(
         self, ids: Sequence[int], changed: Iterable[int], verb: str, allowed: str
     ) -> dict[int, JqError]:
@@ -59,7 +71,9 @@ class ActionOperations(OperationsCore):
         """Dead (or cancelled) jobs back to queued with a fresh set of attempts; history kept.
         Ids in another state, or unknown, are refused (InvalidTransition, NotFound in the report).
         Raises ServiceUnavailable."""
-        rows = self.store.job_retry(list(ids))
+        with self._audited("job.retry", **ids_scope(ids)) as entry:
+            rows = self.store.job_retry(list(ids))
+            entry.jobs = len(rows)
         self._publish_rows(rows)
         report = ActionReport(changed={r["id"]: "queued" for r in rows})
         report.refused = self._refusals(ids, report.changed, "retried", "dead or cancelled")
@@ -72,6 +86,7 @@ class ActionOperations(OperationsCore):
         job_type: str | None = None,
         dry_run: bool = False,
         limit: int | None = None,
+        queue: str | None = None,
     ) -> list[int]:
         """Retry every job in `state` (dead or cancelled), optionally of one type. Returns the ids.
         Raises InvalidInput, ServiceUnavailable."""
@@ -80,19 +95,34 @@ class ActionOperations(OperationsCore):
             raise InvalidInput(f"only dead or cancelled jobs can be retried, not {state}")
         if job_type:
             check_name(job_type, "job type")
-        ids = self.store.job_ids_matching(parsed.value, job_type, limit)
+        if queue:
+            check_name(queue, "queue")
+        ids = self.store.job_ids_filtered(  # issue 16: --queue as well
+            states=[parsed.value], job_type=job_type, queue=queue, limit=limit
+        )
         if dry_run or not ids:
             return ids
         done: list[int] = []
+        entry = None  # one audit row for the whole action, its count grown batch by batch
         for start in range(0, len(ids), PURGE_BATCH):
-            done.extend(self.retry(ids[start : start + PURGE_BATCH]).changed)
+            with self._audited(
+                "job.retry",
+                filter={"state": parsed.value, "type": job_type, "queue": queue},
+                entry=entry,
+            ) as entry:
+                rows = self.store.job_retry(ids[start : start + PURGE_BATCH])
+                entry.jobs += len(rows)
+            self._publish_rows(rows)
+            done.extend(r["id"] for r in rows)
         return done
 
     def cancel(self, ids: Sequence[int]) -> ActionReport:
         """Cancel jobs: one not started ends cancelled and never runs; a running one is asked to stop
         (its handler sees ctx.cancelled) and ends cancelled, never retried. Raises
         ServiceUnavailable."""
-        changed = self.store.job_cancel(list(ids))
+        with self._audited("job.cancel", **ids_scope(ids)) as entry:
+            changed = self.store.job_cancel(list(ids))
+            entry.jobs = len(changed)
         report = ActionReport(
             changed={i: ("cancelling" if s == "running" else s) for i, s in changed.items()}
         )
@@ -114,9 +144,14 @@ class ActionOperations(OperationsCore):
         older_than: float | None = None,
         job_type: str | None = None,
         dry_run: bool = False,
+        queue: str | None = None,
+        priority: str | None = None,
+        job_id: int | None = None,
     ) -> int:
         """Delete terminal jobs (with their attempts) in `state`; never an active one. Returns how many
-        were (or, with dry_run, would be) deleted. Raises InvalidInput, ServiceUnavailable."""
+        were (or, with dry_run, would be) deleted. `queue`, `priority` and `job_id` narrow it
+        further (jq top purges exactly what its filter shows). Raises InvalidInput,
+        ServiceUnavailable."""
         state = state.lower()
         if state not in PURGEABLE:
             raise InvalidInput(
@@ -124,10 +159,31 @@ class ActionOperations(OperationsCore):
             )
         if job_type:
             check_name(job_type, "job type")
-        ids = self.store.job_ids_matching(state, job_type, older_than=older_than)
+        if queue:
+            check_name(queue, "queue")
+        ids = self.store.job_ids_filtered(  # issue 16: queue and priority as well
+            states=[state],
+            job_type=job_type,
+            queue=queue,
+            priority=parse_priority(priority).amqp if priority else None,
+            older_than=older_than,
+        )
+        if job_id is not None:
+            ids = [i for i in ids if i == job_id]
         if dry_run:
             return len(ids)
         deleted = 0
+        scope = {
+            "state": state,
+            "type": job_type,
+            "queue": queue,
+            "priority": priority,
+            "id": job_id,
+            "older_than": older_than,
+        }
+        entry = None  # one audit row for the whole purge, its count grown batch by batch
         for start in range(0, len(ids), PURGE_BATCH):
-            deleted += self.store.job_purge(ids[start : start + PURGE_BATCH])
+            with self._audited("job.purge", filter=scope, entry=entry) as entry:
+                deleted += self.store.job_purge(ids[start : start + PURGE_BATCH])
+                entry.jobs = deleted
         return deleted

@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     retention_cancelled: float = Field(
         7 * 86400.0, ge=0, validation_alias=_env("RETENTION_CANCELLED")
     )
+    # The audit log's own retention (issue 16): rows older than this are pruned (0 keeps them).
+    audit_retention: float = Field(90 * 86400.0, ge=0, validation_alias=_env("AUDIT_RETENTION"))
 
     max_payload_bytes: int = Field(1_048_576, gt=0, validation_alias=_env("MAX_PAYLOAD_BYTES"))
     scrape_allow_private: bool = Field(False, validation_alias=_env("SCRAPE_ALLOW_PRIVATE"))
@@ -102,6 +104,7 @@ class Settings(BaseSettings):
         "retention_completed",
         "retention_dead",
         "retention_cancelled",
+        "audit_retention",
         mode="before",
     )
     @classmethod

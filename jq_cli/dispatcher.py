@@ -140,7 +140,8 @@ class Dispatcher:
         tags = [d.tag for ds in by_id.values() for d in ds]
         generation = deliveries[0].generation
         try:
-            claimed = self.store.job_claim(list(by_id), self.name, self.settings.lease_ttl)
+            # The claim obeys queue pauses and limits (store/queues.py, job_claim_gated).
+            claimed = self.store.job_claim_gated(list(by_id), self.name, self.settings.lease_ttl)
         except ServiceUnavailable:
             with self._inbox_lock:  # try these again once Postgres is back
                 self._inbox[:0] = [d for ds in by_id.values() for d in ds]
@@ -291,6 +292,7 @@ class Dispatcher:
             )
         if state == "completed":
             self.counters.add("completed")
+            self.counters.add(f"completed@{job.queue}")  # per queue, for `jq queue list`
             return
         if outcome.outcome == "timeout":
             self.timeouts += 1

@@ -15,10 +15,12 @@ from datetime import datetime
 from typing import Any
 
 from jq_cli.action_ops import PURGE_BATCH, PURGEABLE, ActionOperations, ActionReport
+from jq_cli.edit_ops import EditOperations
 from jq_cli.errors import InvalidInput, NotFound
 from jq_cli.health_ops import Check, HealthOperations
 from jq_cli.jobspec import JobRequest, check_name, parse_priority
 from jq_cli.ops_core import parse_state, present_job
+from jq_cli.queue_ops import QueueOperations
 from jq_cli.schedule_ops import ScheduleOperations
 from jq_cli.states import TERMINAL_STATES, JobState, Priority
 from jq_cli.store import Inserted
@@ -34,7 +36,9 @@ def any_of(value: str | Sequence[str] | None) -> list[str]:
     return [v.strip() for item in items for v in item.split(",") if v.strip()]
 
 
-class Operations(ActionOperations, HealthOperations, ScheduleOperations):
+class Operations(
+    ActionOperations, HealthOperations, ScheduleOperations, QueueOperations, EditOperations
+):
     """One connection to each service, opened on first use and kept for the object's life, so an
     application can submit thousands of jobs a second through one instance. Not thread-safe:
     give each thread its own."""
@@ -115,8 +119,10 @@ class Operations(ActionOperations, HealthOperations, ScheduleOperations):
     # -- read ---------------------------------------------------------------------------------
 
     def get(self, job_id: int) -> dict[str, Any]:
-        """The job with every attempt. Raises NotFound."""
-        return present_job(self.store.job_get(job_id))
+        """The job with every attempt, and the ids of its replays. Raises NotFound."""
+        job = present_job(self.store.job_get(job_id))
+        job["replays"] = self.store.job_replays_of(job_id)  # issue 16: jq replay
+        return job
 
     def list_jobs(
         self,

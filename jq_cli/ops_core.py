@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Self, cast
 
+from jq_cli.audit import Actor
 from jq_cli.config import Settings, load_settings
 from jq_cli.errors import InvalidInput, ServiceUnavailable, did_you_mean
 from jq_cli.handlers.registry import Registry, load_builtins
@@ -36,9 +37,14 @@ class OperationsCore:
         settings: Settings | None = None,
         *,
         registry: Registry | None = None,
+        actor: Actor | None = None,
         **overrides: Any,
     ) -> None:
         self.settings = settings or load_settings(**overrides)
+        # Who the operator actions are recorded as (the audit log). Each front end passes its
+        # own; a program using jq_cli.Client is recorded as its OS user and host. `jq serve`
+        # sets it per request (OpsPool.borrow).
+        self.actor = actor or Actor.local("api")
         self.registry = registry or load_builtins()
         self._store: Store | None = None
         self._publisher: Publisher | None = None

@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
+from jq_cli.audit_ops import AuditOperations
 from jq_cli.errors import Conflict, InvalidInput, NotFound
 from jq_cli.jobspec import JobRequest, encode_payload, parse_priority
-from jq_cli.ops_core import OperationsCore
 from jq_cli.states import PRIORITY_NAMES
 from jq_cli.store import ScheduleRow
 
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from jq_cli.schedulespec import ScheduleSpec
 
 
-class ScheduleOperations(OperationsCore):
+class ScheduleOperations(AuditOperations):
     def schedule_add(
         self,
         name: str,
@@ -51,9 +51,12 @@ class ScheduleOperations(OperationsCore):
         )
         row = self._schedule_row(spec)
         row["next_fire_at"] = self._schedule_next(spec.cron, spec.timezone)
-        created = self.store.schedule_insert(row)
-        if created is None:
-            raise Conflict(f"schedule {name} already exists")
+        with self._audited(
+            "schedule.add", target=name, filter={"job_type": job_type, "cron": cron}
+        ):
+            created = self.store.schedule_insert(row)
+            if created is None:
+                raise Conflict(f"schedule {name} already exists")
         return _present_schedule(created)
 
     def schedule_list(self) -> list[dict[str, Any]]:
@@ -106,9 +109,10 @@ class ScheduleOperations(OperationsCore):
         update = self._schedule_changes(current, spec, manage_enabled="enabled" in changes)
         if not update:
             return _present_schedule(current)
-        row = self.store.schedule_update(name, update)
-        if row is None:
-            raise NotFound(f"schedule {name} not found")
+        with self._audited("schedule.edit", target=name, filter=update):
+            row = self.store.schedule_update(name, update)
+            if row is None:
+                raise NotFound(f"schedule {name} not found")
         return _present_schedule(row)
 
     def schedule_set_enabled(self, name: str, enabled: bool) -> dict[str, Any]:
@@ -120,21 +124,26 @@ class ScheduleOperations(OperationsCore):
         update: dict[str, Any] = {"enabled": enabled}
         if enabled:
             update["next_fire_at"] = self._schedule_next(current["cron"], current["timezone"])
-        row = self.store.schedule_update(name, update)
-        if row is None:
-            raise NotFound(f"schedule {name} not found")
+        with self._audited("schedule.enable" if enabled else "schedule.disable", target=name):
+            row = self.store.schedule_update(name, update)
+            if row is None:
+                raise NotFound(f"schedule {name} not found")
         return _present_schedule(row)
 
     def schedule_remove(self, name: str) -> None:
         """Delete a schedule; the jobs it created stay. Raises NotFound."""
-        if not self.store.schedule_delete(name):
-            raise NotFound(f"schedule {name} not found")
+        with self._audited("schedule.remove", target=name):
+            if not self.store.schedule_delete(name):
+                raise NotFound(f"schedule {name} not found")
 
     def schedule_run_now(self, name: str) -> int:
         """Create one job from the schedule now, outside its ticks; returns its id. Raises NotFound."""
-        row = self.store.schedule_job_insert(name, self.settings.default_max_retries)
-        if row is None:
-            raise NotFound(f"schedule {name} not found")
+        with self._audited("schedule.run_now", target=name) as entry:
+            row = self.store.schedule_job_insert(name, self.settings.default_max_retries)
+            if row is None:
+                raise NotFound(f"schedule {name} not found")
+            entry.jobs = 1
+            entry.detail = {"job": row["id"]}
         self._publish_rows([row])
         return row["id"]
 
@@ -185,7 +194,10 @@ class ScheduleOperations(OperationsCore):
         if prune:
             result["removed"] = sorted(set(existing) - set(names))
         if not dry_run and (inserts or updates or result["removed"]):
-            self.store.schedule_apply(inserts, updates, result["removed"])
+            changed = {k: v for k, v in result.items() if k != "unchanged" and v}
+            with self._audited("schedule.apply", filter={"prune": prune}) as entry:
+                entry.detail = changed
+                self.store.schedule_apply(inserts, updates, result["removed"])
         return result
 
     def _schedule(self, name: str) -> ScheduleRow:

@@ -125,6 +125,9 @@ class Scheduler:
         may create is harmless: the claim is conditional."""
         age = self.settings.republish_after
         stale = self.store.job_count_unpublished(age)
+        # issue 16: a paused queue's jobs wait without messages; resuming publishes them.
+        for queue in self.store.queue_paused() if stale else ():
+            stale.pop(queue, None)
         if not stale:
             return 0
         counts = self.publisher.queue_counts(sorted(stale))
@@ -223,6 +226,12 @@ class Scheduler:
             if deleted:
                 counts[state] = deleted
                 log.info("event=jobs_pruned state=%s count=%d older_than=%ss", state, deleted, age)
+        # issue 16: the audit log's own retention (JQ_AUDIT_RETENTION), in the same pass.
+        if s.audit_retention > 0:
+            audited = self.store.audit_prune(s.audit_retention, PRUNE_BATCH)
+            if audited:
+                counts["audit"] = audited
+                log.info("event=audit_pruned count=%d older_than=%ss", audited, s.audit_retention)
         return counts
 
     def run_gauges(self) -> None:

@@ -186,6 +186,8 @@ class Worker(Dispatcher):
                 self.store.job_type_register(
                     names, self.name, self._schemas(names), self._defaults(names)
                 )
+                # The limits of @job(concurrency=, rate=) hold on every worker.
+                self.store.limit_sync_types(self.registry.limits())
                 self._note_db(None)
                 return
             except SchemaNotMigrated:

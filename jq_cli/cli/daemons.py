@@ -51,7 +51,7 @@ def top(
         from jq_cli.tui.web import serve_dashboard
 
         raise typer.Exit(serve_dashboard(host, port, refresh))
-    with operations() as ops:
+    with operations("tui") as ops:
         if once:  # plain text, no Textual: for scripts and a quick look over ssh
             from jq_cli.errors import DatabaseUnavailable
             from jq_cli.tui.plain import snapshot_text

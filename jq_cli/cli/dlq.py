@@ -1,4 +1,4 @@
-"""`jq dlq ...`: the dead-letter queue (list, retry, purge)."""
+"""`jq dlq ...`: the dead-letter queue (list, retry, purge, edit)."""
 
 # No `from __future__ import annotations` here: Typer reads every command's annotations on
 # each run, and as strings each one is compiled and evaluated again (about 30 ms of `jq --help`).
@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from jq_cli.cli.options import JsonOpt, YesOpt, confirm, operations
+from jq_cli.cli.options import DryRunOpt, JsonOpt, YesOpt, confirm, operations
 from jq_cli.cli.output import handle_errors, print_json, print_report
 from jq_cli.cli.rows import OutputOpt
 
@@ -34,39 +34,99 @@ def dlq_list(
     emit(jobs, JOB_COLUMNS, fmt, title=f"dead-letter queue ({len(jobs)} shown)")
 
 
+TypeOpt = Annotated[str | None, typer.Option("--type", help="Only dead jobs of this type.")]
+QueueOpt = Annotated[str | None, typer.Option(help="Only dead jobs of this queue.")]
+
+
 @dlq_app.command("retry")
 @handle_errors
 def dlq_retry(
     ids: Annotated[list[int] | None, typer.Argument(metavar="[ID...]")] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Retry every dead job.")] = False,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Retry every dead job (of the filters).")
+    ] = False,
+    job_type: TypeOpt = None,
+    queue: QueueOpt = None,
+    dry_run: DryRunOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Retry dead jobs: the ones named, or --all."""
+    """Retry dead jobs: the ones named, or --all (narrowed by --type and --queue)."""
     from jq_cli.errors import InvalidInput
 
     if bool(ids) == all_:
         raise InvalidInput("give dead job IDs or --all")
+    if ids and (job_type or queue or dry_run):
+        raise InvalidInput("--type, --queue and --dry-run go with --all, not with IDs")
     with operations() as ops:
         if ids:
             print_report(ops.retry(ids), json_out)
             return
-        done = ops.retry_matching(state="dead")
-    if json_out:
-        print_json({"count": len(done), "ids": done})
+        done = ops.retry_matching(state="dead", job_type=job_type, queue=queue, dry_run=dry_run)
+    if json_out:  # dry_run only when asked: the document's shape before --dry-run existed
+        print_json({**({"dry_run": True} if dry_run else {}), "count": len(done), "ids": done})
     else:
-        print(f"retried {len(done)} dead jobs")
+        print(f"{'would retry' if dry_run else 'retried'} {len(done)} dead jobs")
 
 
 @dlq_app.command("purge")
 @handle_errors
-def dlq_purge(yes: YesOpt = False, json_out: JsonOpt = False) -> None:
-    """Delete every dead job."""
+def dlq_purge(
+    job_type: TypeOpt = None,
+    queue: QueueOpt = None,
+    older_than: Annotated[
+        str | None, typer.Option(help="Only jobs that died longer ago, e.g. 7d.")
+    ] = None,
+    dry_run: DryRunOpt = False,
+    yes: YesOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Delete dead jobs (every one, or those of the filters)."""
+    from jq_cli.durations import parse_duration
+
+    age = parse_duration(older_than, "older-than") if older_than else None
     with operations() as ops:
-        count = ops.purge(state="dead", dry_run=True)
-        if count:
+        count = ops.purge(
+            state="dead", job_type=job_type, queue=queue, older_than=age, dry_run=True
+        )
+        if count and not dry_run:
             confirm(f"delete {count} dead jobs?", yes)
-            count = ops.purge(state="dead")
+            count = ops.purge(state="dead", job_type=job_type, queue=queue, older_than=age)
     if json_out:
-        print_json({"count": count})
+        print_json({**({"dry_run": True} if dry_run else {}), "count": count})
     else:
-        print(f"deleted {count} dead jobs")
+        print(f"{'would delete' if dry_run else 'deleted'} {count} dead jobs")
+
+
+@dlq_app.command("edit")
+@handle_errors
+def dlq_edit(
+    job_id: Annotated[int, typer.Argument(metavar="ID")], json_out: JsonOpt = False
+) -> None:
+    """Edit a dead job's payload in $VISUAL or $EDITOR, then retry it with the new payload (an
+    editor closed without saving, or no change, retries nothing)."""
+    import json
+
+    import click
+
+    from jq_cli.errors import InvalidTransition
+    from jq_cli.jobspec import parse_payload_text
+
+    with operations() as ops:
+        job = ops.get(job_id)
+        if job["state"] != "dead":
+            raise InvalidTransition(
+                f"job {job_id} is {job['state']}: only a dead job is edited and retried",
+                state=job["state"],
+            )
+        before = json.dumps(job["payload"], indent=2, ensure_ascii=False) + "\n"
+        # click.edit: $VISUAL, then $EDITOR, on a temporary file it removes afterwards.
+        after = click.edit(before, extension=".json", require_save=True)
+        edited = None if after is None else parse_payload_text(after, "the edited payload")
+        if edited is None or edited == job["payload"]:
+            print(f"job {job_id}: payload unchanged, not retried")
+            return
+        done = ops.retry_edited(job_id, edited)
+    if json_out:
+        print_json(done)
+    else:
+        print(f"job {job_id}: queued with the edited payload")

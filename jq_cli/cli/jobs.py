@@ -24,6 +24,8 @@ from jq_cli.cli.rows import OutputOpt, ViewOpt
 if TYPE_CHECKING:
     from jq_cli.ops import Operations
 
+TRACEBACK_LINES = 6  # of each failed attempt's traceback, `jq show` prints the last ones
+
 
 @handle_errors
 def submit(
@@ -204,17 +206,18 @@ def show(
     as_json = resolve_view(output, json_out)
     with operations() as ops:
         job = ops.get(job_id)
+        timeline = ops.timeline(job)
     if as_json:
-        print_json(job)
+        print_json(job)  # attempts' tracebacks whole
         return
-    render_job(job)
+    render_job(job, timeline)
 
 
 WAITING_STATES = ("queued", "scheduled", "retrying", "waiting")
 
 
-def render_job(job: dict[str, Any]) -> None:
-    """The human view of `jq show`."""
+def render_job(job: dict[str, Any], timeline: list[dict[str, Any]]) -> None:
+    """The human view of `jq show`, with the job's timeline (ops.timeline)."""
     import json
 
     from rich.table import Table
@@ -234,6 +237,8 @@ def render_job(job: dict[str, Any]) -> None:
     state = Text.from_markup(state_text(job["state"]))
     if job["cancel_requested"] and job["state"] == "running":
         state.append(" (cancel requested)")
+    if job["state"] == "scheduled" and job.get("limited_by"):  # issue 16
+        state.append(f" (limited: {job['limited_by']})")
     print_fields(
         out,
         (
@@ -261,6 +266,8 @@ def render_job(job: dict[str, Any]) -> None:
             ),
             ("worker", job["worker"] or "-"),
             ("idempotency key", job["idempotency_key"] or "-"),
+            ("replay of", str(job["replay_of"]) if job.get("replay_of") else "-"),
+            ("replays", ", ".join(map(str, job.get("replays") or [])) or "-"),
             ("payload", json.dumps(job["payload"], ensure_ascii=False)),
             (
                 "result",
@@ -284,12 +291,30 @@ def render_job(job: dict[str, Any]) -> None:
                 Text(a["error"] or ""),
             )
         out.print(table)
-        last_tb = next(
-            (a["traceback"] for a in reversed(job["attempt_history"]) if a["traceback"]), None
+        # issue 16: every failed attempt's traceback, folded to its last lines.
+        for a in job["attempt_history"]:
+            if a["traceback"]:
+                lines = a["traceback"].rstrip().splitlines()
+                folded = len(lines) - TRACEBACK_LINES
+                out.print(
+                    f"[bold]attempt {a['number']} traceback[/]"
+                    + (
+                        f" [dim]({folded} lines folded; --json has them all)[/]"
+                        if folded > 0
+                        else ""
+                    )
+                )
+                out.print("\n".join(lines[-TRACEBACK_LINES:]), markup=False, highlight=False)
+    steps = Table(title="timeline", header_style="bold")
+    for column in ("AT", "STATE", "EVENT"):
+        steps.add_column(column, overflow="fold")
+    for step in timeline:
+        steps.add_row(
+            f"{step['at']:%Y-%m-%d %H:%M:%S.%f}"[:-3],
+            Text.from_markup(state_text(step["state"])) if step["state"] else Text(""),
+            Text(step["event"]),
         )
-        if last_tb:
-            out.print("[bold]last traceback[/]")
-            out.print(last_tb.rstrip(), markup=False, highlight=False)
+    out.print(steps)
 
 
 AnyOf = "; repeat it or separate values with commas for any of them."
@@ -346,6 +371,11 @@ def retry(
     job_type: Annotated[
         str | None, typer.Option("--type", help="With --state: only this type.")
     ] = None,
+    queue: Annotated[str | None, typer.Option(help="With --state: only this queue.")] = None,
+    payload: Annotated[
+        str | None,
+        typer.Option(help="With one dead job's ID: retry it with this payload (JSON, @FILE, -)."),
+    ] = None,
     dry_run: DryRunOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -354,12 +384,23 @@ def retry(
 
     if bool(ids) == bool(state):
         raise InvalidInput("give job IDs or --state dead, not both and not neither")
+    if payload is not None and (not ids or len(ids) != 1 or dry_run):
+        raise InvalidInput("--payload goes with exactly one job ID (and no --dry-run)")
+    if ids and (job_type or queue or dry_run):
+        raise InvalidInput("--type, --queue and --dry-run go with --state, not with IDs")
     with operations() as ops:
+        if ids and payload is not None:
+            done_one = ops.retry_edited(ids[0], read_payload(payload))
+            if json_out:
+                print_json(done_one)
+            else:
+                print(f"job {ids[0]}: queued with the new payload")
+            return
         if ids:
             print_report(ops.retry(ids), json_out)
             return
         assert state is not None  # one of ids and --state was given: checked above
-        done = ops.retry_matching(state=state, job_type=job_type, dry_run=dry_run)
+        done = ops.retry_matching(state=state, job_type=job_type, queue=queue, dry_run=dry_run)
     if json_out:
         print_json({"dry_run": dry_run, "count": len(done), "ids": done})
     else:
@@ -368,11 +409,46 @@ def retry(
 
 @handle_errors
 def cancel(
-    ids: Annotated[list[int], typer.Argument(metavar="ID...")], json_out: JsonOpt = False
+    ids: Annotated[list[int] | None, typer.Argument(metavar="[ID...]")] = None,
+    state: Annotated[
+        str | None,
+        typer.Option(help="Cancel every job in this state (scheduled, queued, running, retrying)."),
+    ] = None,
+    job_type: Annotated[
+        str | None, typer.Option("--type", help="With --state: only this type.")
+    ] = None,
+    queue: Annotated[str | None, typer.Option(help="With --state: only this queue.")] = None,
+    dry_run: DryRunOpt = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Cancel jobs: not started ones never run; running ones are asked to stop."""
+    from jq_cli.errors import InvalidInput
+
+    if bool(ids) == bool(state):
+        raise InvalidInput("give job IDs or --state S, not both and not neither")
+    if ids and (job_type or queue or dry_run):
+        raise InvalidInput("--type, --queue and --dry-run go with --state, not with IDs")
     with operations() as ops:
-        print_report(ops.cancel(ids), json_out)
+        if ids:
+            print_report(ops.cancel(ids), json_out)
+            return
+        assert state is not None
+        done = ops.cancel_matching(state=state, job_type=job_type, queue=queue, dry_run=dry_run)
+    if json_out:
+        print_json({"dry_run": dry_run, "count": len(done), "ids": done})
+    else:
+        print(f"{'would cancel' if dry_run else 'cancelled'} {len(done)} jobs")
+
+
+@handle_errors
+def replay(job_id: Annotated[int, typer.Argument(metavar="ID")], json_out: JsonOpt = False) -> None:
+    """Run a finished job again as a new job linked to it (jq show lists the link on both)."""
+    with operations() as ops:
+        new_id = ops.replay(job_id)
+    if json_out:
+        print_json({"id": new_id, "replay_of": job_id})
+    else:
+        print(new_id)
 
 
 @handle_errors
@@ -382,6 +458,7 @@ def purge(
         str | None, typer.Option(help="Only jobs finished longer ago, e.g. 7d.")
     ] = None,
     job_type: Annotated[str | None, typer.Option("--type", help="Only this type.")] = None,
+    queue: Annotated[str | None, typer.Option(help="Only this queue.")] = None,
     dry_run: DryRunOpt = False,
     yes: YesOpt = False,
     json_out: JsonOpt = False,
@@ -391,10 +468,10 @@ def purge(
 
     age = parse_duration(older_than, "older-than") if older_than else None
     with operations() as ops:
-        count = ops.purge(state=state, older_than=age, job_type=job_type, dry_run=True)
+        count = ops.purge(state=state, older_than=age, job_type=job_type, queue=queue, dry_run=True)
         if not dry_run and count:
             confirm(f"delete {count} {state} jobs?", yes)
-            count = ops.purge(state=state, older_than=age, job_type=job_type)
+            count = ops.purge(state=state, older_than=age, job_type=job_type, queue=queue)
     if json_out:
         print_json({"dry_run": dry_run, "state": state, "count": count})
     else:

@@ -19,10 +19,11 @@ from typer._click.exceptions import ClickException, NoArgsIsHelpError, NoSuchOpt
 # Typer 0.29 carries its own copy of Click; its exceptions are only importable from there.
 from typer.core import TyperGroup
 
-from jq_cli.cli import admin, daemons, jobs
+from jq_cli.cli import admin, audit, daemons, jobs
 from jq_cli.cli.admin import db_app, help_app
 from jq_cli.cli.dlq import dlq_app
 from jq_cli.cli.handover import hand_over_if_asked
+from jq_cli.cli.queues import queue_app
 from jq_cli.cli.schedules import schedule_app
 
 app = typer.Typer(
@@ -40,8 +41,10 @@ app.command()(jobs.show)
 app.command("list")(jobs.list_)
 app.command()(jobs.retry)
 app.command()(jobs.cancel)
+app.command()(jobs.replay)  # issue 16
 app.command()(jobs.purge)
 app.command()(jobs.stats)
+app.command()(audit.audit)  # issue 16
 app.command()(daemons.top)
 app.command()(admin.doctor)
 app.command()(daemons.worker)
@@ -52,10 +55,11 @@ app.add_typer(db_app, name="db")
 app.add_typer(help_app, name="help")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(schedule_app, name="schedule")  # issue 4: jq schedule ...
+app.add_typer(queue_app, name="queue")  # issue 16: jq queue ...
 
 COMMANDS = (
     "submit", "show", "list", "retry", "cancel", "purge", "stats", "top", "doctor", "worker",
-    "scheduler", "serve", "demo", "db", "help", "dlq", "schedule",
+    "scheduler", "serve", "demo", "db", "help", "dlq", "schedule", "queue", "audit", "replay",
 )  # fmt: skip
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
+    from jq_cli.audit import ActorKind
     from jq_cli.ops import Operations
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document.")]
@@ -23,11 +24,13 @@ DryRunOpt = Annotated[
 PayloadOpt = Annotated[str | None, typer.Option(help="JSON object, @FILE, or - for stdin.")]
 
 
-def operations() -> "Operations":
-    """A new Operations; imported here, on first use, so that `jq --help` loads no driver."""
+def operations(kind: "ActorKind" = "cli") -> "Operations":
+    """A new Operations, acting as this OS user on this host (the audit log's "who"; `jq top`
+    passes kind "tui"); imported here, on first use, so that `jq --help` loads no driver."""
+    from jq_cli.audit import Actor
     from jq_cli.ops import Operations
 
-    return Operations()
+    return Operations(actor=Actor.local(kind))
 
 
 def confirm(question: str, yes: bool) -> None:

@@ -25,12 +25,14 @@ def render_stats(out: Console, data: dict[str, Any]) -> None:
     queued.add_column("BROKER READY", justify="right")
     for queue, q in sorted(data["queues"].items()):
         ready = "?" if q["broker_ready"] is None else str(q["broker_ready"])
-        queued.add_row(queue, str(q["queued"]), ready)
+        queued.add_row(queue + (" (paused)" if q.get("paused") else ""), str(q["queued"]), ready)
     out.print(queued)
     out.print(
         "queued by priority: "
         + ", ".join(f"{p} {n}" for p, n in data["queued_by_priority"].items())
     )
+    if data.get("limited"):
+        out.print(f"limited: {data['limited']} jobs wait for a concurrency or rate limit")
     if data["broker_error"]:
         out.print(f"[yellow]broker: {data['broker_error']}[/]")
 

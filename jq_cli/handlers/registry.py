@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ValidationError
 
 from jq_cli.errors import InvalidInput
+from jq_cli.limits import Limit
 
 _JOB_LOG = logging.getLogger("jq.job")
 
@@ -144,6 +145,7 @@ class Handler:
     payload_model: type[BaseModel] | None = None
     description: str = ""
     defaults: JobDefaults = field(default_factory=JobDefaults)
+    limit: Limit | None = None  # concurrency and rate across every worker
 
     @property
     def is_async(self) -> bool:
@@ -192,6 +194,7 @@ class Registry:
         fn: Callable[..., Any],
         payload_model: type[BaseModel] | None = None,
         defaults: JobDefaults | None = None,
+        limit: Limit | None = None,
     ) -> Handler:
         from jq_cli.jobspec import check_name
 
@@ -202,6 +205,7 @@ class Registry:
             payload_model,
             (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else "",
             defaults or JobDefaults(),
+            None if limit is None or limit.empty else limit,
         )
         self.handlers[name] = handler
         return handler
@@ -211,6 +215,10 @@ class Registry:
 
     def names(self) -> list[str]:
         return sorted(self.handlers)
+
+    def limits(self) -> dict[str, Limit]:
+        """The limits of the handlers that declare one (issue 16)."""
+        return {n: h.limit for n, h in self.handlers.items() if h.limit is not None}
 
 
 registry = Registry()
@@ -228,11 +236,16 @@ def job(
     retry_base_delay: float | None = None,
     retry_max_delay: float | None = None,
     retry_jitter: float | None = None,
+    concurrency: int | None = None,
+    concurrency_key: str | None = None,
+    rate: str | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a handler: `@job("resize_image", payload=ResizePayload, time_limit="30s")` above
     `def resize(payload, ctx): ...` (or `async def`). With a pydantic model, jq validates payloads
     at submit and the handler receives the model instance. Queue, priority, max_retries, time
-    limit and back-off are the type's defaults; a submit may override each."""
+    limit and back-off are the type's defaults; a submit may override each. `concurrency=2`
+    allows at most 2 running at once across every worker, `rate="10/s"` at most 10 starts a
+    second; with `concurrency_key="host"` both count per payload["host"]."""
     from jq_cli.jobspec import check_name, parse_priority
 
     if queue is not None:
@@ -252,9 +265,10 @@ def job(
     )
     if defaults.time_limit is not None and defaults.time_limit <= 0:
         raise InvalidInput("time_limit must be more than 0 seconds")
+    limit = Limit.build(concurrency, rate, concurrency_key)
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-        registry.register(name or fn.__name__, fn, payload, defaults)
+        registry.register(name or fn.__name__, fn, payload, defaults, limit)
         return fn
 
     return decorate

@@ -70,16 +70,23 @@ class Gate:
 
     def _authenticate(self, scope: Scope) -> problems.ProblemResponse | None:
         authenticated = not self.keys
+        key_name = None  # issue 16: the audit log's "who" of this request
         if self.keys:
             for name, value in scope.get("headers", ()):
+                presented = None
                 if name == b"x-api-key":
-                    authenticated |= self.keys.accepts(value.strip())
+                    presented = value.strip()
                 elif name == b"authorization":
                     scheme, _, token = value.partition(b" ")
                     if scheme.lower() == b"bearer":
-                        authenticated |= self.keys.accepts(token.strip())
+                        presented = token.strip()
+                if presented is not None:
+                    key_name = key_name or self.keys.name_of(presented)
+            authenticated = key_name is not None
         # /health answers everyone, with details only for the authenticated (see routes).
-        scope.setdefault("state", {})["authenticated"] = authenticated
+        state = scope.setdefault("state", {})
+        state["authenticated"] = authenticated
+        state["api_key_name"] = key_name
         if authenticated or scope.get("path") in OPEN_PATHS:
             return None
         return problems.unauthorized()

@@ -6,10 +6,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
+from jq_cli.audit import Actor
 from jq_cli.durations import parse_duration
 from jq_cli.errors import InvalidInput, UnknownParameter, did_you_mean
 from jq_cli.http.bodies import BulkSubmit, DeadLetterRetry
-from jq_cli.http.pool import OpsPool
+from jq_cli.http.pool import ActingPool
 from jq_cli.jobspec import JobRequest
 from jq_cli.ops import ActionReport
 
@@ -18,11 +19,15 @@ ANY_OF = "repeat it or separate values with commas for any of them."
 MAX_WINDOW = 10_000  # what ops.list_jobs returns at most: offset + limit stay within it
 
 
-def pool(request: Request) -> OpsPool:
-    """The pool of Operations, once the query holds only parameters the route declares (every
-    route borrows from the pool, so every route refuses an unknown parameter)."""
+def pool(request: Request) -> ActingPool:
+    """The pool of Operations acting as the request's API key (by name) for the audit log, once
+    the query holds only parameters the route declares (every route borrows from the pool, so
+    every route refuses an unknown parameter)."""
     refuse_unknown_query(request)
-    return request.app.state.pool
+    client = request.client.host if request.client else None
+    return ActingPool(
+        request.app.state.pool, Actor.http(getattr(request.state, "api_key_name", None), client)
+    )
 
 
 def refuse_unknown_query(request: Request) -> None:
@@ -50,7 +55,7 @@ def refuse_unknown_query(request: Request) -> None:
         )
 
 
-Pool = Annotated[OpsPool, Depends(pool)]
+Pool = Annotated[ActingPool, Depends(pool)]
 JobIdPath = Annotated[int, Path(ge=1, le=2**63 - 1, description="The job's id.")]
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 
+from jq_cli.audit import Actor
 from jq_cli.errors import JqError, ServiceUnavailable
 from jq_cli.ops import Operations
 
@@ -23,21 +25,27 @@ class OpsPool:
         self._lock = threading.Lock()
 
     @contextmanager
-    def borrow(self) -> Iterator[Operations]:
+    def borrow(self, actor: Actor | None = None) -> Iterator[Operations]:
+        """An Operations for one request, acting as `actor` (the audit log's who) until given
+        back."""
         with self._lock:
             ops = self._idle.pop() if self._idle else None
         if ops is None:
             ops = self._factory()
+        default_actor = ops.actor
+        if actor is not None:
+            ops.actor = actor
+        healthy = False
         try:
             yield ops
+            healthy = True
         except JqError as exc:
-            self._give_back(ops, healthy=not isinstance(exc, ServiceUnavailable))
+            healthy = not isinstance(exc, ServiceUnavailable)
             raise
-        except BaseException:
-            self._give_back(ops, healthy=False)
-            raise
-        else:
-            self._give_back(ops, healthy=True)
+        finally:
+            # Reset before it goes back: the next borrower must never act as this request.
+            ops.actor = default_actor
+            self._give_back(ops, healthy=healthy)
 
     def _give_back(self, ops: Operations, *, healthy: bool) -> None:
         if healthy:
@@ -52,3 +60,14 @@ class OpsPool:
             idle, self._idle = self._idle, []
         for ops in idle:
             ops.close()
+
+
+@dataclass(frozen=True)
+class ActingPool:
+    """The pool as one request sees it: what it borrows acts as the request's Actor."""
+
+    pool: OpsPool
+    actor: Actor
+
+    def borrow(self) -> AbstractContextManager[Operations]:
+        return self.pool.borrow(self.actor)

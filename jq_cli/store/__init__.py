@@ -8,6 +8,8 @@ grouped by who needs them, one module each (each a mixin on StoreBase), and the 
 are typed in rows.py.
 """
 
+from jq_cli.store.actions import ActionQueries
+from jq_cli.store.audit import AuditEntry, AuditQueries, AuditRow
 from jq_cli.store.base import (
     SERVICE,
     StoreBase,
@@ -18,6 +20,7 @@ from jq_cli.store.base import (
 from jq_cli.store.dashboard import job_count_created_per_second
 from jq_cli.store.jobs import JobQueries
 from jq_cli.store.maintenance import MaintenanceQueries
+from jq_cli.store.queues import QueueQueries, QueueRow
 from jq_cli.store.records import Finish, Inserted, NewJob, hostname, payload_json
 from jq_cli.store.rows import (
     AttemptRow,
@@ -36,7 +39,16 @@ from jq_cli.store.schedules import ScheduleQueries
 from jq_cli.store.work import WorkQueries
 
 
-class Store(JobQueries, WorkQueries, MaintenanceQueries, ScheduleQueries, StoreBase):
+class Store(
+    JobQueries,
+    ActionQueries,  # issue 16
+    QueueQueries,  # issue 16; before WorkQueries, which it extends
+    WorkQueries,
+    MaintenanceQueries,
+    ScheduleQueries,
+    AuditQueries,  # issue 16
+    StoreBase,
+):
     """One PostgreSQL connection (autocommit; explicit transactions where several statements
     must commit together). Not thread-safe: each thread that needs SQL owns a Store."""
 
@@ -44,6 +56,8 @@ class Store(JobQueries, WorkQueries, MaintenanceQueries, ScheduleQueries, StoreB
 __all__ = [
     "SERVICE",
     "AttemptRow",
+    "AuditEntry",
+    "AuditRow",
     "DueSchedule",
     "Finish",
     "FiredJob",
@@ -53,6 +67,7 @@ __all__ = [
     "JobRow",
     "JobSummary",
     "NewJob",
+    "QueueRow",
     "QueuedCount",
     "ScheduleJob",
     "ScheduleRow",

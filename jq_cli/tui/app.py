@@ -39,6 +39,7 @@ class TopApp(App[None]):
         Binding("R", "retry_all", "Retry all", show=False),
         Binding("c", "cancel_job", "Cancel"),
         Binding("p", "purge", "Purge"),
+        Binding("P", "toggle_pause", "Pause queue", show=False),  # issue 16
     ]
 
     def __init__(
@@ -255,14 +256,39 @@ class TopApp(App[None]):
                 severity="warning",
             )
             return
-        self._prepare_purge(state, self.filter.job_type)
+        # issue 16: exactly what the filter shows (its type, queue, priority and id too). From
+        # the dead letters panel, which no filter narrows but the type, as before.
+        flt = self.filter
+        if state != flt.state:
+            flt = Filter(job_type=flt.job_type)
+        self._prepare_purge(state, flt)
 
     @work(thread=True, group="action", exit_on_error=False)
-    def _prepare_purge(self, state: str, job_type: str | None) -> None:
-        scope = f"{state}" + (f" {job_type}" if job_type else "")
+    def _prepare_purge(self, state: str, flt: Filter) -> None:
+        extra = [
+            f"{label}:{value}"
+            for label, value in (
+                ("queue", flt.queue),
+                ("priority", flt.priority),
+                ("id", flt.job_id),
+            )
+            if value is not None
+        ]
+        scope = " ".join([state, *([flt.job_type] if flt.job_type else []), *extra])
+
+        def purge(dry_run: bool) -> int:
+            return self.ops.purge(
+                state=state,
+                job_type=flt.job_type,
+                queue=flt.queue,
+                priority=flt.priority,
+                job_id=flt.job_id,
+                dry_run=dry_run,
+            )
+
         try:
             with self._ops_lock:
-                count = self.ops.purge(state=state, job_type=job_type, dry_run=True)
+                count = purge(True)
         except JqError as exc:
             self.post_message(ActionDone(exc.message, ok=False))
             return
@@ -271,7 +297,7 @@ class TopApp(App[None]):
             return
 
         def run() -> str:
-            return f"deleted {self.ops.purge(state=state, job_type=job_type)} {scope} jobs"
+            return f"deleted {purge(False)} {scope} jobs"
 
         self.post_message(
             ConfirmNeeded(
@@ -280,6 +306,36 @@ class TopApp(App[None]):
                 run,
             )
         )
+
+    def action_toggle_pause(self) -> None:
+        """Pause the queue of the filter (or of the selected job), or resume it if paused."""
+        queue = self.filter.queue
+        if queue is None:
+            job_id = self.selected_job_id()
+            shown = self.snapshot.jobs + self.snapshot.dead if self.snapshot else []
+            queue = next((j["queue"] for j in shown if j["id"] == job_id), None)
+        if queue is None:
+            self.notify(
+                "pause takes a queue: filter by queue:NAME (/) or select a job", severity="warning"
+            )
+            return
+        stats = self.snapshot.stats if self.snapshot else None
+        paused = bool(stats and stats["queues"].get(queue, {}).get("paused"))
+        name: str = queue
+
+        def run() -> str:
+            if paused:
+                done = self.ops.queue_resume(name)
+                return f"queue {name} resumed, {done['published']} jobs published"
+            self.ops.queue_pause(name)
+            return f"queue {name} paused: no worker starts its jobs until it is resumed"
+
+        question = (
+            f"Resume queue {name}?"
+            if paused
+            else f"Pause queue {name}? Its jobs stay queued; no worker starts one until resumed."
+        )
+        self.post_message(ConfirmNeeded(question, "resume" if paused else "pause", run))
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

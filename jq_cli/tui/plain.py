@@ -160,7 +160,7 @@ def counts_lines(stats: dict[str, Any], columns: int = 2) -> list[str]:
         "queued by queue: "
         + (
             "  ".join(
-                f"{q} {v['queued']}"
+                f"{q} {v['queued']}" + (" paused" if v.get("paused") else "")
                 for q, v in sorted(queues.items(), key=lambda kv: (-kv[1]["queued"], kv[0]))
             )
             or "-"

@@ -431,7 +431,7 @@ def test_cancel_refuses_terminal_jobs_and_reports_missing_ones(ops, store):
 
 def test_cancelling_a_running_job_twice_is_not_an_error_but_a_terminal_one_is(ops, store):
     running = ops.submit("noop")
-    assert [r["id"] for r in store.job_claim([running], "w-test", 60)] == [running]
+    assert [r.id for r in store.job_claim([running], "w-test", 60)] == [running]
     assert ops.cancel([running]).changed == {running: "cancelling"}
     done = completed_job(ops, store)
     # The second cancel changes no row: the running job is reported as still cancelling, while
@@ -547,6 +547,6 @@ def test_stats_with_the_broker_and_redis_down_still_counts_from_postgres(setting
     with Operations(down) as o:
         stats = o.stats()
     assert stats["by_state"]["queued"] == 1
-    assert stats["queues"]["default"] == {"queued": 1, "broker_ready": None}
+    assert stats["queues"]["default"] == {"queued": 1, "broker_ready": None, "paused": False}
     assert "RabbitMQ unavailable" in stats["broker_error"] and ":pw@" not in stats["broker_error"]
     assert stats["workers"] is None and "Redis unavailable" in stats["telemetry_error"]

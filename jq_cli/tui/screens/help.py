@@ -17,6 +17,8 @@ HELP = """\
   c          cancel the selected job, after a confirmation
   p          purge the filter's finished jobs (state:completed, dead or
              cancelled; dead from the dead letters), after a confirmation
+  P          pause or resume the filter's queue (queue:NAME), else the
+             selected job's queue, after a confirmation
   Enter      the selected job's detail: payload, result, every attempt
   Tab        next panel (Shift+Tab previous)
   j/k ↓/↑    move

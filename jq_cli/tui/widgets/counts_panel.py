@@ -47,5 +47,10 @@ class CountsPanel(Widget):
         text.append("  ".join(f"{p.value} {prio.get(p.value, 0)}" for p in Priority))
         queues = sorted(self.stats["queues"].items(), key=lambda kv: (-kv[1]["queued"], kv[0]))
         text.append("\nqueues   ", "bold")
-        text.append("  ".join(f"{q} {v['queued']}" for q, v in queues) or "-")
+        if not queues:
+            text.append("-")
+        for i, (q, v) in enumerate(queues):
+            text.append(("  " if i else "") + f"{q} {v['queued']}")
+            if v.get("paused"):  # issue 16
+                text.append(" paused", "bold red")
         return text
