@@ -287,6 +287,12 @@ class Scheduler:
             self.settings.scheduler_interval,
         )
         sdnotify.notify("READY=1", "STATUS=waiting for leadership")
+        # Issue 15: every scheduler rings the doorbell for jobs committed in applications' own
+        # transactions (jq_cli.doorbell); the outbox drain keeps two of them from both publishing.
+        from jq_cli.doorbell import Doorbell
+
+        doorbell = Doorbell(self.settings, self.name)
+        doorbell.start()
         delay = self.settings.scheduler_interval
         while not self.stopping.is_set():
             try:
@@ -308,6 +314,7 @@ class Scheduler:
             sdnotify.notify(watchdog=True)
             self.stopping.wait(delay)
         sdnotify.notify("STOPPING=1")
+        doorbell.stop()  # issue 15
         if self.leader:
             with contextlib.suppress(JqError):
                 self.store.leader_unlock()

@@ -39,6 +39,7 @@ class JobContext:
         settings: Any = None,
         on_progress: Callable[[int, float, str | None], None] | None = None,
         cancel_event: threading.Event | None = None,
+        parent_results: list[dict[str, Any]] | None = None,
     ):
         self.job_id = job_id
         self.attempt = attempt
@@ -48,6 +49,14 @@ class JobContext:
         self.logger = logging.LoggerAdapter(_JOB_LOG, {"job_id": job_id})
         self._on_progress = on_progress
         self._cancel = cancel_event or threading.Event()
+        # Issue 15: a workflow step's parents, in the order given, with their results.
+        self.parents: list[int] = [p["id"] for p in parent_results or []]
+        self.parent_results: list[Any] = [p.get("result") for p in parent_results or []]
+
+    @property
+    def parent_result(self) -> Any:
+        """The result of the first parent (a chain step's previous step), or None."""
+        return self.parent_results[0] if self.parent_results else None
 
     @property
     def cancelled(self) -> bool:
@@ -70,6 +79,8 @@ class Handler:
     fn: Callable[[Any, JobContext], Any]
     payload_model: type[BaseModel] | None = None
     description: str = ""
+    unique_for: float | None = None  # issue 15: @job(unique_for="1h"), the default of its submits
+    unique_on: tuple[str, ...] | None = None
 
     def validate(self, payload: Any) -> Any:
         """The payload as the handler receives it; raises InvalidInput naming the bad field."""
@@ -118,13 +129,26 @@ registry = Registry()
 _builtins_loaded = False
 
 
-def job(name: str | None = None, *, payload: type[BaseModel] | None = None) -> Callable:
+def job(
+    name: str | None = None,
+    *,
+    payload: type[BaseModel] | None = None,
+    unique_for: float | str | None = None,
+    unique_on: tuple[str, ...] | list[str] | None = None,
+) -> Callable:
     """Register a handler: `@job("resize_image", payload=ResizePayload)` above
     `def resize(payload, ctx): ...`. With a pydantic model, jq validates payloads at submit
-    (where the module is imported) and the handler receives the model instance."""
+    (where the module is imported) and the handler receives the model instance. With
+    `unique_for="1h"`, a submit of the same payload (or of the same values of the `unique_on`
+    keys) within an hour of an earlier one returns that job instead of a new one."""
+    from jq_cli.durations import parse_duration
+
+    period = None if unique_for is None else parse_duration(unique_for, "unique_for")
 
     def decorate(fn: Callable) -> Callable:
-        registry.register(name or fn.__name__, fn, payload)
+        handler = registry.register(name or fn.__name__, fn, payload)
+        handler.unique_for = period
+        handler.unique_on = tuple(unique_on) if unique_on else None
         return fn
 
     return decorate

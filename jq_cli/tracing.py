@@ -1,0 +1,77 @@
+"""OpenTelemetry, optional (`pip install 'jq-cli[otel]'`): the trace context at submit travels
+with the job, and the worker runs the handler in a child span, with spans for claim and finish.
+
+Nothing here imports OpenTelemetry unless the process already did: an application that does not
+trace pays a dictionary look-up, and a machine without the extra imports nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
+
+TRACER = "jq_cli"
+
+
+def _enabled() -> bool:
+    # The API is imported by whoever configured tracing; if nobody did, there is nothing to carry.
+    return "opentelemetry.trace" in sys.modules
+
+
+def current_context_json() -> str | None:
+    """The W3C trace context (traceparent, tracestate) of the caller's span as JSON, or None when
+    the process does not trace or no span is active."""
+    if not _enabled():
+        return None
+    from opentelemetry import propagate, trace
+
+    if not trace.get_current_span().get_span_context().is_valid:
+        return None
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return json.dumps(carrier) if carrier else None
+
+
+def job_attributes(job: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "jq.job.id": job["id"],
+        "jq.job.type": job["job_type"],
+        "jq.job.queue": job.get("queue", "default"),
+        "jq.job.attempt": job.get("attempts", 0),
+    }
+
+
+def span(name: str, attributes: Mapping[str, Any] | None = None) -> AbstractContextManager[Any]:
+    """A span of the worker's own (claim, finish), or nothing when the process does not trace."""
+    if not _enabled():
+        return nullcontext()
+    from opentelemetry import trace
+
+    return trace.get_tracer(TRACER).start_as_current_span(name, attributes=dict(attributes or {}))
+
+
+@contextmanager
+def handler_span(job: Mapping[str, Any]) -> Iterator[None]:
+    """Run a handler in a child of the span the job was submitted under (a root span when it
+    carried none), with the job's id, type, queue and attempt as attributes. A handler's failure
+    is recorded on the span and raised on."""
+    if not _enabled():
+        yield
+        return
+    from opentelemetry import propagate, trace
+
+    carried = job.get("trace_context")
+    if isinstance(carried, str):
+        carried = json.loads(carried)
+    parent = propagate.extract(carried) if isinstance(carried, dict) else None
+    tracer = trace.get_tracer(TRACER)
+    with tracer.start_as_current_span(
+        f"jq.run {job['job_type']}",
+        context=parent,
+        kind=trace.SpanKind.CONSUMER,
+        attributes=job_attributes(job),
+    ):
+        yield
