@@ -16,13 +16,30 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from jq_cli.client_async import AsyncClient
     from jq_cli.handlers import Cancelled, InvalidPayload, JobContext, PermanentError, job
     from jq_cli.ops import Operations as Client
+    from jq_cli.workflows import chain, group, step
 
-__all__ = ["Cancelled", "Client", "InvalidPayload", "JobContext", "PermanentError", "job"]
+__all__ = [
+    "AsyncClient",
+    "Cancelled",
+    "Client",
+    "InvalidPayload",
+    "JobContext",
+    "PermanentError",
+    "chain",
+    "group",
+    "job",
+    "step",
+]
 
 _LAZY = {
     "Client": ("jq_cli.ops", "Operations"),
+    "AsyncClient": ("jq_cli.client_async", "AsyncClient"),
+    "chain": ("jq_cli.workflows", "chain"),
+    "group": ("jq_cli.workflows", "group"),
+    "step": ("jq_cli.workflows", "step"),
     "job": ("jq_cli.handlers", "job"),
     "JobContext": ("jq_cli.handlers", "JobContext"),
     "InvalidPayload": ("jq_cli.handlers", "InvalidPayload"),

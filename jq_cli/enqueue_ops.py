@@ -14,7 +14,9 @@ from jq_cli.jobspec import JobRequest
 from jq_cli.ops_core import OperationsCore
 from jq_cli.store import Inserted, NewJob
 from jq_cli.store.enqueue import Links, job_enqueue
+from jq_cli.store.workflows import job_workflow
 from jq_cli.unique import unique_key
+from jq_cli.workflows import Node, compile_workflow
 
 
 def full_job(core: OperationsCore, request: JobRequest) -> NewJob:
@@ -69,3 +71,22 @@ class EnqueueOperations(OperationsCore):
         if isinstance(conn, psycopg.AsyncConnection):
             raise InvalidInput("an async connection needs jq_cli.AsyncClient, not Client")
         return job_enqueue(conn, ns, jobs, links=links, outbox=True)
+
+    def submit_workflow(self, flow: Node, *, connection: Any = None) -> list[int]:
+        """Submit a chain, group or step (jq_cli.workflows) in one transaction; returns the job ids
+        in the order the steps are written. With `connection`, in the application's transaction.
+        Raises InvalidInput (naming the step), ServiceUnavailable."""
+        compiled = compile_workflow(flow)
+        requests = [JobRequest.parse(j, f"step {n}") for n, j in enumerate(compiled.jobs, 1)]
+        for n, request in enumerate(requests, 1):
+            try:
+                full_job(self, request)
+            except InvalidInput as exc:
+                raise InvalidInput(f"step {n}: {exc.message}") from None
+        inserted = self._submit_requests(requests, connection=connection, links=compiled.links)
+        return [i.id for i in inserted or []]
+
+    def workflow(self, job_id: int) -> dict[str, Any]:
+        """The workflow `job_id` belongs to: its jobs (id, type, state) and edges (parent, child).
+        Raises NotFound."""
+        return dict(job_workflow(self.store, job_id))

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from jq_cli import sdnotify
+from jq_cli import sdnotify, tracing
 from jq_cli.broker import Consumer, Delivery, Message, Publisher
 from jq_cli.config import Settings, mask_url
 from jq_cli.errors import InvalidInput, JqError, SchemaNotMigrated, ServiceUnavailable
@@ -240,9 +240,11 @@ class Worker:
             settings=self.settings,
             on_progress=self._on_progress,
             cancel_event=running.cancel,
+            parent_results=job.get("parent_results"),  # issue 15: workflow steps
         )
         try:
-            result = handler.fn(payload, ctx)
+            with tracing.handler_span(job):  # issue 15: a child span of the submitter's
+                result = handler.fn(payload, ctx)
             return Finish(job_id, run, "completed", result_json=json.dumps(result, default=str))
         except Cancelled as exc:
             return Finish(
@@ -312,7 +314,10 @@ class Worker:
         if not by_id:
             return
         try:
-            claimed = self.store.job_claim(list(by_id), self.name, self.settings.lease_ttl)
+            with tracing.span(
+                "jq.claim", {"jq.jobs": len(by_id), "jq.worker": self.name}
+            ):  # issue 15
+                claimed = self.store.job_claim(list(by_id), self.name, self.settings.lease_ttl)
         except JqError:
             with self._inbox_lock:  # try these again once Postgres is back
                 self._inbox[:0] = [d for ds in by_id.values() for d in ds]
@@ -371,7 +376,10 @@ class Worker:
         if not batch:
             return
         self._unsaved = batch
-        states = self.store.job_finish(batch, self.name)
+        with tracing.span(  # issue 15
+            "jq.finish", {"jq.jobs": len(batch), "jq.job.ids": [f.job_id for f in batch][:100]}
+        ):
+            states = self.store.job_finish(batch, self.name)
         self._unsaved = []
         for outcome in batch:
             running = self.running.get(outcome.job_id)

@@ -38,6 +38,19 @@ def submit(
     idempotency_key: Annotated[
         str | None, typer.Option(help="A second submit with it returns the first job.")
     ] = None,
+    after: Annotated[
+        str | None,
+        typer.Option(
+            "--after", metavar="ID[,ID]", help="Wait (state waiting) until these jobs completed."
+        ),
+    ] = None,
+    on_parent_failure: Annotated[
+        str, typer.Option(help="With --after, when a parent ends dead or cancelled: cancel or run.")
+    ] = "cancel",
+    unique_for: Annotated[
+        str | None,
+        typer.Option(help="A same submit (type and payload) within this period returns this job."),
+    ] = None,
     file: Annotated[
         str | None,
         typer.Option("--file", "-f", help="Bulk: a JSONL file of jobs (- for stdin)."),
@@ -89,6 +102,9 @@ def submit(
             "delay": delay,
             "run_at": at,
             "idempotency_key": idempotency_key,
+            "unique_for": unique_for,
+            "depends_on": _parent_ids(after),
+            "on_parent_failure": on_parent_failure,
         }
     )
     with operations() as ops:
@@ -116,6 +132,21 @@ def submit(
     raise typer.Exit(0 if job["state"] == "completed" else 1)
 
 
+def _parent_ids(after: str | None) -> list[int]:
+    """The ids of `--after 12,13`. Raises InvalidInput."""
+    from jq_cli.errors import InvalidInput
+
+    if after is None:
+        return []
+    try:
+        ids = [int(part) for part in after.split(",") if part.strip()]
+    except ValueError:
+        raise InvalidInput(f"--after takes job ids separated by commas, got {after!r}") from None
+    if not ids or any(i < 1 for i in ids):
+        raise InvalidInput(f"--after takes job ids (1 or more), got {after!r}")
+    return ids
+
+
 @handle_errors
 def show(job_id: Annotated[int, typer.Argument(metavar="ID")], json_out: JsonOpt = False) -> None:
     """A job: its payload, result, progress, timestamps and every attempt."""
@@ -128,8 +159,9 @@ def show(job_id: Annotated[int, typer.Argument(metavar="ID")], json_out: JsonOpt
 
     with operations() as ops:
         job = ops.get(job_id)
+        graph = ops.workflow(job_id)
     if json_out:
-        print_json(job)
+        print_json({**job, "workflow": graph} if len(graph["jobs"]) > 1 else job)
         return
     out = console()
     progress = (
@@ -176,6 +208,11 @@ def show(job_id: Annotated[int, typer.Argument(metavar="ID")], json_out: JsonOpt
             ("last error", job["last_error"] or "-"),
         ),
     )
+    from jq_cli.cli.workflow_view import workflow_tree
+
+    tree = workflow_tree(graph, job_id)
+    if tree is not None:
+        out.print(tree)
     if job["attempt_history"]:
         table = Table(title="attempts", header_style="bold")
         for column in ("#", "WORKER", "STARTED", "DURATION", "OUTCOME", "ERROR"):

@@ -202,8 +202,10 @@ def job_enqueue(
         with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
             done: list[Inserted | None] = []
             by_unique: dict[str, Inserted] = {}
+            root: int | None = None  # the workflow of a linked batch: its first job's
             for i, job in enumerate(jobs):
                 found: Inserted | None = None
+                plan = _Plan()
                 if job.unique_key:
                     found = by_unique.get(job.unique_key)
                     if found is None:
@@ -215,10 +217,11 @@ def job_enqueue(
                         found = _inserted(row, False) if row else None
                 if found is None:
                     parents = _parents_of(i, job, links, done)
-                    plan = _Plan()
                     if parents:
                         rows = cur.execute(_q(namespace, PARENTS_LOCK), {"ids": parents}).fetchall()
                         plan = _plan(job, parents, rows)
+                    if links is not None and done:
+                        plan.workflow = root  # one workflow: the first job's
                     row = cur.execute(_q(namespace, INSERT), _params(job, plan)).fetchone()
                     if row is None:  # its idempotency key exists
                         row = cur.execute(
@@ -236,6 +239,8 @@ def job_enqueue(
                             )
                 if job.unique_key:
                     by_unique[job.unique_key] = found
+                if not done:
+                    root = plan.workflow or found.id
                 done.append(found)
             result = [d for d in done if d is not None]
             queued = [d.id for d in result if d.created and d.state == "queued"]
@@ -260,8 +265,10 @@ async def job_enqueue_async(
         async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
             done: list[Inserted | None] = []
             by_unique: dict[str, Inserted] = {}
+            root: int | None = None  # the workflow of a linked batch: its first job's
             for i, job in enumerate(jobs):
                 found: Inserted | None = None
+                plan = _Plan()
                 if job.unique_key:
                     found = by_unique.get(job.unique_key)
                     if found is None:
@@ -272,10 +279,11 @@ async def job_enqueue_async(
                         found = _inserted(row, False) if row else None
                 if found is None:
                     parents = _parents_of(i, job, links, done)
-                    plan = _Plan()
                     if parents:
                         await cur.execute(_q(namespace, PARENTS_LOCK), {"ids": parents})
                         plan = _plan(job, parents, await cur.fetchall())
+                    if links is not None and done:
+                        plan.workflow = root
                     await cur.execute(_q(namespace, INSERT), _params(job, plan))
                     row = await cur.fetchone()
                     if row is None:
@@ -293,6 +301,8 @@ async def job_enqueue_async(
                             )
                 if job.unique_key:
                     by_unique[job.unique_key] = found
+                if not done:
+                    root = plan.workflow or found.id
                 done.append(found)
             result = [d for d in done if d is not None]
             queued = [d.id for d in result if d.created and d.state == "queued"]

@@ -27,7 +27,8 @@ class WorkQueries(StoreBase):
                 WHERE id = ANY(%(ids)s) AND state = 'queued'
                 RETURNING id, job_type, queue, priority, payload, attempts, run_count, max_retries,
                           retry_base_delay, retry_max_delay, retry_jitter, cancel_requested,
-                          extract(epoch FROM now() - run_at)::float8 AS waited
+                          extract(epoch FROM now() - run_at)::float8 AS waited,
+                          parent_results, trace_context  -- issue 15: workflows, tracing
             ), opened AS (
                 INSERT INTO attempts (job_id, number, worker)
                 SELECT id, run_count, %(worker)s FROM claimed
