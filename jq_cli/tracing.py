@@ -1,8 +1,9 @@
 """OpenTelemetry, optional (`pip install 'jq-cli[otel]'`): the trace context at submit travels
 with the job, and the worker runs the handler in a child span, with spans for claim and finish.
 
-Nothing here imports OpenTelemetry unless the process already did: an application that does not
-trace pays a dictionary look-up, and a machine without the extra imports nothing.
+Nothing here imports OpenTelemetry unless the process already did, and nothing is recorded or
+stored unless the application set a tracer provider: an application that does not trace pays a
+dictionary look-up, and a machine without the extra imports nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ TRACER = "jq_cli"
 
 def _enabled() -> bool:
     # The API is imported by whoever configured tracing; if nobody did, there is nothing to carry.
-    return "opentelemetry.trace" in sys.modules
+    # Imported is not enough: redis-py imports it too when it is installed. Tracing is on once
+    # the application set a tracer provider (the default is a proxy that records nothing).
+    if "opentelemetry.trace" not in sys.modules:
+        return False
+    from opentelemetry import trace
+
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
 
 
 def current_context_json() -> str | None:
