@@ -31,6 +31,7 @@ from jq_cli.store.async_jobs import AsyncStore
 from jq_cli.store.enqueue import job_enqueue_async
 from jq_cli.tracing import current_context_json
 from jq_cli.unique import unique_key
+from jq_cli.workflows import Node, compile_workflow
 
 
 class AsyncClient:
@@ -90,7 +91,13 @@ class AsyncClient:
             trace_context=current_context_json(),
         )
 
-    async def _insert(self, requests: Sequence[JobRequest], connection: Any) -> list[Inserted]:
+    async def _insert(
+        self,
+        requests: Sequence[JobRequest],
+        connection: Any,
+        links: Sequence[Sequence[int]] | None = None,
+        where: str = "job",
+    ) -> list[Inserted]:
         jobs = []
         for n, request in enumerate(requests, 1):
             try:
@@ -98,7 +105,7 @@ class AsyncClient:
             except InvalidInput as exc:
                 if len(requests) == 1:
                     raise
-                raise InvalidInput(f"job {n}: {exc.message}") from None
+                raise InvalidInput(f"{where} {n}: {exc.message}") from None
         conn = await self.store.conn() if connection is None else psycopg_connection(connection)
         import psycopg
 
@@ -106,7 +113,9 @@ class AsyncClient:
             raise InvalidInput(
                 "AsyncClient takes a psycopg AsyncConnection (Client takes sync ones)"
             )
-        return await job_enqueue_async(conn, self.settings.namespace, jobs, outbox=True)
+        return await job_enqueue_async(
+            conn, self.settings.namespace, jobs, links=links, outbox=True
+        )
 
     async def submit(
         self,
@@ -139,6 +148,13 @@ class AsyncClient:
             for n, j in enumerate(jobs, 1)
         ]
         return [i.id for i in await self._insert(requests, connection)]
+
+    async def submit_workflow(self, flow: Node, *, connection: Any = None) -> list[int]:
+        """Submit a chain, group or step in one transaction, as Client.submit_workflow."""
+        compiled = compile_workflow(flow)
+        requests = [JobRequest.parse(j, f"step {n}") for n, j in enumerate(compiled.jobs, 1)]
+        inserted = await self._insert(requests, connection, compiled.links, where="step")
+        return [i.id for i in inserted]
 
     # -- read ---------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from jq_cli import AsyncClient
+from jq_cli import AsyncClient, chain, step
 from jq_cli.errors import InvalidInput, NotFound
 
 import handlers_for_tests  # noqa: F401  (registers the t_* job types for in-process workers)
@@ -45,6 +45,8 @@ def test_async_client_submits_waits_cancels_and_retries(
             again = await client.wait(ids[1], timeout=30)
             assert again["state"] == "dead"
             assert len(again["attempt_history"]) == 2
+            flow = await client.submit_workflow(chain(step("t_record"), step("t_record")))
+            assert (await client.wait(flow[1], timeout=30))["state"] == "completed"
             shown = await client.show(ids[0])
             assert shown["state"] == "cancelled"
             with pytest.raises(NotFound):

@@ -171,6 +171,10 @@ def test_cancelled_parent_cancels_a_waiting_child(ops):
     assert state(ops, child) == "cancelled"
     assert state(ops, grandchild) == "cancelled"
     assert ops.cancel([child]).refused  # already cancelled
+    other = ops.submit("noop", {}, delay="1h")
+    waiting = ops.submit("noop", {}, depends_on=[other])
+    assert ops.cancel([waiting]).changed == {waiting: "cancelled"}
+    assert state(ops, other) == "scheduled"  # a child's cancel leaves its parent alone
 
 
 def test_bad_dependencies_are_refused(ops, store):
