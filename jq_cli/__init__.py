@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from jq_cli.client_async import AsyncClient
     from jq_cli.handlers import (
         Cancelled,
         InvalidPayload,
@@ -26,8 +27,10 @@ if TYPE_CHECKING:
         job,
     )
     from jq_cli.ops import Operations as Client
+    from jq_cli.workflows import chain, group, step
 
 __all__ = [
+    "AsyncClient",
     "Cancelled",
     "Client",
     "InvalidPayload",
@@ -35,11 +38,18 @@ __all__ = [
     "PermanentError",
     "Retry",
     "Snooze",
+    "chain",
+    "group",
     "job",
+    "step",
 ]
 
 _LAZY = {
     "Client": ("jq_cli.ops", "Operations"),
+    "AsyncClient": ("jq_cli.client_async", "AsyncClient"),
+    "chain": ("jq_cli.workflows", "chain"),
+    "group": ("jq_cli.workflows", "group"),
+    "step": ("jq_cli.workflows", "step"),
     "job": ("jq_cli.handlers", "job"),
     "JobContext": ("jq_cli.handlers", "JobContext"),
     "InvalidPayload": ("jq_cli.handlers", "InvalidPayload"),
@@ -58,6 +68,3 @@ def __getattr__(name: str) -> Any:
         module, attr = _LAZY[name]
         return getattr(importlib.import_module(module), attr)
     raise AttributeError(name)
-
-
-__all__ = list(_LAZY)

@@ -127,7 +127,7 @@ class ActionOperations(AuditOperations):
             changed={i: ("cancelling" if s == "running" else s) for i, s in changed.items()}
         )
         refused = self._refusals(
-            ids, changed, "cancelled", "scheduled, queued, retrying or running"
+            ids, changed, "cancelled", "waiting, scheduled, queued, retrying or running"
         )
         for job_id, err in list(refused.items()):
             # A running job the cancel did not change was asked already: not an error twice.

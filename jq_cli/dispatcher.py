@@ -12,6 +12,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from jq_cli import tracing
 from jq_cli.broker import Consumer, Delivery
 from jq_cli.config import Settings
 from jq_cli.errors import JqError, ServiceUnavailable
@@ -83,6 +84,7 @@ class Dispatcher:
             cancel_event=cancel,  # a threading Event, or a multiprocessing one
             time_limit=self._time_limit(running.job),
             max_message_bytes=self.limits.max_error_bytes,
+            parent_results=running.job.parent_results,  # workflow steps
         )
 
     def _on_progress(self, job_id: int, percent: float, message: str | None) -> None:
@@ -141,7 +143,10 @@ class Dispatcher:
         generation = deliveries[0].generation
         try:
             # The claim obeys queue pauses and limits (store/queues.py, job_claim_gated).
-            claimed = self.store.job_claim_gated(list(by_id), self.name, self.settings.lease_ttl)
+            with tracing.span("jq.claim", {"jq.jobs": len(by_id), "jq.worker": self.name}):
+                claimed = self.store.job_claim_gated(
+                    list(by_id), self.name, self.settings.lease_ttl
+                )
         except ServiceUnavailable:
             with self._inbox_lock:  # try these again once Postgres is back
                 self._inbox[:0] = [d for ds in by_id.values() for d in ds]
@@ -266,7 +271,8 @@ class Dispatcher:
         if not batch:
             return
         self._unsaved = batch
-        states = self.store.job_finish([f for _, f in batch], self.name)
+        with tracing.span("jq.finish", {"jq.jobs": len(batch), "jq.worker": self.name}):
+            states = self.store.job_finish([f for _, f in batch], self.name)
         self._unsaved = []
         for running, outcome in batch:
             self._settled(running, outcome, states.get(outcome.job_id))

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from jq_cli import tracing
 from jq_cli.errors import InvalidInput
 from jq_cli.handlers.registry import (
     Cancelled,
@@ -62,7 +63,7 @@ class Executor:
             if isinstance(prepared, Finish):
                 return sanitise(prepared, self.limits)
             handler, payload = prepared
-            with guard():
+            with guard(), tracing.handler_span(job):  # a child span of the submitter's
                 value = handler.fn(payload, ctx)
             if asyncio.iscoroutine(value):  # a sync function that returned a coroutine
                 value.close()
@@ -81,7 +82,8 @@ class Executor:
             if isinstance(prepared, Finish):
                 return sanitise(prepared, self.limits)
             handler, payload = prepared
-            value = await handler.fn(payload, ctx)
+            with tracing.handler_span(job):
+                value = await handler.fn(payload, ctx)
             return self.success(job, value)
         except asyncio.CancelledError as exc:
             reason = stop_reason()

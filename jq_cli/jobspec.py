@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -144,6 +144,11 @@ class JobRequest(BaseModel):
     retry_jitter: float | None = Field(None, ge=0, le=1)
     # Seconds (or "30s", "5m") the attempt may run; over it the attempt ends `timeout`.
     time_limit: float | str | None = None
+    # Issue 15: unique jobs and dependencies (jq_cli.unique, jq_cli.workflows).
+    unique_for: float | str | None = None
+    unique_on: list[str] | None = Field(None, min_length=1, max_length=50)
+    depends_on: list[int] = Field(default_factory=list, max_length=1000)
+    on_parent_failure: Literal["cancel", "run"] = "cancel"
 
     @field_validator("job_type")
     @classmethod
@@ -189,6 +194,26 @@ class JobRequest(BaseModel):
         if seconds > MAX_DELAY:
             raise ValueError(f"must be at most {MAX_DELAY // 86400} days")
         return seconds
+
+    @field_validator("unique_for")
+    @classmethod
+    def _unique_for(cls, value: float | str | None) -> float | None:
+        if value is None:
+            return None
+        try:
+            seconds = parse_duration(value, "unique_for")
+        except InvalidInput as exc:
+            raise ValueError(exc.message.removeprefix("unique_for: ")) from None
+        if not 0 < seconds <= MAX_DELAY:
+            raise ValueError(f"must be more than 0 and at most {MAX_DELAY // 86400} days")
+        return seconds
+
+    @field_validator("depends_on")
+    @classmethod
+    def _parents(cls, value: list[int]) -> list[int]:
+        if any(p < 1 for p in value):
+            raise ValueError("must be job ids (1 or more)")
+        return list(dict.fromkeys(value))
 
     @field_validator("run_at", mode="before")
     @classmethod
@@ -260,4 +285,7 @@ class JobRequest(BaseModel):
             retry_max_delay=self.retry_max_delay,
             retry_jitter=self.retry_jitter,
             time_limit=self.time_limit if isinstance(self.time_limit, float) else None,
+            unique_for=self.unique_for if isinstance(self.unique_for, float) else None,
+            depends_on=tuple(self.depends_on),
+            on_parent_failure=self.on_parent_failure,
         )

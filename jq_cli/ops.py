@@ -16,6 +16,7 @@ from typing import Any
 
 from jq_cli.action_ops import PURGE_BATCH, PURGEABLE, ActionOperations, ActionReport
 from jq_cli.edit_ops import EditOperations
+from jq_cli.enqueue_ops import EnqueueOperations, full_job
 from jq_cli.errors import InvalidInput, NotFound
 from jq_cli.health_ops import Check, HealthOperations
 from jq_cli.jobspec import JobRequest, check_name, parse_priority
@@ -37,7 +38,12 @@ def any_of(value: str | Sequence[str] | None) -> list[str]:
 
 
 class Operations(
-    ActionOperations, HealthOperations, ScheduleOperations, QueueOperations, EditOperations
+    EnqueueOperations,
+    ActionOperations,
+    HealthOperations,
+    ScheduleOperations,
+    QueueOperations,
+    EditOperations,
 ):
     """One connection to each service, opened on first use and kept for the object's life, so an
     application can submit thousands of jobs a second through one instance. Not thread-safe:
@@ -57,10 +63,23 @@ class Operations(
         run_at: datetime | str | None = None,
         idempotency_key: str | None = None,
         time_limit: float | str | None = None,
+        unique_for: float | str | None = None,
+        unique_on: Sequence[str] | None = None,
+        depends_on: Sequence[int] | None = None,
+        on_parent_failure: str = "cancel",
+        connection: Any = None,
         **retry: float,
     ) -> int:
         """Submit one job; returns its id once the row is committed. Raises InvalidInput,
-        ServiceUnavailable, SchemaNotMigrated."""
+        ServiceUnavailable, SchemaNotMigrated.
+
+        `connection` (a psycopg Connection, a SQLAlchemy Session or Connection, Django's
+        connection): insert in the application's own transaction, which jq does not commit; the
+        job exists if and only if that transaction commits, and is published right after the
+        commit by the scheduler's doorbell. `unique_for="1h"`: a submit of the same type and
+        payload (or the same values of the `unique_on` keys) within the hour returns the earlier
+        job. `depends_on=[ids]`: the job waits until they completed; a parent ending dead or
+        cancelled cancels it (`on_parent_failure="cancel"`) or lets it run ("run")."""
         fields = {
             "priority": priority.value if isinstance(priority, Priority) else priority,
             "max_retries": max_retries,
@@ -69,6 +88,10 @@ class Operations(
             "run_at": run_at,
             "idempotency_key": idempotency_key,
             "time_limit": time_limit,
+            "unique_for": unique_for,
+            "unique_on": list(unique_on) if unique_on else None,
+            "depends_on": list(depends_on) if depends_on else None,
+            "on_parent_failure": on_parent_failure,
             **retry,
         }
         # Only what the caller gave: the rest falls to the handler's @job defaults, then jq's.
@@ -76,18 +99,24 @@ class Operations(
         request = JobRequest.parse(
             {"job_type": job_type, "payload": {} if payload is None else payload, **given}
         )
-        return self.submit_request(request).id
+        return self.submit_request(request, connection=connection).id
 
-    def submit_request(self, request: JobRequest) -> Inserted:
+    def submit_request(self, request: JobRequest, *, connection: Any = None) -> Inserted:
         """Submit a validated JobRequest; returns what was inserted (or found by its key)."""
+        full = self._submit_requests([request], connection=connection)
+        if full is not None:
+            return full[0]
         new = self._prepare(request)
         inserted = self.store.job_insert(new)
         self._publish([inserted])
         return inserted
 
-    def submit_many(self, jobs: Iterable[dict[str, Any] | JobRequest]) -> list[int]:
-        """Submit many jobs in one transaction: all or none. Returns their ids in order."""
-        return [i.id for i in self.submit_many_detailed(jobs)]
+    def submit_many(
+        self, jobs: Iterable[dict[str, Any] | JobRequest], *, connection: Any = None
+    ) -> list[int]:
+        """Submit many jobs in one transaction: all or none. Returns their ids in order. With
+        `connection`, in the application's transaction (see submit)."""
+        return [i.id for i in self.submit_many_detailed(jobs, connection=connection)]
 
     def submit_many_detailed(
         self,
@@ -95,6 +124,7 @@ class Operations(
         *,
         where: str = "job",
         numbers: Sequence[int] | None = None,
+        connection: Any = None,
     ) -> list[Inserted]:
         """`numbers` label each job in error messages (e.g. its line in a file with blank lines
         skipped); by default jobs are numbered from 1."""
@@ -109,9 +139,11 @@ class Operations(
         prepared = []
         for n, request in zip(labels, requests, strict=False):
             try:
-                prepared.append(self._prepare(request))
+                prepared.append(full_job(self, request))
             except InvalidInput as exc:
                 raise InvalidInput(f"{where} {n}: {exc.message}") from None
+        if connection is not None or any(j.needs_enqueue_path for j in prepared):
+            return self._submit_requests(requests, connection=connection) or []
         inserted = self.store.job_insert_many(prepared)
         self._publish(inserted)
         return inserted

@@ -248,6 +248,7 @@ def _child_main(conn: Connection, cancel: Any, executor: Executor, limit: int) -
                 cancel_event=cancel,
                 time_limit=job.time_limit,
                 max_message_bytes=limit,
+                parent_results=job.parent_results,
             )
             finish = executor.run_sync(job, ctx, contextlib.nullcontext)
             with lock:

@@ -345,29 +345,38 @@ class Scheduler:
             self.settings.scheduler_interval,
         )
         sdnotify.notify("READY=1", "STATUS=waiting for leadership")
-        delay = self.settings.scheduler_interval
-        while not self.stopping.is_set():
-            if self.reload_requested.is_set():
-                self._reload()
-            try:
-                was_leader = self.leader
-                self.run_once()
-                if self.leader and not was_leader:
-                    sdnotify.notify("STATUS=leading")
-                self._note(None)
-                delay = self.settings.scheduler_interval
-            except (SchemaNotMigrated, StoreError, Conflict):
-                # Not an outage: a statement PostgreSQL refuses is refused again on every pass, so
-                # the daemon stops with the error (and its service manager says so).
-                raise
-            except JqError as exc:
-                # A broken connection took the advisory lock with it: campaign again after reconnecting.
-                self.leader = False
-                self._note(exc)
-                delay = min(delay * 2, 5.0)
-            sdnotify.notify(watchdog=True)
-            self.stopping.wait(delay)
-        sdnotify.notify("STOPPING=1")
+        # Issue 15: every scheduler rings the doorbell for jobs committed in applications' own
+        # transactions (jq_cli.doorbell); the outbox drain keeps two of them from both publishing.
+        from jq_cli.doorbell import Doorbell
+
+        doorbell = Doorbell(self.settings, self.name)
+        doorbell.start()
+        try:  # issue 15: the doorbell stops however the loop ends
+            delay = self.settings.scheduler_interval
+            while not self.stopping.is_set():
+                if self.reload_requested.is_set():
+                    self._reload()
+                try:
+                    was_leader = self.leader
+                    self.run_once()
+                    if self.leader and not was_leader:
+                        sdnotify.notify("STATUS=leading")
+                    self._note(None)
+                    delay = self.settings.scheduler_interval
+                except (SchemaNotMigrated, StoreError, Conflict):
+                    # Not an outage: a statement PostgreSQL refuses is refused again on every pass, so
+                    # the daemon stops with the error (and its service manager says so).
+                    raise
+                except JqError as exc:
+                    # A broken connection took the advisory lock with it: campaign again after reconnecting.
+                    self.leader = False
+                    self._note(exc)
+                    delay = min(delay * 2, 5.0)
+                sdnotify.notify(watchdog=True)
+                self.stopping.wait(delay)
+            sdnotify.notify("STOPPING=1")
+        finally:
+            doorbell.stop()
         if self.leader:
             with contextlib.suppress(JqError):
                 self.store.leader_unlock()

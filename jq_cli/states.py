@@ -7,6 +7,9 @@
     scheduled ────┘          └──► dead (attempts exhausted; the dead-letter queue)
     any non-terminal state ──► cancelled (jq cancel)
     dead ──► queued (jq retry: a fresh set of attempts, history kept)
+    waiting ──► queued once every parent completed (in the last parent's transaction, by the
+                trigger of sql/021_workflows.sql); ──► cancelled when a parent ends dead or
+                cancelled (its policy may say run instead), and back to waiting on that parent's retry
 
 A running job that is handed back on shutdown, or whose lease expired, returns to queued
 (or dead, when the lost attempt was its last). An attempt ends completed, failed, cancelled,
@@ -20,6 +23,9 @@ from enum import Enum
 
 
 class JobState(str, Enum):
+    WAITING = (
+        "waiting"  # on parents (depends_on, a workflow): released by the last one's completion
+    )
     SCHEDULED = "scheduled"
     QUEUED = "queued"
     RUNNING = "running"

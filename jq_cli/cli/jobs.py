@@ -47,6 +47,19 @@ def submit(
     idempotency_key: Annotated[
         str | None, typer.Option(help="A second submit with it returns the first job.")
     ] = None,
+    after: Annotated[
+        str | None,
+        typer.Option(
+            "--after", metavar="ID[,ID]", help="Wait (state waiting) until these jobs completed."
+        ),
+    ] = None,
+    on_parent_failure: Annotated[
+        str, typer.Option(help="With --after, when a parent ends dead or cancelled: cancel or run.")
+    ] = "cancel",
+    unique_for: Annotated[
+        str | None,
+        typer.Option(help="A same submit (type and payload) within this period returns this job."),
+    ] = None,
     file: Annotated[
         str | None,
         typer.Option("--file", "-f", help="Bulk: a JSONL file of jobs (- for stdin)."),
@@ -106,6 +119,9 @@ def submit(
         "run_at": at,
         "idempotency_key": idempotency_key,
         "time_limit": time_limit,
+        "unique_for": unique_for,
+        "depends_on": _parent_ids(after) or None,
+        "on_parent_failure": on_parent_failure,
     }
     # Options left out fall to the type's @job defaults, then jq's.
     request = JobRequest.parse(
@@ -194,6 +210,21 @@ def _wait_line(job: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+def _parent_ids(after: str | None) -> list[int]:
+    """The ids of `--after 12,13`. Raises InvalidInput."""
+    from jq_cli.errors import InvalidInput
+
+    if after is None:
+        return []
+    try:
+        ids = [int(part) for part in after.split(",") if part.strip()]
+    except ValueError:
+        raise InvalidInput(f"--after takes job ids separated by commas, got {after!r}") from None
+    if not ids or any(i < 1 for i in ids):
+        raise InvalidInput(f"--after takes job ids (1 or more), got {after!r}")
+    return ids
+
+
 @handle_errors
 def show(
     job_id: Annotated[int, typer.Argument(metavar="ID")],
@@ -207,17 +238,19 @@ def show(
     with operations() as ops:
         job = ops.get(job_id)
         timeline = ops.timeline(job)
-    if as_json:
-        print_json(job)  # attempts' tracebacks whole
+        graph = ops.workflow(job_id)
+    if as_json:  # attempts' tracebacks whole; the workflow's graph when it has one
+        print_json({**job, "workflow": graph} if len(graph["jobs"]) > 1 else job)
         return
-    render_job(job, timeline)
+    render_job(job, timeline, graph)
 
 
 WAITING_STATES = ("queued", "scheduled", "retrying", "waiting")
 
 
-def render_job(job: dict[str, Any], timeline: list[dict[str, Any]]) -> None:
-    """The human view of `jq show`, with the job's timeline (ops.timeline)."""
+def render_job(job: dict[str, Any], timeline: list[dict[str, Any]], graph: dict[str, Any]) -> None:
+    """The human view of `jq show`: the job, its workflow's tree (ops.workflow) and its timeline
+    (ops.timeline)."""
     import json
 
     from rich.table import Table
@@ -277,6 +310,11 @@ def render_job(job: dict[str, Any], timeline: list[dict[str, Any]]) -> None:
             ("last error", "-" if job["state"] == "completed" else job["last_error"] or "-"),
         ),
     )
+    from jq_cli.cli.workflow_view import workflow_tree
+
+    tree = workflow_tree(graph, job["id"])
+    if tree is not None:
+        out.print(tree)
     if job["attempt_history"]:
         table = Table(title="attempts", header_style="bold")
         for column in ("#", "WORKER", "STARTED", "DURATION", "OUTCOME", "ERROR"):

@@ -110,6 +110,7 @@ STATE_STYLE = {
     "retrying": "yellow",
     "queued": "blue",
     "scheduled": "white",
+    "waiting": "white",
 }
 
 

@@ -90,6 +90,7 @@ class JobContext:
         cancel_event: CancelFlag | None = None,
         time_limit: float | None = None,
         max_message_bytes: int = 65_536,
+        parent_results: list[dict[str, Any]] | None = None,
     ):
         self.job_id = job_id
         self.attempt = attempt
@@ -101,6 +102,14 @@ class JobContext:
         self._on_progress = on_progress
         self._cancel: CancelFlag = cancel_event or threading.Event()
         self._max_message_bytes = max_message_bytes
+        # Issue 15: a workflow step's parents, in the order given, with their results.
+        self.parents: list[int] = [p["id"] for p in parent_results or []]
+        self.parent_results: list[Any] = [p.get("result") for p in parent_results or []]
+
+    @property
+    def parent_result(self) -> Any:
+        """The result of the first parent (a chain step's previous step), or None."""
+        return self.parent_results[0] if self.parent_results else None
 
     @property
     def cancelled(self) -> bool:
@@ -146,6 +155,8 @@ class Handler:
     description: str = ""
     defaults: JobDefaults = field(default_factory=JobDefaults)
     limit: Limit | None = None  # concurrency and rate across every worker
+    unique_for: float | None = None  # issue 15: @job(unique_for="1h"), the default of its submits
+    unique_on: tuple[str, ...] | None = None
 
     @property
     def is_async(self) -> bool:
@@ -239,13 +250,18 @@ def job(
     concurrency: int | None = None,
     concurrency_key: str | None = None,
     rate: str | None = None,
+    unique_for: float | str | None = None,
+    unique_on: tuple[str, ...] | list[str] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a handler: `@job("resize_image", payload=ResizePayload, time_limit="30s")` above
     `def resize(payload, ctx): ...` (or `async def`). With a pydantic model, jq validates payloads
     at submit and the handler receives the model instance. Queue, priority, max_retries, time
     limit and back-off are the type's defaults; a submit may override each. `concurrency=2`
     allows at most 2 running at once across every worker, `rate="10/s"` at most 10 starts a
-    second; with `concurrency_key="host"` both count per payload["host"]."""
+    second; with `concurrency_key="host"` both count per payload["host"]. With
+    `unique_for="1h"`, a submit of the same payload (or of the same values of the `unique_on`
+    keys) within an hour of an earlier one returns that job instead of a new one."""
+    from jq_cli.durations import parse_duration
     from jq_cli.jobspec import check_name, parse_priority
 
     if queue is not None:
@@ -266,9 +282,12 @@ def job(
     if defaults.time_limit is not None and defaults.time_limit <= 0:
         raise InvalidInput("time_limit must be more than 0 seconds")
     limit = Limit.build(concurrency, rate, concurrency_key)
+    period = None if unique_for is None else parse_duration(unique_for, "unique_for")
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-        registry.register(name or fn.__name__, fn, payload, defaults, limit)
+        handler = registry.register(name or fn.__name__, fn, payload, defaults, limit)
+        handler.unique_for = period
+        handler.unique_on = tuple(unique_on) if unique_on else None
         return fn
 
     return decorate

@@ -362,7 +362,7 @@ class JobQueries(StoreBase):
                 cancel_requested = true,
                 finished_at = CASE WHEN state = 'running' THEN NULL ELSE now() END,
                 updated_at = now()
-            WHERE id = ANY(%(ids)s) AND state IN ('scheduled', 'queued', 'running', 'retrying')
+            WHERE id = ANY(%(ids)s) AND state IN ('waiting', 'scheduled', 'queued', 'running', 'retrying')
               AND NOT (state = 'running' AND cancel_requested)
             RETURNING id, state
             """,

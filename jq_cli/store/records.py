@@ -25,6 +25,18 @@ class NewJob:
     retry_max_delay: float | None = None
     retry_jitter: float | None = None
     time_limit: float | None = None  # seconds; None: the handler's or the worker's default
+    # Issue 15 (jq_cli.store.enqueue writes these; the plain insert paths never set them).
+    unique_key: str | None = None  # job type + payload digest: see jq_cli.unique
+    unique_for: float | None = None  # seconds in which a second submit of the key finds this job
+    trace_context: str | None = None  # JSON of the submitter's W3C trace context
+    depends_on: tuple[int, ...] = ()  # parents that must complete first (jq_cli.workflows)
+    on_parent_failure: str = "cancel"  # cancel | run: what a dead or cancelled parent does to it
+    parent_result: bool = False  # a chain step: receives its parent's result in ctx.parent_results
+
+    @property
+    def needs_enqueue_path(self) -> bool:
+        """True when only store.enqueue can insert it (the plain paths know none of these)."""
+        return bool(self.unique_key or self.trace_context or self.depends_on)
 
 
 @dataclass(frozen=True)

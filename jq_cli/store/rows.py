@@ -57,6 +57,16 @@ class JobRow(JobSummary):
     updated_at: datetime
     schedule_name: str | None
     fire_time: datetime | None
+    # Issue 15 (sql/020, sql/021): unique jobs, tracing, workflows.
+    unique_key: str | None
+    unique_until: datetime | None
+    trace_context: Any
+    pending_parents: int
+    on_parent_failure: str
+    has_dependants: bool
+    settled_by_parent: bool
+    workflow_id: int | None
+    parent_results: Any
     attempt_history: NotRequired[list[AttemptRow]]
 
 

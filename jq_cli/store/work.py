@@ -49,6 +49,8 @@ class ClaimedJob:
     waited: float  # seconds from due to claimed
     time_limit: float | None
     hand_backs: int
+    parent_results: list[dict[str, Any]] | None  # a workflow step's parents and their results
+    trace_context: str | None  # the submitter's W3C trace context (JSON), for the handler's span
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> ClaimedJob:
@@ -81,7 +83,8 @@ class WorkQueries(StoreBase):
                 RETURNING id, job_type, queue, priority, payload, attempts, run_count, max_retries,
                           retry_base_delay, retry_max_delay, retry_jitter, cancel_requested,
                           time_limit, hand_backs,
-                          extract(epoch FROM now() - run_at)::float8 AS waited
+                          extract(epoch FROM now() - run_at)::float8 AS waited,
+                          parent_results, trace_context  -- issue 15: workflows, tracing
             ), opened AS (
                 INSERT INTO attempts (job_id, number, worker)
                 SELECT id, run_count, %(worker)s FROM claimed

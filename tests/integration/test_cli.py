@@ -721,7 +721,16 @@ def test_stats_json_counts_match_the_database(run_cli, ops, store):
     assert truth == {"queued": 4, "scheduled": 1, "dead": 1, "completed": 1}
     assert stats["by_state"] == {
         s: truth.get(s, 0)
-        for s in ("scheduled", "queued", "running", "retrying", "completed", "dead", "cancelled")
+        for s in (
+            "waiting",
+            "scheduled",
+            "queued",
+            "running",
+            "retrying",
+            "completed",
+            "dead",
+            "cancelled",
+        )
     }
     assert stats["queued_by_priority"] == {"high": 2, "medium": 1, "low": 1}
     assert stats["queues"]["default"]["queued"] == 3 and stats["queues"]["reports"]["queued"] == 1

@@ -11,6 +11,7 @@ from jq_cli.states import Priority
 from jq_cli.tui.plain import STATES
 
 STATE_STYLES = {
+    "waiting": "blue",
     "queued": "cyan",
     "scheduled": "blue",
     "running": "yellow",

@@ -1,0 +1,149 @@
+"""The store on psycopg's async connections, for jq_cli.AsyncClient: reading jobs, retry and
+cancel. The statements are those of store/jobs.py (same names), kept beside the sync ones' logic:
+a state change is the same conditional UPDATE. What an async client queues goes to the outbox
+with a NOTIFY, so that the doorbell publishes it and the event loop never blocks on AMQP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, cast
+
+import psycopg
+from psycopg.rows import DictRow, dict_row
+
+from jq_cli.errors import DatabaseUnavailable, NotFound, SchemaNotMigrated
+from jq_cli.store.base import SERVICE, _database_name, _first_line, latest_version, translate
+from jq_cli.store.enqueue import notify_channel
+from jq_cli.store.rows import AttemptRow, JobRef, JobRow
+
+
+class AsyncStore:
+    """One async connection (autocommit), opened on first use. Not safe for concurrent use from
+    several tasks: give each task that needs one its own (or an AsyncClient each)."""
+
+    def __init__(self, url: str, namespace: str, *, application_name: str = "jq-async") -> None:
+        self.url = url
+        self.namespace = namespace
+        self.application_name = application_name
+        self._conn: psycopg.AsyncConnection[DictRow] | None = None
+
+    async def conn(self) -> psycopg.AsyncConnection[DictRow]:
+        if self._conn is None or self._conn.closed:
+            try:
+                self._conn = await psycopg.AsyncConnection.connect(
+                    self.url,
+                    autocommit=True,
+                    row_factory=dict_row,
+                    connect_timeout=5,
+                    application_name=self.application_name,
+                    options=f"-c search_path={self.namespace}",
+                )
+            except psycopg.OperationalError as exc:
+                detail = _first_line(exc)
+                if "does not exist" in detail and "database" in detail:
+                    raise SchemaNotMigrated(
+                        f"{SERVICE} database {_database_name(self.url)!r} does not exist: run `jq db migrate`"
+                    ) from exc
+                raise DatabaseUnavailable(self.url, detail) from exc
+        return self._conn
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except psycopg.Error as exc:
+            raise translate(exc, self.url, self.namespace) from exc
+
+    async def _all(self, query: str, params: Any = None) -> list[dict[str, Any]]:
+        conn = await self.conn()
+        with self._errors():
+            cur = await conn.execute(query, params)
+            return await cur.fetchall()
+
+    async def require_schema(self) -> None:
+        try:
+            rows = await self._all("SELECT coalesce(max(version), 0) AS v FROM schema_migrations")
+        except SchemaNotMigrated:
+            rows = [{"v": 0}]
+        have, want = int(rows[0]["v"]), latest_version()
+        if have < want:
+            raise SchemaNotMigrated(
+                f"the database schema is at version {have}, this jq needs {want}: run `jq db migrate`"
+            )
+
+    async def job_type_exists(self, name: str) -> bool:
+        return bool(await self._all("SELECT 1 AS x FROM job_types WHERE name = %s", (name,)))
+
+    async def job_get(self, job_id: int) -> JobRow:
+        """The job with its attempts, oldest first. Raises NotFound."""
+        rows = await self._all("SELECT * FROM jobs WHERE id = %s", (job_id,))  # query: job_get
+        if not rows:
+            raise NotFound(f"job {job_id} not found")
+        job = cast(JobRow, rows[0])
+        job["attempt_history"] = cast(
+            list[AttemptRow],
+            await self._all(
+                "SELECT * FROM attempts WHERE job_id = %s ORDER BY number",  # query: attempt_list
+                (job_id,),
+            ),
+        )
+        return job
+
+    async def job_states(self, ids: Sequence[int]) -> dict[int, str]:
+        rows = await self._all(
+            "SELECT id, state FROM jobs WHERE id = ANY(%s)", (list(ids),)
+        )  # query: job_states
+        return {r["id"]: r["state"] for r in rows}
+
+    async def job_retry(self, ids: Sequence[int]) -> list[JobRef]:
+        """store.jobs.job_retry, the queued jobs left to the doorbell (outbox and NOTIFY) in the
+        same transaction."""
+        conn = await self.conn()
+        with self._errors():
+            async with conn.transaction():
+                cur = await conn.execute(
+                    # query: job_retry
+                    """
+                    UPDATE jobs SET state = 'queued', attempts = 0, cancel_requested = false,
+                                    finished_at = NULL, run_at = now(), published_at = now(),
+                                    updated_at = now()
+                    WHERE id = ANY(%(ids)s) AND state IN ('dead', 'cancelled')
+                    RETURNING id, queue, priority
+                    """,
+                    {"ids": list(ids)},
+                )
+                rows = await cur.fetchall()
+                if rows:
+                    await conn.execute(
+                        "INSERT INTO job_outbox (job_id) SELECT unnest(%(ids)s::bigint[])"
+                        " ON CONFLICT DO NOTHING",  # query: job_outbox_insert
+                        {"ids": [r["id"] for r in rows]},
+                    )
+                    await conn.execute(
+                        "SELECT pg_notify(%s, '')", (notify_channel(self.namespace),)
+                    )
+        return cast(list[JobRef], rows)
+
+    async def job_cancel(self, ids: Sequence[int]) -> dict[int, str]:
+        """store.jobs.job_cancel: not started jobs end cancelled, running ones are asked to stop."""
+        rows = await self._all(
+            # query: job_cancel
+            """
+            UPDATE jobs SET
+                state = CASE WHEN state = 'running' THEN 'running' ELSE 'cancelled' END,
+                cancel_requested = true,
+                finished_at = CASE WHEN state = 'running' THEN NULL ELSE now() END,
+                updated_at = now()
+            WHERE id = ANY(%(ids)s) AND state IN ('waiting', 'scheduled', 'queued', 'running', 'retrying')
+              AND NOT (state = 'running' AND cancel_requested)
+            RETURNING id, state
+            """,
+            {"ids": list(ids)},
+        )
+        return {r["id"]: r["state"] for r in rows}

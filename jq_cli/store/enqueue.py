@@ -1,0 +1,313 @@
+"""The insert path for jobs that need more than the plain one: jobs enqueued in an application's
+own connection and transaction, unique jobs, jobs that depend on others, jobs carrying a trace
+context. Every query names the namespace's schema, because an application's connection has its
+own search_path; a sync and an async driver run the same statements.
+
+In an application's transaction nothing here commits: the statements run inside a savepoint of
+that transaction (so that a refused insert leaves the application's transaction usable), and the
+jobs it queued go to the outbox with a NOTIFY that PostgreSQL delivers only on commit. On a
+connection in autocommit mode the statements run in a transaction of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import pq, sql
+from psycopg.rows import dict_row
+
+from jq_cli.errors import InvalidInput
+from jq_cli.store.base import translate
+from jq_cli.store.records import Inserted, NewJob
+
+Links = Sequence[Sequence[int]]  # per job, the indexes (in the same batch) of its parents
+
+
+def notify_channel(namespace: str) -> str:
+    """The channel the doorbell listens on (the trigger of sql/021 builds the same name)."""
+    return f"{namespace}_enqueued"
+
+
+def _q(namespace: str, text: str) -> sql.Composed:
+    return sql.SQL(text).format(ns=sql.Identifier(namespace))
+
+
+# query: job_unique_lock. Submits of one unique key wait for each other until the first one's
+# transaction ends, so the second sees the first job (READ COMMITTED reads anew per statement).
+UNIQUE_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%(lock)s, 0))"
+# query: job_unique_find
+UNIQUE_FIND = """
+    SELECT id, state, queue, priority FROM {ns}.jobs
+    WHERE unique_key = %(key)s AND unique_until > now() ORDER BY id DESC LIMIT 1
+"""
+# query: job_by_key
+BY_KEY = "SELECT id, state, queue, priority FROM {ns}.jobs WHERE idempotency_key = %(key)s"
+# query: job_parents_lock. FOR UPDATE: a parent's finish waits for this transaction, so it either
+# sees the dependency row (and counts the child down) or completed before we counted it.
+PARENTS_LOCK = """
+    SELECT id, state, result, workflow_id FROM {ns}.jobs WHERE id = ANY(%(ids)s) ORDER BY id FOR UPDATE
+"""
+# query: job_insert_full. `state` is given for a dependant (waiting, cancelled, or NULL when its
+# parents are done); otherwise the due time decides, as on the plain path.
+INSERT = """
+    WITH t AS (
+        SELECT coalesce(%(run_at)s::timestamptz,
+                        now() + make_interval(secs => coalesce(%(delay)s::float8, 0))) AS due
+    ), s AS (
+        SELECT t.due, coalesce(%(state)s::text,
+                               CASE WHEN t.due > now() THEN 'scheduled' ELSE 'queued' END) AS state
+        FROM t
+    )
+    INSERT INTO {ns}.jobs (job_type, queue, priority, state, payload, max_retries, run_at,
+                           idempotency_key, retry_base_delay, retry_max_delay, retry_jitter,
+                           published_at, unique_key, unique_until, trace_context, pending_parents,
+                           on_parent_failure, settled_by_parent, workflow_id, parent_results,
+                           last_error, finished_at, time_limit)
+    SELECT %(job_type)s, %(queue)s, %(priority)s, s.state, %(payload)s::jsonb, %(max_retries)s,
+           s.due, %(key)s, %(base)s, %(max)s, %(jitter)s,
+           CASE WHEN s.state = 'queued' THEN now() END,
+           %(unique_key)s,
+           CASE WHEN %(unique_for)s::float8 IS NULL THEN NULL
+                ELSE now() + make_interval(secs => %(unique_for)s::float8) END,
+           %(trace)s::jsonb, %(pending)s, %(policy)s, %(settled)s, %(workflow)s,
+           %(parent_results)s::jsonb, %(error)s,
+           CASE WHEN s.state = 'cancelled' THEN now() END, %(time_limit)s
+    FROM s
+    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING id, state, queue, priority
+"""
+# query: job_dependency_insert
+DEPENDENCY_INSERT = """
+    WITH d AS (
+        INSERT INTO {ns}.job_dependencies (parent_id, child_id, position)
+        SELECT p, %(child)s, n - 1 FROM unnest(%(parents)s::bigint[]) WITH ORDINALITY AS u(p, n)
+        ON CONFLICT DO NOTHING
+    )
+    UPDATE {ns}.jobs SET has_dependants = true WHERE id = ANY(%(parents)s) AND NOT has_dependants
+"""
+# query: job_outbox_insert
+OUTBOX_INSERT = "INSERT INTO {ns}.job_outbox (job_id) SELECT unnest(%(ids)s::bigint[])"
+NOTIFY = "SELECT pg_notify(%(channel)s, '')"
+
+
+@dataclass
+class _Plan:
+    """What one job's insert needs besides the NewJob: its resolved parents and their verdict."""
+
+    state: str | None = None
+    pending: int = 0
+    settled: bool = False
+    error: str | None = None
+    workflow: int | None = None
+    parent_results: str | None = None
+
+
+def _plan(job: NewJob, parents: list[int], rows: list[dict[str, Any]]) -> _Plan:
+    """The state a dependant starts in, from its locked parents. Raises InvalidInput."""
+    import json
+
+    found = {r["id"]: r for r in rows}
+    missing = [p for p in parents if p not in found]
+    if missing:
+        raise InvalidInput(f"depends on job {missing[0]}, which does not exist")
+    plan = _Plan(workflow=min(found[p]["workflow_id"] or p for p in parents))
+    failed = [p for p in parents if found[p]["state"] in ("dead", "cancelled")]
+    if failed and job.on_parent_failure == "cancel":
+        plan.state, plan.settled = "cancelled", True
+        plan.error = f"parent job {failed[0]} ended {found[failed[0]]['state']}"
+        return plan
+    done = ("completed", "dead", "cancelled") if job.on_parent_failure == "run" else ("completed",)
+    plan.pending = sum(1 for p in parents if found[p]["state"] not in done)
+    if plan.pending:
+        plan.state = "waiting"
+    else:
+        plan.parent_results = json.dumps(
+            [{"id": p, "result": found[p]["result"]} for p in parents], default=str
+        )
+    return plan
+
+
+def _params(job: NewJob, plan: _Plan) -> dict[str, Any]:
+    return {
+        "run_at": job.run_at,
+        "delay": job.delay,
+        "state": plan.state,
+        "job_type": job.job_type,
+        "queue": job.queue,
+        "priority": job.priority,
+        "payload": job.payload_json,
+        "max_retries": job.max_retries,
+        "key": job.idempotency_key,
+        "base": job.retry_base_delay,
+        "max": job.retry_max_delay,
+        "jitter": job.retry_jitter,
+        "unique_key": job.unique_key,
+        "unique_for": job.unique_for if job.unique_key else None,
+        "trace": job.trace_context,
+        "pending": plan.pending,
+        "policy": job.on_parent_failure,
+        "settled": plan.settled,
+        "workflow": plan.workflow,
+        "parent_results": plan.parent_results,
+        "error": plan.error,
+        "time_limit": job.time_limit,
+    }
+
+
+def _inserted(row: dict[str, Any], created: bool) -> Inserted:
+    return Inserted(row["id"], row["state"], row["queue"], row["priority"], created)
+
+
+def _parents_of(i: int, job: NewJob, links: Links | None, done: list[Inserted | None]) -> list[int]:
+    parents = list(job.depends_on)
+    for index in links[i] if links else ():
+        earlier = done[index] if 0 <= index < i else None
+        if earlier is None:
+            raise ValueError(f"job {i} links to job {index}, which is not an earlier one")
+        parents.append(earlier.id)
+    return list(dict.fromkeys(parents))  # in order, once each
+
+
+def _dsn(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> str:
+    # info.dsn leaves the password out: safe to name in an error.
+    return conn.info.dsn
+
+
+@contextmanager
+def _translated(dsn: str, namespace: str) -> Iterator[None]:
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise translate(exc, dsn, namespace) from exc
+
+
+def job_enqueue(
+    conn: psycopg.Connection[Any],
+    namespace: str,
+    jobs: Sequence[NewJob],
+    *,
+    links: Links | None = None,
+    outbox: bool,
+) -> list[Inserted]:
+    """Insert `jobs` (with their unique keys, parents and trace contexts) through `conn`; returns
+    one Inserted per job, in order. With `outbox`, the queued ones are left for the doorbell to
+    publish after the commit (the caller's transaction); without, the caller publishes them.
+    Raises InvalidInput (a parent that does not exist), ServiceUnavailable, StoreError."""
+    with _translated(_dsn(conn), namespace):
+        if not conn.autocommit and conn.info.transaction_status == pq.TransactionStatus.IDLE:
+            conn.execute("SELECT 1")  # open the application's transaction, as its next query would
+        with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+            done: list[Inserted | None] = []
+            by_unique: dict[str, Inserted] = {}
+            root: int | None = None  # the workflow of a linked batch: its first job's
+            for i, job in enumerate(jobs):
+                found: Inserted | None = None
+                plan = _Plan()
+                if job.unique_key:
+                    found = by_unique.get(job.unique_key)
+                    if found is None:
+                        lock = f"{namespace}:unique:{job.unique_key}"
+                        cur.execute(UNIQUE_LOCK, {"lock": lock})
+                        row = cur.execute(
+                            _q(namespace, UNIQUE_FIND), {"key": job.unique_key}
+                        ).fetchone()
+                        found = _inserted(row, False) if row else None
+                if found is None:
+                    parents = _parents_of(i, job, links, done)
+                    if parents:
+                        rows = cur.execute(_q(namespace, PARENTS_LOCK), {"ids": parents}).fetchall()
+                        plan = _plan(job, parents, rows)
+                    if links is not None and done:
+                        plan.workflow = root  # one workflow: the first job's
+                    row = cur.execute(_q(namespace, INSERT), _params(job, plan)).fetchone()
+                    if row is None:  # its idempotency key exists
+                        row = cur.execute(
+                            _q(namespace, BY_KEY), {"key": job.idempotency_key}
+                        ).fetchone()
+                        if row is None:
+                            raise InvalidInput("an idempotency key's job vanished; submit again")
+                        found = _inserted(row, False)
+                    else:
+                        found = _inserted(row, True)
+                        if parents:
+                            cur.execute(
+                                _q(namespace, DEPENDENCY_INSERT),
+                                {"child": found.id, "parents": parents},
+                            )
+                if job.unique_key:
+                    by_unique[job.unique_key] = found
+                if not done:
+                    root = plan.workflow or found.id
+                done.append(found)
+            result = [d for d in done if d is not None]
+            queued = [d.id for d in result if d.created and d.state == "queued"]
+            if outbox and queued:
+                cur.execute(_q(namespace, OUTBOX_INSERT), {"ids": queued})
+                cur.execute(NOTIFY, {"channel": notify_channel(namespace)})
+            return result
+
+
+async def job_enqueue_async(
+    conn: psycopg.AsyncConnection[Any],
+    namespace: str,
+    jobs: Sequence[NewJob],
+    *,
+    links: Links | None = None,
+    outbox: bool,
+) -> list[Inserted]:
+    """job_enqueue on an async connection: the same statements, awaited."""
+    with _translated(_dsn(conn), namespace):
+        if not conn.autocommit and conn.info.transaction_status == pq.TransactionStatus.IDLE:
+            await conn.execute("SELECT 1")
+        async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+            done: list[Inserted | None] = []
+            by_unique: dict[str, Inserted] = {}
+            root: int | None = None  # the workflow of a linked batch: its first job's
+            for i, job in enumerate(jobs):
+                found: Inserted | None = None
+                plan = _Plan()
+                if job.unique_key:
+                    found = by_unique.get(job.unique_key)
+                    if found is None:
+                        lock = f"{namespace}:unique:{job.unique_key}"
+                        await cur.execute(UNIQUE_LOCK, {"lock": lock})
+                        await cur.execute(_q(namespace, UNIQUE_FIND), {"key": job.unique_key})
+                        row = await cur.fetchone()
+                        found = _inserted(row, False) if row else None
+                if found is None:
+                    parents = _parents_of(i, job, links, done)
+                    if parents:
+                        await cur.execute(_q(namespace, PARENTS_LOCK), {"ids": parents})
+                        plan = _plan(job, parents, await cur.fetchall())
+                    if links is not None and done:
+                        plan.workflow = root
+                    await cur.execute(_q(namespace, INSERT), _params(job, plan))
+                    row = await cur.fetchone()
+                    if row is None:
+                        await cur.execute(_q(namespace, BY_KEY), {"key": job.idempotency_key})
+                        row = await cur.fetchone()
+                        if row is None:
+                            raise InvalidInput("an idempotency key's job vanished; submit again")
+                        found = _inserted(row, False)
+                    else:
+                        found = _inserted(row, True)
+                        if parents:
+                            await cur.execute(
+                                _q(namespace, DEPENDENCY_INSERT),
+                                {"child": found.id, "parents": parents},
+                            )
+                if job.unique_key:
+                    by_unique[job.unique_key] = found
+                if not done:
+                    root = plan.workflow or found.id
+                done.append(found)
+            result = [d for d in done if d is not None]
+            queued = [d.id for d in result if d.created and d.state == "queued"]
+            if outbox and queued:
+                await cur.execute(_q(namespace, OUTBOX_INSERT), {"ids": queued})
+                await cur.execute(NOTIFY, {"channel": notify_channel(namespace)})
+            return result
