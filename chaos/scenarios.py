@@ -357,11 +357,10 @@ def schedulers(run: Run) -> Figures:
 
 
 def _leader(run: Run, scheds):
-    """The scheduler whose session holds the leader lock (an advisory lock), found in Postgres:
-    its application_name ends with the process id."""
+    """The scheduler that holds the leader lease, found in Postgres: its name ends with the
+    process id."""
     rows = run.query(
-        "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-        "WHERE l.locktype = 'advisory' AND l.granted AND a.application_name LIKE 'jq-scheduler %%'"
+        "SELECT holder FROM leaders WHERE role = 'scheduler' AND leader_until >= now()"
     )
     pids = {int(r[0].rsplit(":", 1)[1]) for r in rows if r[0].rsplit(":", 1)[-1].isdigit()}
     return next((s for s in scheds if s.pid in pids), None)

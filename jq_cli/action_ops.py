@@ -3,7 +3,7 @@ bulk by state and type. A mixin, so front ends still call one object."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +13,10 @@ from jq_cli.ops_core import OperationsCore, parse_state
 from jq_cli.states import JobState
 
 PURGEABLE = ("completed", "dead", "cancelled")
-PURGE_BATCH = 5000  # ids per statement of a bulk retry or purge
+# Jobs per statement (and transaction) of a retry or purge by filter: a batch locks few rows for a
+# moment and holds little memory, however many jobs match.
+BULK_BATCH = 2000
+Progress = Callable[[int], None]
 
 
 @dataclass
@@ -72,20 +75,30 @@ class ActionOperations(OperationsCore):
         job_type: str | None = None,
         dry_run: bool = False,
         limit: int | None = None,
-    ) -> list[int]:
-        """Retry every job in `state` (dead or cancelled), optionally of one type. Returns the ids.
-        Raises InvalidInput, ServiceUnavailable."""
+        on_progress: Progress | None = None,
+    ) -> int:
+        """Retry every job in `state` (dead or cancelled), optionally of one type, at most `limit`.
+        Works in batches of BULK_BATCH, each its own transaction, so memory and lock time stay
+        bounded whatever matches; `on_progress(done)` is called after each. Returns how many
+        were (or, with dry_run, would be) retried. Raises InvalidInput, ServiceUnavailable."""
         parsed = parse_state(state)
         if parsed not in (JobState.DEAD, JobState.CANCELLED):
             raise InvalidInput(f"only dead or cancelled jobs can be retried, not {state}")
         if job_type:
             check_name(job_type, "job type")
-        ids = self.store.job_ids_matching(parsed.value, job_type, limit)
-        if dry_run or not ids:
-            return ids
-        done: list[int] = []
-        for start in range(0, len(ids), PURGE_BATCH):
-            done.extend(self.retry(ids[start : start + PURGE_BATCH]).changed)
+        if dry_run:
+            count = self.store.job_count_matching(parsed.value, job_type)
+            return count if limit is None else min(count, limit)
+        done = 0
+        while limit is None or done < limit:
+            want = BULK_BATCH if limit is None else min(BULK_BATCH, limit - done)
+            rows = self.store.job_retry_batch(parsed.value, job_type, want)
+            self._publish_rows(rows)
+            done += len(rows)
+            if on_progress is not None and rows:
+                on_progress(done)
+            if len(rows) < want:
+                break
         return done
 
     def cancel(self, ids: Sequence[int]) -> ActionReport:
@@ -114,9 +127,12 @@ class ActionOperations(OperationsCore):
         older_than: float | None = None,
         job_type: str | None = None,
         dry_run: bool = False,
+        on_progress: Progress | None = None,
     ) -> int:
-        """Delete terminal jobs (with their attempts) in `state`; never an active one. Returns how many
-        were (or, with dry_run, would be) deleted. Raises InvalidInput, ServiceUnavailable."""
+        """Delete terminal jobs (with their attempts) in `state`; never an active one. Works in
+        batches of BULK_BATCH along an index (state, type, finished age), each its own transaction;
+        `on_progress(done)` is called after each. Returns how many were (or, with dry_run, would
+        be) deleted. Raises InvalidInput, ServiceUnavailable."""
         state = state.lower()
         if state not in PURGEABLE:
             raise InvalidInput(
@@ -124,10 +140,13 @@ class ActionOperations(OperationsCore):
             )
         if job_type:
             check_name(job_type, "job type")
-        ids = self.store.job_ids_matching(state, job_type, older_than=older_than)
         if dry_run:
-            return len(ids)
+            return self.store.job_count_matching(state, job_type, older_than)
         deleted = 0
-        for start in range(0, len(ids), PURGE_BATCH):
-            deleted += self.store.job_purge(ids[start : start + PURGE_BATCH])
-        return deleted
+        while True:
+            n = self.store.job_purge_batch(state, job_type, older_than, BULK_BATCH)
+            deleted += n
+            if on_progress is not None and n:
+                on_progress(deleted)
+            if n < BULK_BATCH:
+                return deleted

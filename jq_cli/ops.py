@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from jq_cli.action_ops import PURGE_BATCH, PURGEABLE, ActionOperations, ActionReport
+from jq_cli.action_ops import BULK_BATCH, PURGEABLE, ActionOperations, ActionReport
 from jq_cli.errors import InvalidInput, NotFound
 from jq_cli.health_ops import Check, HealthOperations
 from jq_cli.jobspec import JobRequest, check_name, parse_priority
@@ -23,7 +23,7 @@ from jq_cli.schedule_ops import ScheduleOperations
 from jq_cli.states import TERMINAL_STATES, JobState, Priority
 from jq_cli.store import Inserted
 
-__all__ = ["PURGEABLE", "PURGE_BATCH", "ActionReport", "Check", "Operations"]
+__all__ = ["BULK_BATCH", "PURGEABLE", "ActionReport", "Check", "Operations"]
 
 
 class Operations(ActionOperations, HealthOperations, ScheduleOperations):

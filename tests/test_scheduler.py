@@ -144,15 +144,17 @@ def test_only_one_of_two_schedulers_leads(ops, store, make_scheduler):
     assert ops.get(job_id)["state"] == "queued"
 
 
-def test_follower_takes_over_when_the_leaders_connection_dies(ops, store, make_scheduler):
+def test_follower_takes_over_once_the_leaders_lease_expires(ops, store, make_scheduler):
     a, b = make_scheduler("a"), make_scheduler("b")
     assert a.run_once()["leader"] is True
     assert b.run_once()["leader"] is False
-    # The leader's session dies (a crash, a restart of its host): Postgres frees its lock at once.
+    # The leader's session dies (a crash, a restart of its host) and it renews no more: the lease
+    # runs out in the database's time and the follower takes it.
     store._one("SELECT pg_terminate_backend(%s) AS ok", (a.store.conn.info.backend_pid,))
-    # Postgres ends the backend, and frees its lock, asynchronously: wait for it.
+    assert store.leader_current() == "a"  # the lease outlives the session
     wait_for(lambda: b.run_once()["leader"], 15, what="the follower to take the lead")
-    # The old leader learns it lost the lock and does not work beside the new one.
+    assert store.leader_current() == "b"
+    # The old leader learns it lost the lead and does not work beside the new one.
     with pytest.raises(ServiceUnavailable):
         a.run_once()
     assert a.leader is False
@@ -162,13 +164,41 @@ def test_follower_takes_over_when_the_leaders_connection_dies(ops, store, make_s
     assert ops.get(job_id)["state"] == "queued"
 
 
-def test_scheduler_whose_connection_was_closed_no_longer_claims_to_lead(make_scheduler):
+def test_leader_keeps_the_lead_across_a_new_connection(make_scheduler):
+    # Leadership is a row, not session state: a reconnect (or a pooler handing out another
+    # server connection) changes nothing, and the follower stays a follower.
     a, b = make_scheduler("a"), make_scheduler("b")
     assert a.run_once()["leader"] is True
-    a.store.close()  # the session, and with it the advisory lock, is gone
+    a.store.close()
+    assert a.run_once()["leader"] is True
+    assert b.run_once() == {"leader": False}
+
+
+def test_leader_whose_pass_outlives_its_lease_stops_before_the_next_duty(
+    ops, store, make_scheduler
+):
+    a, b = make_scheduler("a"), make_scheduler("b")
+    assert a.run_once()["leader"] is True
+    # As if the pass had stalled past the lease: its own clock says the lease is over.
+    a._lease_until = 0.0
+    store._run("UPDATE leaders SET leader_until = now() - interval '1 second'")
     assert b.run_once()["leader"] is True
-    assert a.run_once() == {"leader": False}
-    assert b.run_once()["leader"] is True
+    job_id = ops.submit("noop", {}, delay=0.05)
+    run_at = ops.get(job_id)["run_at"]
+    wait_for(lambda: store.now() > run_at, 5, what="the due time to pass")
+    assert a._leading() is False
+    assert a.run_once() == {"leader": False}  # it campaigns and finds the lease taken
+    assert ops.get(job_id)["state"] == "scheduled"  # a promoted nothing
+
+
+def test_leader_hands_over_at_once_when_it_stops(settings, store):
+    from jq_cli.scheduler import Scheduler
+
+    a = Scheduler(settings, name="a")
+    assert a.run_once()["leader"] is True
+    a.stopping.set()
+    a.run()  # the loop ends at once and gives the lease up
+    assert store.leader_current() is None
 
 
 def test_running_follower_takes_over_when_the_leader_stops(ops, start_scheduler, start_worker):

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from jq_cli.cli.options import JsonOpt, YesOpt, confirm, operations
-from jq_cli.cli.output import handle_errors, print_json, print_report
+from jq_cli.cli.output import end_progress, handle_errors, print_json, print_report, progress
 from jq_cli.cli.rows import OutputOpt
 
 dlq_app = typer.Typer(
@@ -50,11 +50,12 @@ def dlq_retry(
         if ids:
             print_report(ops.retry(ids), json_out)
             return
-        done = ops.retry_matching(state="dead")
+        done = ops.retry_matching(state="dead", on_progress=progress("retried"))
+        end_progress()
     if json_out:
-        print_json({"count": len(done), "ids": done})
+        print_json({"count": done})
     else:
-        print(f"retried {len(done)} dead jobs")
+        print(f"retried {done} dead jobs")
 
 
 @dlq_app.command("purge")
@@ -65,7 +66,8 @@ def dlq_purge(yes: YesOpt = False, json_out: JsonOpt = False) -> None:
         count = ops.purge(state="dead", dry_run=True)
         if count:
             confirm(f"delete {count} dead jobs?", yes)
-            count = ops.purge(state="dead")
+            count = ops.purge(state="dead", on_progress=progress("deleted"))
+            end_progress()
     if json_out:
         print_json({"count": count})
     else:
