@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench chaos install migrate clean
+.PHONY: run test lint bench chaos scale install migrate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ bench: migrate
 # The fault suite: private PostgreSQL/RabbitMQ/Redis (ports 5433, 5673, 6380), never the shared ones.
 chaos: install
 	$(BIN)/python -m chaos
+
+# tests/test_scale.py at ten million jobs (make test runs it at one million): EXPLAIN ANALYZE of
+# every duty-loop and dashboard query, their times against a key lookup, the online upgrade.
+scale: install
+	JQ_SCALE_ROWS=10000000 JQ_SCALE_EXPLAIN=1 $(BIN)/pytest -q -s tests/test_scale.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -7,6 +7,7 @@ ratio, never an absolute time; a scan of a million rows is some thousand times a
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -15,8 +16,10 @@ from typing import Any
 import pytest
 from jq_cli.scheduler import Scheduler
 from jq_cli.store import Store, job_count_created_per_second, latest_version
+from jq_cli.store.base import Timeouts
 
-ROWS = 1_000_000
+# `make scale` runs this module at ten million rows (JQ_SCALE_ROWS) and prints the figures.
+ROWS = int(os.environ.get("JQ_SCALE_ROWS", "1000000"))
 RATIO = 60  # a query may cost this many key lookups; a scan of the table costs thousands
 ROUNDS = 7
 
@@ -102,7 +105,8 @@ def big():
     from conftest import make_settings
 
     settings = make_settings(f"t{uuid.uuid4().hex[:12]}")
-    store = Store(settings.database_url, settings.namespace)
+    # No statement timeout: filling ten million rows (make scale) takes minutes.
+    store = Store(settings.database_url, settings.namespace, timeouts=Timeouts(statement=0))
     store.migrate(up_to=3)
     t0 = time.monotonic()
     fill(store, ROWS)
@@ -226,6 +230,10 @@ def test_no_query_of_the_duty_loop_or_the_dashboards_scans_jobs(big, name):
     _, store, _ = big
     query, params = DUTY_QUERIES[name]
     assert seq_scans_of_jobs(store, query, params) == []
+    if os.environ.get("JQ_SCALE_EXPLAIN"):
+        with store.conn.transaction(force_rollback=True):
+            plan = store.conn.execute(f"EXPLAIN (ANALYZE, BUFFERS) {query}", params).fetchall()
+        print(f"\n-- {name} at {ROWS} rows\n" + "\n".join(r["QUERY PLAN"] for r in plan))
 
 
 def test_counts_are_exact_and_cost_a_few_key_lookups_at_a_million_rows(big):

@@ -123,6 +123,35 @@ def test_sweeper_republishes_only_the_missing_messages(
         assert wait_state(ops, job_id, "completed")["attempts"] == 1
 
 
+def test_sweeper_does_not_republish_the_messages_a_busy_worker_holds(
+    ops, store, publisher, settings, make_scheduler, start_worker
+):
+    from jq_cli.telemetry import Telemetry
+
+    worker = start_worker(concurrency=2)
+    ids = [ops.submit("t_sleep", {"seconds": 60}) for _ in range(6)]
+    # Two run, two wait unacknowledged in the busy worker's prefetch, two stay ready in the broker.
+    wait_for(lambda: len(worker.worker.running) == 2, 15, what="two jobs running")
+    wait_ready(publisher, 2)
+    telemetry = Telemetry(settings.redis_url, settings.namespace)
+    wait_for(
+        lambda: [w.get("running") for w in telemetry.workers()] == [2],
+        15,
+        what="the busy worker's heartbeat",
+    )
+    backdate_published(store, 60)  # every queued job looks long unpublished
+    scheduler = make_scheduler("sweeper")
+    # Queued 4 = ready 2 + held 2: nothing is missing (counting ready only re-published 2).
+    assert scheduler.run_sweep() == 0
+    assert ready(publisher) == 2
+    # Two messages really go missing: exactly those two are published again.
+    assert publisher.purge("default") == 2
+    assert scheduler.run_sweep() == 2
+    wait_ready(publisher, 2)
+    telemetry.close()
+    ops.cancel(ids)
+
+
 # -- leadership ---------------------------------------------------------------------------------
 
 
