@@ -39,7 +39,7 @@ chaos: install
 # tests/test_scale.py at ten million jobs (make test runs it at one million): EXPLAIN ANALYZE of
 # every duty-loop and dashboard query, their times against a key lookup, the online upgrade.
 scale: install
-	JQ_SCALE_ROWS=10000000 JQ_SCALE_EXPLAIN=1 $(BIN)/pytest -q -s tests/test_scale.py
+	JQ_SCALE_ROWS=10000000 JQ_SCALE_EXPLAIN=1 $(BIN)/pytest -q -s --timeout 3600 tests/test_scale.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -9,6 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from chaos.harness import Figures, Run, Workload
+from chaos.scenarios_network import (
+    blackholed_leader,
+    blackholed_worker_amqp,
+    blackholed_worker_pg,
+    soak_big_table,
+)
 
 
 @dataclass(frozen=True)
@@ -496,5 +502,14 @@ SCENARIOS = [
         private_only=True,
     ),
     Scenario("poison", "poison messages straight to the queue", poison),
+    # Issue 14 (chaos/scenarios_network.py): one daemon's own route blackholed, and a soak.
+    Scenario("blackholed_leader", "the leader's PostgreSQL route stalled 10 s+", blackholed_leader),
+    Scenario(
+        "blackholed_worker_pg", "a worker's PostgreSQL route stalled 20 s", blackholed_worker_pg
+    ),
+    Scenario(
+        "blackholed_worker_amqp", "a worker's AMQP route stalled 20 s", blackholed_worker_amqp
+    ),
+    Scenario("soak_big_table", "steady load over 3M finished jobs", soak_big_table),
 ]
 BY_NAME = {s.name: s for s in SCENARIOS}
