@@ -128,3 +128,46 @@ def test_a_worker_whose_database_route_stalls_is_rescued_and_records_no_stale_ou
     outcomes = [a["outcome"] for a in job["attempt_history"]]
     assert outcomes == ["lost", "completed"], outcomes
     assert job["attempts"] == 2 and job["state"] == "completed"
+
+
+def test_pgbouncer_in_transaction_mode_is_refused_plainly(settings):
+    """A listener that answers the startup packet as PgBouncer does when it will not take
+    jq's session options (one ErrorResponse): the error says PgBouncer is not supported."""
+    import socket
+    import struct
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    port = server.getsockname()[1]
+
+    def answer() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                while True:
+                    head = conn.recv(8)
+                    if len(head) < 8:
+                        break
+                    length, code = struct.unpack("!ii", head)
+                    conn.recv(max(0, length - 8))
+                    if code in (80877103, 80877104):  # SSL or GSS request: not here
+                        conn.sendall(b"N")
+                        continue
+                    fields = b"SFATAL\0VFATAL\0C08P01\0Munsupported startup parameter: options\0\0"
+                    conn.sendall(b"E" + struct.pack("!i", len(fields) + 4) + fields)
+                    break
+
+    threading.Thread(target=answer, daemon=True).start()
+    store = Store(f"postgresql://jq@127.0.0.1:{port}/jq", settings.namespace)
+    try:
+        with pytest.raises(
+            DatabaseUnavailable, match="PgBouncer in transaction mode is not supported"
+        ):
+            store.schema_version()
+    finally:
+        server.close()
