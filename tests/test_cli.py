@@ -598,6 +598,7 @@ def test_dlq_retry_of_named_jobs_and_of_all(run_cli, ops, store):
     assert ok(run_cli("dlq", "retry", str(a))).split() == [str(a), "queued"]
     assert count_jobs(store, state="dead") == 2
     assert one_json(run_cli("dlq", "retry", "--all", "--json")) == {"count": 2}
+    assert ops.get(b)["state"] == ops.get(c)["state"] == "queued"
     assert count_jobs(store, state="dead") == 0 and count_jobs(store, state="queued") == 3
     assert_error(run_cli("dlq", "retry"), 2, "--all")
 
