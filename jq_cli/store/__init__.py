@@ -18,6 +18,7 @@ from jq_cli.store.base import (
 from jq_cli.store.dashboard import job_count_created_per_second
 from jq_cli.store.jobs import JobQueries
 from jq_cli.store.maintenance import MaintenanceQueries
+from jq_cli.store.migrations import MigrationQueries
 from jq_cli.store.records import Finish, Inserted, NewJob, hostname, payload_json
 from jq_cli.store.rows import (
     AttemptRow,
@@ -36,7 +37,9 @@ from jq_cli.store.schedules import ScheduleQueries
 from jq_cli.store.work import WorkQueries
 
 
-class Store(JobQueries, WorkQueries, MaintenanceQueries, ScheduleQueries, StoreBase):
+class Store(
+    JobQueries, WorkQueries, MaintenanceQueries, ScheduleQueries, MigrationQueries, StoreBase
+):
     """One PostgreSQL connection (autocommit; explicit transactions where several statements
     must commit together). Not thread-safe: each thread that needs SQL owns a Store."""
 
