@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 LOCK   := requirements.lock
 
-.PHONY: run test test-unit lint bench bench-quick bench-memory chaos cluster install lock migrate clean
+.PHONY: run test test-unit lint bench bench-quick bench-memory chaos cluster scale install lock migrate clean
 
 # pyproject.toml bounds each dependency's major version; $(LOCK) pins the exact versions the tests
 # passed with, and install takes those (as constraints: the package itself stays editable).
@@ -70,6 +70,11 @@ chaos: install
 # synchronous standby, the scaling figure and the loss of each part (issue 17). Under 15 minutes.
 cluster: install
 	$(BIN)/python -m cluster
+
+# tests/integration/test_scale.py at ten million jobs (make test runs it at one million): EXPLAIN ANALYZE of
+# every duty-loop and dashboard query, their times against a key lookup, the online upgrade.
+scale: install
+	JQ_SCALE_ROWS=10000000 JQ_SCALE_EXPLAIN=1 $(BIN)/pytest -q -s --timeout 3600 tests/integration/test_scale.py
 
 clean:
 	rm -rf $(VENV) .venv-lock build dist *.egg-info .bench

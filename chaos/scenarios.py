@@ -10,6 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from chaos.harness import Figures, Run, Workload
+from chaos.scenarios_network import (
+    blackholed_leader,
+    blackholed_worker_amqp,
+    blackholed_worker_pg,
+    soak_big_table,
+)
 
 
 @dataclass(frozen=True)
@@ -371,11 +377,10 @@ def schedulers(run: Run) -> Figures:
 
 
 def _leader(run: Run, scheds):
-    """The scheduler whose session holds the leader lock (an advisory lock), found in Postgres:
-    its application_name ends with the process id."""
+    """The scheduler that holds the leader lease, found in Postgres: its name ends with the
+    process id."""
     rows = run.query(
-        "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-        "WHERE l.locktype = 'advisory' AND l.granted AND a.application_name LIKE 'jq-scheduler %%'"
+        "SELECT holder FROM leaders WHERE role = 'scheduler' AND leader_until >= now()"
     )
     pids = {int(r[0].rsplit(":", 1)[1]) for r in rows if r[0].rsplit(":", 1)[-1].isdigit()}
     return next((s for s in scheds if s.pid in pids), None)
@@ -624,5 +629,14 @@ SCENARIOS = [
     Scenario("poison_validator", "a payload validator raising KeyError", poison_validator),
     Scenario("ignore_cancel", "jq cancel of handlers that ignore it", ignore_cancel),
     Scenario("hung_time_limit", "handlers blocked past a 1 s time limit", hung_time_limit),
+    # Issue 14 (chaos/scenarios_network.py): one daemon's own route blackholed, and a soak.
+    Scenario("blackholed_leader", "the leader's PostgreSQL route stalled 10 s+", blackholed_leader),
+    Scenario(
+        "blackholed_worker_pg", "a worker's PostgreSQL route stalled 20 s", blackholed_worker_pg
+    ),
+    Scenario(
+        "blackholed_worker_amqp", "a worker's AMQP route stalled 20 s", blackholed_worker_amqp
+    ),
+    Scenario("soak_big_table", "steady load over 3M finished jobs", soak_big_table),
 ]
 BY_NAME = {s.name: s for s in SCENARIOS}

@@ -4,7 +4,7 @@ its audit row (AuditOperations._audited), recorded as self.actor."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +15,10 @@ from jq_cli.ops_core import parse_state
 from jq_cli.states import JobState
 
 PURGEABLE = ("completed", "dead", "cancelled")
-PURGE_BATCH = 5000  # ids per statement of a bulk retry or purge
+# Jobs per statement (and transaction) of a retry or purge by filter: a batch locks few rows for a
+# moment and holds little memory, however many jobs match.
+BULK_BATCH = 2000
+Progress = Callable[[int], None]
 
 
 @dataclass
@@ -87,9 +90,13 @@ class ActionOperations(AuditOperations):
         dry_run: bool = False,
         limit: int | None = None,
         queue: str | None = None,
-    ) -> list[int]:
-        """Retry every job in `state` (dead or cancelled), optionally of one type. Returns the ids.
-        Raises InvalidInput, ServiceUnavailable."""
+        on_progress: Progress | None = None,
+    ) -> int:
+        """Retry every job in `state` (dead or cancelled), optionally of one type or queue, at most
+        `limit`. Works in batches of BULK_BATCH, each its own transaction (with the growing count
+        of its one audit row), so memory and lock time stay bounded whatever matches;
+        `on_progress(done)` is called after each. Returns how many were (or, with dry_run, would
+        be) retried. Raises InvalidInput, ServiceUnavailable."""
         parsed = parse_state(state)
         if parsed not in (JobState.DEAD, JobState.CANCELLED):
             raise InvalidInput(f"only dead or cancelled jobs can be retried, not {state}")
@@ -97,23 +104,27 @@ class ActionOperations(AuditOperations):
             check_name(job_type, "job type")
         if queue:
             check_name(queue, "queue")
-        ids = self.store.job_ids_filtered(  # issue 16: --queue as well
-            states=[parsed.value], job_type=job_type, queue=queue, limit=limit
-        )
-        if dry_run or not ids:
-            return ids
-        done: list[int] = []
+        narrow = {"queue": queue}
+        if dry_run:
+            count = self.store.job_count_matching(parsed.value, job_type, None, **narrow)
+            return count if limit is None else min(count, limit)
+        done = 0
         entry = None  # one audit row for the whole action, its count grown batch by batch
-        for start in range(0, len(ids), PURGE_BATCH):
+        while limit is None or done < limit:
+            want = BULK_BATCH if limit is None else min(BULK_BATCH, limit - done)
             with self._audited(
                 "job.retry",
                 filter={"state": parsed.value, "type": job_type, "queue": queue},
                 entry=entry,
             ) as entry:
-                rows = self.store.job_retry(ids[start : start + PURGE_BATCH])
+                rows = self.store.job_retry_batch(parsed.value, job_type, want, **narrow)
                 entry.jobs += len(rows)
             self._publish_rows(rows)
-            done.extend(r["id"] for r in rows)
+            done += len(rows)
+            if on_progress is not None and rows:
+                on_progress(done)
+            if len(rows) < want:
+                break
         return done
 
     def cancel(self, ids: Sequence[int]) -> ActionReport:
@@ -147,11 +158,14 @@ class ActionOperations(AuditOperations):
         queue: str | None = None,
         priority: str | None = None,
         job_id: int | None = None,
+        on_progress: Progress | None = None,
     ) -> int:
-        """Delete terminal jobs (with their attempts) in `state`; never an active one. Returns how many
-        were (or, with dry_run, would be) deleted. `queue`, `priority` and `job_id` narrow it
-        further (jq top purges exactly what its filter shows). Raises InvalidInput,
-        ServiceUnavailable."""
+        """Delete terminal jobs (with their attempts) in `state`; never an active one. `queue`,
+        `priority` and `job_id` narrow it further (jq top purges exactly what its filter shows).
+        Works in batches of BULK_BATCH along an index (state, type, finished age), each its own
+        transaction with the growing count of its one audit row; `on_progress(done)` is called
+        after each. Returns how many were (or, with dry_run, would be) deleted. Raises
+        InvalidInput, ServiceUnavailable."""
         state = state.lower()
         if state not in PURGEABLE:
             raise InvalidInput(
@@ -161,17 +175,13 @@ class ActionOperations(AuditOperations):
             check_name(job_type, "job type")
         if queue:
             check_name(queue, "queue")
-        ids = self.store.job_ids_filtered(  # issue 16: queue and priority as well
-            states=[state],
-            job_type=job_type,
-            queue=queue,
-            priority=parse_priority(priority).amqp if priority else None,
-            older_than=older_than,
-        )
-        if job_id is not None:
-            ids = [i for i in ids if i == job_id]
+        narrow = {
+            "queue": queue,
+            "priority": parse_priority(priority).amqp if priority else None,
+            "job_id": job_id,
+        }
         if dry_run:
-            return len(ids)
+            return self.store.job_count_matching(state, job_type, older_than, **narrow)
         deleted = 0
         scope = {
             "state": state,
@@ -182,8 +192,12 @@ class ActionOperations(AuditOperations):
             "older_than": older_than,
         }
         entry = None  # one audit row for the whole purge, its count grown batch by batch
-        for start in range(0, len(ids), PURGE_BATCH):
+        while True:
             with self._audited("job.purge", filter=scope, entry=entry) as entry:
-                deleted += self.store.job_purge(ids[start : start + PURGE_BATCH])
+                n = self.store.job_purge_batch(state, job_type, older_than, BULK_BATCH, **narrow)
+                deleted += n
                 entry.jobs = deleted
-        return deleted
+            if on_progress is not None and n:
+                on_progress(deleted)
+            if n < BULK_BATCH:
+                return deleted

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from jq_cli.store.base import Timeouts
 
 NAMESPACE_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
@@ -67,6 +70,15 @@ class Settings(BaseSettings):
     scheduler_interval: float = Field(0.5, gt=0, validation_alias=_env("SCHEDULER_INTERVAL"))
     # A queued job whose message is missing is re-published once it has waited this long.
     republish_after: float = Field(15.0, gt=0, validation_alias=_env("REPUBLISH_AFTER"))
+
+    # Leadership: the scheduler leader's lease in PostgreSQL time, renewed every pass. A leader cut
+    # off from the database stops leading, and a standby takes over, within one lease.
+    leader_lease: float = Field(10.0, ge=1, le=300, validation_alias=_env("LEADER_LEASE"))
+    # The network: PostgreSQL connections give up on a dead route instead of waiting for the
+    # kernel's defaults (about 15 minutes). 0 disables one.
+    db_statement_timeout: float = Field(60.0, ge=0, validation_alias=_env("DB_STATEMENT_TIMEOUT"))
+    db_tcp_user_timeout: float = Field(15.0, ge=0, validation_alias=_env("DB_TCP_USER_TIMEOUT"))
+    db_keepalives_idle: float = Field(10.0, ge=0, validation_alias=_env("DB_KEEPALIVES_IDLE"))
 
     # Schedules (issue 4): a `skip` schedule's tick fires only if the scheduler is at most this late.
     misfire_grace: float = Field(60.0, ge=0, validation_alias=_env("MISFIRE_GRACE"))
@@ -130,6 +142,19 @@ class Settings(BaseSettings):
                 value = value.get_secret_value()
             env[f"JQ_{name.upper()}"] = str(value)
         return env
+
+    def db_timeouts(self, deadline: float | None = None) -> Timeouts:
+        """The store's connection timeouts from these settings (jq_cli.store.base.Timeouts)."""
+        from jq_cli.store.base import Timeouts
+
+        idle = self.db_keepalives_idle
+        return Timeouts(
+            statement=self.db_statement_timeout,
+            tcp_user=self.db_tcp_user_timeout,
+            keepalive_idle=idle,
+            keepalive_interval=max(1.0, idle / 2),
+            deadline=deadline,
+        )
 
     @property
     def queue_names(self) -> list[str]:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from jq_cli.action_ops import PURGE_BATCH, PURGEABLE, ActionOperations, ActionReport
+from jq_cli.action_ops import BULK_BATCH, PURGEABLE, ActionOperations, ActionReport
 from jq_cli.edit_ops import EditOperations
 from jq_cli.enqueue_ops import EnqueueOperations, full_job
 from jq_cli.errors import InvalidInput, NotFound
@@ -26,7 +26,7 @@ from jq_cli.schedule_ops import ScheduleOperations
 from jq_cli.states import TERMINAL_STATES, JobState, Priority
 from jq_cli.store import Inserted
 
-__all__ = ["PURGEABLE", "PURGE_BATCH", "ActionReport", "Check", "Operations"]
+__all__ = ["BULK_BATCH", "PURGEABLE", "ActionReport", "Check", "Operations"]
 
 
 def any_of(value: str | Sequence[str] | None) -> list[str]:

@@ -2,8 +2,10 @@
 retrying jobs when due, rescues jobs whose worker lost its lease, re-publishes queued jobs whose
 message went missing, and prunes old finished jobs (retention).
 
-Several may run; one leads, through a Postgres advisory lock held by its connection (a leader
-that dies frees it at once). Each duty is a run_*() step that returns counts, so it can be tested
+Several may run; one leads, through a lease in PostgreSQL's time (store.leader_acquire): the leader
+renews it on every pass and stops leading as soon as it cannot show a live lease, a standby takes
+it once it has expired. No session state is involved, so a half-open connection, a blackholed route
+or a connection pooler cannot keep a dead leader in place. Each duty is a run_*() step that returns counts, so it can be tested
 on its own; run() is a loop around run_once().
 """
 
@@ -65,10 +67,16 @@ class Scheduler:
         self.reload_requested = threading.Event()
         self.name = name or f"{hostname()}:{os.getpid()}"
         self.store = Store(
-            settings.database_url, settings.namespace, application_name=f"jq-scheduler {self.name}"
+            settings.database_url,
+            settings.namespace,
+            application_name=f"jq-scheduler {self.name}",
+            # A statement with no answer for two leases is abandoned: by then a standby leads, and
+            # this scheduler must find out rather than wait on a route that may never come back.
+            timeouts=settings.db_timeouts(deadline=2 * settings.leader_lease),
         )
         self.publisher = Publisher(settings.rabbitmq_url, settings.namespace)
         self.leader = False
+        self._lease_until = 0.0  # monotonic time until which this scheduler's lease surely holds
         self.stopping = threading.Event()
         self._next_sweep = 0.0
         self._next_prune = 0.0
@@ -120,42 +128,65 @@ class Scheduler:
                 return counts
 
     def run_sweep(self) -> int:
-        """Re-publish queued jobs whose message is missing: per queue, those that have waited
-        longer than JQ_REPUBLISH_AFTER beyond what the broker still holds. A duplicate message this
-        may create is harmless: the claim is conditional."""
+        """Re-publish queued jobs whose message is missing. Per queue, the messages that exist are
+        the broker's ready count plus what workers hold unacknowledged (a busy worker holds up to
+        its prefetch); queued jobs beyond those are missing, and that many of the jobs published
+        longest ago (beyond JQ_REPUBLISH_AFTER) are published again. Every count comes from the
+        job_counts summary and the broker, and the pick walks an index up to REPUBLISH_LIMIT, so a
+        pass costs the same with a thousand queued jobs or a million. A duplicate message this may
+        still create is harmless: the claim is conditional."""
         age = self.settings.republish_after
-        stale = self.store.job_count_unpublished(age)
-        # issue 16: a paused queue's jobs wait without messages; resuming publishes them.
-        for queue in self.store.queue_paused() if stale else ():
-            stale.pop(queue, None)
-        if not stale:
+        queued: dict[str, int] = {}
+        for row in self.store.job_counts()["queued"]:
+            queued[row["queue"]] = queued.get(row["queue"], 0) + row["n"]
+        # A paused queue's jobs wait without messages (issue 16); resuming publishes them.
+        for queue in self.store.queue_paused() if queued else ():
+            queued.pop(queue, None)
+        if not queued:
             return 0
-        counts = self.publisher.queue_counts(sorted(stale))
-        # Each consumer may hold up to its prefetch of deliveries it has not claimed yet: queued in
-        # Postgres, unacknowledged in the broker, and not in the ready count. A shortfall within
-        # that bound is an ordinary backlog, not a loss: it is re-published all the same (a
-        # duplicate is harmless), but only a shortfall beyond it is a warning.
-        per_consumer = self.settings.worker_prefetch or self.settings.worker_concurrency
+        depths = self.publisher.queue_depths(sorted(queued))
+        held = self._held_by_workers()
         total = 0
-        for queue, waiting in stale.items():
-            ready, consumers = counts.get(queue) or (0, 0)
-            missing = waiting - ready
+        for queue, waiting in sorted(queued.items()):
+            ready = depths.get(queue) or 0
+            missing = waiting - ready - held.get(queue, 0)
             if missing <= 0:
                 continue
             rows = self.store.job_republish_claim(queue, age, min(missing, REPUBLISH_LIMIT))
+            if not rows:
+                continue  # the difference is jobs published just now, not lost ones
             total += self._publish(rows)
-            held = consumers * per_consumer
-            log.log(
-                logging.WARNING if missing > held else logging.INFO,
-                "event=messages_republished queue=%s count=%d broker_ready=%s consumers=%d"
-                " held_at_most=%d",
+            log.warning(
+                "event=messages_republished queue=%s count=%d queued=%d broker_ready=%d held=%d",
                 queue,
                 len(rows),
-                None if counts.get(queue) is None else ready,
-                consumers,
-                held,
+                waiting,
+                ready,
+                held.get(queue, 0),
             )
         return total
+
+    def _held_by_workers(self) -> dict[str, int]:
+        """Per queue, how many deliveries live workers may hold unacknowledged: a worker with a
+        free slot claims what it receives at once, a busy one holds up to its prefetch. Empty when
+        Redis is away (the sweep then counts ready messages only, and may publish duplicates)."""
+        try:
+            if self._telemetry is None:
+                from jq_cli.telemetry import Telemetry
+
+                self._telemetry = Telemetry(self.settings.redis_url, self.settings.namespace)
+            workers = self._telemetry.workers()
+        except TelemetryUnavailable:
+            return {}
+        held: dict[str, int] = {}
+        for info in workers:
+            concurrency = int(info.get("concurrency") or 0)
+            if int(info.get("running") or 0) < concurrency:
+                continue
+            prefetch = int(info.get("prefetch") or self.settings.worker_prefetch or concurrency)
+            for queue in info.get("queues") or []:
+                held[queue] = held.get(queue, 0) + prefetch
+        return held
 
     def _plan(self, row: DueSchedule, now: datetime) -> cron.FirePlan | None:
         """The fire plan of a due schedule; None (and a log line) when it cannot be computed, so one
@@ -256,47 +287,70 @@ class Scheduler:
         except TelemetryUnavailable:
             pass  # telemetry is optional: the gauge keeps its last value
 
+    def _campaign(self) -> bool:
+        """Take or renew the lease. The lease is counted from before the statement was sent, so
+        this scheduler's idea of it always ends before the database's."""
+        sent = time.monotonic()
+        left = self.store.leader_acquire(self.name, self.settings.leader_lease)
+        if left is None:
+            if self.leader:
+                log.warning("event=leadership_lost scheduler=%s reason=lease_taken", self.name)
+            self.leader = False
+            return False
+        if not self.leader:
+            log.info("event=leadership_acquired scheduler=%s", self.name)
+        self.leader = True
+        self._lease_until = sent + left
+        return True
+
+    def _leading(self) -> bool:
+        """True while the lease surely holds; checked before each duty, so a leader whose pass
+        stalled past its lease stops there instead of working beside the new leader."""
+        if self.leader and time.monotonic() >= self._lease_until:
+            self.leader = False
+            log.warning("event=leadership_lost scheduler=%s reason=lease_expired", self.name)
+        return self.leader
+
     def run_once(self) -> dict[str, Any]:
         """One pass of every duty, if this scheduler leads. Returns what it did."""
-        if self.leader and not self.store.has_session():
-            # The advisory lock died with the connection that took it; the next query would open a
-            # fresh session without it, and this scheduler would work beside the new leader.
-            self.leader = False
-            log.warning("event=leadership_lost scheduler=%s reason=connection_closed", self.name)
-        if self.metrics is not None:
-            self.metrics.leader.set(1 if self.leader else 0)
         try:
+            self._campaign()
+            if self.metrics is not None:
+                self.metrics.leader.set(1 if self.leader else 0)
             if not self.leader:
-                self.leader = self.store.leader_try_lock()
-                if not self.leader:
-                    return {"leader": False}
-                log.info("event=leadership_acquired scheduler=%s", self.name)
-                if self.metrics is not None:
-                    self.metrics.leader.set(1)
-            report: dict[str, Any] = {
-                "leader": True,
-                "fired": self.run_cron(),
-                "promoted": self.run_promote(),
-                "rescued": self.run_rescue(),
-            }
+                return {"leader": False}
+            report: dict[str, Any] = {"leader": True}
+            started = time.monotonic()
+            duties: list[tuple[str, Any]] = [
+                ("fired", self.run_cron),
+                ("promoted", self.run_promote),
+                ("rescued", self.run_rescue),
+            ]
+            for key, duty in duties:
+                if not self._leading():
+                    return {**report, "leader": False}
+                report[key] = duty()
             now = time.monotonic()
-            if now >= self._next_prune:
+            if now >= self._next_prune and self._leading():
                 report["pruned"] = pruned = self.run_prune()
                 # A full last batch means more is waiting: go on next pass instead of in a minute.
                 full = any(n >= PRUNE_BATCH * PRUNE_BATCHES for n in pruned.values())
                 self._next_prune = now + (0.0 if full else PRUNE_EVERY)
-            if now >= self._next_sweep:
+            if now >= self._next_sweep and self._leading():
                 try:
                     report["republished"] = self.run_sweep()
                 except BrokerUnavailable:
                     report["republished"] = 0  # the broker is away: nothing to compare with yet
                 self._next_sweep = now + max(1.0, self.settings.republish_after / 3)
-            if self.metrics is not None and now >= self._next_gauges:
+            if self.metrics is not None and now >= self._next_gauges and self._leading():
                 self.run_gauges()
                 self._next_gauges = now + GAUGE_EVERY
+            report["pass_seconds"] = round(time.monotonic() - started, 4)
+            if not self._leading():
+                report["leader"] = False
             return report
         except JqError:
-            # Here and not only in run(): a broken connection took the lock with it, whoever calls us.
+            # The lease may run out while the database is away: lead again only after renewing it.
             self.leader = False
             raise
 
@@ -368,7 +422,7 @@ class Scheduler:
                     # the daemon stops with the error (and its service manager says so).
                     raise
                 except JqError as exc:
-                    # A broken connection took the advisory lock with it: campaign again after reconnecting.
+                    # Without the database the lease cannot be shown: campaign again after reconnecting.
                     self.leader = False
                     self._note(exc)
                     delay = min(delay * 2, 5.0)
@@ -379,8 +433,8 @@ class Scheduler:
             doorbell.stop()
         if self.leader:
             with contextlib.suppress(JqError):
-                self.store.leader_unlock()
-        self.store.close()
+                self.store.leader_release(self.name)
+        self.store.shutdown()
         self.publisher.close()
         if self._telemetry is not None:
             self._telemetry.close()

@@ -29,12 +29,6 @@ CREATE INDEX schedules_due ON schedules (next_fire_at) WHERE enabled;
 ALTER TABLE jobs ADD COLUMN schedule_name text;
 ALTER TABLE jobs ADD COLUMN fire_time timestamptz;
 
--- Exactly one job per tick (invariant 5): two schedulers, a restart or a retried transaction
--- insert with ON CONFLICT DO NOTHING against this key and create nothing the second time.
--- Partial, so the index holds only the scheduled jobs and costs ordinary submits nothing.
-CREATE UNIQUE INDEX jobs_schedule_tick ON jobs (schedule_name, fire_time) WHERE fire_time IS NOT NULL;
--- `jq schedule show`: a schedule's most recent jobs, run-now ones included.
-CREATE INDEX jobs_schedule_recent ON jobs (schedule_name, id) WHERE schedule_name IS NOT NULL;
-
--- Retention: the pruner deletes terminal jobs by age, oldest first, in small batches.
-CREATE INDEX jobs_finished ON jobs (state, finished_at) WHERE state IN ('completed', 'dead', 'cancelled');
+-- Its indexes on jobs (one job per tick, a schedule's recent jobs, the retention pruner's walk) are
+-- built by 010 with CREATE INDEX CONCURRENTLY: built here, in this file's transaction, they locked
+-- every job write out for as long as the builds took on a big table.

@@ -3,11 +3,15 @@
 
 -- Seconds an attempt may run before the worker stops it (outcome `timeout`); NULL means the
 -- handler's declared limit or the worker's default (JQ_WORKER_TIME_LIMIT).
-ALTER TABLE jobs ADD COLUMN time_limit double precision CHECK (time_limit > 0);
+-- The checks are added NOT VALID (new rows are checked at once, without a scan of the table under
+-- its lock) and validated by 040, which takes no lock that blocks job writes.
+ALTER TABLE jobs ADD COLUMN time_limit double precision;
+ALTER TABLE jobs ADD CONSTRAINT jobs_time_limit_check CHECK (time_limit > 0) NOT VALID;
 
 ALTER TABLE attempts DROP CONSTRAINT attempts_outcome_check;
 ALTER TABLE attempts ADD CONSTRAINT attempts_outcome_check CHECK (outcome IN
-    ('running', 'completed', 'failed', 'timeout', 'lost', 'interrupted', 'cancelled', 'snoozed'));
+    ('running', 'completed', 'failed', 'timeout', 'lost', 'interrupted', 'cancelled', 'snoozed'))
+    NOT VALID;
 
 -- Consecutive hand-backs of a job no receiving worker could run (an unknown type, a shutdown):
 -- each one costs no attempt, so this bounds them (the worker dead-letters past the bound).

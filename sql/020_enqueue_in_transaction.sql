@@ -17,7 +17,7 @@ CREATE TABLE job_outbox (
 -- submits cannot both miss each other.
 ALTER TABLE jobs ADD COLUMN unique_key text;
 ALTER TABLE jobs ADD COLUMN unique_until timestamptz;
-CREATE INDEX jobs_unique ON jobs (unique_key, unique_until) WHERE unique_key IS NOT NULL;
+-- Its index, jobs_unique, is built concurrently by 040.
 
 -- W3C trace context (traceparent, tracestate) of the submitter, when OpenTelemetry is in use.
 ALTER TABLE jobs ADD COLUMN trace_context jsonb;

@@ -3,7 +3,8 @@
 
 ALTER TABLE jobs DROP CONSTRAINT jobs_state_check;
 ALTER TABLE jobs ADD CONSTRAINT jobs_state_check CHECK (state IN
-    ('waiting', 'scheduled', 'queued', 'running', 'retrying', 'completed', 'dead', 'cancelled'));
+    ('waiting', 'scheduled', 'queued', 'running', 'retrying', 'completed', 'dead', 'cancelled'))
+    NOT VALID;  -- validated by 040, without a scan of jobs under this statement's lock
 
 -- Parents not completed yet. Each parent's completion decrements it with a conditional UPDATE
 -- of the child row; two parents completing at once on two workers serialise on that row lock,
@@ -11,8 +12,9 @@ ALTER TABLE jobs ADD CONSTRAINT jobs_state_check CHECK (state IN
 ALTER TABLE jobs ADD COLUMN pending_parents integer NOT NULL DEFAULT 0;
 -- cancel (the default): a parent ending dead or cancelled cancels the child; run: the child
 -- counts such a parent as done and runs anyway.
-ALTER TABLE jobs ADD COLUMN on_parent_failure text NOT NULL DEFAULT 'cancel'
-    CHECK (on_parent_failure IN ('cancel', 'run'));
+ALTER TABLE jobs ADD COLUMN on_parent_failure text NOT NULL DEFAULT 'cancel';
+ALTER TABLE jobs ADD CONSTRAINT jobs_on_parent_failure_check
+    CHECK (on_parent_failure IN ('cancel', 'run')) NOT VALID;
 -- True on a job some other job depends on, so that the trigger below fires for parents only
 -- and an ordinary job's state changes cost nothing more.
 ALTER TABLE jobs ADD COLUMN has_dependants boolean NOT NULL DEFAULT false;
@@ -26,7 +28,7 @@ ALTER TABLE jobs ADD COLUMN workflow_id bigint;
 -- were given), written when the child is released, so that the
 -- handler receives them without a query of its own.
 ALTER TABLE jobs ADD COLUMN parent_results jsonb;
-CREATE INDEX jobs_workflow ON jobs (workflow_id) WHERE workflow_id IS NOT NULL;
+-- Its index, jobs_workflow, is built concurrently by 040.
 
 CREATE TABLE job_dependencies (
     parent_id bigint NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,

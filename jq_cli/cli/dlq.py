@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from jq_cli.cli.options import DryRunOpt, JsonOpt, YesOpt, confirm, operations
-from jq_cli.cli.output import handle_errors, print_json, print_report
+from jq_cli.cli.output import end_progress, handle_errors, print_json, print_report, progress
 from jq_cli.cli.rows import OutputOpt
 
 dlq_app = typer.Typer(
@@ -61,11 +61,18 @@ def dlq_retry(
         if ids:
             print_report(ops.retry(ids), json_out)
             return
-        done = ops.retry_matching(state="dead", job_type=job_type, queue=queue, dry_run=dry_run)
+        done = ops.retry_matching(
+            state="dead",
+            job_type=job_type,
+            queue=queue,
+            dry_run=dry_run,
+            on_progress=progress("retried"),
+        )
+        end_progress()
     if json_out:  # dry_run only when asked: the document's shape before --dry-run existed
-        print_json({**({"dry_run": True} if dry_run else {}), "count": len(done), "ids": done})
+        print_json({**({"dry_run": True} if dry_run else {}), "count": done})
     else:
-        print(f"{'would retry' if dry_run else 'retried'} {len(done)} dead jobs")
+        print(f"{'would retry' if dry_run else 'retried'} {done} dead jobs")
 
 
 @dlq_app.command("purge")
@@ -90,7 +97,14 @@ def dlq_purge(
         )
         if count and not dry_run:
             confirm(f"delete {count} dead jobs?", yes)
-            count = ops.purge(state="dead", job_type=job_type, queue=queue, older_than=age)
+            count = ops.purge(
+                state="dead",
+                job_type=job_type,
+                queue=queue,
+                older_than=age,
+                on_progress=progress("deleted"),
+            )
+            end_progress()
     if json_out:
         print_json({**({"dry_run": True} if dry_run else {}), "count": count})
     else:

@@ -18,7 +18,15 @@ from jq_cli.cli.options import (
     read_jobs_file,
     read_payload,
 )
-from jq_cli.cli.output import console, handle_errors, print_json, print_report, state_text
+from jq_cli.cli.output import (
+    console,
+    end_progress,
+    handle_errors,
+    print_json,
+    print_report,
+    progress,
+    state_text,
+)
 from jq_cli.cli.rows import OutputOpt, ViewOpt
 
 if TYPE_CHECKING:
@@ -438,11 +446,18 @@ def retry(
             print_report(ops.retry(ids), json_out)
             return
         assert state is not None  # one of ids and --state was given: checked above
-        done = ops.retry_matching(state=state, job_type=job_type, queue=queue, dry_run=dry_run)
+        done = ops.retry_matching(
+            state=state,
+            job_type=job_type,
+            queue=queue,
+            dry_run=dry_run,
+            on_progress=progress("retried"),
+        )
+        end_progress()
     if json_out:
-        print_json({"dry_run": dry_run, "count": len(done), "ids": done})
+        print_json({"dry_run": dry_run, "count": done})
     else:
-        print(f"{'would retry' if dry_run else 'retried'} {len(done)} jobs")
+        print(f"{'would retry' if dry_run else 'retried'} {done} jobs")
 
 
 @handle_errors
@@ -509,7 +524,14 @@ def purge(
         count = ops.purge(state=state, older_than=age, job_type=job_type, queue=queue, dry_run=True)
         if not dry_run and count:
             confirm(f"delete {count} {state} jobs?", yes)
-            count = ops.purge(state=state, older_than=age, job_type=job_type, queue=queue)
+            count = ops.purge(
+                state=state,
+                older_than=age,
+                job_type=job_type,
+                queue=queue,
+                on_progress=progress("deleted"),
+            )
+            end_progress()
     if json_out:
         print_json({"dry_run": dry_run, "state": state, "count": count})
     else:

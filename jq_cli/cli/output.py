@@ -47,6 +47,27 @@ def print_report(report: ActionReport, json_out: bool) -> None:
         raise typer.Exit(max(e.exit_code for e in report.refused.values()))
 
 
+def progress(verb: str) -> Callable[[int], None] | None:
+    """A bulk action's progress line on stderr, rewritten after each batch; None (no output) when
+    stderr is not a terminal, so scripts and --json see only the result."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int) -> None:
+        # Erase to the end of the line afterwards too (the result printed next starts clean).
+        sys.stderr.write(f"\r{verb} {done} jobs so far ...\x1b[K")
+        sys.stderr.flush()
+
+    return show
+
+
+def end_progress() -> None:
+    """Clear the progress line, if one was shown, before the result is printed."""
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\x1b[K")
+        sys.stderr.flush()
+
+
 def fail(message: str, code: int = 1) -> None:
     sys.stderr.write(f"jq: error: {message}\n")
     raise typer.Exit(code)

@@ -20,6 +20,7 @@ from jq_cli.store.base import (
 from jq_cli.store.dashboard import job_count_created_per_second
 from jq_cli.store.jobs import JobQueries
 from jq_cli.store.maintenance import MaintenanceQueries
+from jq_cli.store.migrations import MigrationQueries
 from jq_cli.store.queues import QueueQueries, QueueRow
 from jq_cli.store.records import Finish, Inserted, NewJob, hostname, payload_json
 from jq_cli.store.rows import (
@@ -47,6 +48,7 @@ class Store(
     MaintenanceQueries,
     ScheduleQueries,
     AuditQueries,  # issue 16
+    MigrationQueries,
     StoreBase,
 ):
     """One PostgreSQL connection (autocommit; explicit transactions where several statements

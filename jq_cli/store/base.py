@@ -1,12 +1,23 @@
 """The store's foundation: one PostgreSQL connection, driver errors translated once into jq's
 error tree (translate()), and the schema (migrations from sql/, applied in order, each in a
-transaction)."""
+transaction unless the file says `-- jq: no-transaction`: the runner is store/migrations.py).
+
+The connection never trusts the network: TCP keepalives and tcp_user_timeout make the kernel give
+up on a dead route, statement_timeout makes the server give up on a slow statement, and an optional
+client-side deadline (a watchdog) abandons a statement whose answer never comes, as behind a
+stalled proxy, where the kernel sees nothing wrong."""
 
 from __future__ import annotations
 
+import logging
+import os
 import re
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -25,9 +36,40 @@ from jq_cli.errors import (
     StoreError,
 )
 
+log = logging.getLogger("jq.store")
 SERVICE = Service.POSTGRESQL
 Query = str | sql.SQL | sql.Composed  # what the store's helpers run
 MIGRATION_FILE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """How long a connection waits before it calls the database unreachable. 0 disables one."""
+
+    statement: float = 60.0  # server side: a statement running longer is cancelled
+    tcp_user: float = 15.0  # kernel: sent data unacknowledged this long ends the connection
+    keepalive_idle: float = 10.0  # kernel: an idle connection is probed after this long ...
+    keepalive_interval: float = 5.0  # ... every this long ...
+    keepalive_count: int = 3  # ... and given up after this many unanswered probes
+    # Client side: a statement (or transaction block) with no answer after this long is abandoned
+    # and its socket shut, whatever the kernel thinks of the route. None: no deadline.
+    deadline: float | None = None
+
+    def connect_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {}
+        if self.keepalive_idle > 0:
+            kwargs.update(
+                keepalives=1,
+                keepalives_idle=max(1, int(self.keepalive_idle)),
+                keepalives_interval=max(1, int(self.keepalive_interval)),
+                keepalives_count=max(1, self.keepalive_count),
+            )
+        if self.tcp_user > 0:
+            kwargs["tcp_user_timeout"] = int(self.tcp_user * 1000)
+        return kwargs
+
+    def options(self) -> str:
+        return f" -c statement_timeout={int(self.statement * 1000)}" if self.statement > 0 else ""
 
 
 def migrations_dir() -> Path:
@@ -92,12 +134,20 @@ class StoreBase:
         *,
         application_name: str = "jq",
         connect_timeout: float = 5.0,
+        timeouts: Timeouts | None = None,
     ) -> None:
         self.url = url
         self.namespace = namespace
         self.application_name = application_name
         self.connect_timeout = connect_timeout
+        self.timeouts = timeouts or Timeouts()
         self._conn: psycopg.Connection[DictRow] | None = None
+        # The watchdog's view: when the statement in flight began (None: idle), and whether it
+        # shut the socket, so that the error says why.
+        self._busy_since: float | None = None
+        self._abandoned = False
+        self._watchdog: threading.Thread | None = None
+        self._closing = threading.Event()
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -111,10 +161,19 @@ class StoreBase:
                 application_name=self.application_name,
                 # Every table lives in the namespace's schema, so SQL stays unqualified and test
                 # runs in their own namespaces never see each other's rows.
-                options=f"-c search_path={self.namespace}",
+                options=f"-c search_path={self.namespace}{self.timeouts.options()}",
+                **self.timeouts.connect_kwargs(),
             )
         except psycopg.OperationalError as exc:
             detail = _first_line(exc)
+            if "unsupported startup parameter" in detail:
+                # PgBouncer in transaction mode: jq keeps session settings (search_path, timeouts)
+                # that such a pool would hand to other clients, so it is refused plainly.
+                raise DatabaseUnavailable(
+                    self.url,
+                    f"{detail}: PgBouncer in transaction mode is not supported,"
+                    " connect jq to PostgreSQL directly (or to PgBouncer in session mode)",
+                ) from exc
             # A failed connection carries no SQLSTATE (psycopg has no session to read 3D000 from),
             # so the server's FATAL text is the only sign of a missing database.
             if "does not exist" in detail and "database" in detail:
@@ -124,7 +183,34 @@ class StoreBase:
             raise DatabaseUnavailable(self.url, detail) from exc
         except psycopg.Error as exc:
             raise translate(exc, self.url, self.namespace) from exc
+        if self.timeouts.deadline is not None and self._watchdog is None:
+            self._watchdog = threading.Thread(
+                target=self._watch, name="jq-store-watchdog", daemon=True
+            )
+            self._watchdog.start()
         return conn
+
+    def _watch(self) -> None:
+        """Shut the socket of a statement that has waited past the deadline: the blocked call then
+        fails at once (DatabaseUnavailable) instead of waiting for a route that may never return."""
+        deadline = self.timeouts.deadline
+        assert deadline is not None
+        while not self._closing.wait(min(1.0, deadline / 4)):
+            since, conn = self._busy_since, self._conn
+            if since is None or conn is None or conn.closed:
+                continue
+            if time.monotonic() - since < deadline:
+                continue
+            self._abandoned = True
+            log.warning(
+                "event=database_stalled waited=%.1fs action=connection_abandoned",
+                time.monotonic() - since,
+            )
+            try:
+                with socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
+                    sock.shutdown(socket.SHUT_RDWR)
+            except (OSError, psycopg.Error):
+                pass  # closed meanwhile: nothing left to abandon
 
     @property
     def conn(self) -> psycopg.Connection[DictRow]:
@@ -137,6 +223,7 @@ class StoreBase:
         return self._conn is not None and not self._conn.closed
 
     def close(self) -> None:
+        """Close the connection (the next call opens another; the watchdog stays for it)."""
         if self._conn is not None:
             try:
                 self._conn.close()
@@ -147,13 +234,29 @@ class StoreBase:
     def _errors(self) -> Iterator[None]:
         """Every driver error raised inside becomes a jq error (translate()), its cause kept; a
         broken connection is dropped so that the next call reconnects."""
+        outer = self._busy_since is None
+        if outer:
+            self._busy_since, self._abandoned = time.monotonic(), False
         try:
             yield
         except psycopg.Error as exc:
             error = translate(exc, self.url, self.namespace)
+            if self._abandoned:
+                error = DatabaseUnavailable(
+                    self.url,
+                    f"no answer within {self.timeouts.deadline:g}s (the route may be stalled)",
+                )
             if isinstance(error, DatabaseUnavailable):
                 self.close()
             raise error from exc
+        finally:
+            if outer:
+                self._busy_since = None
+
+    def shutdown(self) -> None:
+        """Close for good: the watchdog thread ends too."""
+        self._closing.set()
+        self.close()
 
     # A row is the driver's dict; the query modules cast it to their TypedDict (store.rows).
     def _all(self, query: Query, params: Any = None) -> list[dict[str, Any]]:
@@ -209,43 +312,6 @@ class StoreBase:
             return False
         except psycopg.Error as exc:
             raise translate(exc, self.url, self.namespace) from exc
-
-    def migrate(self) -> list[str]:
-        """Apply pending migrations in order, each in its own transaction. Returns their names.
-        A migration lock makes two concurrent `jq db migrate` runs safe."""
-        applied: list[str] = []
-        schema = sql.Identifier(self.namespace)
-        with self._errors():
-            conn = self.conn
-            with conn.transaction():
-                conn.execute(
-                    "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{self.namespace}:migrate",)
-                )
-                conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
-                conn.execute(
-                    sql.SQL(
-                        "CREATE TABLE IF NOT EXISTS {}.schema_migrations ("
-                        " version integer PRIMARY KEY, name text NOT NULL,"
-                        " applied_at timestamptz NOT NULL DEFAULT now())"
-                    ).format(schema)
-                )
-            for version, name, path in available_migrations():
-                with conn.transaction():
-                    conn.execute(
-                        "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{self.namespace}:migrate",)
-                    )
-                    done = conn.execute(
-                        "SELECT 1 FROM schema_migrations WHERE version = %s", (version,)
-                    ).fetchone()
-                    if done:
-                        continue
-                    conn.execute(path.read_text(encoding="utf-8"))
-                    conn.execute(
-                        "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
-                        (version, name),
-                    )
-                    applied.append(name)
-        return applied
 
     def drop_namespace(self) -> None:
         """Drop the namespace's schema and everything in it (tests clean up with this)."""

@@ -300,18 +300,23 @@ class JobQueries(StoreBase):
         return cast(list[JobSummary], self._all(query, params))
 
     def job_counts(self) -> JobCounts:
-        """Counts by state, and queued counts by priority and by queue."""
-        by_state = {
-            r["state"]: r["n"]
-            for r in self._all(
-                "SELECT state, count(*) AS n FROM jobs GROUP BY state"  # query: job_count_by_state
-            )
-        }
-        queued = self._all(
-            # query: job_count_queued. The partial index jobs_queued keeps this cheap.
-            "SELECT queue, priority, count(*) AS n FROM jobs WHERE state = 'queued' GROUP BY queue, priority"
+        """Counts by state, and queued counts by priority and by queue: exact, and read from the
+        job_counts summary (a few dozen rows kept by triggers, migration 011), never by counting
+        jobs, so the cost is the same with a thousand finished jobs or ten million."""
+        rows = self._all(
+            # query: job_count_summary. Sum of the per-session shards and the base.
+            """
+            SELECT state, queue, priority, sum(n)::bigint AS n FROM job_counts
+            GROUP BY state, queue, priority HAVING sum(n) <> 0
+            """
         )
-        return {"by_state": by_state, "queued": cast(list[QueuedCount], queued)}
+        by_state: dict[str, int] = {}
+        queued: list[QueuedCount] = []
+        for r in rows:
+            by_state[r["state"]] = by_state.get(r["state"], 0) + r["n"]
+            if r["state"] == "queued":
+                queued.append({"queue": r["queue"], "priority": r["priority"], "n": r["n"]})
+        return {"by_state": by_state, "queued": queued}
 
     # -- operator actions ---------------------------------------------------------------------
 
@@ -329,27 +334,90 @@ class JobQueries(StoreBase):
         )
         return cast(list[JobRef], rows)
 
-    def job_ids_matching(
-        self,
+    @staticmethod
+    def _terminal_filter(
         state: str,
         job_type: str | None,
-        limit: int | None = None,
-        older_than: float | None = None,
-    ) -> list[int]:
+        older_than: float | None,
+        queue: str | None = None,
+        priority: int | None = None,
+        job_id: int | None = None,
+    ) -> tuple[str, dict[str, Any]]:
+        """The WHERE of a bulk action: state, type and age as jobs_finished(_type) index them
+        (finished_at compared with a constant, so the index range serves it); queue, priority
+        and id narrow the rows of that range."""
         where, params = ["state = %(state)s"], dict[str, Any](state=state)
+        if queue:
+            where.append("queue = %(queue)s")
+            params["queue"] = queue
+        if priority is not None:
+            where.append("priority = %(priority)s")
+            params["priority"] = priority
+        if job_id is not None:
+            where.append("id = %(id)s")
+            params["id"] = job_id
         if job_type:
             where.append("job_type = %(type)s")
             params["type"] = job_type
         if older_than is not None:
-            where.append(
-                "coalesce(finished_at, updated_at) < now() - make_interval(secs => %(age)s)"
-            )
+            where.append("finished_at < now() - make_interval(secs => %(age)s)")
             params["age"] = older_than
-        query = f"SELECT id FROM jobs WHERE {' AND '.join(where)} ORDER BY id"  # query: job_ids_matching
-        if limit is not None:
-            query += " LIMIT %(limit)s"
-            params["limit"] = limit
-        return [r["id"] for r in self._all(query, params)]
+        return " AND ".join(where), params
+
+    def job_count_matching(
+        self, state: str, job_type: str | None, older_than: float | None = None, **narrow: Any
+    ) -> int:
+        """How many terminal jobs a bulk action would touch (dry runs): counted, never loaded."""
+        where, params = self._terminal_filter(state, job_type, older_than, **narrow)
+        row = self._one(
+            f"SELECT count(*) AS n FROM jobs WHERE {where}",  # query: job_count_matching
+            params,
+        )
+        return int(row["n"]) if row else 0
+
+    def job_purge_batch(
+        self, state: str, job_type: str | None, older_than: float | None, limit: int, **narrow: Any
+    ) -> int:
+        """Delete up to `limit` terminal jobs matching the filter, oldest finished first; one
+        statement, so each batch is its own short transaction. Returns how many went."""
+        where, params = self._terminal_filter(state, job_type, older_than, **narrow)
+        params["limit"] = limit
+        return self._run(
+            # query: job_purge_batch. Along jobs_finished(_type); SKIP LOCKED leaves a row the
+            # pruner holds for the next batch.
+            f"""
+            WITH doomed AS (
+                SELECT id FROM jobs WHERE {where}
+                ORDER BY finished_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+            )
+            DELETE FROM jobs USING doomed
+            WHERE jobs.id = doomed.id AND jobs.state IN ('completed', 'dead', 'cancelled')
+            """,
+            params,
+        )
+
+    def job_retry_batch(
+        self, state: str, job_type: str | None, limit: int, **narrow: Any
+    ) -> list[JobRef]:
+        """Up to `limit` dead or cancelled jobs of the filter back to queued (as job_retry), oldest
+        finished first; the retried leave the filter, so the next batch finds the next ones."""
+        where, params = self._terminal_filter(state, job_type, None, **narrow)
+        params["limit"] = limit
+        rows = self._all(
+            # query: job_retry_batch
+            f"""
+            WITH picked AS (
+                SELECT id FROM jobs WHERE {where}
+                ORDER BY finished_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+            )
+            UPDATE jobs SET state = 'queued', attempts = 0, cancel_requested = false, finished_at = NULL,
+                            run_at = now(), published_at = now(), updated_at = now()
+            FROM picked WHERE jobs.id = picked.id AND jobs.state IN ('dead', 'cancelled')
+            RETURNING jobs.id, jobs.queue, jobs.priority
+            """,
+            params,
+        )
+        return cast(list[JobRef], rows)
 
     def job_cancel(self, ids: Sequence[int]) -> dict[int, str]:
         """Cancel jobs: not started ones end cancelled now; running ones are asked to stop and end

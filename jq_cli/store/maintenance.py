@@ -1,4 +1,5 @@
-"""The scheduler's maintenance queries: leadership, due jobs, lease rescue, lost-message sweeps."""
+"""The scheduler's maintenance queries: leadership (a lease row), due jobs, lease rescue,
+lost-message sweeps. Each walks a partial index of active jobs, never the finished ones."""
 
 from __future__ import annotations
 
@@ -9,16 +10,43 @@ from jq_cli.store.rows import JobRef
 
 
 class MaintenanceQueries(StoreBase):
-    def leader_try_lock(self) -> bool:
-        """Take (or keep) the scheduler leader lock: a session advisory lock that dies with the
-        connection, so a crashed leader frees it at once."""
+    def leader_acquire(self, holder: str, lease: float, role: str = "scheduler") -> float | None:
+        """Take the leader lease, or renew it if `holder` has it: leadership is a row whose
+        leader_until is the database's now() plus `lease`, so it needs no session to stay open and a
+        leader cut off from the database loses it after one lease. Returns the seconds of lease left
+        (measured by the database), or None when another holder's lease has not expired."""
         row = self._one(
-            "SELECT pg_try_advisory_lock(hashtext(%s)) AS ok", (f"{self.namespace}:scheduler",)
+            # query: leader_acquire. One statement: the conditional upsert is the election.
+            """
+            INSERT INTO leaders AS l (role, holder, leader_until)
+            VALUES (%(role)s, %(holder)s, now() + make_interval(secs => %(lease)s))
+            ON CONFLICT (role) DO UPDATE
+                SET holder = excluded.holder, leader_until = excluded.leader_until,
+                    since = CASE WHEN l.holder = excluded.holder THEN l.since ELSE now() END
+                WHERE l.holder = excluded.holder OR l.leader_until < now()
+            RETURNING extract(epoch FROM leader_until - now())::float8 AS left
+            """,
+            {"role": role, "holder": holder, "lease": lease},
         )
-        return bool(row and row["ok"])
+        return float(row["left"]) if row else None
 
-    def leader_unlock(self) -> None:
-        self._one("SELECT pg_advisory_unlock(hashtext(%s)) AS ok", (f"{self.namespace}:scheduler",))
+    def leader_release(self, holder: str, role: str = "scheduler") -> None:
+        """Give the lease up at a clean stop, so a standby leads at its next pass."""
+        self._run(
+            # query: leader_release
+            "UPDATE leaders SET leader_until = now() - interval '1 microsecond'"
+            " WHERE role = %(role)s AND holder = %(holder)s",
+            {"role": role, "holder": holder},
+        )
+
+    def leader_current(self, role: str = "scheduler") -> str | None:
+        """The holder of an unexpired lease (jq doctor, tests, chaos), or None."""
+        row = self._one(
+            # query: leader_current
+            "SELECT holder FROM leaders WHERE role = %s AND leader_until >= now()",
+            (role,),
+        )
+        return str(row["holder"]) if row else None
 
     def job_promote_due(self, limit: int) -> list[JobRef]:
         """Move scheduled and retrying jobs whose run_at has come to queued. Returns them, to publish."""
@@ -70,31 +98,20 @@ class MaintenanceQueries(StoreBase):
         )
         return cast(list[JobRef], rows)
 
-    def job_count_unpublished(self, older_than: float) -> dict[str, int]:
-        """Per queue, how many jobs have stayed queued longer than `older_than` seconds since
-        their last publish."""
-        rows = self._all(
-            # query: job_count_unpublished
-            """
-            SELECT queue, count(*) AS n FROM jobs
-            WHERE state = 'queued' AND published_at < now() - make_interval(secs => %(age)s)
-            GROUP BY queue
-            """,
-            {"age": older_than},
-        )
-        return {r["queue"]: r["n"] for r in rows}
-
     def job_republish_claim(self, queue: str, older_than: float, limit: int) -> list[JobRef]:
-        """Pick up to `limit` long-queued jobs of a queue and stamp them published now."""
+        """Pick up to `limit` jobs of a queue whose last publish is older than `older_than` seconds,
+        longest waiting first, and stamp them published now. The walk is jobs_queued (queue,
+        published_at) in its own order and stops at `limit`: its cost does not grow with the
+        number of queued jobs. A re-published job goes to the back, so successive passes cycle
+        through every stale job instead of re-publishing the same ones."""
         rows = self._all(
-            # query: job_republish_claim. Highest priority and oldest first: those are the jobs a
-            # missing message hurts most.
+            # query: job_republish_claim
             """
             WITH stale AS (
                 SELECT id FROM jobs
                 WHERE state = 'queued' AND queue = %(queue)s
                   AND published_at < now() - make_interval(secs => %(age)s)
-                ORDER BY priority DESC, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+                ORDER BY published_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
             )
             UPDATE jobs SET published_at = now() FROM stale
             WHERE jobs.id = stale.id AND jobs.state = 'queued'

@@ -38,6 +38,7 @@ FAST = {
     "scheduler_interval": 0.1,
     "republish_after": 1.0,
     "heartbeat_interval": 0.5,
+    "leader_lease": 3.0,  # a cut-off leader hands over within seconds, not the default 10
 }
 
 

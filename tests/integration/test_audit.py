@@ -23,9 +23,7 @@ def dead_job(ops: Operations, store: Store, n: int = 1) -> int:
     """A job that failed its only attempt, as a worker records it."""
     job_id = ops.submit("noop", {"n": n}, max_retries=0)
     claimed = store.job_claim([job_id], "test-worker", 30)
-    store.job_finish(
-        [Finish(job_id, claimed[0]["run_count"], "failed", error="boom")], "test-worker"
-    )
+    store.job_finish([Finish(job_id, claimed[0].run_count, "failed", error="boom")], "test-worker")
     assert store.job_states([job_id]) == {job_id: "dead"}
     return job_id
 
@@ -71,7 +69,7 @@ def test_the_record_and_the_change_commit_together(settings, ops, store):
 
 
 def test_a_bulk_purge_in_batches_is_one_row_with_its_whole_count(ops, store, monkeypatch):
-    monkeypatch.setattr(action_ops, "PURGE_BATCH", 2)
+    monkeypatch.setattr(action_ops, "BULK_BATCH", 2)
     ids = [dead_job(ops, store, n) for n in range(5)]
     assert ops.purge(state="dead", dry_run=True) == 5
     assert audit_rows(store) == []  # a dry run changes nothing and records nothing

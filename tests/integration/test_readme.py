@@ -42,6 +42,12 @@ NOT_RUNNABLE = {
     "network namespaces, and test_cluster_quick.py a subset",
     "rabbit-cluster": "clusters three RabbitMQ nodes on other hosts; `make cluster` does the same "
     "with three private nodes in network namespaces",
+    "audit": "needs operator actions to list; test_audit.py runs `jq audit --since` and "
+    "`--action` over the actions it makes, from the CLI, jq top and jq serve",
+    "queues": "test_queues.py runs `jq queue list`, `pause` and `resume` against two workers "
+    "and checks that a paused queue starts nothing",
+    "limits": "a synopsis (`[--key tenant]`); test_limits.py sets queue limits from the CLI and "
+    "checks from the attempts' timestamps that three workers never exceed them",
     "systemd": "needs root, systemd and an install in /opt/jq; test_daemons.py checks sd_notify, "
     "SIGTERM and SIGHUP of the daemons",
 }

@@ -155,33 +155,33 @@ def test_sweeper_republishes_only_the_missing_messages(
         assert wait_state(ops, job_id, "completed")["attempts"] == 1
 
 
-def test_sweeper_does_not_warn_of_lost_messages_that_a_busy_worker_holds(
-    ops, store, settings, publisher, start_worker, caplog
+def test_sweeper_does_not_republish_the_messages_a_busy_worker_holds(
+    ops, store, publisher, settings, make_scheduler, start_worker
 ):
-    """An ordinary backlog: the worker runs one job and holds its prefetch of deliveries it has
-    not claimed yet (unacknowledged, so not in the broker's ready count). That is no loss."""
-    import logging
+    from jq_cli.telemetry import Telemetry
 
-    from jq_cli.scheduler import Scheduler
-
-    one = settings.model_copy(update={"worker_concurrency": 1})
-    ids = [ops.submit("t_sleep", {"seconds": 5}) for _ in range(4)]
-    wait_ready(publisher, 4)
-    start_worker(settings=one)
-    wait_for(lambda: ops.get(ids[0])["state"] == "running", 15, what="the first job running")
-    wait_ready(publisher, 2)  # one running (acknowledged), one held by the worker, two ready
-    backdate_published(store, 60)
-    scheduler = Scheduler(one, name="sweeper")
-    try:
-        with caplog.at_level(logging.INFO, logger="jq.scheduler"):
-            scheduler.run_sweep()
-    finally:
-        scheduler.store.close()
-        scheduler.publisher.close()
-    swept = [r for r in caplog.records if "event=messages_republished" in r.getMessage()]
-    assert swept and all(r.levelno == logging.INFO for r in swept), [
-        (r.levelname, r.getMessage()) for r in swept
-    ]
+    worker = start_worker(concurrency=2)
+    ids = [ops.submit("t_sleep", {"seconds": 60}) for _ in range(6)]
+    # Two run, two wait unacknowledged in the busy worker's prefetch, two stay ready in the broker.
+    wait_for(lambda: len(worker.worker.running) == 2, 15, what="two jobs running")
+    wait_ready(publisher, 2)
+    telemetry = Telemetry(settings.redis_url, settings.namespace)
+    wait_for(
+        lambda: [w.get("running") for w in telemetry.workers()] == [2],
+        15,
+        what="the busy worker's heartbeat",
+    )
+    backdate_published(store, 60)  # every queued job looks long unpublished
+    scheduler = make_scheduler("sweeper")
+    # Queued 4 = ready 2 + held 2: nothing is missing (counting ready only re-published 2).
+    assert scheduler.run_sweep() == 0
+    assert ready(publisher) == 2
+    # Two messages really go missing: exactly those two are published again.
+    assert publisher.purge("default") == 2
+    assert scheduler.run_sweep() == 2
+    wait_ready(publisher, 2)
+    telemetry.close()
+    ops.cancel(ids)
 
 
 def test_sweeper_warns_when_messages_are_missing_beyond_what_consumers_hold(
@@ -220,15 +220,17 @@ def test_only_one_of_two_schedulers_leads(ops, store, make_scheduler):
     assert ops.get(job_id)["state"] == "queued"
 
 
-def test_follower_takes_over_when_the_leaders_connection_dies(ops, store, make_scheduler):
+def test_follower_takes_over_once_the_leaders_lease_expires(ops, store, make_scheduler):
     a, b = make_scheduler("a"), make_scheduler("b")
     assert a.run_once()["leader"] is True
     assert b.run_once()["leader"] is False
-    # The leader's session dies (a crash, a restart of its host): Postgres frees its lock at once.
+    # The leader's session dies (a crash, a restart of its host) and it renews no more: the lease
+    # runs out in the database's time and the follower takes it.
     store._one("SELECT pg_terminate_backend(%s) AS ok", (a.store.conn.info.backend_pid,))
-    # Postgres ends the backend, and frees its lock, asynchronously: wait for it.
+    assert store.leader_current() == "a"  # the lease outlives the session
     wait_for(lambda: b.run_once()["leader"], 15, what="the follower to take the lead")
-    # The old leader learns it lost the lock and does not work beside the new one.
+    assert store.leader_current() == "b"
+    # The old leader learns it lost the lead and does not work beside the new one.
     with pytest.raises(ServiceUnavailable):
         a.run_once()
     assert a.leader is False
@@ -238,13 +240,41 @@ def test_follower_takes_over_when_the_leaders_connection_dies(ops, store, make_s
     assert ops.get(job_id)["state"] == "queued"
 
 
-def test_scheduler_whose_connection_was_closed_no_longer_claims_to_lead(make_scheduler):
+def test_leader_keeps_the_lead_across_a_new_connection(make_scheduler):
+    # Leadership is a row, not session state: a reconnect (or a pooler handing out another
+    # server connection) changes nothing, and the follower stays a follower.
     a, b = make_scheduler("a"), make_scheduler("b")
     assert a.run_once()["leader"] is True
-    a.store.close()  # the session, and with it the advisory lock, is gone
+    a.store.close()
+    assert a.run_once()["leader"] is True
+    assert b.run_once() == {"leader": False}
+
+
+def test_leader_whose_pass_outlives_its_lease_stops_before_the_next_duty(
+    ops, store, make_scheduler
+):
+    a, b = make_scheduler("a"), make_scheduler("b")
+    assert a.run_once()["leader"] is True
+    # As if the pass had stalled past the lease: its own clock says the lease is over.
+    a._lease_until = 0.0
+    store._run("UPDATE leaders SET leader_until = now() - interval '1 second'")
     assert b.run_once()["leader"] is True
-    assert a.run_once() == {"leader": False}
-    assert b.run_once()["leader"] is True
+    job_id = ops.submit("noop", {}, delay=0.05)
+    run_at = ops.get(job_id)["run_at"]
+    wait_for(lambda: store.now() > run_at, 5, what="the due time to pass")
+    assert a._leading() is False
+    assert a.run_once() == {"leader": False}  # it campaigns and finds the lease taken
+    assert ops.get(job_id)["state"] == "scheduled"  # a promoted nothing
+
+
+def test_leader_hands_over_at_once_when_it_stops(settings, store):
+    from jq_cli.scheduler import Scheduler
+
+    a = Scheduler(settings, name="a")
+    assert a.run_once()["leader"] is True
+    a.stopping.set()
+    a.run()  # the loop ends at once and gives the lease up
+    assert store.leader_current() is None
 
 
 def test_running_follower_takes_over_when_the_leader_stops(ops, start_scheduler, start_worker):

@@ -109,12 +109,10 @@ def test_standby_takes_over_within_seconds_of_kill_9_of_the_leader(ops, store, s
     procs = [spawn("scheduler"), spawn("scheduler")]
 
     def leader_pid() -> int | None:
-        """The pid of the spawned scheduler whose session holds an advisory lock (its name is host:pid)."""
-        rows = store._all(
-            "SELECT a.application_name AS app FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-            " WHERE l.locktype = 'advisory' AND l.granted AND a.application_name LIKE 'jq-scheduler %%'"
-        )
-        pids = {int(r["app"].rsplit(":", 1)[1]) for r in rows} & {p.pid for p in procs}
+        """The pid of the spawned scheduler that holds the leader lease (its name is host:pid)."""
+        holder = store.leader_current()
+        pids = {int(holder.rsplit(":", 1)[1])} if holder else set()
+        pids &= {p.pid for p in procs}
         return pids.pop() if pids else None
 
     first = wait_for(leader_pid, 20, what="a leader")

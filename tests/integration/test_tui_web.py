@@ -187,7 +187,7 @@ def test_the_dashboard_in_a_browser_counts_and_purges(
     )
     screen = browser.screen()
     assert f"ns {ops.settings.namespace}" in screen  # the test's namespace, as jq top shows it
-    assert "reports 2" in screen and "default 3" in screen
+    assert "reports 2" in screen and "default 3" in screen, screen
     picture = browser.screenshot(ARTIFACTS, "jq-top-web-dashboard")
     assert picture.stat().st_size > 10_000  # a painted dashboard, not a blank page
 

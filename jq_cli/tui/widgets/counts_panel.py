@@ -43,8 +43,10 @@ class CountsPanel(Widget):
             text.append(f"{state:<9} ", STATE_STYLES[state])
             text.append(f"{by_state.get(state, 0):>{number}}")
             text.append("\n" if i % 2 else "   ")
+        if not text.plain.endswith("\n"):  # an odd number of states ends mid-row
+            text.append("\n")
         prio = self.stats["queued_by_priority"]
-        text.append("\nqueued   ", "bold")
+        text.append("queued   ", "bold")
         text.append("  ".join(f"{p.value} {prio.get(p.value, 0)}" for p in Priority))
         queues = sorted(self.stats["queues"].items(), key=lambda kv: (-kv[1]["queued"], kv[0]))
         text.append("\nqueues   ", "bold")
