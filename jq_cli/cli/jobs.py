@@ -1,10 +1,12 @@
-"""The job commands: `jq submit`, `show`, `list`, `retry`, `cancel`, `purge` and `stats`."""
+"""The job commands: `jq submit`, `list`, `retry`, `cancel`, `replay`, `purge` and `stats`.
+
+`jq show` is in show.py, and following a job for `submit --wait` in wait.py."""
 
 # No `from __future__ import annotations` here: Typer reads every command's annotations on
 # each run, and as strings each one is compiled and evaluated again (about 30 ms of `jq --help`).
 
 import sys
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -25,14 +27,9 @@ from jq_cli.cli.output import (
     print_json,
     print_report,
     progress,
-    state_text,
 )
 from jq_cli.cli.rows import OutputOpt, ViewOpt
-
-if TYPE_CHECKING:
-    from jq_cli.ops import Operations
-
-TRACEBACK_LINES = 6  # of each failed attempt's traceback, `jq show` prints the last ones
+from jq_cli.cli.wait import follow
 
 
 @handle_errors
@@ -162,62 +159,6 @@ def submit(
     raise typer.Exit(0 if job["state"] == "completed" else 1)
 
 
-def follow(ops: "Operations", job_id: int, timeout: float | None, quiet: bool) -> dict[str, Any]:
-    """Wait for a job to end, showing its state and progress on a terminal (stderr). Ctrl-C and
-    a timeout leave the job running and say so; a timeout exits with its own code."""
-    import time
-
-    from jq_cli.errors import EXIT_WAIT_TIMEOUT
-    from jq_cli.states import TERMINAL_STATES, JobState
-
-    live = sys.stderr.isatty() and not quiet
-    if not quiet:
-        sys.stderr.write(f"job {job_id} submitted; waiting (Ctrl-C stops waiting, not the job)\n")
-    deadline = None if timeout is None else time.monotonic() + timeout
-    shown = ""
-    try:
-        while True:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            job = ops.wait(job_id, timeout=0.5 if left is None else min(0.5, left))
-            if JobState(job["state"]) in TERMINAL_STATES:
-                break
-            if live:
-                line = _wait_line(job)
-                if line != shown:
-                    sys.stderr.write("\r\x1b[2K" + line)
-                    sys.stderr.flush()
-                    shown = line
-            if deadline is not None and time.monotonic() >= deadline:
-                if shown:
-                    sys.stderr.write("\n")
-                sys.stderr.write(
-                    f"jq: error: gave up waiting after {timeout:g}s: job {job_id} is "
-                    f"{job['state']} and goes on (jq show {job_id})\n"
-                )
-                raise typer.Exit(EXIT_WAIT_TIMEOUT)
-    except KeyboardInterrupt:
-        if shown:
-            sys.stderr.write("\n")
-        sys.stderr.write(
-            f"jq: interrupted: job {job_id} goes on (jq show {job_id}; jq cancel {job_id} stops it)\n"
-        )
-        raise typer.Exit(130) from None
-    if shown:
-        sys.stderr.write("\r\x1b[2K")
-    return job
-
-
-def _wait_line(job: dict[str, Any]) -> str:
-    """`job 7 running 40% encoding (attempt 1 of 4)`: one terminal line, rewritten in place."""
-    parts = [f"job {job['id']} {job['state']}"]
-    if job["state"] == "running" and job.get("progress") is not None:
-        parts.append(f"{job['progress']:.0f}%")
-        if job.get("progress_message"):
-            parts.append(str(job["progress_message"]))
-    parts.append(f"(attempt {max(job['attempts'], 1)} of {job['max_retries'] + 1})")
-    return " ".join(parts)
-
-
 def _parent_ids(after: str | None) -> list[int]:
     """The ids of `--after 12,13`. Raises InvalidInput."""
     from jq_cli.errors import InvalidInput
@@ -231,136 +172,6 @@ def _parent_ids(after: str | None) -> list[int]:
     if not ids or any(i < 1 for i in ids):
         raise InvalidInput(f"--after takes job ids (1 or more), got {after!r}")
     return ids
-
-
-@handle_errors
-def show(
-    job_id: Annotated[int, typer.Argument(metavar="ID")],
-    output: ViewOpt = None,
-    json_out: JsonOpt = False,
-) -> None:
-    """A job: its payload, result, progress, timestamps and every attempt."""
-    from jq_cli.cli.rows import resolve_view
-
-    as_json = resolve_view(output, json_out)
-    with operations() as ops:
-        job = ops.get(job_id)
-        timeline = ops.timeline(job)
-        graph = ops.workflow(job_id)
-    if as_json:  # attempts' tracebacks whole; the workflow's graph when it has one
-        print_json({**job, "workflow": graph} if len(graph["jobs"]) > 1 else job)
-        return
-    render_job(job, timeline, graph)
-
-
-WAITING_STATES = ("queued", "scheduled", "retrying", "waiting")
-
-
-def render_job(job: dict[str, Any], timeline: list[dict[str, Any]], graph: dict[str, Any]) -> None:
-    """The human view of `jq show`: the job, its workflow's tree (ops.workflow) and its timeline
-    (ops.timeline)."""
-    import json
-
-    from rich.table import Table
-    from rich.text import Text
-
-    from jq_cli.cli.output import age, duration, print_fields
-
-    out = console()
-    # Progress belongs to an attempt: a job back in the queue (retrying, requeued by a rescue)
-    # has none yet, whatever its last attempt reported.
-    progress = (
-        "-"
-        if job["progress"] is None or job["state"] in WAITING_STATES
-        else f"{job['progress']:.0f}%"
-        + (f" {job['progress_message']}" if job.get("progress_message") else "")
-    )
-    state = Text.from_markup(state_text(job["state"]))
-    if job["cancel_requested"] and job["state"] == "running":
-        state.append(" (cancel requested)")
-    if job["state"] == "scheduled" and job.get("limited_by"):  # issue 16
-        state.append(f" (limited: {job['limited_by']})")
-    print_fields(
-        out,
-        (
-            ("id", str(job["id"])),
-            ("type", job["job_type"]),
-            ("queue", job["queue"]),
-            ("priority", job["priority"]),
-            ("state", state),
-            ("attempts", f"{job['attempts']} of {job['max_retries'] + 1}"),
-            ("progress", progress),
-            ("created", f"{job['created_at']:%Y-%m-%d %H:%M:%S%z} ({age(job['created_at'])})"),
-            (
-                "run at",
-                "-"
-                if job["run_at"] is None
-                else f"{job['run_at']:%Y-%m-%d %H:%M:%S%z} ({age(job['run_at'])})",
-            ),
-            (
-                "started",
-                "-" if job["started_at"] is None else f"{job['started_at']:%Y-%m-%d %H:%M:%S%z}",
-            ),
-            (
-                "finished",
-                "-" if job["finished_at"] is None else f"{job['finished_at']:%Y-%m-%d %H:%M:%S%z}",
-            ),
-            ("worker", job["worker"] or "-"),
-            ("idempotency key", job["idempotency_key"] or "-"),
-            ("replay of", str(job["replay_of"]) if job.get("replay_of") else "-"),
-            ("replays", ", ".join(map(str, job.get("replays") or [])) or "-"),
-            ("payload", json.dumps(job["payload"], ensure_ascii=False)),
-            (
-                "result",
-                "-" if job["result"] is None else json.dumps(job["result"], ensure_ascii=False),
-            ),
-            # A completed job has no current error: earlier failures are in the attempts below.
-            ("last error", "-" if job["state"] == "completed" else job["last_error"] or "-"),
-        ),
-    )
-    from jq_cli.cli.workflow_view import workflow_tree
-
-    tree = workflow_tree(graph, job["id"])
-    if tree is not None:
-        out.print(tree)
-    if job["attempt_history"]:
-        table = Table(title="attempts", header_style="bold")
-        for column in ("#", "WORKER", "STARTED", "DURATION", "OUTCOME", "ERROR"):
-            table.add_column(column, overflow="fold")
-        for a in job["attempt_history"]:
-            table.add_row(
-                str(a["number"]),
-                Text(a["worker"]),
-                f"{a['started_at']:%H:%M:%S.%f}"[:-3],
-                duration(a["started_at"], a["finished_at"]),
-                a["outcome"],
-                Text(a["error"] or ""),
-            )
-        out.print(table)
-        # issue 16: every failed attempt's traceback, folded to its last lines.
-        for a in job["attempt_history"]:
-            if a["traceback"]:
-                lines = a["traceback"].rstrip().splitlines()
-                folded = len(lines) - TRACEBACK_LINES
-                out.print(
-                    f"[bold]attempt {a['number']} traceback[/]"
-                    + (
-                        f" [dim]({folded} lines folded; --json has them all)[/]"
-                        if folded > 0
-                        else ""
-                    )
-                )
-                out.print("\n".join(lines[-TRACEBACK_LINES:]), markup=False, highlight=False)
-    steps = Table(title="timeline", header_style="bold")
-    for column in ("AT", "STATE", "EVENT"):
-        steps.add_column(column, overflow="fold")
-    for step in timeline:
-        steps.add_row(
-            f"{step['at']:%Y-%m-%d %H:%M:%S.%f}"[:-3],
-            Text.from_markup(state_text(step["state"])) if step["state"] else Text(""),
-            Text(step["event"]),
-        )
-    out.print(steps)
 
 
 AnyOf = "; repeat it or separate values with commas for any of them."

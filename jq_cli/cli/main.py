@@ -19,7 +19,7 @@ from typer._click.exceptions import ClickException, NoArgsIsHelpError, NoSuchOpt
 # Typer 0.29 carries its own copy of Click; its exceptions are only importable from there.
 from typer.core import TyperGroup
 
-from jq_cli.cli import admin, audit, daemons, jobs
+from jq_cli.cli import admin, audit, daemons, jobs, show
 from jq_cli.cli.admin import db_app, help_app
 from jq_cli.cli.dlq import dlq_app
 from jq_cli.cli.handover import hand_over_if_asked
@@ -37,7 +37,7 @@ app = typer.Typer(
 
 # Registered here, in the order `jq --help` lists them.
 app.command()(jobs.submit)
-app.command()(jobs.show)
+app.command()(show.show)
 app.command("list")(jobs.list_)
 app.command()(jobs.retry)
 app.command()(jobs.cancel)
