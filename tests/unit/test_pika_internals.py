@@ -1,6 +1,7 @@
-"""broker.py reaches below pika's public API for speed (one write and one flush for a chunk of
-publishes or acknowledgements). pika is pinned below its next minor version in pyproject.toml;
-this test says at once, without a broker, which internal a new pika no longer has."""
+"""The broker package reaches below pika's public API for speed (one write and one flush for a
+chunk of publishes or acknowledgements). pika is pinned below its next minor version in
+pyproject.toml; this test says at once, without a broker, which internal a new pika no longer
+has."""
 
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ def _assigned_in_init(cls: type, attribute: str) -> bool:
 
 def _gone(what: str) -> str:
     return (
-        f"pika {pika.__version__} has no {what}, which jq_cli/broker.py uses (Publisher._publish, "
-        "Consumer._settle): adapt broker.py to this pika or keep pika below it in pyproject.toml"
+        f"pika {pika.__version__} has no {what}, which jq_cli/broker/ uses (publisher.py's "
+        "Publisher._publish, consumer.py's Consumer._settle): adapt them to this pika or keep pika "
+        "below it in pyproject.toml"
     )
 
 
