@@ -5,8 +5,10 @@ message went missing, and prunes old finished jobs (retention).
 Several may run; one leads, through a lease in PostgreSQL's time (store.leader_acquire): the leader
 renews it on every pass and stops leading as soon as it cannot show a live lease, a standby takes
 it once it has expired. No session state is involved, so a half-open connection, a blackholed route
-or a connection pooler cannot keep a dead leader in place. Each duty is a run_*() step that returns counts, so it can be tested
-on its own; run() is a loop around run_once().
+or a connection pooler cannot keep a dead leader in place. Each duty is a run_*() step that
+returns counts, so it can be tested on its own; run() is a loop around run_once(). The duties that
+publish (promote, rescue, sweep, cron) are in jq_cli.duties; retention, the gauges, leadership and
+the loop are here.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
-from datetime import datetime
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from jq_cli import cron, sdnotify
-from jq_cli.broker import Message, Publisher
+from jq_cli import sdnotify
+from jq_cli.broker import Publisher
 from jq_cli.config import Settings, mask_url
+from jq_cli.duties import Duties
 from jq_cli.errors import (
     BrokerUnavailable,
     Conflict,
@@ -33,16 +35,13 @@ from jq_cli.errors import (
     TelemetryUnavailable,
 )
 from jq_cli.states import PRIORITY_NAMES
-from jq_cli.store import DueSchedule, FiredJob, JobRef, Store, hostname
+from jq_cli.store import Store, hostname
 
 if TYPE_CHECKING:
     from jq_cli.metrics import DaemonMetrics
     from jq_cli.telemetry import Telemetry
 
 log = logging.getLogger("jq.scheduler")
-BATCH = 1000  # rows per statement: a large backlog never holds locks for long
-REPUBLISH_LIMIT = 5000  # messages re-published per queue per sweep
-CRON_BATCH = 100  # schedules fired per transaction
 PRUNE_BATCH = 1000  # jobs deleted per statement: each batch is its own short transaction
 PRUNE_BATCHES = 10  # per state per pass; a longer backlog goes on at the next pass
 GAUGE_EVERY = 5.0  # seconds between queue-depth computations for Prometheus
@@ -53,7 +52,7 @@ PRUNE_EVERY = 60.0  # seconds between prunes once the backlog is gone
 FIXED_ON_RELOAD = ("database_url", "rabbitmq_url", "redis_url", "namespace")
 
 
-class Scheduler:
+class Scheduler(Duties):
     def __init__(
         self,
         settings: Settings,
@@ -86,154 +85,6 @@ class Scheduler:
         self._telemetry: Telemetry | None = None
 
     # -- duties -------------------------------------------------------------------------------
-
-    def _publish(self, rows: Sequence[JobRef | FiredJob]) -> int:
-        due = [
-            Message(r["id"], r["queue"], r["priority"])
-            for r in rows
-            if r.get("state", "queued") == "queued"
-        ]
-        if not due:
-            return 0
-        try:
-            return self.publisher.publish(due)
-        except ServiceUnavailable as exc:
-            # They stay queued in Postgres; the sweeper publishes them once the broker is back.
-            log.warning("event=publish_deferred jobs=%d reason=%r", len(due), exc.message)
-            return 0
-
-    def run_promote(self) -> int:
-        """Publish scheduled and retrying jobs whose run_at has come. Returns how many."""
-        total = 0
-        while True:
-            rows = self.store.job_promote_due(BATCH)
-            self._publish(rows)
-            total += len(rows)
-            if len(rows) < BATCH:
-                return total
-
-    def run_rescue(self) -> dict[str, int]:
-        """Take back running jobs whose lease expired. Returns counts by the state they went to."""
-        counts: dict[str, int] = {}
-        while True:
-            rows = self.store.job_rescue_expired(BATCH)
-            for row in rows:
-                counts[row["state"]] = counts.get(row["state"], 0) + 1
-            if rows:
-                log.warning(
-                    "event=jobs_rescued count=%d ids=%s", len(rows), [r["id"] for r in rows][:20]
-                )
-            self._publish(rows)
-            if len(rows) < BATCH:
-                return counts
-
-    def run_sweep(self) -> int:
-        """Re-publish queued jobs whose message is missing. Per queue, the messages that exist are
-        the broker's ready count plus what workers hold unacknowledged (a busy worker holds up to
-        its prefetch); queued jobs beyond those are missing, and that many of the jobs published
-        longest ago (beyond JQ_REPUBLISH_AFTER) are published again. Every count comes from the
-        job_counts summary and the broker, and the pick walks an index up to REPUBLISH_LIMIT, so a
-        pass costs the same with a thousand queued jobs or a million. A duplicate message this may
-        still create is harmless: the claim is conditional."""
-        age = self.settings.republish_after
-        queued: dict[str, int] = {}
-        for row in self.store.job_counts()["queued"]:
-            queued[row["queue"]] = queued.get(row["queue"], 0) + row["n"]
-        # A paused queue's jobs wait without messages (issue 16); resuming publishes them.
-        for queue in self.store.queue_paused() if queued else ():
-            queued.pop(queue, None)
-        if not queued:
-            return 0
-        depths = self.publisher.queue_depths(sorted(queued))
-        held = self._held_by_workers()
-        total = 0
-        for queue, waiting in sorted(queued.items()):
-            ready = depths.get(queue) or 0
-            missing = waiting - ready - held.get(queue, 0)
-            if missing <= 0:
-                continue
-            rows = self.store.job_republish_claim(queue, age, min(missing, REPUBLISH_LIMIT))
-            if not rows:
-                continue  # the difference is jobs published just now, not lost ones
-            total += self._publish(rows)
-            log.warning(
-                "event=messages_republished queue=%s count=%d queued=%d broker_ready=%d held=%d",
-                queue,
-                len(rows),
-                waiting,
-                ready,
-                held.get(queue, 0),
-            )
-        return total
-
-    def _held_by_workers(self) -> dict[str, int]:
-        """Per queue, how many deliveries live workers may hold unacknowledged: a worker with a
-        free slot claims what it receives at once, a busy one holds up to its prefetch. Empty when
-        Redis is away (the sweep then counts ready messages only, and may publish duplicates)."""
-        try:
-            if self._telemetry is None:
-                from jq_cli.telemetry import Telemetry
-
-                self._telemetry = Telemetry(self.settings.redis_url, self.settings.namespace)
-            workers = self._telemetry.workers()
-        except TelemetryUnavailable:
-            return {}
-        held: dict[str, int] = {}
-        for info in workers:
-            concurrency = int(info.get("concurrency") or 0)
-            if int(info.get("running") or 0) < concurrency:
-                continue
-            prefetch = int(info.get("prefetch") or self.settings.worker_prefetch or concurrency)
-            for queue in info.get("queues") or []:
-                held[queue] = held.get(queue, 0) + prefetch
-        return held
-
-    def _plan(self, row: DueSchedule, now: datetime) -> cron.FirePlan | None:
-        """The fire plan of a due schedule; None (and a log line) when it cannot be computed, so one
-        broken schedule never stops the others."""
-        try:
-            plan = cron.plan(
-                row["cron"],
-                row["timezone"],
-                row["next_fire_at"],
-                now,
-                row["misfire"],
-                self.settings.misfire_grace,
-            )
-        except Exception as exc:  # a zone gone from tzdata, an expression croniter no longer takes
-            log.error("event=schedule_broken schedule=%s error=%r", row["name"], str(exc))
-            return None
-        if plan.missed:
-            log.warning(
-                "event=schedule_misfire schedule=%s policy=%s missed=%s%s fired=%s next=%s",
-                row["name"],
-                row["misfire"],
-                plan.missed,
-                "+" if plan.missed >= cron.COUNT_CAP - 1 else "",
-                plan.fire_time.isoformat() if plan.fire_time else "-",
-                plan.next_fire_at.isoformat(),
-            )
-        return plan
-
-    def run_cron(self) -> int:
-        """Fire the schedules whose next tick has come (one job per tick, by the unique key on
-        schedule and fire time), advance their timers, publish. Returns the jobs created."""
-        total = 0
-        while True:
-            jobs, planned = self.store.schedule_fire_due(
-                CRON_BATCH, self._plan, self.settings.default_max_retries
-            )
-            for job in jobs:
-                log.info(
-                    "event=schedule_fired schedule=%s fire_time=%s job=%d",
-                    job["schedule_name"],
-                    job["fire_time"].isoformat(),
-                    job["id"],
-                )
-            self._publish(jobs)
-            total += len(jobs)
-            if len(planned) < CRON_BATCH:
-                return total
 
     def run_prune(self) -> dict[str, int]:
         """Delete terminal jobs older than their retention (JQ_RETENTION_*), PRUNE_BATCH rows per
