@@ -17,6 +17,7 @@ from jq_cli.store.base import (
     latest_version,
     migrations_dir,
 )
+from jq_cli.store.bulk import BulkQueries
 from jq_cli.store.dashboard import job_count_created_per_second
 from jq_cli.store.jobs import JobQueries
 from jq_cli.store.maintenance import MaintenanceQueries
@@ -42,6 +43,7 @@ from jq_cli.store.work import WorkQueries
 
 class Store(
     JobQueries,
+    BulkQueries,  # operator actions, split from JobQueries; no other mixin defines them
     ActionQueries,  # issue 16
     QueueQueries,  # issue 16; before WorkQueries, which it extends
     WorkQueries,

@@ -1,5 +1,5 @@
-"""Jobs from the outside: submit (one, or many in one transaction), read, and operator actions
-(retry, cancel, purge)."""
+"""Jobs from the outside: submit (one, or many in one transaction) and read; operator actions
+are in bulk.py."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any, cast
 from jq_cli.errors import Conflict, NotFound
 from jq_cli.store.base import StoreBase
 from jq_cli.store.records import Inserted, NewJob
-from jq_cli.store.rows import AttemptRow, JobCounts, JobRef, JobRow, JobSummary, QueuedCount
+from jq_cli.store.rows import AttemptRow, JobCounts, JobRow, JobSummary, QueuedCount
 
 _FINISHED = ("completed", "dead", "cancelled")
 
@@ -317,134 +317,6 @@ class JobQueries(StoreBase):
             if r["state"] == "queued":
                 queued.append({"queue": r["queue"], "priority": r["priority"], "n": r["n"]})
         return {"by_state": by_state, "queued": queued}
-
-    # -- operator actions ---------------------------------------------------------------------
-
-    def job_retry(self, ids: Sequence[int]) -> list[JobRef]:
-        """Dead or cancelled jobs back to queued with a fresh set of attempts (history kept)."""
-        rows = self._all(
-            # query: job_retry
-            """
-            UPDATE jobs SET state = 'queued', attempts = 0, cancel_requested = false, finished_at = NULL,
-                            run_at = now(), published_at = now(), updated_at = now()
-            WHERE id = ANY(%(ids)s) AND state IN ('dead', 'cancelled')
-            RETURNING id, queue, priority
-            """,
-            {"ids": list(ids)},
-        )
-        return cast(list[JobRef], rows)
-
-    @staticmethod
-    def _terminal_filter(
-        state: str,
-        job_type: str | None,
-        older_than: float | None,
-        queue: str | None = None,
-        priority: int | None = None,
-        job_id: int | None = None,
-    ) -> tuple[str, dict[str, Any]]:
-        """The WHERE of a bulk action: state, type and age as jobs_finished(_type) index them
-        (finished_at compared with a constant, so the index range serves it); queue, priority
-        and id narrow the rows of that range."""
-        where, params = ["state = %(state)s"], dict[str, Any](state=state)
-        if queue:
-            where.append("queue = %(queue)s")
-            params["queue"] = queue
-        if priority is not None:
-            where.append("priority = %(priority)s")
-            params["priority"] = priority
-        if job_id is not None:
-            where.append("id = %(id)s")
-            params["id"] = job_id
-        if job_type:
-            where.append("job_type = %(type)s")
-            params["type"] = job_type
-        if older_than is not None:
-            where.append("finished_at < now() - make_interval(secs => %(age)s)")
-            params["age"] = older_than
-        return " AND ".join(where), params
-
-    def job_count_matching(
-        self, state: str, job_type: str | None, older_than: float | None = None, **narrow: Any
-    ) -> int:
-        """How many terminal jobs a bulk action would touch (dry runs): counted, never loaded."""
-        where, params = self._terminal_filter(state, job_type, older_than, **narrow)
-        row = self._one(
-            f"SELECT count(*) AS n FROM jobs WHERE {where}",  # query: job_count_matching
-            params,
-        )
-        return int(row["n"]) if row else 0
-
-    def job_purge_batch(
-        self, state: str, job_type: str | None, older_than: float | None, limit: int, **narrow: Any
-    ) -> int:
-        """Delete up to `limit` terminal jobs matching the filter, oldest finished first; one
-        statement, so each batch is its own short transaction. Returns how many went."""
-        where, params = self._terminal_filter(state, job_type, older_than, **narrow)
-        params["limit"] = limit
-        return self._run(
-            # query: job_purge_batch. Along jobs_finished(_type); SKIP LOCKED leaves a row the
-            # pruner holds for the next batch.
-            f"""
-            WITH doomed AS (
-                SELECT id FROM jobs WHERE {where}
-                ORDER BY finished_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
-            )
-            DELETE FROM jobs USING doomed
-            WHERE jobs.id = doomed.id AND jobs.state IN ('completed', 'dead', 'cancelled')
-            """,
-            params,
-        )
-
-    def job_retry_batch(
-        self, state: str, job_type: str | None, limit: int, **narrow: Any
-    ) -> list[JobRef]:
-        """Up to `limit` dead or cancelled jobs of the filter back to queued (as job_retry), oldest
-        finished first; the retried leave the filter, so the next batch finds the next ones."""
-        where, params = self._terminal_filter(state, job_type, None, **narrow)
-        params["limit"] = limit
-        rows = self._all(
-            # query: job_retry_batch
-            f"""
-            WITH picked AS (
-                SELECT id FROM jobs WHERE {where}
-                ORDER BY finished_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
-            )
-            UPDATE jobs SET state = 'queued', attempts = 0, cancel_requested = false, finished_at = NULL,
-                            run_at = now(), published_at = now(), updated_at = now()
-            FROM picked WHERE jobs.id = picked.id AND jobs.state IN ('dead', 'cancelled')
-            RETURNING jobs.id, jobs.queue, jobs.priority
-            """,
-            params,
-        )
-        return cast(list[JobRef], rows)
-
-    def job_cancel(self, ids: Sequence[int]) -> dict[int, str]:
-        """Cancel jobs: not started ones end cancelled now; running ones are asked to stop and end
-        cancelled when their worker sees it. Returns {id: state after} for those that changed."""
-        rows = self._all(
-            # query: job_cancel
-            """
-            UPDATE jobs SET
-                state = CASE WHEN state = 'running' THEN 'running' ELSE 'cancelled' END,
-                cancel_requested = true,
-                finished_at = CASE WHEN state = 'running' THEN NULL ELSE now() END,
-                updated_at = now()
-            WHERE id = ANY(%(ids)s) AND state IN ('waiting', 'scheduled', 'queued', 'running', 'retrying')
-              AND NOT (state = 'running' AND cancel_requested)
-            RETURNING id, state
-            """,
-            {"ids": list(ids)},
-        )
-        return {r["id"]: r["state"] for r in rows}
-
-    def job_purge(self, ids: Sequence[int]) -> int:
-        """Delete terminal jobs (their attempts go with them). Never touches an active job."""
-        return self._run(
-            # query: job_purge
-            "DELETE FROM jobs WHERE id = ANY(%(ids)s) AND state IN ('completed', 'dead', 'cancelled')",
-            {"ids": list(ids)},
-        )
 
     def now(self) -> datetime:
         """The database's clock: every due time is compared with it (DESIGN invariant 4)."""
