@@ -1,5 +1,5 @@
 """The store on psycopg's async connections, for jq_cli.AsyncClient: reading jobs, retry and
-cancel. The statements are those of store/jobs.py (same names), kept beside the sync ones' logic:
+cancel. The statements are those of store/bulk.py (same names), kept beside the sync ones' logic:
 a state change is the same conditional UPDATE. What an async client queues goes to the outbox
 with a NOTIFY, so that the doorbell publishes it and the event loop never blocks on AMQP."""
 
@@ -102,7 +102,7 @@ class AsyncStore:
         return {r["id"]: r["state"] for r in rows}
 
     async def job_retry(self, ids: Sequence[int]) -> list[JobRef]:
-        """store.jobs.job_retry, the queued jobs left to the doorbell (outbox and NOTIFY) in the
+        """store.bulk.job_retry, the queued jobs left to the doorbell (outbox and NOTIFY) in the
         same transaction."""
         conn = await self.conn()
         with self._errors():
@@ -131,7 +131,7 @@ class AsyncStore:
         return cast(list[JobRef], rows)
 
     async def job_cancel(self, ids: Sequence[int]) -> dict[int, str]:
-        """store.jobs.job_cancel: not started jobs end cancelled, running ones are asked to stop."""
+        """store.bulk.job_cancel: not started jobs end cancelled, running ones are asked to stop."""
         rows = await self._all(
             # query: job_cancel
             """
