@@ -14,6 +14,7 @@ from psycopg.rows import DictRow, dict_row
 
 from jq_cli.errors import DatabaseUnavailable, NotFound, SchemaNotMigrated
 from jq_cli.store.base import SERVICE, _database_name, _first_line, latest_version, translate
+from jq_cli.store.bulk import JOB_CANCEL, JOB_RETRY
 from jq_cli.store.enqueue import notify_channel
 from jq_cli.store.rows import AttemptRow, JobRef, JobRow
 
@@ -107,17 +108,7 @@ class AsyncStore:
         conn = await self.conn()
         with self._errors():
             async with conn.transaction():
-                cur = await conn.execute(
-                    # query: job_retry
-                    """
-                    UPDATE jobs SET state = 'queued', attempts = 0, cancel_requested = false,
-                                    finished_at = NULL, run_at = now(), published_at = now(),
-                                    updated_at = now()
-                    WHERE id = ANY(%(ids)s) AND state IN ('dead', 'cancelled')
-                    RETURNING id, queue, priority
-                    """,
-                    {"ids": list(ids)},
-                )
+                cur = await conn.execute(JOB_RETRY, {"ids": list(ids)})
                 rows = await cur.fetchall()
                 if rows:
                     await conn.execute(
@@ -132,18 +123,5 @@ class AsyncStore:
 
     async def job_cancel(self, ids: Sequence[int]) -> dict[int, str]:
         """store.bulk.job_cancel: not started jobs end cancelled, running ones are asked to stop."""
-        rows = await self._all(
-            # query: job_cancel
-            """
-            UPDATE jobs SET
-                state = CASE WHEN state = 'running' THEN 'running' ELSE 'cancelled' END,
-                cancel_requested = true,
-                finished_at = CASE WHEN state = 'running' THEN NULL ELSE now() END,
-                updated_at = now()
-            WHERE id = ANY(%(ids)s) AND state IN ('waiting', 'scheduled', 'queued', 'running', 'retrying')
-              AND NOT (state = 'running' AND cancel_requested)
-            RETURNING id, state
-            """,
-            {"ids": list(ids)},
-        )
+        rows = await self._all(JOB_CANCEL, {"ids": list(ids)})
         return {r["id"]: r["state"] for r in rows}

@@ -8,18 +8,32 @@ from typing import Any, cast
 from jq_cli.store.base import StoreBase
 from jq_cli.store.rows import JobRef
 
+# query: job_retry. Dead or cancelled jobs back to queued with a fresh budget of attempts; the
+# async store (store/async_jobs.py) runs the same text.
+JOB_RETRY = """
+UPDATE jobs SET state = 'queued', attempts = 0, cancel_requested = false, finished_at = NULL,
+                run_at = now(), published_at = now(), updated_at = now()
+WHERE id = ANY(%(ids)s) AND state IN ('dead', 'cancelled')
+RETURNING id, queue, priority
+"""
+# query: job_cancel. Not started jobs end cancelled; a running one is asked to stop (once).
+JOB_CANCEL = """
+UPDATE jobs SET
+    state = CASE WHEN state = 'running' THEN 'running' ELSE 'cancelled' END,
+    cancel_requested = true,
+    finished_at = CASE WHEN state = 'running' THEN NULL ELSE now() END,
+    updated_at = now()
+WHERE id = ANY(%(ids)s) AND state IN ('waiting', 'scheduled', 'queued', 'running', 'retrying')
+  AND NOT (state = 'running' AND cancel_requested)
+RETURNING id, state
+"""
+
 
 class BulkQueries(StoreBase):
     def job_retry(self, ids: Sequence[int]) -> list[JobRef]:
         """Dead or cancelled jobs back to queued with a fresh set of attempts (history kept)."""
         rows = self._all(
-            # query: job_retry
-            """
-            UPDATE jobs SET state = 'queued', attempts = 0, cancel_requested = false, finished_at = NULL,
-                            run_at = now(), published_at = now(), updated_at = now()
-            WHERE id = ANY(%(ids)s) AND state IN ('dead', 'cancelled')
-            RETURNING id, queue, priority
-            """,
+            JOB_RETRY,
             {"ids": list(ids)},
         )
         return cast(list[JobRef], rows)
@@ -112,20 +126,7 @@ class BulkQueries(StoreBase):
     def job_cancel(self, ids: Sequence[int]) -> dict[int, str]:
         """Cancel jobs: not started ones end cancelled now; running ones are asked to stop and end
         cancelled when their worker sees it. Returns {id: state after} for those that changed."""
-        rows = self._all(
-            # query: job_cancel
-            """
-            UPDATE jobs SET
-                state = CASE WHEN state = 'running' THEN 'running' ELSE 'cancelled' END,
-                cancel_requested = true,
-                finished_at = CASE WHEN state = 'running' THEN NULL ELSE now() END,
-                updated_at = now()
-            WHERE id = ANY(%(ids)s) AND state IN ('waiting', 'scheduled', 'queued', 'running', 'retrying')
-              AND NOT (state = 'running' AND cancel_requested)
-            RETURNING id, state
-            """,
-            {"ids": list(ids)},
-        )
+        rows = self._all(JOB_CANCEL, {"ids": list(ids)})
         return {r["id"]: r["state"] for r in rows}
 
     def job_purge(self, ids: Sequence[int]) -> int:
