@@ -158,16 +158,21 @@ class Settings(BaseSettings):
 
     @property
     def queue_names(self) -> list[str]:
-        return [q.strip() for q in self.worker_queues.split(",") if q.strip()]
+        return split_names(self.worker_queues)
 
     @property
     def import_modules(self) -> list[str]:
-        return [m.strip() for m in self.imports.split(",") if m.strip()]
+        return split_names(self.imports)
 
 
 # Several URLs in one setting (a RabbitMQ cluster's nodes): split only at a comma that starts
 # another URL, so a comma inside one URL (its password, its query) is never a separator.
 _NEXT_URL = re.compile(r",\s*(?=[a-z][a-z0-9+.-]*://)", re.IGNORECASE)
+
+
+def split_names(value: str) -> list[str]:
+    """A comma-separated list of names (queues, modules, filter values), blanks dropped."""
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 def split_urls(value: str) -> list[str]:

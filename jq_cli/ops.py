@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from jq_cli.action_ops import BULK_BATCH, PURGEABLE, ActionOperations, ActionReport
+from jq_cli.config import split_names
 from jq_cli.edit_ops import EditOperations
 from jq_cli.enqueue_ops import EnqueueOperations, full_job
 from jq_cli.errors import InvalidInput, NotFound
@@ -34,7 +35,7 @@ def any_of(value: str | Sequence[str] | None) -> list[str]:
     if value is None:
         return []
     items = [value] if isinstance(value, str) else list(value)
-    return [v.strip() for item in items for v in item.split(",") if v.strip()]
+    return [name for item in items for name in split_names(item)]
 
 
 class Operations(

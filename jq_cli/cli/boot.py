@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jq_cli.config import Settings, load_settings
+from jq_cli.config import Settings, load_settings, split_names
 from jq_cli.errors import InvalidInput
 from jq_cli.logs import LOG_FORMATS, setup_logging
 
@@ -100,9 +100,7 @@ def run_worker(
     from jq_cli.worker import Worker
 
     loader, settings, metrics = _start("worker", config, log_format, metrics_port)
-    queue_list = (
-        [q.strip() for q in queues.split(",") if q.strip()] if queues else settings.queue_names
-    )
+    queue_list = split_names(queues) if queues else settings.queue_names
     for queue in queue_list:
         check_name(queue, "queue")
     registry = load_builtins()
