@@ -10,17 +10,19 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from typing import TYPE_CHECKING
 
 from jq_cli import tracing
 from jq_cli.broker import Consumer, Delivery
+from jq_cli.claim_ahead import FINISH_LINGER, RunTimes, pace, should_resize, wanted_prefetch
 from jq_cli.config import Settings
-from jq_cli.errors import JqError, ServiceUnavailable
+from jq_cli.errors import Conflict, JqError, ServiceUnavailable, StoreError
 from jq_cli.executor import Executor
 from jq_cli.handlers.registry import ForcedCancel, JobContext, JobTimeout, Registry
 from jq_cli.outcomes import Limits, sanitise
 from jq_cli.pools import AsyncRunner, CancelFlag, Pool, RunningJob
-from jq_cli.store import Finish, Store
+from jq_cli.store import CycleResult, Finish, Store
 from jq_cli.store.work import ClaimedJob
 from jq_cli.telemetry import CounterBuffer
 
@@ -32,6 +34,7 @@ CANCEL_POLL = 1.0  # seconds between checks for cancel requests of running jobs
 PROGRESS_FLUSH = 0.5  # seconds between writes of handlers' progress
 TYPES_REFRESH = 5.0  # seconds between refreshes of this worker's row of types in PostgreSQL
 TYPES_FRESH = 20.0  # a worker whose types were refreshed this recently counts as live
+PREFETCH_RESIZE_EVERY = 0.5  # seconds between changes of the broker's prefetch window at most
 
 
 class Dispatcher:
@@ -47,6 +50,8 @@ class Dispatcher:
     counters: CounterBuffer
     metrics: DaemonMetrics | None
     stopping: threading.Event
+    prefetch: int
+    _prefetch_fixed: bool
     pool: Pool
     async_runner: AsyncRunner
     executor: Executor
@@ -67,13 +72,20 @@ class Dispatcher:
         self._unknown: list[RunningJob] = []  # claimed jobs of a type this worker lacks
         self.handed_over = 0
         self._next_types = 0.0
-        self._next_lease = self._next_progress = 0.0
+        self._next_lease = self._next_progress = self._next_prefetch = 0.0
+        self._outcome_signalled = False
+        self.next_due: float | None = None  # when the outcomes held back must go (see _pace)
+        self.runtimes = RunTimes()  # measured handler run times: how far ahead to claim
+        self._waiting: deque[RunningJob] = deque()  # claimed, in the pool's queue, not started
 
     # -- what pools call (from their threads) -------------------------------------------------
 
     def _report(self, running: RunningJob, finish: Finish) -> None:
+        running.ended = time.monotonic()
         self._outcomes.put((running, finish))
-        self.wake.set()
+        if not self._outcome_signalled:  # one wake for all the outcomes reported until collected
+            self._outcome_signalled = True
+            self.wake.set()
 
     def _make_ctx(self, running: RunningJob, cancel: CancelFlag) -> JobContext:
         return JobContext(
@@ -113,13 +125,32 @@ class Dispatcher:
             taken, self._inbox = inbox[:n], inbox[n:]
         return taken
 
-    def _claim(self) -> None:
-        free = self.concurrency - len(self.running)
-        if free <= 0 or self.stopping.is_set():
-            return
-        deliveries = self._take_deliveries(free)
-        if not deliveries:
-            return
+    def _pace(self, batch: list[tuple[RunningJob, Finish]]) -> int:
+        """How many deliveries to claim now, or -1 when this round should not go to PostgreSQL
+        (claim_ahead.pace: the outcomes wait for the pool's next claim)."""
+        while self._waiting and (self._waiting[0].began or self._waiting[0].done):
+            self._waiting.popleft()  # started (slots take jobs in claim order) or ended
+        waiting = [r.job.job_type for r in self._waiting if not r.began and not r.done]
+        now = time.monotonic()
+        oldest = min((r.ended or now for r, _ in batch), default=now)
+        step = pace(
+            self.runtimes,
+            self.concurrency,
+            busy=len(self.running) - len(batch) - len(waiting),
+            waiting=waiting,
+            inbox=len(self._inbox),
+            outcomes=len(batch),
+            oldest_outcome_age=now - oldest,
+            stopping=self.stopping.is_set(),
+        )
+        if not step.now:
+            self.next_due = oldest + FINISH_LINGER if batch else None
+            return -1
+        self.next_due = None
+        return step.claim
+
+    def _sort_deliveries(self, deliveries: list[Delivery]) -> dict[int, list[Delivery]]:
+        """Deliveries by the job id they carry; a message that carries none is dead-lettered."""
         by_id: dict[int, list[Delivery]] = {}
         poison: list[Delivery] = []
         for d in deliveries:
@@ -137,10 +168,70 @@ class Dispatcher:
             )
             for d in poison:
                 self.consumer.reject(d.generation, [d.tag], requeue=False)
+        return by_id
+
+    def _cycle(self) -> None:
+        """One round trip: the outcomes at hand and a claim of the deliveries there is room for,
+        committed together (store/cycle.py). A refusal of either falls back to recording the
+        outcomes alone (row by row if need be) and claiming alone."""
+        batch = self._collect_outcomes()
+        room = self._pace(batch)
+        if room < 0:
+            return
+        by_id = self._sort_deliveries(self._take_deliveries(room)) if room > 0 else {}
+        if not batch and not by_id:
+            return
+        try:
+            name = (
+                "jq.finish_and_claim" if batch and by_id else "jq.claim" if by_id else "jq.finish"
+            )
+            attributes = {"jq.jobs": len(by_id), "jq.outcomes": len(batch), "jq.worker": self.name}
+            with tracing.span(name, attributes):
+                result = self.store.job_finish_and_claim(
+                    [f for _, f in batch], list(by_id), self.name, self.settings.lease_ttl
+                )
+        except ServiceUnavailable:
+            self._put_back(by_id)  # claimed again once PostgreSQL is back; outcomes stay unsaved
+            raise
+        except (StoreError, Conflict) as exc:  # refused, not lost: record and claim each alone
+            log.warning(
+                "event=cycle_refused outcomes=%d claims=%d error=%r action=separately",
+                len(batch),
+                len(by_id),
+                str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+            )
+            if batch:
+                try:
+                    self._finish()
+                except JqError:
+                    self._put_back(by_id)
+                    raise
+            self._claim(by_id)
+            return
+        self._finished(batch, result.states)
+        self._after_cycle_claim(by_id, result)
+
+    def _after_cycle_claim(self, by_id: dict[int, list[Delivery]], result: CycleResult) -> None:
         if not by_id:
             return
-        tags = [d.tag for ds in by_id.values() for d in ds]
-        generation = deliveries[0].generation
+        if not result.limited:
+            self._claimed(by_id, result.claimed)
+            return
+        # A limit exists: the gated claim took nothing it would count; the limited claim decides.
+        won = {job.id for job in result.claimed}
+        if won:
+            self._claimed({i: ds for i, ds in by_id.items() if i in won}, result.claimed)
+        self._claim({i: ds for i, ds in by_id.items() if i not in won})
+
+    def _put_back(self, by_id: dict[int, list[Delivery]]) -> None:
+        if by_id:
+            with self._inbox_lock:  # try these again once Postgres is back
+                self._inbox[:0] = [d for ds in by_id.values() for d in ds]
+
+    def _claim(self, by_id: dict[int, list[Delivery]]) -> None:
+        """Claim alone (the fallback of _cycle, and the claim under limits)."""
+        if not by_id:
+            return
         try:
             # The claim obeys queue pauses and limits (store/queues.py, job_claim_gated).
             with tracing.span("jq.claim", {"jq.jobs": len(by_id), "jq.worker": self.name}):
@@ -148,20 +239,26 @@ class Dispatcher:
                     list(by_id), self.name, self.settings.lease_ttl
                 )
         except ServiceUnavailable:
-            with self._inbox_lock:  # try these again once Postgres is back
-                self._inbox[:0] = [d for ds in by_id.values() for d in ds]
+            self._put_back(by_id)
             raise
         except Exception:
             # Not a lost connection: the claim itself failed. Hand the messages back to the broker
             # rather than hold them (held, they would fill the prefetch window and stall us).
-            self.consumer.reject(generation, tags, requeue=True)
+            for ds in by_id.values():
+                for d in ds:
+                    self.consumer.reject(d.generation, [d.tag], requeue=True)
             raise
+        self._claimed(by_id, claimed)
+
+    def _claimed(self, by_id: dict[int, list[Delivery]], claimed: list[ClaimedJob]) -> None:
         # The claim is committed: from here the lease carries the job, so the message can go. First
         # of all, so that nothing below can leave deliveries unacknowledged.
-        self.consumer.ack(generation, tags)
+        deliveries = [d for ds in by_id.values() for d in ds]
+        self.consumer.ack(deliveries[0].generation, [d.tag for d in deliveries])
         self.duplicates += sum(len(ds) - 1 for ds in by_id.values())
         won = set()
-        for job in claimed:
+        # Highest priority first into the pool's queue (RETURNING gives the rows in no order).
+        for job in sorted(claimed, key=lambda j: -j.priority):
             won.add(job.id)
             try:
                 self._begin(job)
@@ -191,10 +288,7 @@ class Dispatcher:
                 stale.run,
                 job.run_count,
             )
-        running = RunningJob(job)
-        limit = self._time_limit(job)
-        if limit:
-            running.deadline = running.started + limit
+        running = RunningJob(job, limit=self._time_limit(job))  # counted from its start
         if self.metrics is not None:
             self.metrics.job_started(job.job_type, job.queue, job.waited)
         if job.cancel_requested:
@@ -206,6 +300,8 @@ class Dispatcher:
             # A rolling deploy: this worker lacks the type. It is handed over, not failed.
             self._unknown.append(running)
             return
+        if not handler.is_async:
+            self._waiting.append(running)  # until a slot starts it (see _claim_room)
         (self.async_runner if handler.is_async else self.pool).submit(running)
 
     def _hand_over(self) -> None:
@@ -257,8 +353,10 @@ class Dispatcher:
 
     # -- outcomes -----------------------------------------------------------------------------
 
-    def _finish(self) -> None:
+    def _collect_outcomes(self) -> list[tuple[RunningJob, Finish]]:
+        """The outcomes reported since the last cycle, sanitised, after any whose commit failed."""
         batch = self._unsaved
+        self._outcome_signalled = False  # before the queue is read: a later report wakes us again
         while True:
             try:
                 running, finish = self._outcomes.get_nowait()
@@ -268,18 +366,51 @@ class Dispatcher:
                 continue  # a late outcome of a run the worker already ended (abandoned, killed)
             running.done = True
             batch.append((running, sanitise(finish, self.limits)))
+        self._unsaved = batch
+        return batch
+
+    def _finish(self) -> None:
+        """Record the outcomes at hand alone (shutdown, and the fallback of _cycle)."""
+        batch = self._collect_outcomes()
         if not batch:
             return
-        self._unsaved = batch
         with tracing.span("jq.finish", {"jq.jobs": len(batch), "jq.worker": self.name}):
             states = self.store.job_finish([f for _, f in batch], self.name)
+        self._finished(batch, states)
+
+    def _finished(self, batch: list[tuple[RunningJob, Finish]], states: dict[int, str]) -> None:
         self._unsaved = []
         for running, outcome in batch:
+            if running.began and running.ended is not None:
+                self.runtimes.observe(running.job.job_type, running.ended - running.started)
             self._settled(running, outcome, states.get(outcome.job_id))
-        with self._progress_lock:
-            for _, outcome in batch:
-                if outcome.job_id not in self.running:
-                    self._progress.pop(outcome.job_id, None)
+        if batch:
+            with self._progress_lock:
+                for _, outcome in batch:
+                    if outcome.job_id not in self.running:
+                        self._progress.pop(outcome.job_id, None)
+            self._resize_prefetch()
+
+    def _resize_prefetch(self) -> None:
+        """A worker left at the default prefetch sizes the broker's window by measured run time
+        (claim_ahead.wanted_prefetch); deliveries beyond a shrunken window go back to the broker."""
+        now = time.monotonic()
+        if self._prefetch_fixed or now < self._next_prefetch:
+            return
+        wanted = wanted_prefetch(self.runtimes, self.concurrency)
+        if not should_resize(self.prefetch, wanted):
+            return
+        self._next_prefetch = now + PREFETCH_RESIZE_EVERY  # basic.qos waits for the broker
+        shrink = wanted < self.prefetch
+        self.prefetch = wanted
+        self.consumer.set_prefetch(wanted)
+        log.info("event=prefetch_resized prefetch=%d", wanted)
+        if shrink:
+            with self._inbox_lock:
+                self._inbox.sort(key=lambda d: -d.priority)
+                self._inbox, extra = self._inbox[:wanted], self._inbox[wanted:]
+            for d in extra:
+                self.consumer.reject(d.generation, [d.tag], requeue=True)
 
     def _settled(self, running: RunningJob, outcome: Finish, state: str | None) -> None:
         if self.running.get(running.id) is running:
@@ -377,8 +508,7 @@ class Dispatcher:
         return self.async_runner if handler is not None and handler.is_async else self.pool
 
     def _dispatch_once(self, now: float) -> None:
-        self._finish()
-        self._claim()
+        self._cycle()
         self._hand_over()
         self._refresh_types(now)
         self._enforce_limits(now)

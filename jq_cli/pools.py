@@ -47,6 +47,17 @@ class RunningJob:
     stop_at: float | None = None  # when a handler that was interrupted and did not end is abandoned
     done: bool = False  # its one outcome has been taken; any later one is ignored
     slot: Any = None  # where it runs (a thread slot, a process slot, an asyncio task)
+    limit: float | None = None  # its time limit in seconds, counted from its start
+    began: bool = False  # a slot started it (a job claimed ahead waits in the pool's queue)
+    ended: float | None = None  # monotonic time its outcome was reported
+
+    def begin(self) -> None:
+        """Its handler starts now: the run time and the time limit count from here, not from the
+        claim (a job claimed ahead may wait a few milliseconds for a slot)."""
+        self.started = time.monotonic()
+        if self.limit:
+            self.deadline = self.started + self.limit
+        self.began = True
 
     @property
     def id(self) -> int:
@@ -135,7 +146,10 @@ class ThreadPool:
                 return  # a replacement already took this slot
 
     def _execute(self, slot: _ThreadSlot, running: RunningJob) -> None:
+        if running.done:
+            return  # ended while it waited for a slot (stopped past a cancel's grace)
         running.slot = slot
+        running.begin()
         ctx = self._make_ctx(running, running.cancel)
         finish = self._executor.run_sync(running.job, ctx, lambda: self._guard(slot, running))
         self._report(running, finish)
@@ -200,6 +214,7 @@ class AsyncRunner:
 
     async def _run(self, running: RunningJob) -> None:
         running.slot = asyncio.current_task()
+        running.begin()
         try:
             ctx = self._make_ctx(running, running.cancel)
             finish = await self._executor.run_async(
@@ -300,8 +315,11 @@ class _ProcessSlot:
                 self.pool.report(running, self.pool.executor.failure(running.job, exc))
 
     def _run(self, running: RunningJob) -> None:
+        if running.done:
+            return  # ended while it waited for a slot (stopped past a cancel's grace)
         if self.proc is None or not self.proc.is_alive():
             self._spawn()
+        running.begin()
         assert self.conn is not None
         self.cancel.clear()
         old, running.cancel = running.cancel, self.cancel

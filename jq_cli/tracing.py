@@ -67,14 +67,18 @@ def span(name: str, attributes: Mapping[str, Any] | None = None) -> AbstractCont
     return trace.get_tracer(TRACER).start_as_current_span(name, attributes=dict(attributes or {}))
 
 
-@contextmanager
-def handler_span(job: Any) -> Iterator[None]:
+def handler_span(job: Any) -> AbstractContextManager[Any]:
     """Run a handler in a child of the span the job was submitted under (a root span when it
     carried none), with the job's id, type, queue and attempt as attributes. A handler's failure
-    is recorded on the span and raised on."""
+    is recorded on the span and raised on. Nothing (not even a generator) when not tracing: it
+    wraps every job."""
     if not _enabled():
-        yield
-        return
+        return nullcontext()
+    return _handler_span(job)
+
+
+@contextmanager
+def _handler_span(job: Any) -> Iterator[None]:
     from opentelemetry import propagate, trace
 
     carried = _field(job, "trace_context")

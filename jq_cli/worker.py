@@ -242,7 +242,9 @@ class Worker(Dispatcher):
         delay = 0.0
         drain_deadline: float | None = None
         while True:
-            self.wake.wait(delay or 0.1)
+            due = self.next_due  # outcomes held back for group commit go by then
+            linger = 0.1 if due is None else min(0.1, max(0.0, due - time.monotonic()))
+            self.wake.wait(delay or linger)
             self.wake.clear()
             now = time.monotonic()
             if self.reload_requested.is_set():

@@ -18,6 +18,7 @@ from jq_cli.store.base import (
     migrations_dir,
 )
 from jq_cli.store.bulk import BulkQueries
+from jq_cli.store.cycle import CycleQueries, CycleResult
 from jq_cli.store.dashboard import job_count_created_per_second
 from jq_cli.store.jobs import JobQueries
 from jq_cli.store.maintenance import MaintenanceQueries
@@ -46,6 +47,7 @@ class Store(
     BulkQueries,  # operator actions, split from JobQueries; no other mixin defines them
     ActionQueries,  # issue 16
     QueueQueries,  # issue 16; before WorkQueries, which it extends
+    CycleQueries,  # the worker's finish-and-claim round trip; extends WorkQueries too
     WorkQueries,
     MaintenanceQueries,
     ScheduleQueries,
@@ -62,6 +64,7 @@ __all__ = [
     "AttemptRow",
     "AuditEntry",
     "AuditRow",
+    "CycleResult",
     "DueSchedule",
     "Finish",
     "FiredJob",

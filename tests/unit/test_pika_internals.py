@@ -40,6 +40,13 @@ def test_the_channel_impl_still_has_what_the_fast_paths_call():
     channel = pika.channel.Channel
     for attribute in ("connection", "channel_number"):
         assert _assigned_in_init(channel, attribute), _gone(f"Channel.{attribute}")
+    assert "self._consumers: dict =" in inspect.getsource(channel.__init__), _gone(
+        "Channel._consumers"
+    )
+    # Consumer._connect routes deliveries from _on_deliver through _consumers[tag] directly.
+    assert "self._consumers[consumer_tag](" in inspect.getsource(channel._on_deliver), _gone(
+        "Channel._on_deliver calling _consumers[consumer_tag]"
+    )
     for method in ("_raise_if_not_open", "basic_ack", "basic_nack"):
         assert callable(getattr(channel, method, None)), _gone(f"Channel.{method}()")
 
