@@ -1,7 +1,7 @@
-"""The worker's dispatcher: the one thread that owns the worker's Postgres connection. It claims
-deliveries in batches, acknowledges them once the claim is known, hands jobs to a pool, records
-outcomes in batches (group commit), renews leases, and stops handlers past their time limit or
-a cancel request. Every step may fail on a query; each one leaves its work to be retried or
+"""The worker's dispatcher: the one thread that owns the worker's Postgres connection. Each round
+it records the outcomes at hand and claims deliveries in one statement (group commit; what it
+claims and when is the intake's, jq_cli/intake.py), hands jobs to a pool, renews leases, and stops
+handlers past their time limit or a cancel request. Every step may fail on a query; each one leaves its work to be retried or
 released, so that consumption resumes as soon as PostgreSQL answers again."""
 
 from __future__ import annotations
@@ -15,14 +15,15 @@ from typing import TYPE_CHECKING
 
 from jq_cli import tracing
 from jq_cli.broker import Consumer, Delivery
-from jq_cli.claim_ahead import FINISH_LINGER, RunTimes, pace, should_resize, wanted_prefetch
+from jq_cli.claim_ahead import RunTimes
 from jq_cli.config import Settings
 from jq_cli.errors import Conflict, JqError, ServiceUnavailable, StoreError
 from jq_cli.executor import Executor
 from jq_cli.handlers.registry import ForcedCancel, JobContext, JobTimeout, Registry
+from jq_cli.intake import Intake
 from jq_cli.outcomes import Limits, sanitise
 from jq_cli.pools import AsyncRunner, CancelFlag, Pool, RunningJob
-from jq_cli.store import CycleResult, Finish, Store
+from jq_cli.store import Finish, Store
 from jq_cli.store.work import ClaimedJob
 from jq_cli.telemetry import CounterBuffer
 
@@ -34,10 +35,9 @@ CANCEL_POLL = 1.0  # seconds between checks for cancel requests of running jobs
 PROGRESS_FLUSH = 0.5  # seconds between writes of handlers' progress
 TYPES_REFRESH = 5.0  # seconds between refreshes of this worker's row of types in PostgreSQL
 TYPES_FRESH = 20.0  # a worker whose types were refreshed this recently counts as live
-PREFETCH_RESIZE_EVERY = 0.5  # seconds between changes of the broker's prefetch window at most
 
 
-class Dispatcher:
+class Dispatcher(Intake):
     """The hot path of a worker (see the module docstring); jq_cli.worker.Worker adds its life
     cycle, signals and telemetry."""
 
@@ -112,63 +112,7 @@ class Dispatcher:
             return handler.defaults.time_limit
         return self.settings.worker_time_limit or None
 
-    # -- claim --------------------------------------------------------------------------------
-
-    def _take_deliveries(self, n: int) -> list[Delivery]:
-        with self._inbox_lock:
-            if not self._inbox:
-                return []
-            generation = self.consumer.generation
-            inbox = [d for d in self._inbox if d.generation == generation]
-            # Strict priorities: of what has been delivered, the highest priority goes first.
-            inbox.sort(key=lambda d: -d.priority)
-            taken, self._inbox = inbox[:n], inbox[n:]
-        return taken
-
-    def _pace(self, batch: list[tuple[RunningJob, Finish]]) -> int:
-        """How many deliveries to claim now, or -1 when this round should not go to PostgreSQL
-        (claim_ahead.pace: the outcomes wait for the pool's next claim)."""
-        while self._waiting and (self._waiting[0].began or self._waiting[0].done):
-            self._waiting.popleft()  # started (slots take jobs in claim order) or ended
-        waiting = [r.job.job_type for r in self._waiting if not r.began and not r.done]
-        now = time.monotonic()
-        oldest = min((r.ended or now for r, _ in batch), default=now)
-        step = pace(
-            self.runtimes,
-            self.concurrency,
-            busy=len(self.running) - len(batch) - len(waiting),
-            waiting=waiting,
-            inbox=len(self._inbox),
-            outcomes=len(batch),
-            oldest_outcome_age=now - oldest,
-            stopping=self.stopping.is_set(),
-        )
-        if not step.now:
-            self.next_due = oldest + FINISH_LINGER if batch else None
-            return -1
-        self.next_due = None
-        return step.claim
-
-    def _sort_deliveries(self, deliveries: list[Delivery]) -> dict[int, list[Delivery]]:
-        """Deliveries by the job id they carry; a message that carries none is dead-lettered."""
-        by_id: dict[int, list[Delivery]] = {}
-        poison: list[Delivery] = []
-        for d in deliveries:
-            job_id = job_id_of(d.body)
-            if job_id is None:
-                poison.append(d)
-            else:
-                by_id.setdefault(job_id, []).append(d)
-        if poison:
-            self.poison += len(poison)
-            log.warning(
-                "event=poison_message count=%d action=dead_lettered sample=%r",
-                len(poison),
-                poison[0].body[:80],
-            )
-            for d in poison:
-                self.consumer.reject(d.generation, [d.tag], requeue=False)
-        return by_id
+    # -- the cycle: outcomes recorded and deliveries claimed (jq_cli/intake.py) ------------------
 
     def _cycle(self) -> None:
         """One round trip: the outcomes at hand and a claim of the deliveries there is room for,
@@ -210,68 +154,6 @@ class Dispatcher:
             return
         self._finished(batch, result.states)
         self._after_cycle_claim(by_id, result)
-
-    def _after_cycle_claim(self, by_id: dict[int, list[Delivery]], result: CycleResult) -> None:
-        if not by_id:
-            return
-        if not result.limited:
-            self._claimed(by_id, result.claimed)
-            return
-        # A limit exists: the gated claim took nothing it would count; the limited claim decides.
-        won = {job.id for job in result.claimed}
-        if won:
-            self._claimed({i: ds for i, ds in by_id.items() if i in won}, result.claimed)
-        self._claim({i: ds for i, ds in by_id.items() if i not in won})
-
-    def _put_back(self, by_id: dict[int, list[Delivery]]) -> None:
-        if by_id:
-            with self._inbox_lock:  # try these again once Postgres is back
-                self._inbox[:0] = [d for ds in by_id.values() for d in ds]
-
-    def _claim(self, by_id: dict[int, list[Delivery]]) -> None:
-        """Claim alone (the fallback of _cycle, and the claim under limits)."""
-        if not by_id:
-            return
-        try:
-            # The claim obeys queue pauses and limits (store/queues.py, job_claim_gated).
-            with tracing.span("jq.claim", {"jq.jobs": len(by_id), "jq.worker": self.name}):
-                claimed = self.store.job_claim_gated(
-                    list(by_id), self.name, self.settings.lease_ttl
-                )
-        except ServiceUnavailable:
-            self._put_back(by_id)
-            raise
-        except Exception:
-            # Not a lost connection: the claim itself failed. Hand the messages back to the broker
-            # rather than hold them (held, they would fill the prefetch window and stall us).
-            for ds in by_id.values():
-                for d in ds:
-                    self.consumer.reject(d.generation, [d.tag], requeue=True)
-            raise
-        self._claimed(by_id, claimed)
-
-    def _claimed(self, by_id: dict[int, list[Delivery]], claimed: list[ClaimedJob]) -> None:
-        # The claim is committed: from here the lease carries the job, so the message can go. First
-        # of all, so that nothing below can leave deliveries unacknowledged.
-        deliveries = [d for ds in by_id.values() for d in ds]
-        self.consumer.ack(deliveries[0].generation, [d.tag for d in deliveries])
-        self.duplicates += sum(len(ds) - 1 for ds in by_id.values())
-        won = set()
-        # Highest priority first into the pool's queue (RETURNING gives the rows in no order).
-        for job in sorted(claimed, key=lambda j: -j.priority):
-            won.add(job.id)
-            try:
-                self._begin(job)
-            except Exception as exc:  # a bug here must still end the attempt, not strand the job
-                log.exception("event=start_failed job=%d", job.id)
-                running = self.running.setdefault(job.id, RunningJob(job))
-                self._report(running, self.executor.failure(job, exc))
-        lost = [i for i in by_id if i not in won]
-        if lost:
-            try:
-                self._count_duplicates(lost)
-            except JqError:  # counting only: the messages are settled already
-                self.duplicates += len(lost)
 
     def _begin(self, job: ClaimedJob) -> None:
         stale = self.running.get(job.id)
@@ -343,14 +225,6 @@ class Dispatcher:
             self.store.worker_types_refresh(self.name)
             self._next_types = now + TYPES_REFRESH
 
-    def _count_duplicates(self, ids: list[int]) -> None:
-        states = self.store.job_states(ids)
-        missing = [i for i in ids if i not in states]
-        self.duplicates += len(ids) - len(missing)
-        if missing:
-            self.poison += len(missing)
-            log.warning("event=unknown_job_message ids=%s action=dropped", missing[:10])
-
     # -- outcomes -----------------------------------------------------------------------------
 
     def _collect_outcomes(self) -> list[tuple[RunningJob, Finish]]:
@@ -390,27 +264,6 @@ class Dispatcher:
                     if outcome.job_id not in self.running:
                         self._progress.pop(outcome.job_id, None)
             self._resize_prefetch()
-
-    def _resize_prefetch(self) -> None:
-        """A worker left at the default prefetch sizes the broker's window by measured run time
-        (claim_ahead.wanted_prefetch); deliveries beyond a shrunken window go back to the broker."""
-        now = time.monotonic()
-        if self._prefetch_fixed or now < self._next_prefetch:
-            return
-        wanted = wanted_prefetch(self.runtimes, self.concurrency)
-        if not should_resize(self.prefetch, wanted):
-            return
-        self._next_prefetch = now + PREFETCH_RESIZE_EVERY  # basic.qos waits for the broker
-        shrink = wanted < self.prefetch
-        self.prefetch = wanted
-        self.consumer.set_prefetch(wanted)
-        log.info("event=prefetch_resized prefetch=%d", wanted)
-        if shrink:
-            with self._inbox_lock:
-                self._inbox.sort(key=lambda d: -d.priority)
-                self._inbox, extra = self._inbox[:wanted], self._inbox[wanted:]
-            for d in extra:
-                self.consumer.reject(d.generation, [d.tag], requeue=True)
 
     def _settled(self, running: RunningJob, outcome: Finish, state: str | None) -> None:
         if self.running.get(running.id) is running:
@@ -518,17 +371,3 @@ class Dispatcher:
         if now >= self._next_lease:
             self._renew_leases()
             self._next_lease = now + min(self.settings.lease_ttl / 3, CANCEL_POLL)
-
-
-def job_id_of(body: bytes) -> int | None:
-    """The job id a message carries, or None for a message that carries none (poison)."""
-    if not body or len(body) > 20:
-        return None
-    try:
-        text = body.decode("ascii")
-    except UnicodeDecodeError:
-        return None
-    if not text.isdigit():
-        return None
-    value = int(text)
-    return value if 0 < value < 2**63 else None
