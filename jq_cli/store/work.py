@@ -10,6 +10,7 @@ from typing import Any
 
 from jq_cli.errors import Conflict, StoreError
 from jq_cli.store.base import StoreBase
+from jq_cli.store.hot_sql import JOB_CLAIM, JOB_FINISH, claim_params, finish_params
 from jq_cli.store.records import Finish
 
 log = logging.getLogger("jq.store")
@@ -30,106 +31,12 @@ def last_resort(finish: Finish, problem: str) -> Finish:
     )
 
 
-# query: job_claim. A concurrent claim of the same row waits for the first one's commit, then
-# re-checks state = 'queued' and finds it running: exactly one claim wins. {gate} is empty for the
-# plain claim; the worker's claim reads its gates in the same statement (JOB_CLAIM_GATED).
-_CLAIM = """
-WITH claimed AS (
-    UPDATE jobs
-    SET state = 'running', attempts = attempts + 1, run_count = run_count + 1,
-        worker = %(worker)s, started_at = now(), updated_at = now(),
-        lease_expires_at = now() + make_interval(secs => %(ttl)s),
-        progress = NULL, progress_message = NULL
-    WHERE id = ANY(%(ids)s) AND state = 'queued'{gate}
-    RETURNING id, job_type, queue, priority, payload, attempts, run_count, max_retries,
-              retry_base_delay, retry_max_delay, retry_jitter, cancel_requested,
-              time_limit, hand_backs,
-              extract(epoch FROM now() - run_at)::float8 AS waited,
-              parent_results, trace_context  -- issue 15: workflows, tracing
-), opened AS (
-    INSERT INTO attempts (job_id, number, worker)
-    SELECT id, run_count, %(worker)s FROM claimed
-)
-SELECT * FROM claimed
-"""
-JOB_CLAIM = _CLAIM.format(gate="")
-# query: job_claim_gated. The gates of issue 16 in the claim itself: a job of a paused queue stays
-# queued (read from committed rows: a claim that starts after a pause commits takes nothing of that
-# queue), and while any limit exists this claims nothing: the worker then takes the limited claim
-# (store/limits.py), which counts under locks.
-JOB_CLAIM_GATED = _CLAIM.format(
-    gate="""
-      AND NOT EXISTS (SELECT 1 FROM queues q WHERE q.name = jobs.queue AND q.paused)
-      AND NOT EXISTS (SELECT 1 FROM limits)"""
-)
-
-
-def claim_params(ids: Sequence[int], worker: str, lease_ttl: float) -> dict[str, Any]:
-    return {"ids": list(ids), "worker": worker, "ttl": lease_ttl}
-
-
-# query: job_finish. A cancel request turns a failure into cancelled (never retried); a completed
-# handler's result stands even if a cancel arrived late.
-JOB_FINISH = """
-WITH o AS (
-    SELECT * FROM unnest(%(ids)s::bigint[], %(runs)s::int[], %(outcomes)s::text[],
-                         %(results)s::text[], %(errors)s::text[], %(tracebacks)s::text[],
-                         %(retry_in)s::float8[])
-             AS o(id, run, outcome, result, error, tb, retry_in)
-), j AS (
-    UPDATE jobs SET
-        state = CASE
-            WHEN o.outcome = 'completed' THEN 'completed'
-            WHEN o.outcome = 'cancelled' OR jobs.cancel_requested THEN 'cancelled'
-            -- snoozed: asked to run later, spending no attempt (attempts below)
-            WHEN o.outcome = 'snoozed' THEN 'scheduled'
-            WHEN o.retry_in IS NOT NULL THEN 'retrying'
-            ELSE 'dead' END,
-        attempts = CASE WHEN o.outcome = 'snoozed' AND NOT jobs.cancel_requested
-                        THEN jobs.attempts - 1 ELSE jobs.attempts END,
-        result = CASE WHEN o.outcome = 'completed' THEN o.result::jsonb ELSE jobs.result END,
-        last_error = CASE WHEN o.outcome IN ('completed', 'snoozed') THEN jobs.last_error
-                          ELSE o.error END,
-        progress = CASE WHEN o.outcome = 'completed' THEN 100 ELSE jobs.progress END,
-        run_at = CASE WHEN o.outcome IN ('failed', 'timeout', 'snoozed') AND o.retry_in IS NOT NULL
-                           AND NOT jobs.cancel_requested
-                      THEN now() + make_interval(secs => o.retry_in) ELSE jobs.run_at END,
-        finished_at = CASE WHEN o.outcome NOT IN ('failed', 'timeout', 'snoozed')
-                             OR o.retry_in IS NULL OR jobs.cancel_requested
-                           THEN now() END,
-        hand_backs = 0,
-        worker = NULL, lease_expires_at = NULL, updated_at = now()
-    FROM o
-    WHERE jobs.id = o.id AND jobs.state = 'running' AND jobs.run_count = o.run
-      AND jobs.worker = %(worker)s
-    RETURNING jobs.id, jobs.state
-), a AS (
-    -- Only the attempts of the jobs whose guard let the outcome in: a report the guard refused
-    -- (another worker's, a stale run's) must not close the holder's.
-    UPDATE attempts SET finished_at = now(), outcome = o.outcome, error = o.error, traceback = o.tb
-    FROM o JOIN j ON j.id = o.id
-    WHERE attempts.job_id = o.id AND attempts.number = o.run AND attempts.outcome = 'running'
-)
-SELECT id, state FROM j
-"""
-
-
-def finish_params(finishes: Sequence[Finish], worker: str) -> dict[str, Any]:
-    return {
-        "ids": [f.job_id for f in finishes],
-        "runs": [f.run for f in finishes],
-        "outcomes": [f.outcome for f in finishes],
-        "results": [f.result_json for f in finishes],
-        "errors": [f.error for f in finishes],
-        "tracebacks": [f.traceback for f in finishes],
-        "retry_in": [f.retry_in for f in finishes],
-        "worker": worker,
-    }
-
-
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ClaimedJob:
-    """A job a worker has claimed: what it needs to run the attempt and report its outcome."""
+    """A job a worker has claimed: what it needs to run the attempt and report its outcome.
+    Treat it as read-only. Not frozen: a frozen dataclass sets each of its fields through
+    object.__setattr__, which the claim of a thousand jobs a second pays for. The fields are in
+    the order of the claim's RETURNING list (store/hot_sql.py), so a row builds one directly."""
 
     id: int
     job_type: str

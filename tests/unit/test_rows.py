@@ -123,3 +123,20 @@ def test_human_seconds(seconds, text):
 def test_duration_of_a_run_needs_both_ends():
     assert duration(CREATED, CREATED + timedelta(seconds=2)) == "2.0s"
     assert duration(CREATED, None) == duration(None, CREATED) == "-"
+
+
+def test_the_claims_returning_list_is_in_the_order_of_claimedjobs_fields():
+    """store/cycle.py builds a ClaimedJob from the claim's row by position."""
+    import dataclasses
+    import re
+
+    from jq_cli.store import hot_sql
+    from jq_cli.store.work import ClaimedJob
+
+    returning = hot_sql._CLAIM_CTES.split("RETURNING", 1)[1].split("\n), opened", 1)[0]
+    returning = re.sub(r"--[^\n]*", "", returning)
+    returning = returning.replace("extract(epoch FROM now() - run_at)::float8 AS waited", "waited")
+    names = [part.strip() for part in returning.split(",")]
+    fields = [f.name for f in dataclasses.fields(ClaimedJob)]
+    assert names == fields
+    assert len(fields) == hot_sql.CLAIMED_COLUMNS
