@@ -12,6 +12,7 @@ broker's prefetch window, so that enough deliveries are at hand to claim from.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 AHEAD_BUDGET = 0.05  # seconds of queued work a job claimed now may wait behind (issue 12: ~50 ms)
@@ -44,17 +45,18 @@ class RunTimes:
         return self._overall
 
 
-def queued_work(runtimes: RunTimes, waiting: list[str]) -> float:
-    """Seconds of handler time held by jobs claimed but not started (`waiting`: their types)."""
+def queued_work(runtimes: RunTimes, waiting: Mapping[str, int]) -> float:
+    """Seconds of handler time held by jobs claimed but not started (`waiting`: how many of each
+    type)."""
     overall = runtimes.mean()
     if overall is None:
         return 0.0
-    return sum(runtimes.mean(t) or overall for t in waiting)
+    return sum((runtimes.mean(t) or overall) * n for t, n in waiting.items())
 
 
-def ahead_allowed(runtimes: RunTimes, concurrency: int, waiting: list[str]) -> int:
-    """How many more jobs may be claimed beyond free slots, given the types of the jobs already
-    claimed but not started (`waiting`): the work they hold plus the new ones must fit in
+def ahead_allowed(runtimes: RunTimes, concurrency: int, waiting: Mapping[str, int]) -> int:
+    """How many more jobs may be claimed beyond free slots, given the jobs already claimed but not
+    started (`waiting`: how many of each type): the work they hold plus the new ones must fit in
     AHEAD_BUDGET of the pool's time. Nothing ahead until a run time has been measured."""
     overall = runtimes.mean()
     if overall is None:
@@ -62,7 +64,7 @@ def ahead_allowed(runtimes: RunTimes, concurrency: int, waiting: list[str]) -> i
     room = AHEAD_BUDGET * concurrency - queued_work(runtimes, waiting)
     if room <= 0:
         return 0
-    return max(0, min(MAX_AHEAD - len(waiting), math.floor(room / overall)))
+    return max(0, min(MAX_AHEAD - sum(waiting.values()), math.floor(room / overall)))
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ def pace(
     concurrency: int,
     *,
     busy: int,
-    waiting: list[str],
+    waiting: Mapping[str, int],
     inbox: int,
     outcomes: int,
     oldest_outcome_age: float,
@@ -88,7 +90,8 @@ def pace(
     a round trip for each outcome, so outcomes wait (FINISH_LINGER at most) until the pool wants
     more work, and then go with that claim in one statement. An idle worker, an idle slot with a
     delivery at hand, or a pool whose claimed work runs low goes now."""
-    idle_slots = max(0, concurrency - busy - len(waiting))
+    held = sum(waiting.values())
+    idle_slots = max(0, concurrency - busy - held)
     claim = 0 if stopping else idle_slots + ahead_allowed(runtimes, concurrency, waiting)
     hungry = (
         inbox > 0
@@ -97,7 +100,7 @@ def pace(
     )
     flush = outcomes > 0 and (
         stopping
-        or busy + len(waiting) == 0  # nothing else will report soon: do not keep these waiting
+        or busy + held == 0  # nothing else will report soon: do not keep these waiting
         or oldest_outcome_age >= FINISH_LINGER
         or outcomes >= MAX_AHEAD
     )

@@ -10,7 +10,7 @@ import logging
 import queue
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from typing import TYPE_CHECKING
 
 from jq_cli import tracing
@@ -73,18 +73,24 @@ class Dispatcher(Intake):
         self.handed_over = 0
         self._next_types = 0.0
         self._next_lease = self._next_progress = self._next_prefetch = 0.0
-        self._outcome_signalled = False
+        self._signalled = False  # see _signal
         self.next_due: float | None = None  # when the outcomes held back must go (see _pace)
         self.runtimes = RunTimes()  # measured handler run times: how far ahead to claim
         self._waiting: deque[RunningJob] = deque()  # claimed, in the pool's queue, not started
+        self._waiting_types: Counter[str] = Counter()  # how many of each type _waiting holds
 
     # -- what pools call (from their threads) -------------------------------------------------
 
     def _report(self, running: RunningJob, finish: Finish) -> None:
         running.ended = time.monotonic()
         self._outcomes.put((running, finish))
-        if not self._outcome_signalled:  # one wake for all the outcomes reported until collected
-            self._outcome_signalled = True
+        self._signal()
+
+    def _signal(self) -> None:
+        """Wake the dispatcher, once for everything reported or delivered until its next round (a
+        wake per job costs a lock and a notify on the hot path)."""
+        if not self._signalled:
+            self._signalled = True
             self.wake.set()
 
     def _make_ctx(self, running: RunningJob, cancel: CancelFlag) -> JobContext:
@@ -118,6 +124,7 @@ class Dispatcher(Intake):
         """One round trip: the outcomes at hand and a claim of the deliveries there is room for,
         committed together (store/cycle.py). A refusal of either falls back to recording the
         outcomes alone (row by row if need be) and claiming alone."""
+        self._signalled = False  # before anything is read: whatever comes later wakes us again
         batch = self._collect_outcomes()
         room = self._pace(batch)
         if room < 0:
@@ -183,7 +190,8 @@ class Dispatcher(Intake):
             self._unknown.append(running)
             return
         if not handler.is_async:
-            self._waiting.append(running)  # until a slot starts it (see _claim_room)
+            self._waiting.append(running)  # until a slot starts it (see intake._pace)
+            self._waiting_types[job.job_type] += 1
         (self.async_runner if handler.is_async else self.pool).submit(running)
 
     def _hand_over(self) -> None:
@@ -230,7 +238,6 @@ class Dispatcher(Intake):
     def _collect_outcomes(self) -> list[tuple[RunningJob, Finish]]:
         """The outcomes reported since the last cycle, sanitised, after any whose commit failed."""
         batch = self._unsaved
-        self._outcome_signalled = False  # before the queue is read: a later report wakes us again
         while True:
             try:
                 running, finish = self._outcomes.get_nowait()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 
 from jq_cli import tracing
 from jq_cli.broker import Consumer, Delivery
@@ -42,6 +42,7 @@ class Intake:
     _inbox: list[Delivery]
     _inbox_lock: threading.Lock
     _waiting: deque[RunningJob]
+    _waiting_types: Counter[str]
     _next_prefetch: float
 
     def _begin(self, job: ClaimedJob) -> None:
@@ -64,15 +65,20 @@ class Intake:
     def _pace(self, batch: list[tuple[RunningJob, Finish]]) -> int:
         """How many deliveries to claim now, or -1 when this round should not go to PostgreSQL
         (claim_ahead.pace: the outcomes wait for the pool's next claim)."""
+        waiting = self._waiting_types
         while self._waiting and (self._waiting[0].began or self._waiting[0].done):
-            self._waiting.popleft()  # started (slots take jobs in claim order) or ended
-        waiting = [r.job.job_type for r in self._waiting if not r.began and not r.done]
+            # Started (slots take jobs in claim order) or ended. One in the middle that a slot
+            # started a moment early counts as waiting until those before it have gone.
+            job_type = self._waiting.popleft().job.job_type
+            waiting[job_type] -= 1
+            if not waiting[job_type]:
+                del waiting[job_type]
         now = time.monotonic()
         oldest = min((r.ended or now for r, _ in batch), default=now)
         step = pace(
             self.runtimes,
             self.concurrency,
-            busy=len(self.running) - len(batch) - len(waiting),
+            busy=len(self.running) - len(batch) - len(self._waiting),
             waiting=waiting,
             inbox=len(self._inbox),
             outcomes=len(batch),

@@ -105,7 +105,7 @@ class Worker(Dispatcher):
     def _on_delivery(self, delivery: Delivery) -> None:
         with self._inbox_lock:
             self._inbox.append(delivery)
-        self.wake.set()
+        self._signal()
 
     def _on_connection_lost(self, generation: int) -> None:
         # Unacknowledged deliveries of that connection go back to the broker by themselves.
