@@ -74,6 +74,7 @@ class Dispatcher(Intake):
         self._next_types = 0.0
         self._next_lease = self._next_progress = self._next_prefetch = 0.0
         self._signalled = False  # see _signal
+        self._completed: Counter[str] = Counter()  # per queue, in the batch being settled
         self.next_due: float | None = None  # when the outcomes held back must go (see _pace)
         self.runtimes = RunTimes()  # measured handler run times: how far ahead to claim
         self._waiting: deque[RunningJob] = deque()  # claimed, in the pool's queue, not started
@@ -261,10 +262,15 @@ class Dispatcher(Intake):
 
     def _finished(self, batch: list[tuple[RunningJob, Finish]], states: dict[int, str]) -> None:
         self._unsaved = []
+        self._completed = Counter()
         for running, outcome in batch:
             if running.began and running.ended is not None:
                 self.runtimes.observe(running.job.job_type, running.ended - running.started)
             self._settled(running, outcome, states.get(outcome.job_id))
+        if self._completed:
+            events = Counter({f"completed@{q}": n for q, n in self._completed.items()})
+            events["completed"] = self._completed.total()  # and per queue, for `jq queue list`
+            self.counters.add_many(events)
         if batch:
             with self._progress_lock:
                 for _, outcome in batch:
@@ -288,8 +294,7 @@ class Dispatcher(Intake):
                 job.job_type, job.queue, state, time.monotonic() - running.started
             )
         if state == "completed":
-            self.counters.add("completed")
-            self.counters.add(f"completed@{job.queue}")  # per queue, for `jq queue list`
+            self._completed[job.queue] += 1  # counted once per batch: see _finished
             return
         if outcome.outcome == "timeout":
             self.timeouts += 1

@@ -33,12 +33,44 @@ from jq_cli.store.work import ClaimedJob
 log = logging.getLogger("jq.worker")
 
 
+class CancelEvent:
+    """A threading.Event that makes its lock and condition only when someone waits on it: a
+    worker makes one per job, and most jobs are never cancelled nor wait on their flag."""
+
+    __slots__ = ("_event", "_flag")
+    _making = threading.Lock()
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._event: threading.Event | None = None
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def set(self) -> None:
+        self._flag = True  # before the event is read: a waiter that made it meanwhile sees this
+        event = self._event
+        if event is not None:
+            event.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self._flag:
+            return True
+        with CancelEvent._making:
+            if self._event is None:
+                self._event = threading.Event()
+            event = self._event
+        if self._flag:  # set() may have run before the event existed
+            event.set()
+        return event.wait(timeout)
+
+
 @dataclass(eq=False)
 class RunningJob:
     """A job this worker runs: the dispatcher's record of it, shared with the pool running it."""
 
     job: ClaimedJob
-    cancel: CancelFlag = field(default_factory=threading.Event)
+    cancel: CancelFlag = field(default_factory=CancelEvent)
     started: float = field(default_factory=time.monotonic)
     deadline: float | None = None  # monotonic time past which the attempt times out
     lost: bool = False  # rescued by the scheduler while we were cut off; its outcome will not count

@@ -142,6 +142,13 @@ class CounterBuffer:
         with self._lock:
             self._counts[(event, int(time.time()))] += n
 
+    def add_many(self, events: Counter[str]) -> None:
+        """Several events at once (a worker's batch of outcomes): one lock, one clock read."""
+        now = int(time.time())
+        with self._lock:
+            for event, n in events.items():
+                self._counts[(event, now)] += n
+
     def take(self) -> Counter[tuple[str, int]]:
         with self._lock:
             counts, self._counts = self._counts, Counter()

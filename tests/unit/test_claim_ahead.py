@@ -84,3 +84,25 @@ def test_a_pool_running_low_claims_now_and_an_idle_slot_is_filled_at_once():
 def test_a_stopping_worker_claims_nothing_and_flushes_what_it_holds():
     step = pace_of(busy=4, waiting={"noop": 150}, inbox=50, outcomes=3, stopping=True)
     assert step.claim == 0 and step.now
+
+
+def test_a_cancel_event_made_lazily_still_wakes_its_waiter():
+    import threading
+    import time
+
+    from jq_cli.pools import CancelEvent
+
+    flag = CancelEvent()
+    assert not flag.is_set() and not flag.wait(0.01)
+    waited: list[bool] = []
+    waiter = threading.Thread(target=lambda: waited.append(flag.wait(5)))
+    waiter.start()
+    time.sleep(0.05)  # the waiter is inside wait(): set() must reach it through the event
+    begun = time.monotonic()
+    flag.set()
+    waiter.join(5)
+    assert waited == [True] and time.monotonic() - begun < 1
+    assert CancelEvent().wait(0) is False
+    already = CancelEvent()
+    already.set()
+    assert already.wait(0) and already.is_set()
