@@ -191,14 +191,20 @@ class JobQueries(StoreBase):
         in one statement, rows streamed with COPY (several times faster than a parameterised
         INSERT for thousands of rows); run_at and published_at take their default, now()."""
         with self._errors(), self.conn.transaction():
-            ids = [
-                r["id"]
-                for r in self.conn.execute(
-                    # query: job_id_reserve
-                    "SELECT nextval(pg_get_serial_sequence('jobs', 'id')) AS id FROM generate_series(1, %s)",
+            row = (
+                self.conn.cursor(binary=True)
+                .execute(
+                    # query: job_id_reserve. The sequence is looked up once (a sub-select, not a call
+                    # per row: pg_get_serial_sequence per row cost more than the nextval calls), and
+                    # the ids come back as one binary array, not a row each.
+                    "SELECT array_agg(nextval((SELECT pg_get_serial_sequence('jobs', 'id')::regclass)))"
+                    " AS ids FROM generate_series(1, %s)",
                     (len(jobs),),
                 )
-            ]
+                .fetchone()
+            )
+            assert row is not None  # an aggregate without GROUP BY returns one row
+            ids: list[int] = row["ids"]
             with self.conn.cursor().copy(
                 # query: job_copy
                 "COPY jobs (id, job_type, queue, priority, state, payload, max_retries,"
