@@ -188,16 +188,3 @@ def test_autocommit_connection_commits_the_job_at_once(ops, store, settings):
 def test_an_unknown_handle_is_refused_in_one_line(ops):
     with pytest.raises(InvalidInput, match="connection must be a psycopg 3 connection"):
         ops.submit("noop", {}, connection=object())
-
-
-def test_counts_stay_exact_from_a_connection_with_its_own_search_path(ops, store, app_conn):
-    """The count trigger finds job_counts by its schema (043), not by a search_path pinned on the
-    function: a SET clause costs every statement that writes jobs a save and restore of it."""
-    ops.submit("noop", {}, connection=app_conn)
-    ops.submit_many([{"job_type": "noop"}, {"job_type": "noop", "delay": 60}], connection=app_conn)
-    app_conn.commit()
-    assert store.job_counts()["by_state"] == {"queued": 2, "scheduled": 1}
-    pinned = store._one("SELECT proconfig FROM pg_proc WHERE oid = 'job_counts_apply'::regproc")[
-        "proconfig"
-    ]
-    assert pinned is None
