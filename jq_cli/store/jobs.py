@@ -205,27 +205,39 @@ class JobQueries(StoreBase):
             )
             assert row is not None  # an aggregate without GROUP BY returns one row
             ids: list[int] = row["ids"]
-            with self.conn.cursor().copy(
-                # query: job_copy
-                "COPY jobs (id, job_type, queue, priority, state, payload, max_retries,"
-                " retry_base_delay, retry_max_delay, retry_jitter, time_limit) FROM STDIN"
-            ) as copy:
+            # Most batches set none of the per-job retry settings or time limits: their columns are
+            # then left out of the COPY (NULL, as written), which spares the server four fields a
+            # row to parse, about a tenth of its time per row.
+            tuned = any(
+                j.retry_base_delay is not None
+                or j.retry_max_delay is not None
+                or j.retry_jitter is not None
+                or j.time_limit is not None
+                for j in jobs
+            )
+            columns = "id, job_type, queue, priority, state, payload, max_retries"
+            if tuned:
+                columns += ", retry_base_delay, retry_max_delay, retry_jitter, time_limit"
+            # query: job_copy
+            with self.conn.cursor().copy(f"COPY jobs ({columns}) FROM STDIN") as copy:
                 for job_id, j in zip(ids, jobs, strict=False):
-                    copy.write_row(
-                        (
-                            job_id,
-                            j.job_type,
-                            j.queue,
-                            j.priority,
-                            "queued",
-                            j.payload_json,
-                            j.max_retries,
+                    values: tuple[Any, ...] = (
+                        job_id,
+                        j.job_type,
+                        j.queue,
+                        j.priority,
+                        "queued",
+                        j.payload_json,
+                        j.max_retries,
+                    )
+                    if tuned:
+                        values += (
                             j.retry_base_delay,
                             j.retry_max_delay,
                             j.retry_jitter,
                             j.time_limit,
                         )
-                    )
+                    copy.write_row(values)
         return [
             Inserted(job_id, "queued", j.queue, j.priority, True)
             for job_id, j in zip(ids, jobs, strict=False)

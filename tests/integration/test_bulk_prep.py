@@ -99,3 +99,27 @@ def test_unique_jobs_in_a_batch_are_keyed_by_their_own_payloads(ops, store):
     first, second, again = ops.submit_many(jobs)
     assert first == again and first != second
     assert count_jobs(store) == 2
+
+
+def test_a_batch_keeps_per_job_retry_settings_and_time_limits_where_given(ops, store):
+    # The bulk COPY leaves these columns out when no job of the batch sets one (store/jobs.py).
+    plain = ops.submit_many([{"job_type": "noop", "payload": {"i": i}} for i in range(2)])
+    tuned = ops.submit_many(
+        [
+            {"job_type": "noop", "payload": {}},
+            {"job_type": "noop", "payload": {}, "time_limit": "5s", "retry_jitter": 0.5},
+            {"job_type": "noop", "payload": {}, "retry_base_delay": 1, "retry_max_delay": 9},
+        ]
+    )
+    got = store._all(
+        "SELECT retry_base_delay, retry_max_delay, retry_jitter, time_limit FROM jobs"
+        " WHERE id = ANY(%s) ORDER BY id",
+        (plain + tuned,),
+    )
+    assert [tuple(r.values()) for r in got] == [
+        (None, None, None, None),
+        (None, None, None, None),
+        (None, None, None, None),
+        (None, None, 0.5, 5.0),
+        (1.0, 9.0, None, None),
+    ]
