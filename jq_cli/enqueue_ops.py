@@ -29,9 +29,10 @@ def full_job(core: OperationsCore, request: JobRequest) -> NewJob:
     if request.unique_on and not period:
         raise InvalidInput("unique_on: give unique_for too (how long a job stays unique)")
     key = unique_key(request.job_type, request.payload, on) if period else None
-    return replace(
-        new, unique_key=key, unique_for=period, trace_context=tracing.current_context_json()
-    )
+    trace = tracing.current_context_json()
+    if key is None and period is None and trace is None:
+        return new  # the common case: a frozen dataclass copied for nothing costs microseconds
+    return replace(new, unique_key=key, unique_for=period, trace_context=trace)
 
 
 def psycopg_connection(connection: Any) -> Any:
@@ -60,6 +61,13 @@ class EnqueueOperations(OperationsCore):
         jobs = [full_job(self, r) for r in requests]
         if connection is None and links is None and not any(j.needs_enqueue_path for j in jobs):
             return None
+        return self._submit_full(jobs, connection=connection, links=links)
+
+    def _submit_full(
+        self, jobs: Sequence[NewJob], *, connection: Any = None, links: Links | None = None
+    ) -> list[Inserted]:
+        """Insert prepared jobs (full_job) through the full insert path: returns the Inserted
+        (published, or, in the application's transaction, left to the doorbell)."""
         ns = self.settings.namespace
         if connection is None:
             inserted = job_enqueue(self.store.conn, ns, jobs, links=links, outbox=False)

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from jq_cli.action_ops import BULK_BATCH, PURGEABLE, ActionOperations, ActionReport
+from jq_cli.batch_prep import BatchPreparer
 from jq_cli.config import split_names
 from jq_cli.edit_ops import EditOperations
 from jq_cli.enqueue_ops import EnqueueOperations, full_job
@@ -104,10 +105,10 @@ class Operations(
 
     def submit_request(self, request: JobRequest, *, connection: Any = None) -> Inserted:
         """Submit a validated JobRequest; returns what was inserted (or found by its key)."""
-        full = self._submit_requests([request], connection=connection)
-        if full is not None:
-            return full[0]
-        new = self._prepare(request)
+        # Prepared once: the full path and the plain one take the same NewJob.
+        new = full_job(self, request)
+        if connection is not None or new.needs_enqueue_path:
+            return self._submit_full([new], connection=connection)[0]
         inserted = self.store.job_insert(new)
         self._publish([inserted])
         return inserted
@@ -133,18 +134,11 @@ class Operations(
         labels = list(numbers) if numbers is not None else list(range(1, len(jobs) + 1))
         if len(labels) != len(jobs):
             raise ValueError("numbers must label every job")
-        requests = [
-            j if isinstance(j, JobRequest) else JobRequest.parse(j, f"{where} {n}")
-            for n, j in zip(labels, jobs, strict=False)
-        ]
-        prepared = []
-        for n, request in zip(labels, requests, strict=False):
-            try:
-                prepared.append(full_job(self, request))
-            except InvalidInput as exc:
-                raise InvalidInput(f"{where} {n}: {exc.message}") from None
+        # Options validated once per distinct set of them, each payload on its own (batch_prep).
+        preparer = BatchPreparer(self)
+        prepared = [preparer.prepare(j, where, n) for n, j in zip(labels, jobs, strict=False)]
         if connection is not None or any(j.needs_enqueue_path for j in prepared):
-            return self._submit_requests(requests, connection=connection) or []
+            return self._submit_full(prepared, connection=connection)
         inserted = self.store.job_insert_many(prepared)
         self._publish(inserted)
         return inserted

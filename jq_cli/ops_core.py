@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Self, cast
 
 from jq_cli.audit import Actor
@@ -100,27 +100,29 @@ class OperationsCore:
     # -- shared by the groups of operations ---------------------------------------------------
 
     def _check_type(self, request: JobRequest) -> None:
-        handler = self.registry.get(request.job_type)
+        self._payload_check(request.job_type)(request.payload)
+
+    def _payload_check(self, job_type: str) -> Callable[[Any], object]:
+        """What checks a payload of `job_type` (raising InvalidInput): its handler's payload model,
+        or the JSON Schema its workers registered. Raises InvalidInput for an unknown type."""
+        handler = self.registry.get(job_type)
         if handler is not None:
-            handler.validate(request.payload)
-            return
+            return handler.validate
         # A type whose handler only the workers import is known through their registration, with
         # the payload schema (JSON Schema of its pydantic model) they registered for it.
-        cached = self._type_schemas.get(request.job_type)
+        cached = self._type_schemas.get(job_type)
         if cached is None or time.monotonic() - cached[0] > SCHEMA_TTL:
-            known, schema, defaults = self.store.job_type_info(request.job_type)
+            known, schema, defaults = self.store.job_type_info(job_type)
             if known:
                 cached = (time.monotonic(), payload_checker(schema), defaults)
-                self._type_schemas[request.job_type] = cached
+                self._type_schemas[job_type] = cached
         if cached is not None:
-            check_payload(request.job_type, request.payload, cached[1])
-            return
+            checker = cached[1]
+            return lambda payload: check_payload(job_type, payload, checker)
         built_in = ", ".join(self.registry.names())
-        hint = did_you_mean(
-            request.job_type, [*self.registry.names(), *self.store.job_type_names()]
-        )
+        hint = did_you_mean(job_type, [*self.registry.names(), *self.store.job_type_names()])
         raise InvalidInput(
-            f"unknown job type {request.job_type!r}{hint} (built in: {built_in}; others must be "
+            f"unknown job type {job_type!r}{hint} (built in: {built_in}; others must be "
             "registered by a running `jq worker --import MODULE`)"
         )
 

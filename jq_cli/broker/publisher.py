@@ -44,7 +44,7 @@ class Publisher:
         self._connection: pika.BlockingConnection | None = None
         self._channel: Any = None  # pika.adapters.blocking_connection.BlockingChannel
         self._declared: set[str] = set()
-        self._frames: dict[tuple[str, int, int], bytes] = {}
+        self._frames: dict[tuple[str, int, int], tuple[bytes, bytes]] = {}
         self._props = {
             p: pika.BasicProperties(priority=p, delivery_mode=pika.DeliveryMode.Persistent)
             for p in range(1, MAX_AMQP_PRIORITY + 1)
@@ -90,8 +90,9 @@ class Publisher:
             self._declared.add(queue)
         # BlockingChannel.basic_publish marshals three frames and flushes the socket for every
         # message, which capped bulk submits near 20,000 a second. Our messages differ only in
-        # queue, priority and a short body, so pika's own marshalled method and header frames are
-        # cached and each chunk goes out as one write and one flush.
+        # queue, priority and a short body, so pika's own marshalled frames are cached: the method
+        # and header frames whole, the body frame as what comes before and after the body (both
+        # depend only on its length). Each chunk goes out as one write and one flush.
         impl = channel._impl
         impl._raise_if_not_open()
         number = impl.channel_number
@@ -101,23 +102,30 @@ class Publisher:
             for message in batch[start : start + PUBLISH_CHUNK]:
                 body = str(message.job_id).encode()
                 key = (message.queue, message.priority, len(body))
-                head = frames.get(key)
-                if head is None:
-                    head = frames[key] = (
-                        pika.frame.Method(
-                            number,
-                            pika.spec.Basic.Publish(
-                                exchange="", routing_key=queue_name(self.namespace, message.queue)
-                            ),
-                        ).marshal()
-                        + pika.frame.Header(
-                            number, len(body), self._props[message.priority]
-                        ).marshal()
-                    )
-                out.append(head)
-                out.append(pika.frame.Body(number, body).marshal())
+                cached = frames.get(key)
+                if cached is None:
+                    cached = frames[key] = self._marshalled(number, message, len(body))
+                out.append(cached[0])
+                out.append(body)
+                out.append(cached[1])
             impl.connection._output_marshaled_frames([b"".join(out)])
             channel._flush_output()
+
+    def _marshalled(self, number: int, message: Message, size: int) -> tuple[bytes, bytes]:
+        """(method and header frames, and the body frame's start; the body frame's end) of a
+        message to this queue at this priority with a body of `size` bytes, as pika marshals them."""
+        body_frame = pika.frame.Body(number, b"\0" * size).marshal()
+        head = (
+            pika.frame.Method(
+                number,
+                pika.spec.Basic.Publish(
+                    exchange="", routing_key=queue_name(self.namespace, message.queue)
+                ),
+            ).marshal()
+            + pika.frame.Header(number, size, self._props[message.priority]).marshal()
+            + body_frame[: -size - 1]
+        )
+        return head, body_frame[-1:]
 
     def queue_depths(self, queues: Iterable[str]) -> dict[str, int | None]:
         """Ready messages per queue, as the broker counts them (None: the queue does not exist).

@@ -191,35 +191,53 @@ class JobQueries(StoreBase):
         in one statement, rows streamed with COPY (several times faster than a parameterised
         INSERT for thousands of rows); run_at and published_at take their default, now()."""
         with self._errors(), self.conn.transaction():
-            ids = [
-                r["id"]
-                for r in self.conn.execute(
-                    # query: job_id_reserve
-                    "SELECT nextval(pg_get_serial_sequence('jobs', 'id')) AS id FROM generate_series(1, %s)",
+            row = (
+                self.conn.cursor(binary=True)
+                .execute(
+                    # query: job_id_reserve. The sequence is looked up once (a sub-select, not a call
+                    # per row: pg_get_serial_sequence per row cost more than the nextval calls), and
+                    # the ids come back as one binary array, not a row each.
+                    "SELECT array_agg(nextval((SELECT pg_get_serial_sequence('jobs', 'id')::regclass)))"
+                    " AS ids FROM generate_series(1, %s)",
                     (len(jobs),),
                 )
-            ]
-            with self.conn.cursor().copy(
-                # query: job_copy
-                "COPY jobs (id, job_type, queue, priority, state, payload, max_retries,"
-                " retry_base_delay, retry_max_delay, retry_jitter, time_limit) FROM STDIN"
-            ) as copy:
+                .fetchone()
+            )
+            assert row is not None  # an aggregate without GROUP BY returns one row
+            ids: list[int] = row["ids"]
+            # Most batches set none of the per-job retry settings or time limits: their columns are
+            # then left out of the COPY (NULL, as written), which spares the server four fields a
+            # row to parse, about a tenth of its time per row.
+            tuned = any(
+                j.retry_base_delay is not None
+                or j.retry_max_delay is not None
+                or j.retry_jitter is not None
+                or j.time_limit is not None
+                for j in jobs
+            )
+            columns = "id, job_type, queue, priority, state, payload, max_retries"
+            if tuned:
+                columns += ", retry_base_delay, retry_max_delay, retry_jitter, time_limit"
+            # query: job_copy
+            with self.conn.cursor().copy(f"COPY jobs ({columns}) FROM STDIN") as copy:
                 for job_id, j in zip(ids, jobs, strict=False):
-                    copy.write_row(
-                        (
-                            job_id,
-                            j.job_type,
-                            j.queue,
-                            j.priority,
-                            "queued",
-                            j.payload_json,
-                            j.max_retries,
+                    values: tuple[Any, ...] = (
+                        job_id,
+                        j.job_type,
+                        j.queue,
+                        j.priority,
+                        "queued",
+                        j.payload_json,
+                        j.max_retries,
+                    )
+                    if tuned:
+                        values += (
                             j.retry_base_delay,
                             j.retry_max_delay,
                             j.retry_jitter,
                             j.time_limit,
                         )
-                    )
+                    copy.write_row(values)
         return [
             Inserted(job_id, "queued", j.queue, j.priority, True)
             for job_id, j in zip(ids, jobs, strict=False)

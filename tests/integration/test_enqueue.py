@@ -188,3 +188,11 @@ def test_autocommit_connection_commits_the_job_at_once(ops, store, settings):
 def test_an_unknown_handle_is_refused_in_one_line(ops):
     with pytest.raises(InvalidInput, match="connection must be a psycopg 3 connection"):
         ops.submit("noop", {}, connection=object())
+
+
+def test_counts_stay_exact_from_a_connection_with_its_own_search_path(ops, store, app_conn):
+    """The count trigger finds job_counts whoever fires it (041 pins its search_path)."""
+    ops.submit("noop", {}, connection=app_conn)
+    ops.submit_many([{"job_type": "noop"}, {"job_type": "noop", "delay": 60}], connection=app_conn)
+    app_conn.commit()
+    assert store.job_counts()["by_state"] == {"queued": 2, "scheduled": 1}

@@ -114,6 +114,25 @@ def test_submit_checks_the_registered_schema_of_a_type_it_does_not_import(ops, s
     assert count == 1  # only the valid one was written
 
 
+def test_a_client_sees_a_schema_registered_anew_once_its_copy_expires(ops, store, monkeypatch):
+    # A client keeps a type's schema for ops_core.SCHEMA_TTL (30 s, README), shortened here.
+    monkeypatch.setattr("jq_cli.ops_core.SCHEMA_TTL", 0.3)
+    strict = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    store.job_type_register(["t_evolving"], "remote-worker", [json.dumps(strict)])
+    with pytest.raises(InvalidInput, match="payload for t_evolving: n"):
+        ops.submit_many([{"job_type": "t_evolving", "payload": {"n": "three"}}])
+    loose = {"type": "object", "properties": {"n": {"type": ["integer", "string"]}}}
+    store.job_type_register(["t_evolving"], "remote-worker", [json.dumps(loose)])
+
+    def accepted() -> bool:
+        try:
+            return bool(ops.submit_many([{"job_type": "t_evolving", "payload": {"n": "three"}}]))
+        except InvalidInput:
+            return False
+
+    wait_for(accepted, 10, what="the new schema to be seen by the client")
+
+
 def test_a_worker_registers_its_payload_schemas(ops, store, run_worker):
     run_worker("schema-b", with_b=True)
     known, schema = store.job_type_schema("t_only_b")

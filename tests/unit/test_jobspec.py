@@ -109,6 +109,36 @@ def test_payloads_are_encoded_compactly_and_checked():
             encode_payload(payload, 50)
 
 
+def nested(levels: int, container: str = "dict") -> dict:
+    """A payload whose deepest value sits `levels` containers down (the payload itself is one)."""
+    node: object = 1
+    for _ in range(levels - 1):
+        node = {"x": node} if container == "dict" else [node]
+    return {"x": node}
+
+
+@pytest.mark.parametrize("container", ["dict", "list"])
+def test_depth_is_exact_at_the_limit_whatever_the_containers(container):
+    # The depth walk runs only when the text holds enough brackets: these are just under and just
+    # over the limit, so the shortcut must neither refuse the one nor let the other through.
+    encode_payload(nested(MAX_DEPTH - 1, container), 10_000)
+    with pytest.raises(InvalidInput, match=f"nested deeper than {MAX_DEPTH}"):
+        encode_payload(nested(MAX_DEPTH, container), 10_000)
+
+
+def test_brackets_inside_strings_do_not_make_a_flat_payload_deep():
+    assert encode_payload({"x": "[{" * 100}, 10_000) == '{"x":"' + "[{" * 100 + '"}'
+
+
+def test_a_payload_nested_past_pythons_limit_or_holding_itself_is_refused_as_too_deep():
+    with pytest.raises(InvalidInput, match="nested deeper"):
+        encode_payload(nested(100_000, "list"), 10**9)
+    looped: dict = {}
+    looped["self"] = looped
+    with pytest.raises(InvalidInput, match="nested deeper"):
+        encode_payload(looped, 10_000)
+
+
 @pytest.mark.parametrize("number", [float("nan"), float("inf"), float("-inf")])
 def test_payloads_with_nan_or_infinity_are_refused_before_anything_is_written(number):
     with pytest.raises(InvalidInput, match="payload"):

@@ -77,3 +77,22 @@ def test_a_publish_marshalled_by_hand_is_what_pika_would_send():
         + pika.frame.Body(1, body).marshal()
     )
     assert raw.endswith(b"42\xce") and b"jq.default" in raw  # 0xCE ends every AMQP frame
+
+
+@pytest.mark.parametrize("job_id", [7, 123_456_789])
+def test_cached_frames_are_byte_for_byte_what_pika_marshals(job_id):
+    # The publisher caches each message's frames but its body (Publisher._marshalled): whatever
+    # pika writes around a body must still depend only on the body's length.
+    from jq_cli.broker.connection import queue_name
+    from jq_cli.broker.publisher import Message, Publisher
+
+    publisher = Publisher("amqp://guest:guest@localhost:5672/", "ns")
+    body = str(job_id).encode()
+    head, end = publisher._marshalled(5, Message(job_id, "default", 2), len(body))
+    assert head + body + end == (
+        pika.frame.Method(
+            5, pika.spec.Basic.Publish(exchange="", routing_key=queue_name("ns", "default"))
+        ).marshal()
+        + pika.frame.Header(5, len(body), publisher._props[2]).marshal()
+        + pika.frame.Body(5, body).marshal()
+    )
