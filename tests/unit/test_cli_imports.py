@@ -59,8 +59,9 @@ NEVER = {
 }
 NOT_FOR = {
     ("submit", "noop"): NEVER | {"rich"},  # prints an id
-    ("show", "1"): NEVER | {"pika"},  # reads Postgres only
-    ("list",): NEVER | {"pika", "rich"},  # plain lines when stdout is not a terminal
+    # Reading jobs validates no payload: no handler registry, no job models.
+    ("show", "1"): NEVER | {"pika", "jq_cli.handlers", "jq_cli.jobspec"},
+    ("list",): NEVER | {"pika", "rich", "jq_cli.handlers"},  # plain lines, not on a terminal
 }
 
 
