@@ -10,7 +10,6 @@ from typing import Any
 
 from jq_cli.audit_ops import AuditOperations
 from jq_cli.errors import InvalidInput, InvalidTransition, JqError, NotFound
-from jq_cli.jobspec import check_name, parse_priority
 from jq_cli.ops_core import parse_state
 from jq_cli.states import JobState
 
@@ -97,6 +96,8 @@ class ActionOperations(AuditOperations):
         of its one audit row), so memory and lock time stay bounded whatever matches;
         `on_progress(done)` is called after each. Returns how many were (or, with dry_run, would
         be) retried. Raises InvalidInput, ServiceUnavailable."""
+        from jq_cli.jobspec import check_name
+
         parsed = parse_state(state)
         if parsed not in (JobState.DEAD, JobState.CANCELLED):
             raise InvalidInput(f"only dead or cancelled jobs can be retried, not {state}")
@@ -166,6 +167,8 @@ class ActionOperations(AuditOperations):
         transaction with the growing count of its one audit row; `on_progress(done)` is called
         after each. Returns how many were (or, with dry_run, would be) deleted. Raises
         InvalidInput, ServiceUnavailable."""
+        from jq_cli.jobspec import check_name, parse_priority
+
         state = state.lower()
         if state not in PURGEABLE:
             raise InvalidInput(

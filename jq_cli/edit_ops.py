@@ -8,7 +8,6 @@ from typing import Any
 
 from jq_cli.audit_ops import AuditOperations
 from jq_cli.errors import InvalidInput, InvalidTransition, NotFound
-from jq_cli.jobspec import JobRequest, check_name, encode_payload, parse_priority
 from jq_cli.ops_core import parse_state
 from jq_cli.states import JobState
 from jq_cli.timeline import job_timeline
@@ -32,6 +31,8 @@ class EditOperations(AuditOperations):
     ) -> list[int]:
         """The ids an action by filter works on. Raises InvalidInput for a bad filter or a state
         the action does not take."""
+        from jq_cli.jobspec import check_name, parse_priority
+
         parsed = parse_state(state)
         if parsed not in allowed:
             raise InvalidInput(
@@ -54,6 +55,8 @@ class EditOperations(AuditOperations):
     def retry_edited(self, job_id: int, payload: dict[str, Any]) -> dict[str, Any]:
         """Retry a dead job with a new payload, validated as a submit's would be (its type's
         handler, the size limit). Raises NotFound, InvalidTransition, InvalidInput."""
+        from jq_cli.jobspec import JobRequest, encode_payload
+
         job = self.store.job_get(job_id)
         if job["state"] != "dead":
             raise InvalidTransition(

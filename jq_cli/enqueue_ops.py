@@ -6,17 +6,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jq_cli import tracing
 from jq_cli.errors import InvalidInput
-from jq_cli.jobspec import JobRequest
 from jq_cli.ops_core import OperationsCore
 from jq_cli.store import Inserted, NewJob
 from jq_cli.store.enqueue import Links, job_enqueue
 from jq_cli.store.workflows import job_workflow
 from jq_cli.unique import unique_key
 from jq_cli.workflows import Node, compile_workflow
+
+if TYPE_CHECKING:
+    from jq_cli.jobspec import JobRequest
 
 
 def full_job(core: OperationsCore, request: JobRequest) -> NewJob:
@@ -84,6 +86,8 @@ class EnqueueOperations(OperationsCore):
         """Submit a chain, group or step (jq_cli.workflows) in one transaction; returns the job ids
         in the order the steps are written. With `connection`, in the application's transaction.
         Raises InvalidInput (naming the step), ServiceUnavailable."""
+        from jq_cli.jobspec import JobRequest
+
         compiled = compile_workflow(flow)
         requests = [JobRequest.parse(j, f"step {n}") for n, j in enumerate(compiled.jobs, 1)]
         for n, request in enumerate(requests, 1):

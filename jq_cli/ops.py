@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jq_cli.action_ops import BULK_BATCH, PURGEABLE, ActionOperations, ActionReport
 from jq_cli.batch_prep import BatchPreparer
@@ -21,12 +21,14 @@ from jq_cli.edit_ops import EditOperations
 from jq_cli.enqueue_ops import EnqueueOperations, full_job
 from jq_cli.errors import InvalidInput, NotFound
 from jq_cli.health_ops import Check, HealthOperations
-from jq_cli.jobspec import JobRequest, check_name, parse_priority
 from jq_cli.ops_core import parse_state, present_job
 from jq_cli.queue_ops import QueueOperations
 from jq_cli.schedule_ops import ScheduleOperations
 from jq_cli.states import TERMINAL_STATES, JobState, Priority
 from jq_cli.store import Inserted
+
+if TYPE_CHECKING:
+    from jq_cli.jobspec import JobRequest
 
 __all__ = ["BULK_BATCH", "PURGEABLE", "ActionReport", "Check", "Operations"]
 
@@ -82,6 +84,8 @@ class Operations(
         payload (or the same values of the `unique_on` keys) within the hour returns the earlier
         job. `depends_on=[ids]`: the job waits until they completed; a parent ending dead or
         cancelled cancels it (`on_parent_failure="cancel"`) or lets it run ("run")."""
+        from jq_cli.jobspec import JobRequest
+
         fields = {
             "priority": priority.value if isinstance(priority, Priority) else priority,
             "max_retries": max_retries,
@@ -130,6 +134,8 @@ class Operations(
     ) -> list[Inserted]:
         """`numbers` label each job in error messages (e.g. its line in a file with blank lines
         skipped); by default jobs are numbered from 1."""
+        from jq_cli.jobspec import JobRequest
+
         jobs = list(jobs)
         labels = list(numbers) if numbers is not None else list(range(1, len(jobs) + 1))
         if len(labels) != len(jobs):
@@ -165,6 +171,8 @@ class Operations(
         """Jobs newest first; each filter takes one value, a list or comma-separated values, and
         means "any of" them. `before_id` continues a listing after the last id it showed (a stable
         page even while jobs are submitted, unlike an offset). Raises InvalidInput for a bad filter."""
+        from jq_cli.jobspec import check_name, parse_priority
+
         states = [parse_state(s).value for s in any_of(state)]
         types = any_of(job_type)
         queues = any_of(queue)

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any, Self, cast
 from jq_cli.audit import Actor
 from jq_cli.config import Settings, load_settings
 from jq_cli.errors import InvalidInput, ServiceUnavailable, did_you_mean
-from jq_cli.handlers.registry import Registry, load_builtins
-from jq_cli.jobspec import JobRequest, check_payload, encode_payload, payload_checker
 from jq_cli.states import PRIORITY_NAMES, JobState
 from jq_cli.store import Inserted, JobRef, JobRow, JobSummary, NewJob, Store
 
 if TYPE_CHECKING:
     from jq_cli.broker import Publisher
+    from jq_cli.handlers.registry import Registry
+    from jq_cli.jobspec import JobRequest
     from jq_cli.telemetry import Telemetry
 
 log = logging.getLogger("jq.ops")
@@ -45,12 +45,22 @@ class OperationsCore:
         # own; a program using jq_cli.Client is recorded as its OS user and host. `jq serve`
         # sets it per request (OpsPool.borrow).
         self.actor = actor or Actor.local("api")
-        self.registry = registry or load_builtins()
+        self._registry = registry
         self._store: Store | None = None
         self._publisher: Publisher | None = None
         self._telemetry: Telemetry | None = None
         # job type: (when read, its payload checker, the @job defaults its workers registered)
         self._type_schemas: dict[str, tuple[float, Any, dict[str, Any]]] = {}
+
+    @property
+    def registry(self) -> Registry:
+        """The handlers this process knows (the built-ins and any @job it imported), loaded on
+        first use: reading jobs (`jq show`, `jq list`) needs none of their pydantic models."""
+        if self._registry is None:
+            from jq_cli.handlers.registry import load_builtins
+
+            self._registry = load_builtins()
+        return self._registry
 
     # -- services -----------------------------------------------------------------------------
 
@@ -105,6 +115,8 @@ class OperationsCore:
     def _payload_check(self, job_type: str) -> Callable[[Any], object]:
         """What checks a payload of `job_type` (raising InvalidInput): its handler's payload model,
         or the JSON Schema its workers registered. Raises InvalidInput for an unknown type."""
+        from jq_cli.jobspec import check_payload, payload_checker
+
         handler = self.registry.get(job_type)
         if handler is not None:
             return handler.validate
@@ -127,6 +139,8 @@ class OperationsCore:
         )
 
     def _prepare(self, request: JobRequest) -> NewJob:
+        from jq_cli.jobspec import encode_payload
+
         self._check_type(request)
         handler = self.registry.get(request.job_type)
         if handler is not None:

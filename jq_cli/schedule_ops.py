@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 from jq_cli.audit_ops import AuditOperations
 from jq_cli.errors import Conflict, InvalidInput, NotFound
-from jq_cli.jobspec import JobRequest, encode_payload, parse_priority
 from jq_cli.states import PRIORITY_NAMES
 from jq_cli.store import ScheduleRow
 
@@ -214,6 +213,8 @@ class ScheduleOperations(AuditOperations):
     def _schedule_row(self, spec: ScheduleSpec) -> dict[str, Any]:
         """The row to store for a validated ScheduleSpec, after the checks a submit of its job would
         pass (a known type, a payload its handler accepts). Raises InvalidInput."""
+        from jq_cli.jobspec import JobRequest, encode_payload, parse_priority
+
         request = JobRequest.parse(
             {
                 "job_type": spec.job_type,

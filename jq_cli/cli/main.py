@@ -124,7 +124,10 @@ def main() -> None:
 def run(args: list[str], prog: str = "jq") -> int:
     """Run one command line; returns its exit code. Every usage error (Click's and Typer's too)
     becomes one line `jq: error: ...` and exit 2: the style of every other error of jq."""
+    from jq_cli.cli.plain_params import install
+
     command = typer.main.get_command(app)
+    install(command)  # values that need no conversion skip Typer's pydantic converter
     try:
         code = command.main(args=args, prog_name=prog, standalone_mode=False)
     except NoArgsIsHelpError as exc:  # `jq` alone, `jq schedule`: the help is the answer
