@@ -1,20 +1,13 @@
-"""Settings: every knob of jq, read once from JQ_* variables, a .env file, or defaults.
-
-Settings is a pydantic model that reads its own sources (read_sources below), not a
-pydantic-settings BaseSettings: importing pydantic-settings cost about 45 ms of every `jq`
-command (its sources import asyncio, argparse and the cloud providers), a third of what a whole
-`jq list` may take. The rules are the ones BaseSettings applied here: keyword arguments (by field
-name or variable name) win over the environment, which wins over the .env file; variable names
-match whatever their case; pydantic validates every value."""
+"""Settings: every knob of jq, read once from JQ_* variables, a .env file, or defaults."""
 
 from __future__ import annotations
 
-import os
 import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
     from jq_cli.store.base import Timeouts
@@ -27,56 +20,12 @@ def _env(name: str, *legacy: str) -> AliasChoices:
     return AliasChoices(f"JQ_{name}", *legacy)
 
 
-def _variable_names(name: str, field: Any) -> list[str]:
-    """The variables a field is read from, in order of preference (its AliasChoices)."""
-    alias = field.validation_alias
-    if isinstance(alias, AliasChoices):
-        return [a for a in alias.choices if isinstance(a, str)]
-    return [alias] if isinstance(alias, str) else [name]
+class Settings(BaseSettings):
+    """Built once at an entry point and passed down; nothing reads the environment later."""
 
-
-def _env_file_values(env_file: str | None) -> dict[str, str]:
-    if not env_file or not os.path.isfile(env_file):
-        return {}
-    from dotenv import dotenv_values  # only when there is a file: most runs have none
-
-    return {k: v for k, v in dotenv_values(env_file, encoding="utf-8").items() if v is not None}
-
-
-def read_sources(
-    model: type[BaseModel], given: dict[str, Any], env_file: str | None
-) -> dict[str, Any]:
-    """Each field's raw value from `given` (by field name or variable name), else the environment,
-    else the env file. A value given by field name keeps that name; any other is keyed by the
-    field's JQ_ variable, so that an error names the setting as pydantic-settings did."""
-    given_by = {k.lower(): v for k, v in given.items()}
-    sources = [
-        given_by,
-        {k.lower(): v for k, v in os.environ.items()},
-        {k.lower(): v for k, v in _env_file_values(env_file).items()},
-    ]
-    values: dict[str, Any] = {}
-    for name, field in model.model_fields.items():
-        names = _variable_names(name, field)
-        if name.lower() in given_by:
-            values[name] = given_by[name.lower()]
-            continue
-        for source in sources:
-            found = next((n for n in names if n.lower() in source), None)
-            if found is not None:
-                values[names[0]] = source[found.lower()]
-                break
-    return values
-
-
-class Settings(BaseModel):
-    """Built once at an entry point and passed down; nothing reads the environment later.
-    `Settings(_env_file=None, ...)` reads no .env file (tests)."""
-
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
-
-    def __init__(self, _env_file: str | None = ".env", **values: Any) -> None:
-        super().__init__(**read_sources(type(self), values, _env_file))
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
 
     database_url: str = Field(
         "postgresql://localhost/jq", validation_alias=_env("DATABASE_URL", "DATABASE_URL")
