@@ -15,7 +15,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from jq_cli.action_ops import BULK_BATCH, PURGEABLE, ActionOperations, ActionReport
-from jq_cli.batch_prep import BatchPreparer
 from jq_cli.config import split_names
 from jq_cli.edit_ops import EditOperations
 from jq_cli.enqueue_ops import EnqueueOperations, full_job
@@ -134,12 +133,13 @@ class Operations(
     ) -> list[Inserted]:
         """`numbers` label each job in error messages (e.g. its line in a file with blank lines
         skipped); by default jobs are numbered from 1."""
-        from jq_cli.jobspec import JobRequest
 
         jobs = list(jobs)
         labels = list(numbers) if numbers is not None else list(range(1, len(jobs) + 1))
         if len(labels) != len(jobs):
             raise ValueError("numbers must label every job")
+        from jq_cli.batch_prep import BatchPreparer  # and with it the job models: not for `jq show`
+
         # Options validated once per distinct set of them, each payload on its own (batch_prep).
         preparer = BatchPreparer(self)
         prepared = [preparer.prepare(j, where, n) for n, j in zip(labels, jobs, strict=False)]

@@ -33,10 +33,9 @@ NOWHERE = {  # ports that refuse: the command fails with exit 3 once it has impo
 }
 
 # What no one of these commands needs: the daemons, the other front ends, telemetry, schedules'
-# cron, the web scraper's libraries, and what replaced them (pydantic-settings; Typer's pydantic
-# converters, which jq_cli.cli.plain_params keeps for values that need them).
+# cron, the web scraper's libraries, and Typer's pydantic converters (jq_cli.cli.plain_params
+# keeps them for values that need them).
 NEVER = {
-    "pydantic_settings",
     "typer._adapters",
     "textual",
     "fastapi",
