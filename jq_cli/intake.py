@@ -21,7 +21,7 @@ from jq_cli.store import CycleResult, Finish, Store
 from jq_cli.store.work import ClaimedJob
 
 log = logging.getLogger("jq.worker")
-PREFETCH_RESIZE_EVERY = 0.5  # seconds between changes of the broker's prefetch window at most
+PREFETCH_SHRINK_EVERY = 0.5  # seconds between changes that shrink the broker's prefetch window
 
 
 class Intake:
@@ -185,14 +185,19 @@ class Intake:
     def _resize_prefetch(self) -> None:
         """A worker left at the default prefetch sizes the broker's window by measured run time
         (claim_ahead.wanted_prefetch); deliveries beyond a shrunken window go back to the broker."""
-        now = time.monotonic()
-        if self._prefetch_fixed or now < self._next_prefetch:
+        if self._prefetch_fixed:
             return
         wanted = wanted_prefetch(self.runtimes, self.concurrency)
         if not should_resize(self.prefetch, wanted):
             return
-        self._next_prefetch = now + PREFETCH_RESIZE_EVERY  # basic.qos waits for the broker
+        # Growing at once (each step at least doubles it: a handful of steps from the slots to the
+        # most), so that a worker starting on a backlog is soon at speed; shrinking at most every
+        # PREFETCH_SHRINK_EVERY, so a mean that swings does not resend basic.qos again and again.
+        now = time.monotonic()
         shrink = wanted < self.prefetch
+        if shrink and now < self._next_prefetch:
+            return
+        self._next_prefetch = now + PREFETCH_SHRINK_EVERY
         self.prefetch = wanted
         self.consumer.set_prefetch(wanted)
         log.info("event=prefetch_resized prefetch=%d", wanted)
