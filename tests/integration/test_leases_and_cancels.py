@@ -60,8 +60,10 @@ def test_a_lease_renewal_is_a_hot_update(ops, store):
 
     with store.conn.transaction(force_rollback=True):
         before = updates()
-        for _ in range(10):
-            assert store.job_lease_renew([job_id], "w", 30) == {job_id: False}
+        for n in range(10):
+            # now() stands still within a transaction: a lease one second longer each time, so
+            # that every renewal changes the column's value, as renewals over time do.
+            assert store.job_lease_renew([job_id], "w", 31 + n) == {job_id: False}
         after = updates()
     assert (after[0] - before[0], after[1] - before[1]) == (10, 10)  # ten updates, all HOT
     # And nothing indexes the lease any more (the rescue reads it from the running rows' heap).
