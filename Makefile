@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 LOCK   := requirements.lock
 
-.PHONY: run test test-unit lint bench bench-quick bench-memory chaos cluster scale install lock migrate clean
+.PHONY: run test test-unit lint bench bench-quick bench-memory bench-leases chaos cluster scale install lock migrate clean
 
 # pyproject.toml bounds each dependency's major version; $(LOCK) pins the exact versions the tests
 # passed with, and install takes those (as constraints: the package itself stays editable).
@@ -61,6 +61,10 @@ bench-quick: migrate
 # W5 alone at the count of its target: one worker's RSS over 100,000 jobs (5+ minutes here).
 bench-memory: migrate
 	$(BIN)/python -m bench --only W5 --w5-jobs 100000 --json bench/results-memory.json
+
+# Issue 12's leases part alone: 1,000 jobs held running (row versions, index entries, cancel latency).
+bench-leases: migrate
+	$(BIN)/python -m bench --only leases --json bench/results-leases.json
 
 # The fault suite: private PostgreSQL/RabbitMQ/Redis (ports 5433, 5673, 6380), never the shared ones.
 chaos: install

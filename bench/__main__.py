@@ -15,12 +15,12 @@ from typing import Any
 
 from rich.console import Console
 
-from bench import compete, harness, limits, report, venvs
+from bench import compete, harness, leases, limits, report, venvs
 from bench.contestants import BY_KEY
 from bench.workloads import QUICK, WORKLOADS, Sizes
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results.json"
-SECTIONS = ("limits", "compare", "W4", "W5")
+SECTIONS = ("limits", "compare", "W4", "W5", "leases")
 COMPARE_ALIASES = ("W1", "W2", "W3")  # they run together, in the same namespaces
 
 
@@ -29,7 +29,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated parts: limits, compare (W1–W3, run together), W4, W5 (default: all)",
+        help="comma-separated parts: limits, compare (W1–W3, run together), W4, W5, leases"
+        " (default: all)",
     )
     parser.add_argument(
         "--contestants",
@@ -132,6 +133,14 @@ def main(argv: list[str] | None = None) -> int:
                         return WORKLOADS[name](sandbox, sizes)
 
                 results[name] = _guarded(console, f"{name}: {WORKLOADS[name].__doc__}", one)
+        if "leases" in args.only:
+            lease_sizes = leases.QUICK_LEASES if args.quick else leases.LeaseSizes()
+
+            def hold() -> dict[str, Any]:
+                with harness.Sandbox("leases", run_id) as sandbox:
+                    return leases.measure(sandbox, lease_sizes)
+
+            results["leases"] = _guarded(console, "leases: 1,000 jobs held running", hold)
     finally:
         harness.stop_all()
     meta["total_s"] = round(time.perf_counter() - started, 1)

@@ -148,7 +148,32 @@ def jq_rows(results: dict[str, Any]) -> list[list[str]]:
                 f"{w5['per_s']:,.0f} jobs/s",
             ]
         )
+    rows += lease_rows(results.get("leases") or {})
     return rows
+
+
+def lease_rows(leases: dict[str, Any]) -> list[list[str]]:
+    """The leases part: what holding running jobs writes, and how fast a cancel reaches one."""
+    if "error" in leases:
+        return [["leases", leases["error"]]]
+    if not leases:
+        return []
+    p50, p99 = leases.get("cancel_p50_ms"), leases.get("cancel_p99_ms")
+    cancels = "—" if p50 is None or p99 is None else f"{p50:.0f} / {p99:.0f} ms"
+    return [
+        [
+            f"leases: {leases['held']:,} jobs held running {leases['window_s']:.0f} s "
+            f"(lease {leases['lease_ttl_s']:g} s)",
+            f"{leases['row_versions_per_s']:,.0f} row versions/s ({leases['hot_per_s']:,.0f} HOT), "
+            f"{leases['index_entries_per_s']:,.0f} index entries/s "
+            f"({len(leases['indexes_of_a_running_row'])} indexes hold a running row), "
+            f"indexes +{leases['index_growth_kb_per_s']:,.1f} KB/s",
+        ],
+        [
+            f"leases: cancel → running handler, p50 / p99 of {leases['cancels_seen']}",
+            cancels,
+        ],
+    ]
 
 
 def title(meta: dict[str, Any]) -> str:

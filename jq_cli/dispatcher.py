@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from jq_cli import tracing
 from jq_cli.broker import Consumer, Delivery
+from jq_cli.cancel_listener import CancelListener, ask_to_stop
 from jq_cli.claim_ahead import RunTimes
 from jq_cli.config import Settings
 from jq_cli.errors import Conflict, JqError, ServiceUnavailable, StoreError
@@ -31,7 +32,6 @@ if TYPE_CHECKING:  # prometheus-client is imported only by a daemon started with
     from jq_cli.metrics import DaemonMetrics
 
 log = logging.getLogger("jq.worker")
-CANCEL_POLL = 1.0  # seconds between checks for cancel requests of running jobs
 PROGRESS_FLUSH = 0.5  # seconds between writes of handlers' progress
 TYPES_REFRESH = 5.0  # seconds between refreshes of this worker's row of types in PostgreSQL
 TYPES_FRESH = 20.0  # a worker whose types were refreshed this recently counts as live
@@ -55,6 +55,7 @@ class Dispatcher(Intake):
     pool: Pool
     async_runner: AsyncRunner
     executor: Executor
+    cancel_listener: CancelListener | None = None  # started by Worker.run
 
     def _init_dispatcher(self) -> None:
         self.limits = Limits(self.settings.max_result_bytes, self.settings.max_error_bytes)
@@ -322,7 +323,16 @@ class Dispatcher(Intake):
 
     # -- leases, cancels and time limits ------------------------------------------------------
 
+    def _apply_cancels(self, now: float) -> None:
+        """Ask the handlers of the jobs whose cancel the listener heard to stop."""
+        for job_id in self.cancel_listener.take() if self.cancel_listener is not None else ():
+            running = self.running.get(job_id)
+            if running is not None and not running.done:
+                ask_to_stop(running, now)
+
     def _renew_leases(self) -> None:
+        """Extend the leases of running jobs (every third of the lease: a write per running job),
+        and learn of their cancels as well, should the listener have missed one."""
         ids = [r.id for r in self.running.values() if not r.lost]
         if not ids:
             return
@@ -337,9 +347,7 @@ class Dispatcher(Intake):
                 log.warning("event=lease_lost job=%d action=handler_asked_to_stop", job_id)
             elif not still_ours[job_id]:
                 continue
-            running.cancel.set()  # cancelled, or someone else may run it now: ask it to stop
-            if running.cancel_seen is None:
-                running.cancel_seen = now
+            ask_to_stop(running, now)  # cancelled, or someone else may run it now
 
     def _enforce_limits(self, now: float) -> None:
         """Stop handlers past their time limit, or past the stop grace after a cancel request: ask
@@ -376,10 +384,13 @@ class Dispatcher(Intake):
         self._cycle()
         self._hand_over()
         self._refresh_types(now)
+        self._apply_cancels(now)
         self._enforce_limits(now)
         if now >= self._next_progress:
             self._flush_progress()
             self._next_progress = now + PROGRESS_FLUSH
         if now >= self._next_lease:
             self._renew_leases()
-            self._next_lease = now + min(self.settings.lease_ttl / 3, CANCEL_POLL)
+            # Every third of the lease, no faster: each renewal writes every running job's row.
+            # Cancels need no renewal to arrive: the listener hears them (_apply_cancels).
+            self._next_lease = now + self.settings.lease_ttl / 3

@@ -4,7 +4,9 @@ Threads and what each owns:
 - the consumer thread owns the AMQP connection (pika is not thread-safe);
 - the dispatcher (the caller of run(), the main thread) owns the Postgres connection: it claims
   deliveries in batches, acknowledges them once the claim is committed, hands jobs to the pool,
-  records outcomes in batches (group commit), renews leases and polls cancel requests;
+  records outcomes in batches (group commit), renews leases and applies cancel requests;
+- the cancel listener thread owns a second Postgres connection, LISTENing for cancels of running
+  jobs (jq_cli.cancel_listener); the dispatcher applies what it hears;
 - `concurrency` handler threads run handlers and report outcomes back;
 - the telemetry thread sends heartbeats and counters to Redis, never blocking the others.
 """
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from jq_cli import sdnotify
 from jq_cli.broker import Consumer, Delivery, Message, Publisher
+from jq_cli.cancel_listener import CancelListener
 from jq_cli.config import Settings, mask_url
 from jq_cli.dispatcher import Dispatcher
 from jq_cli.errors import JqError, SchemaNotMigrated, ServiceUnavailable
@@ -222,6 +225,8 @@ class Worker(Dispatcher):
             target=self._telemetry_loop, name="telemetry", daemon=True
         )
         telemetry_thread.start()
+        self.cancel_listener = CancelListener(self.settings, self.name, self.wake)
+        self.cancel_listener.start()
         deadline = time.monotonic() + 10  # READY=1 means connected; a signal must not wait for it
         while (
             not self.consumer.connected.wait(0.1)
@@ -274,6 +279,7 @@ class Worker(Dispatcher):
         consumer_thread.join(5)
         self.pool.shutdown()
         self.async_runner.shutdown()
+        self.cancel_listener.stop()
         self._stop_telemetry = True
         self._send_telemetry(final=True)
         with contextlib.suppress(JqError):  # its types stop counting as runnable here at once

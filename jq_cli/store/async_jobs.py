@@ -15,6 +15,7 @@ from psycopg.rows import DictRow, dict_row
 from jq_cli.errors import DatabaseUnavailable, NotFound, SchemaNotMigrated
 from jq_cli.store.base import SERVICE, _database_name, _first_line, latest_version, translate
 from jq_cli.store.bulk import JOB_CANCEL, JOB_RETRY
+from jq_cli.store.cancels import cancel_channel
 from jq_cli.store.enqueue import notify_channel
 from jq_cli.store.rows import AttemptRow, JobRef, JobRow
 
@@ -123,5 +124,7 @@ class AsyncStore:
 
     async def job_cancel(self, ids: Sequence[int]) -> dict[int, str]:
         """store.bulk.job_cancel: not started jobs end cancelled, running ones are asked to stop."""
-        rows = await self._all(JOB_CANCEL, {"ids": list(ids)})
+        rows = await self._all(
+            JOB_CANCEL, {"ids": list(ids), "channel": cancel_channel(self.namespace)}
+        )
         return {r["id"]: r["state"] for r in rows}

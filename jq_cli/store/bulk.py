@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from jq_cli.store.base import StoreBase
+from jq_cli.store.cancels import cancel_channel
 from jq_cli.store.rows import JobRef
 
 # query: job_retry. Dead or cancelled jobs back to queued with a fresh budget of attempts; the
@@ -16,16 +17,23 @@ UPDATE jobs SET state = 'queued', attempts = 0, cancel_requested = false, finish
 WHERE id = ANY(%(ids)s) AND state IN ('dead', 'cancelled')
 RETURNING id, queue, priority
 """
-# query: job_cancel. Not started jobs end cancelled; a running one is asked to stop (once).
+# query: job_cancel. Not started jobs end cancelled; a running one is asked to stop (once), and
+# its worker hears of it at once: a NOTIFY on the namespace's cancel channel (store/cancels.py)
+# carrying the job id, which PostgreSQL delivers when this statement's transaction commits.
 JOB_CANCEL = """
-UPDATE jobs SET
-    state = CASE WHEN state = 'running' THEN 'running' ELSE 'cancelled' END,
-    cancel_requested = true,
-    finished_at = CASE WHEN state = 'running' THEN NULL ELSE now() END,
-    updated_at = now()
-WHERE id = ANY(%(ids)s) AND state IN ('waiting', 'scheduled', 'queued', 'running', 'retrying')
-  AND NOT (state = 'running' AND cancel_requested)
-RETURNING id, state
+WITH asked AS (
+    UPDATE jobs SET
+        state = CASE WHEN state = 'running' THEN 'running' ELSE 'cancelled' END,
+        cancel_requested = true,
+        finished_at = CASE WHEN state = 'running' THEN NULL ELSE now() END,
+        updated_at = now()
+    WHERE id = ANY(%(ids)s) AND state IN ('waiting', 'scheduled', 'queued', 'running', 'retrying')
+      AND NOT (state = 'running' AND cancel_requested)
+    RETURNING id, state
+)
+SELECT id, state,
+       CASE WHEN state = 'running' THEN pg_notify(%(channel)s, id::text) END AS told
+FROM asked
 """
 
 
@@ -126,7 +134,7 @@ class BulkQueries(StoreBase):
     def job_cancel(self, ids: Sequence[int]) -> dict[int, str]:
         """Cancel jobs: not started ones end cancelled now; running ones are asked to stop and end
         cancelled when their worker sees it. Returns {id: state after} for those that changed."""
-        rows = self._all(JOB_CANCEL, {"ids": list(ids)})
+        rows = self._all(JOB_CANCEL, {"ids": list(ids), "channel": cancel_channel(self.namespace)})
         return {r["id"]: r["state"] for r in rows}
 
     def job_purge(self, ids: Sequence[int]) -> int:

@@ -205,7 +205,7 @@ class LimitQueries(WorkQueries):
         column = "queue" if row["scope"] == "queue" else "job_type"
         if row["concurrency"] is not None:
             found = self.conn.execute(
-                # query: job_count_running_by_limit. Along jobs_lease (running jobs only).
+                # query: job_count_running_by_limit. Along jobs_running (running jobs only).
                 f"""
                 SELECT count(*) AS n FROM jobs
                 WHERE state = 'running' AND {column} = %(name)s

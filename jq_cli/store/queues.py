@@ -65,7 +65,7 @@ class QueueQueries(LimitQueries):
         return {r["name"] for r in self._all("SELECT name FROM queues WHERE paused")}
 
     def queue_running_counts(self) -> dict[str, int]:
-        """Running jobs per queue, along the partial index of running jobs (jobs_lease)."""
+        """Running jobs per queue, along the partial index of running jobs (jobs_running)."""
         rows = self._all(
             # query: job_count_running_by_queue
             "SELECT queue, count(*) AS n FROM jobs WHERE state = 'running' GROUP BY queue"

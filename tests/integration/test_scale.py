@@ -17,6 +17,7 @@ import pytest
 from jq_cli.scheduler import Scheduler
 from jq_cli.store import Store, job_count_created_per_second, latest_version
 from jq_cli.store.base import Timeouts
+from jq_cli.store.cancels import CancelQueries
 
 # `make scale` runs this module at ten million rows (JQ_SCALE_ROWS) and prints the figures.
 ROWS = int(os.environ.get("JQ_SCALE_ROWS", "1000000"))
@@ -216,6 +217,14 @@ DUTY_QUERIES = {
         " ORDER BY lease_expires_at LIMIT 1000 FOR UPDATE SKIP LOCKED",
         {},
     ),
+    "job_cancels_pending": (  # a worker's cancel listener, on every (re)connect
+        "SELECT id FROM jobs WHERE state = 'running' AND worker = 'w' AND cancel_requested",
+        {},
+    ),
+    "job_count_running_by_queue": (  # jq queue list, the claim's queue limits
+        "SELECT queue, count(*) AS n FROM jobs WHERE state = 'running' GROUP BY queue",
+        {},
+    ),
     "job_republish_claim": (
         "SELECT id FROM jobs WHERE state = 'queued' AND queue = 'default'"
         " AND published_at < now() - interval '15 seconds'"
@@ -270,6 +279,7 @@ def test_counts_are_exact_and_cost_a_few_key_lookups_at_a_million_rows(big):
         "job_counts (jq stats, /metrics, jq top)": median_ms(store.job_counts),
         "job_promote_due": median_ms(lambda: store.job_promote_due(1000)),
         "job_rescue_expired": median_ms(lambda: store.job_rescue_expired(1000)),
+        "job_cancels_pending": median_ms(lambda: CancelQueries.job_cancels_pending(store, "w")),
         # Older than any queued job: the walk without the write (a commit costs a WAL flush,
         # whatever the table holds; writes are not what this compares).
         "job_republish_claim": median_ms(

@@ -363,7 +363,8 @@ def test_cancelling_a_running_process_video_stops_it_as_cancelled(
     asked = time.monotonic()
     assert ops.cancel([job_id]).changed == {job_id: "cancelling"}
     job = wait_state(ops, job_id, "cancelled")  # a video not stopped would end completed after 20 s
-    # Seen within the 1 s cancel poll (with room for a loaded machine), not at the end of the video.
+    # Heard at once by the worker's cancel listener (with room for a loaded machine), not at the
+    # end of the video.
     assert time.monotonic() - asked < 5
     assert outcomes(job) == ["cancelled"]
     assert job["progress"] < 100
