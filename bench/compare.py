@@ -55,6 +55,10 @@ TARGETS = [
            "python -c pass", ("W4", "python_median_ms"), "<=", 12.0),
     Target("W4 `jq list` / `python -c pass`", ("W4", "list_median_ms"),
            "python -c pass", ("W4", "python_median_ms"), "<=", 12.0),
+    Target("Leases: shortest gap between renewals, in thirds of the lease",
+           ("leases", "renewal_gap_in_lease_thirds"), "absolute", (), ">=", 0.95),
+    Target("Leases: cancel → running handler p99", ("leases", "cancel_p99_ms"),
+           "absolute", (), "<=", 1000.0, "ms"),
     Target("W5 worker idle RSS", ("W5", "idle_rss_mb"), "absolute", (), "<=", 80.0, "MB"),
     Target("W5 RSS growth", ("W5", "growth_pct"), "absolute", (), "<=", 10.0, "%"),
 ]  # fmt: skip

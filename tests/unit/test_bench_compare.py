@@ -123,3 +123,16 @@ def test_one_by_one_is_judged_against_the_yardstick_taken_beside_it() -> None:
     results["contestants"]["jq"]["W1"]["insert_commit_per_s"] = 2_000.0  # the run's limit: 1,000
     row = _by_target(results)["W1 one by one / single-row insert commit beside it"]
     assert (row["reference"], row["ratio"], row["met"]) == ("insert commit beside it", 0.4, False)
+
+
+def test_lease_targets_judge_the_renewal_gap_and_cancel_p99() -> None:
+    results = _results()
+    results["leases"] = {"renewal_gap_in_lease_thirds": 0.3, "cancel_p99_ms": 9.0}
+    rows = _by_target(results)
+    gap = rows["Leases: shortest gap between renewals, in thirds of the lease"]
+    assert gap["met"] is False and gap["ratio"] == 0.3  # renewed every second of a 30 s lease
+    assert rows["Leases: cancel → running handler p99"]["met"] is True
+    results["leases"] = {"renewal_gap_in_lease_thirds": 0.99, "cancel_p99_ms": 1_200.0}
+    rows = _by_target(results)
+    assert rows["Leases: shortest gap between renewals, in thirds of the lease"]["met"] is True
+    assert rows["Leases: cancel → running handler p99"]["met"] is False
