@@ -31,8 +31,8 @@ def _drain(figures: Any) -> str:
     w2 = figures.get("W2") if isinstance(figures, dict) else None
     if not isinstance(w2, dict) or "error" in w2:
         return "error" if isinstance(w2, dict) else "—"
-    text = rate(w2.get("per_s"))
-    if not w2.get("complete"):  # measured over what it finished within the cap
+    text = rate(w2.get("per_s"))  # the pace up to 99 % of the jobs (compete.Runner.wait_count)
+    if not w2.get("complete"):  # the last of them still waiting when the cap ran out
         text += f" ({w2['completed']:,} in {w2['span_s']:.0f} s)"
     return text
 
