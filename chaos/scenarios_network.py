@@ -83,6 +83,9 @@ def blackholed_leader(run: Run) -> Figures:
         load.backlog(10)
         load.start()
         time.sleep(2)
+        # What the stall hits is the leadership: the leader's duties stop with its route.
+        if _pid_of(_holder(run)) == cut.pid:
+            run.hit(1, "leader_at_stall")
         proxy.stall(True)
         took_over = _wait(lambda: _pid_of(_holder(run)) == standby.pid, 60)
         run.figures.extra["standby_leads_after_s"] = took_over
@@ -121,7 +124,7 @@ def _blackholed_worker(run: Run, service: str) -> Figures:
         load = run.workload(sleep=(0.3, 1.5))
         load.backlog(30)
         load.start()
-        run.wait_in_flight(cut, 1)
+        run.hit(run.wait_in_flight(cut, 1), "in_flight_on_the_cut_worker")
         proxy.stall(True)
         held = 20 if not run.quick else 8  # beyond the lease: its jobs must be rescued meanwhile
         time.sleep(held)
@@ -135,6 +138,9 @@ def _blackholed_worker(run: Run, service: str) -> Figures:
         # again (at least once): each rescue may cost one execution, never more.
         rescues = int(figures.extra.get("lease_rescues") or 0)
         figures.dup_exec_bound = max(figures.dup_exec_bound or 0, rescues)
+        # dup_over counts jobs run more often than their cut executions explain; the cut-off
+        # worker's runs finished (it was not killed) and were rescued: one each is explained.
+        figures.dup_over = max(0, (figures.dup_over or 0) - rescues)
         figures.extra["stuck"] = _stuck(run)
         return figures
     finally:
@@ -179,6 +185,7 @@ def soak_big_table(run: Run) -> Figures:
     )
     run.query("ANALYZE jobs")
     run.figures.extra["prefilled_finished"] = rows
+    run.hit(rows, "finished_rows_under_the_duties")  # this scenario's fault is the table's size
     # The leader runs here, in-process, so that every pass is timed; a standby daemon beside it.
     env = run._direct_env()
     settings = load_settings(
