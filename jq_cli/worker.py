@@ -373,6 +373,9 @@ class Worker(Dispatcher):
             "pid": os.getpid(),
             "queues": self.queues,
             "concurrency": self.concurrency,
+            # The broker's window as it is now (it follows measured run time when not set): the
+            # sweeper subtracts what a busy worker may hold unacknowledged before it re-publishes.
+            "prefetch": self.prefetch,
             "running": len(self.running),
             "jobs": sorted(self.running)[:20],
             "processed": self.processed,

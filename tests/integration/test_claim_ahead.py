@@ -54,6 +54,8 @@ def test_the_prefetch_window_shrinks_back_for_long_jobs(
     shorts = ops.submit_many([{"job_type": "noop", "payload": {"i": i}} for i in range(300)])
     wait_for(lambda: completed(store, shorts) == len(shorts), 60, what="the short jobs")
     wait_for(lambda: w.worker.prefetch > 10, 10, what="a window grown for short jobs")
+    # The heartbeat carries the window as it is: the sweeper subtracts what a busy worker holds.
+    assert w.worker.heartbeat_info()["prefetch"] == w.worker.prefetch
     longs = [ops.submit("t_sleep", {"seconds": 0.6}) for _ in range(6)]
     wait_for(lambda: completed(store, longs) == len(longs), 60, what="the long jobs")
     # 0.6 s jobs on two slots: 50 ms of budget claims none ahead, so the window is the slots.
