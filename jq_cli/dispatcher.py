@@ -50,8 +50,6 @@ class Dispatcher(Intake):
     counters: CounterBuffer
     metrics: DaemonMetrics | None
     stopping: threading.Event
-    prefetch: int
-    _prefetch_fixed: bool
     pool: Pool
     async_runner: AsyncRunner
     executor: Executor

@@ -46,8 +46,8 @@ class Store(
     JobQueries,
     BulkQueries,  # operator actions, split from JobQueries; no other mixin defines them
     ActionQueries,  # issue 16
+    CycleQueries,  # the worker's finish-and-claim round trip; extends QueueQueries
     QueueQueries,  # issue 16; before WorkQueries, which it extends
-    CycleQueries,  # the worker's finish-and-claim round trip; extends WorkQueries too
     WorkQueries,
     MaintenanceQueries,
     ScheduleQueries,

@@ -11,14 +11,14 @@ from psycopg.rows import tuple_row
 
 from jq_cli.store.hot_sql import (
     CLAIMED_COLUMNS,
-    JOB_CLAIM_GATED,
     JOB_FINISH,
     JOB_FINISH_AND_CLAIM,
     claim_params,
     finish_params,
 )
+from jq_cli.store.queues import QueueQueries
 from jq_cli.store.records import Finish
-from jq_cli.store.work import ClaimedJob, WorkQueries
+from jq_cli.store.work import ClaimedJob
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class CycleResult:
     limited: bool  # a limit exists: the ids not claimed may still be taken by the limited claim
 
 
-class CycleQueries(WorkQueries):
+class CycleQueries(QueueQueries):
     def job_finish_and_claim(
         self, finishes: Sequence[Finish], ids: Sequence[int], worker: str, lease_ttl: float
     ) -> CycleResult:
@@ -49,16 +49,10 @@ class CycleQueries(WorkQueries):
             elif finishes:
                 rows = cursor.execute(JOB_FINISH, finish_params(finishes, worker)).fetchall()
                 states = dict(rows)
-            elif ids:
-                cursor.execute(JOB_CLAIM_GATED, claim_params(ids, worker, lease_ttl))
-                claimed = [ClaimedJob(*row) for row in cursor.fetchall()]
-            # The gated claim takes nothing while any limit exists. Only a claim that won less than
-            # it asked for (duplicates, a paused queue, or a limit) needs to know which.
-            limited = bool(ids) and len(claimed) < len(set(ids)) and self._limits_exist()
+            elif ids:  # nothing to record: the worker's claim as it stands alone
+                return CycleResult({}, self.job_claim_gated(ids, worker, lease_ttl), False)
+            # The gated claim takes nothing while any limit exists, and the limited claim must not
+            # run in this statement's transaction. Only a claim that won less than it asked for
+            # (duplicates, a paused queue, or a limit) needs to know which.
+            limited = bool(ids) and len(claimed) < len(set(ids)) and self.limits_exist()
         return CycleResult(states, claimed, limited)
-
-    def _limits_exist(self) -> bool:
-        row = self.conn.execute(
-            "SELECT EXISTS (SELECT 1 FROM limits) AS limited"  # query: limits_exist
-        ).fetchone()
-        return bool(row and row["limited"])

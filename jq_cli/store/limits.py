@@ -107,6 +107,11 @@ class LimitQueries(WorkQueries):
         )
         return int(row["n"]) if row else 0
 
+    def limits_exist(self) -> bool:
+        """Whether any limit is set (a table of a few rows): without one, no claim counts."""
+        row = self._one("SELECT EXISTS (SELECT 1 FROM limits) AS limited")  # query: limits_exist
+        return bool(row and row["limited"])
+
     def job_claim_limited(
         self, ids: Sequence[int], worker: str, lease_ttl: float, limits: list[LimitRow]
     ) -> list[ClaimedJob]:
@@ -117,7 +122,10 @@ class LimitQueries(WorkQueries):
                 # query: job_limit_candidates. Highest priority first, as the claim would take them.
                 """
                 SELECT id, job_type, queue, payload FROM jobs
-                WHERE id = ANY(%(ids)s) AND state = 'queued' ORDER BY priority DESC, id
+                WHERE id = ANY(%(ids)s) AND state = 'queued'
+                  -- a paused queue's jobs wait without a claim (issue 16), limit or not
+                  AND NOT EXISTS (SELECT 1 FROM queues q WHERE q.name = jobs.queue AND q.paused)
+                ORDER BY priority DESC, id
                 """,
                 {"ids": list(ids)},
             ).fetchall()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypedDict, cast
 
+from jq_cli.store.hot_sql import JOB_CLAIM_GATED, claim_params
 from jq_cli.store.limits import LimitQueries
 from jq_cli.store.work import ClaimedJob
 
@@ -75,27 +76,17 @@ class QueueQueries(LimitQueries):
     def job_claim_gated(
         self, ids: Sequence[int], worker: str, lease_ttl: float
     ) -> list[ClaimedJob]:
-        """job_claim for the delivered `ids` whose queue is not paused. A job of a paused queue
-        stays queued; the worker acknowledges its message as it would a duplicate's, and the job
-        is published again when its queue resumes. The check reads committed rows: a claim that
-        starts after a pause commits takes nothing of that queue. (No lock on the queue row: a
-        lock taken by every claim would make that row the hottest of the database.)"""
-        gate = self._one(
-            # query: job_claim_gate. One round trip for both gates: the delivered jobs whose queue
-            # is paused (an index probe per id joined to a table of a few rows), and whether any
-            # limit exists at all (without one the claim is the plain one).
-            """
-            SELECT ARRAY(SELECT j.id FROM jobs j JOIN queues q ON q.name = j.queue AND q.paused
-                         WHERE j.id = ANY(%(ids)s)) AS held,
-                   EXISTS (SELECT 1 FROM limits) AS limited
-            """,
-            {"ids": list(ids)},
-        )
-        assert gate is not None  # a SELECT without FROM returns one row
-        held = set(gate["held"])
-        allowed = [i for i in ids if i not in held]
-        if not allowed:
-            return []
-        if gate["limited"]:
-            return self.job_claim_limited(allowed, worker, lease_ttl, self.limit_rows())
-        return self.job_claim(allowed, worker, lease_ttl)
+        """job_claim for the delivered `ids` whose queue is not paused and that no limit holds
+        back. A job of a paused queue stays queued; the worker acknowledges its message as it
+        would a duplicate's, and the job is published again when its queue resumes. The gates are
+        read in the claim statement itself (store/hot_sql.py, JOB_CLAIM_GATED) from committed
+        rows: a claim that starts after a pause commits takes nothing of that queue. (No lock on
+        the queue row: a lock taken by every claim would make that row the hottest of the
+        database.) While any limit exists that statement claims nothing, and the limited claim,
+        which counts under locks, takes what fits."""
+        claimed = self._claimed_jobs(JOB_CLAIM_GATED, claim_params(ids, worker, lease_ttl))
+        if len(claimed) == len(set(ids)) or not self.limits_exist():
+            return claimed  # all won, or the rest were duplicates or of a paused queue
+        won = {job.id for job in claimed}
+        rest = [i for i in ids if i not in won]
+        return claimed + self.job_claim_limited(rest, worker, lease_ttl, self.limit_rows())

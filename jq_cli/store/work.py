@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from psycopg.rows import tuple_row
+
 from jq_cli.errors import Conflict, StoreError
 from jq_cli.store.base import StoreBase
 from jq_cli.store.hot_sql import JOB_CLAIM, JOB_FINISH, claim_params, finish_params
@@ -56,10 +58,6 @@ class ClaimedJob:
     parent_results: list[dict[str, Any]] | None  # a workflow step's parents and their results
     trace_context: str | None  # the submitter's W3C trace context (JSON), for the handler's span
 
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> ClaimedJob:
-        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
-
 
 @dataclass(frozen=True)
 class HandedBack:
@@ -73,8 +71,13 @@ class WorkQueries(StoreBase):
     def job_claim(self, ids: Sequence[int], worker: str, lease_ttl: float) -> list[ClaimedJob]:
         """Claim the queued jobs among `ids` for `worker` in one statement, opening an attempt for
         each. Jobs in any other state are left alone: that is how duplicates lose."""
-        rows = self._all(JOB_CLAIM, claim_params(ids, worker, lease_ttl))
-        return [ClaimedJob.from_row(r) for r in rows]
+        return self._claimed_jobs(JOB_CLAIM, claim_params(ids, worker, lease_ttl))
+
+    def _claimed_jobs(self, query: str, params: dict[str, Any]) -> list[ClaimedJob]:
+        """Run a claim (store/hot_sql.py); its rows straight into ClaimedJob, by position."""
+        with self._errors():
+            cursor = self.conn.cursor(row_factory=tuple_row)
+            return [ClaimedJob(*row) for row in cursor.execute(query, params).fetchall()]
 
     def job_finish(self, finishes: Sequence[Finish], worker: str) -> dict[int, str]:
         """Record many attempt outcomes in one statement (group commit). Only jobs still running
