@@ -15,12 +15,12 @@ import uuid
 from datetime import datetime
 
 import psycopg
+from jq_cli.client import Client
 from jq_cli.config import Settings
 from jq_cli.handlers import load_builtins
-from jq_cli.ops import Operations
-from jq_cli.scheduler import Scheduler
+from jq_cli.scheduler.daemon import Scheduler
 from jq_cli.store import Store
-from jq_cli.worker import Worker
+from jq_cli.worker.daemon import Worker
 
 
 def main(n: int = 200) -> None:
@@ -35,7 +35,7 @@ def main(n: int = 200) -> None:
     time.sleep(2)  # a benchmark, not a test: let both daemons connect and go idle
     latencies: list[float] = []
     try:
-        with Operations(settings) as ops, psycopg.connect(settings.database_url) as conn:
+        with Client(settings) as ops, psycopg.connect(settings.database_url) as conn:
             for _ in range(n):
                 job_id = ops.submit("noop", {}, connection=conn)
                 conn.commit()

@@ -24,10 +24,10 @@ from typing import Any
 import pika
 import pika.exceptions
 from jq_cli.broker import Publisher, queue_name
+from jq_cli.client import Client
 from jq_cli.config import Settings, load_settings
-from jq_cli.ops import Operations
+from jq_cli.observe.telemetry import Telemetry
 from jq_cli.store import Store
-from jq_cli.telemetry import Telemetry
 
 JQ = str(Path(sys.executable).parent / "jq")  # by path: `jq` on PATH may be the JSON processor
 QUEUE = "default"
@@ -189,8 +189,8 @@ class Sandbox:
 
     # -- jq itself --------------------------------------------------------------------------
 
-    def client(self) -> Operations:
-        return Operations(self.settings)
+    def client(self) -> Client:
+        return Client(self.settings)
 
     @property
     def env(self) -> dict[str, str]:

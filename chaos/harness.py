@@ -259,8 +259,8 @@ class Run:
             self._db = None
         if not self.services.private:  # the shared services outlive us: leave nothing behind
             from jq_cli.broker import Publisher
+            from jq_cli.observe.telemetry import Telemetry
             from jq_cli.store import Store
-            from jq_cli.telemetry import Telemetry
 
             try:
                 store = Store(self.direct_db, self.ns)

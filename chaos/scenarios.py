@@ -301,16 +301,16 @@ def proxy_reset(run: Run) -> Figures:
 
 
 def schedulers(run: Run) -> Figures:
-    from jq_cli.ops import Operations
+    from jq_cli.client import Client
 
     probe = run.cli("schedule", "add", "--help")
-    if not hasattr(Operations, "schedule_add") or probe.returncode != 0:
+    if not hasattr(Client, "schedule_add") or probe.returncode != 0:
         f = run.figures
         f.status = "fail"  # jq has schedules: their absence is a regression, never a skip
         f.lost = f.multi_terminal = f.dup_exec = f.dup_exec_bound = f.invalid_rows = None
         f.problems.append(
             "needs cron schedules (`jq schedule add NAME TYPE --cron ...` / "
-            "Operations.schedule_add): not in this jq yet"
+            "Client.schedule_add): not in this jq yet"
         )
         return f
     run.start_worker(8)

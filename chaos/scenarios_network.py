@@ -169,7 +169,7 @@ def _percentiles(samples: list[float]) -> dict[str, float | None]:
 
 def soak_big_table(run: Run) -> Figures:
     from jq_cli.config import load_settings
-    from jq_cli.scheduler import Scheduler
+    from jq_cli.scheduler.daemon import Scheduler
     from jq_cli.store import Store, job_count_created_per_second
 
     rows = 200_000 if run.quick else 3_000_000

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from jq_cli.client import Client
     from jq_cli.client_async import AsyncClient
     from jq_cli.handlers import (
         Cancelled,
@@ -26,8 +27,7 @@ if TYPE_CHECKING:
         Snooze,
         job,
     )
-    from jq_cli.ops import Operations as Client
-    from jq_cli.workflows import chain, group, step
+    from jq_cli.model.workflows import chain, group, step
 
 __all__ = [
     "AsyncClient",
@@ -45,11 +45,11 @@ __all__ = [
 ]
 
 _LAZY = {
-    "Client": ("jq_cli.ops", "Operations"),
+    "Client": ("jq_cli.client", "Client"),
     "AsyncClient": ("jq_cli.client_async", "AsyncClient"),
-    "chain": ("jq_cli.workflows", "chain"),
-    "group": ("jq_cli.workflows", "group"),
-    "step": ("jq_cli.workflows", "step"),
+    "chain": ("jq_cli.model.workflows", "chain"),
+    "group": ("jq_cli.model.workflows", "group"),
+    "step": ("jq_cli.model.workflows", "step"),
     "job": ("jq_cli.handlers", "job"),
     "JobContext": ("jq_cli.handlers", "JobContext"),
     "InvalidPayload": ("jq_cli.handlers", "InvalidPayload"),

@@ -18,20 +18,20 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Self
 
-from jq_cli.action_ops import ActionReport
 from jq_cli.config import Settings, load_settings
-from jq_cli.enqueue_ops import psycopg_connection
 from jq_cli.errors import InvalidInput, InvalidTransition, JqError, NotFound
 from jq_cli.handlers.registry import Registry, load_builtins
-from jq_cli.jobspec import JobRequest, encode_payload
-from jq_cli.ops_core import present_job
-from jq_cli.states import TERMINAL_STATES, JobState, Priority
+from jq_cli.model.jobspec import JobRequest, encode_payload
+from jq_cli.model.states import TERMINAL_STATES, JobState, Priority
+from jq_cli.model.unique import unique_key
+from jq_cli.model.workflows import Node, compile_workflow
+from jq_cli.observe.tracing import current_context_json
+from jq_cli.ops.actions import ActionReport
+from jq_cli.ops.core import present_job
+from jq_cli.ops.enqueue import psycopg_connection
 from jq_cli.store import Inserted, NewJob
 from jq_cli.store.async_jobs import AsyncStore
 from jq_cli.store.enqueue import job_enqueue_async
-from jq_cli.tracing import current_context_json
-from jq_cli.unique import unique_key
-from jq_cli.workflows import Node, compile_workflow
 
 
 class AsyncClient:

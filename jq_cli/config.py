@@ -123,8 +123,8 @@ class Settings(BaseSettings):
     def _duration(cls, value: object) -> object:
         # Seconds, or a duration such as 7d or 12h.
         if isinstance(value, str):
-            from jq_cli.durations import parse_duration
             from jq_cli.errors import InvalidInput
+            from jq_cli.model.durations import parse_duration
 
             try:
                 return parse_duration(value)

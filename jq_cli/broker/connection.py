@@ -10,7 +10,7 @@ import pika
 import pika.exceptions
 
 from jq_cli.errors import BrokerUnavailable, InvalidInput, Service
-from jq_cli.states import MAX_AMQP_PRIORITY
+from jq_cli.model.states import MAX_AMQP_PRIORITY
 
 SERVICE = Service.RABBITMQ
 

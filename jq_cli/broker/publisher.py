@@ -21,7 +21,7 @@ from jq_cli.broker.connection import (
     queue_name,
 )
 from jq_cli.errors import BrokerUnavailable
-from jq_cli.states import MAX_AMQP_PRIORITY
+from jq_cli.model.states import MAX_AMQP_PRIORITY
 
 PUBLISH_CHUNK = 1000  # messages queued before one socket flush
 

@@ -53,7 +53,7 @@ def audit(
 ) -> None:
     """Who did what and when: every retry, cancel, purge, dead-letter, schedule and queue action."""
     from jq_cli.cli.rows import emit, resolve
-    from jq_cli.durations import parse_duration
+    from jq_cli.model.durations import parse_duration
 
     fmt = resolve(output, json_out)
     since_s = parse_duration(since, "since") if since else None

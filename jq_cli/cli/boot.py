@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 from jq_cli.config import Settings, load_settings, split_names
 from jq_cli.errors import InvalidInput
-from jq_cli.logs import LOG_FORMATS, setup_logging
+from jq_cli.observe.logs import LOG_FORMATS, setup_logging
 
 if TYPE_CHECKING:
-    from jq_cli.metrics import DaemonMetrics
+    from jq_cli.observe.metrics import DaemonMetrics
 
 
 def settings_loader(config: str | None) -> Callable[[], Settings]:
@@ -73,7 +73,7 @@ def _start(
     setup_logging(settings.log_level, log_format)
     metrics = None
     if metrics_port is not None:
-        from jq_cli.metrics import DaemonMetrics
+        from jq_cli.observe.metrics import DaemonMetrics
 
         metrics = DaemonMetrics(role)
         try:
@@ -96,8 +96,8 @@ def run_worker(
     pool: str = "thread",
 ) -> int:
     from jq_cli.handlers import import_modules, load_builtins
-    from jq_cli.jobspec import check_name
-    from jq_cli.worker import Worker
+    from jq_cli.model.jobspec import check_name
+    from jq_cli.worker.daemon import Worker
 
     loader, settings, metrics = _start("worker", config, log_format, metrics_port)
     queue_list = split_names(queues) if queues else settings.queue_names
@@ -123,7 +123,7 @@ def run_worker(
 def run_scheduler(
     *, config: str | None = None, log_format: str = "text", metrics_port: int | None = None
 ) -> int:
-    from jq_cli.scheduler import Scheduler
+    from jq_cli.scheduler.daemon import Scheduler
 
     loader, settings, metrics = _start("scheduler", config, log_format, metrics_port)
     scheduler = Scheduler(settings, reload_settings=loader)

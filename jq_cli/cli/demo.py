@@ -24,8 +24,8 @@ from rich.table import Table
 from rich.text import Text
 
 from jq_cli.cli.output import duration, state_text
+from jq_cli.client import Client
 from jq_cli.config import load_settings
-from jq_cli.ops import Operations
 
 PAGE = b"""<!doctype html><html><head><title>jq demo shop</title></head><body>
 <h1>Today's offers</h1>
@@ -175,7 +175,7 @@ def run_demo(timeout: float = 120.0) -> int:
         f"their logs go to {log_path}"
     )
     try:
-        with Operations(settings) as ops:
+        with Client(settings) as ops:
             ids = ops.submit_many(_samples(page_url))
             out.print(f"submitted {len(ids)} sample jobs: {', '.join(map(str, ids))}")
             deadline = time.monotonic() + timeout

@@ -88,7 +88,7 @@ def dlq_purge(
     json_out: JsonOpt = False,
 ) -> None:
     """Delete dead jobs (every one, or those of the filters)."""
-    from jq_cli.durations import parse_duration
+    from jq_cli.model.durations import parse_duration
 
     age = parse_duration(older_than, "older-than") if older_than else None
     with operations() as ops:
@@ -123,7 +123,7 @@ def dlq_edit(
     import click
 
     from jq_cli.errors import InvalidTransition
-    from jq_cli.jobspec import parse_payload_text
+    from jq_cli.model.jobspec import parse_payload_text
 
     with operations() as ops:
         job = ops.get(job_id)

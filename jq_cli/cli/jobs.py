@@ -87,7 +87,7 @@ def submit(
 ) -> None:
     """Submit a job (or, with --file, many in one transaction). Prints the new job's id."""
     from jq_cli.errors import InvalidInput
-    from jq_cli.jobspec import JobRequest, parse_priority
+    from jq_cli.model.jobspec import JobRequest, parse_priority
 
     if file is not None:
         if job_type is not None or payload is not None or wait:
@@ -196,7 +196,7 @@ def list_(
 ) -> None:
     """Jobs, newest first."""
     from jq_cli.cli.rows import JOB_COLUMNS, Format, emit, resolve
-    from jq_cli.durations import parse_duration
+    from jq_cli.model.durations import parse_duration
 
     fmt = resolve(output, json_out)
     since_s = parse_duration(since, "since") if since else None
@@ -328,7 +328,7 @@ def purge(
     json_out: JsonOpt = False,
 ) -> None:
     """Delete finished jobs and their attempts. Never deletes a job that is not terminal."""
-    from jq_cli.durations import parse_duration
+    from jq_cli.model.durations import parse_duration
 
     age = parse_duration(older_than, "older-than") if older_than else None
     with operations() as ops:

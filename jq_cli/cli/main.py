@@ -2,7 +2,7 @@
 
 Each command lives in the module of its noun (jobs, dlq, admin, daemons, schedules); shared
 options and input readers are in options.py, and output.handle_errors is the one place a
-JqError becomes `jq: error: ...` and its exit code. Every action goes through jq_cli.ops.
+JqError becomes `jq: error: ...` and its exit code. Every action goes through jq_cli.client.
 Heavy imports (psycopg, pika, rich tables, textual, fastapi) happen inside the commands that
 need them, so that `jq --help` and `jq submit` start fast.
 """

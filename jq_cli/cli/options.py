@@ -1,6 +1,6 @@
 """What several commands share: their common options and the readers of what users pass in.
 
-Readers of payloads and job files, the confirmation question and the Operations factory live
+Readers of payloads and job files, the confirmation question and the Client factory live
 here so that every command module (jobs, dlq, schedules, ...) imports them from one public place.
 """
 
@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
-    from jq_cli.audit import ActorKind
-    from jq_cli.ops import Operations
+    from jq_cli.client import Client
+    from jq_cli.model.audit import ActorKind
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document.")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
@@ -24,13 +24,13 @@ DryRunOpt = Annotated[
 PayloadOpt = Annotated[str | None, typer.Option(help="JSON object, @FILE, or - for stdin.")]
 
 
-def operations(kind: "ActorKind" = "cli") -> "Operations":
-    """A new Operations, acting as this OS user on this host (the audit log's "who"; `jq top`
+def operations(kind: "ActorKind" = "cli") -> "Client":
+    """A new Client, acting as this OS user on this host (the audit log's "who"; `jq top`
     passes kind "tui"); imported here, on first use, so that `jq --help` loads no driver."""
-    from jq_cli.audit import Actor
-    from jq_cli.ops import Operations
+    from jq_cli.client import Client
+    from jq_cli.model.audit import Actor
 
-    return Operations(actor=Actor.local(kind))
+    return Client(actor=Actor.local(kind))
 
 
 def confirm(question: str, yes: bool) -> None:
@@ -49,7 +49,7 @@ def confirm(question: str, yes: bool) -> None:
 
 def read_payload(value: str | None) -> dict[str, Any]:
     """The one reader of `--payload JSON|@FILE|-` (no value: an empty payload)."""
-    from jq_cli.jobspec import parse_payload_text
+    from jq_cli.model.jobspec import parse_payload_text
 
     if value is None:
         return {}

@@ -14,7 +14,7 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from jq_cli.ops import ActionReport
+    from jq_cli.client import ActionReport
 
 F = TypeVar("F", bound=Callable[..., Any])
 

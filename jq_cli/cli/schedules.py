@@ -1,4 +1,4 @@
-"""`jq schedule ...`: cron schedules from the shell (parsing and output only; jq_cli.ops does the work)."""
+"""`jq schedule ...`: cron schedules from the shell (parsing and output only; jq_cli.client does the work)."""
 
 # No `from __future__ import annotations` here: Typer reads every command's annotations on
 # each run, and as strings each one is compiled and evaluated again (about 30 ms of `jq --help`).
@@ -21,7 +21,7 @@ from jq_cli.cli.output import console, handle_errors, print_fields, print_json, 
 from jq_cli.cli.rows import OutputOpt
 
 if TYPE_CHECKING:
-    from jq_cli.ops import Operations
+    from jq_cli.client import Client
 
 schedule_app = typer.Typer(
     help="Cron schedules: recurring jobs that fire once per tick.", no_args_is_help=True
@@ -70,10 +70,10 @@ def _print_schedule(schedule: dict[str, Any], json_out: bool, verb: str) -> None
         )
 
 
-def _print_changed(ops: "Operations", name: str, json_out: bool, verb: str) -> None:
+def _print_changed(ops: "Client", name: str, json_out: bool, verb: str) -> None:
     """After add and edit: the next three fire times, so that an expression that does not mean
     what was meant shows at once (and a warning for seconds written first)."""
-    from jq_cli.cron import seconds_hint
+    from jq_cli.model.cron import seconds_hint
 
     s = ops.schedule_get(name, next_n=3)
     s.pop("recent_jobs", None)
@@ -296,7 +296,7 @@ def apply(
     json_out: JsonOpt = False,
 ) -> None:
     """Make the database's schedules match FILE: add, update and (with --prune) remove."""
-    from jq_cli.schedulespec import load_schedule_file
+    from jq_cli.model.schedulespec import load_schedule_file
 
     specs = load_schedule_file(file)
     with operations() as ops:

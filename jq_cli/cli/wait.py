@@ -6,16 +6,16 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 if TYPE_CHECKING:
-    from jq_cli.ops import Operations
+    from jq_cli.client import Client
 
 
-def follow(ops: "Operations", job_id: int, timeout: float | None, quiet: bool) -> dict[str, Any]:
+def follow(ops: "Client", job_id: int, timeout: float | None, quiet: bool) -> dict[str, Any]:
     """Wait for a job to end, showing its state and progress on a terminal (stderr). Ctrl-C and
     a timeout leave the job running and say so; a timeout exits with its own code."""
     import time
 
     from jq_cli.errors import EXIT_WAIT_TIMEOUT
-    from jq_cli.states import TERMINAL_STATES, JobState
+    from jq_cli.model.states import TERMINAL_STATES, JobState
 
     live = sys.stderr.isatty() and not quiet
     if not quiet:

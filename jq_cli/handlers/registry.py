@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ValidationError
 
 from jq_cli.errors import InvalidInput
-from jq_cli.limits import Limit
+from jq_cli.model.limits import Limit
 
 _JOB_LOG = logging.getLogger("jq.job")
 
@@ -61,7 +61,7 @@ class Retry(Exception):
 
 
 def _seconds(value: float | str, what: str) -> float:
-    from jq_cli.durations import parse_duration
+    from jq_cli.model.durations import parse_duration
 
     seconds = parse_duration(value, what) if isinstance(value, str) else float(value)
     if not math.isfinite(seconds) or seconds < 0:
@@ -124,7 +124,7 @@ class JobContext:
         """Report progress. Raises ValueError for what PostgreSQL cannot store (a percent that is
         not a finite number, a message with NUL or lone surrogates, or longer than
         JQ_MAX_ERROR_BYTES): the attempt then fails naming the problem."""
-        from jq_cli.outcomes import check_progress
+        from jq_cli.worker.outcomes import check_progress
 
         percent, message = check_progress(percent, message, self._max_message_bytes)
         if self._on_progress is not None:
@@ -207,7 +207,7 @@ class Registry:
         defaults: JobDefaults | None = None,
         limit: Limit | None = None,
     ) -> Handler:
-        from jq_cli.jobspec import check_name
+        from jq_cli.model.jobspec import check_name
 
         check_name(name, "job type")
         handler = Handler(
@@ -261,8 +261,8 @@ def job(
     second; with `concurrency_key="host"` both count per payload["host"]. With
     `unique_for="1h"`, a submit of the same payload (or of the same values of the `unique_on`
     keys) within an hour of an earlier one returns that job instead of a new one."""
-    from jq_cli.durations import parse_duration
-    from jq_cli.jobspec import check_name, parse_priority
+    from jq_cli.model.durations import parse_duration
+    from jq_cli.model.jobspec import check_name, parse_priority
 
     if queue is not None:
         check_name(queue, "queue")

@@ -1,4 +1,4 @@
-"""The optional HTTP shim (`jq serve`): the operations of jq_cli.ops over JSON, nothing more.
+"""The optional HTTP shim (`jq serve`): the operations of jq_cli.client over JSON, nothing more.
 
 Needs the `http` extra (`pip install 'jq-cli[http]'`); the rest of jq never imports this package.
 Its API keys (keys.py) are shared with `jq top --web`, which must not need FastAPI: create_app is

@@ -9,13 +9,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from jq_cli import __version__
+from jq_cli.client import Client
 from jq_cli.config import Settings, load_settings
 from jq_cli.http import jobs, problems, schedules, service
 from jq_cli.http.gate import Gate
 from jq_cli.http.keys import ApiKeys
 from jq_cli.http.metrics import HttpMetrics
 from jq_cli.http.pool import OpsPool
-from jq_cli.ops import Operations
 
 DESCRIPTION = """The jq job queue over HTTP: the same operations and errors as the `jq` command.
 
@@ -26,16 +26,16 @@ keys, every endpoint but `/health` needs `Authorization: Bearer KEY` or `X-API-K
 def create_app(
     settings: Settings | None = None,
     *,
-    ops_factory: Callable[[], Operations] | None = None,
+    ops_factory: Callable[[], Client] | None = None,
     api_keys: ApiKeys | Iterable[str] | None = None,
     pool_size: int = 16,
 ) -> FastAPI:
-    """The ASGI app. `settings` default to the environment's; `ops_factory` makes the Operations
-    each request borrows (default: Operations(settings)); without `api_keys` nothing needs a key.
+    """The ASGI app. `settings` default to the environment's; `ops_factory` makes the Client
+    each request borrows (default: Client(settings)); without `api_keys` nothing needs a key.
     The request body limit is settings.max_payload_bytes (JQ_MAX_PAYLOAD_BYTES)."""
     settings = settings or load_settings()
     keys = api_keys if isinstance(api_keys, ApiKeys) else ApiKeys(api_keys or ())
-    pool = OpsPool(ops_factory or functools.partial(Operations, settings), pool_size)
+    pool = OpsPool(ops_factory or functools.partial(Client, settings), pool_size)
     metrics = HttpMetrics(pool)
 
     @asynccontextmanager

@@ -1,4 +1,4 @@
-"""Request bodies the shim accepts beyond JobRequest: shapes only, every rule stays in jq_cli.ops.
+"""Request bodies the shim accepts beyond JobRequest: shapes only, every rule stays in jq_cli.client.
 
 A schedule takes `cron` or, as the older service spelled it, `cron_expression`."""
 
@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
-from jq_cli.jobspec import JobRequest
+from jq_cli.model.jobspec import JobRequest
 
 CRON = AliasChoices("cron", "cron_expression")
 JobId = Annotated[int, Field(ge=1, le=2**63 - 1)]  # a PostgreSQL bigint

@@ -1,4 +1,4 @@
-"""Routes for jobs, the dead-letter queue and stats: each one call into jq_cli.ops."""
+"""Routes for jobs, the dead-letter queue and stats: each one call into jq_cli.client."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
-from jq_cli.audit import Actor
-from jq_cli.durations import parse_duration
+from jq_cli.client import ActionReport
 from jq_cli.errors import InvalidInput, UnknownParameter, did_you_mean
 from jq_cli.http.bodies import BulkSubmit, DeadLetterRetry
 from jq_cli.http.pool import ActingPool
-from jq_cli.jobspec import JobRequest
-from jq_cli.ops import ActionReport
+from jq_cli.model.audit import Actor
+from jq_cli.model.durations import parse_duration
+from jq_cli.model.jobspec import JobRequest
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
 ANY_OF = "repeat it or separate values with commas for any of them."
@@ -20,7 +20,7 @@ MAX_WINDOW = 10_000  # what ops.list_jobs returns at most: offset + limit stay w
 
 
 def pool(request: Request) -> ActingPool:
-    """The pool of Operations acting as the request's API key (by name) for the audit log, once
+    """The pool of Client acting as the request's API key (by name) for the audit log, once
     the query holds only parameters the route declares (every route borrows from the pool, so
     every route refuses an unknown parameter)."""
     refuse_unknown_query(request)

@@ -1,4 +1,4 @@
-"""A small pool of Operations objects: Operations is not thread-safe, and the shim's routes run
+"""A small pool of Client objects: Client is not thread-safe, and the shim's routes run
 on a thread pool, so each request borrows one for itself and gives it back when done."""
 
 from __future__ import annotations
@@ -8,25 +8,25 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
-from jq_cli.audit import Actor
+from jq_cli.client import Client
 from jq_cli.errors import JqError, ServiceUnavailable
-from jq_cli.ops import Operations
+from jq_cli.model.audit import Actor
 
 
 class OpsPool:
-    """Keeps up to `size` idle Operations (with their open connections) between requests. One
+    """Keeps up to `size` idle Client (with their open connections) between requests. One
     that met a service failure or an unexpected error is closed instead of kept: the next
     request starts from fresh connections."""
 
-    def __init__(self, factory: Callable[[], Operations], size: int = 16) -> None:
+    def __init__(self, factory: Callable[[], Client], size: int = 16) -> None:
         self._factory = factory
         self._size = size
-        self._idle: list[Operations] = []
+        self._idle: list[Client] = []
         self._lock = threading.Lock()
 
     @contextmanager
-    def borrow(self, actor: Actor | None = None) -> Iterator[Operations]:
-        """An Operations for one request, acting as `actor` (the audit log's who) until given
+    def borrow(self, actor: Actor | None = None) -> Iterator[Client]:
+        """An Client for one request, acting as `actor` (the audit log's who) until given
         back."""
         with self._lock:
             ops = self._idle.pop() if self._idle else None
@@ -47,7 +47,7 @@ class OpsPool:
             ops.actor = default_actor
             self._give_back(ops, healthy=healthy)
 
-    def _give_back(self, ops: Operations, *, healthy: bool) -> None:
+    def _give_back(self, ops: Client, *, healthy: bool) -> None:
         if healthy:
             with self._lock:
                 if len(self._idle) < self._size:
@@ -69,5 +69,5 @@ class ActingPool:
     pool: OpsPool
     actor: Actor
 
-    def borrow(self) -> AbstractContextManager[Operations]:
+    def borrow(self) -> AbstractContextManager[Client]:
         return self.pool.borrow(self.actor)

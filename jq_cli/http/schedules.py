@@ -1,4 +1,4 @@
-"""Routes for cron schedules: each one call into jq_cli.ops (schedule_add, _list, _get, _edit,
+"""Routes for cron schedules: each one call into jq_cli.client (schedule_add, _list, _get, _edit,
 _remove)."""
 
 from __future__ import annotations

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 
 import uvicorn
 
-from jq_cli import sdnotify
 from jq_cli.config import load_settings
 from jq_cli.http.app import create_app
 from jq_cli.http.keys import ApiKeys, choose_host
+from jq_cli.observe import sdnotify
 
 GRACE = 10  # seconds open requests get after SIGTERM; jq-serve.service's TimeoutStopSec is longer
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypedDict, cast
 
-from jq_cli.audit import Actor
+from jq_cli.model.audit import Actor
 from jq_cli.store.base import StoreBase
 
 

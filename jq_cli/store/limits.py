@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict, cast
 
-from jq_cli.limits import Limit
+from jq_cli.model.limits import Limit
 from jq_cli.store.work import ClaimedJob, WorkQueries
 
 CONCURRENCY_RECHECK = 0.2  # seconds a job held back by a concurrency limit waits per round

@@ -11,7 +11,7 @@ from typing import Any
 
 @dataclass(slots=True)
 class NewJob:
-    """A validated job ready to insert (see jq_cli.jobspec for the validation). Treat it as
+    """A validated job ready to insert (see jq_cli.model.jobspec for the validation). Treat it as
     immutable; it is not frozen because a frozen dataclass's __init__ costs ten times a plain
     one's (about 3.5 us against 0.35 here), paid for every job of a bulk submit."""
 
@@ -28,10 +28,10 @@ class NewJob:
     retry_jitter: float | None = None
     time_limit: float | None = None  # seconds; None: the handler's or the worker's default
     # Issue 15 (jq_cli.store.enqueue writes these; the plain insert paths never set them).
-    unique_key: str | None = None  # job type + payload digest: see jq_cli.unique
+    unique_key: str | None = None  # job type + payload digest: see jq_cli.model.unique
     unique_for: float | None = None  # seconds in which a second submit of the key finds this job
     trace_context: str | None = None  # JSON of the submitter's W3C trace context
-    depends_on: tuple[int, ...] = ()  # parents that must complete first (jq_cli.workflows)
+    depends_on: tuple[int, ...] = ()  # parents that must complete first (jq_cli.model.workflows)
     on_parent_failure: str = "cancel"  # cancel | run: what a dead or cancelled parent does to it
     parent_result: bool = False  # a chain step: receives its parent's result in ctx.parent_results
 

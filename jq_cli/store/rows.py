@@ -124,7 +124,7 @@ class ScheduleRow(TypedDict):
 
 
 class TickPlan(Protocol):
-    """What schedule_fire_due needs of a plan (jq_cli.cron.FirePlan is one)."""
+    """What schedule_fire_due needs of a plan (jq_cli.model.cron.FirePlan is one)."""
 
     @property
     def fire_time(self) -> datetime | None: ...  # None: advance the timer, fire nothing

@@ -22,7 +22,7 @@ from jq_cli.tui.source import DashboardOps, Filter, Snapshot, collect, utc_now
 from jq_cli.tui.widgets.jobs_panel import JobsPanel
 
 if TYPE_CHECKING:
-    from jq_cli.action_ops import ActionReport
+    from jq_cli.ops.actions import ActionReport
 
 PURGEABLE = ("completed", "dead", "cancelled")
 BULK_LIMIT = 10_000  # R retries at most this many dead jobs per confirmation
@@ -55,7 +55,7 @@ class TopApp(App[None]):
         self.snapshot: Snapshot | None = None
         self.snapshots = 0  # refreshes shown so far (tests wait on it)
         self.outages = 0  # times Postgres went away while the app ran
-        self._ops_lock = threading.Lock()  # Operations is not thread-safe
+        self._ops_lock = threading.Lock()  # Client is not thread-safe
         self._fetching = False
         self._dashboard: DashboardScreen | None = None
 

@@ -7,7 +7,7 @@ import math
 from datetime import datetime
 from typing import Any
 
-from jq_cli.states import JobState, Priority
+from jq_cli.model.states import JobState, Priority
 from jq_cli.tui.source import Snapshot
 
 BARS = "▁▂▃▄▅▆▇█"

@@ -1,5 +1,5 @@
 """What the dashboard reads and how: the operations it needs (an interface, so tests pass a real
-Operations for their namespace), the filter, and one snapshot of everything shown."""
+Client for their namespace), the filter, and one snapshot of everything shown."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from jq_cli.errors import DatabaseUnavailable, InvalidInput, JqError, NotFound, SchemaNotMigrated
-from jq_cli.states import JobState, Priority
+from jq_cli.model.states import JobState, Priority
 
 if TYPE_CHECKING:
-    from jq_cli.action_ops import ActionReport
+    from jq_cli.ops.actions import ActionReport
 
 RATE_SECONDS = 180  # the sparklines show the last three minutes
 JOBS_LIMIT = 200
@@ -20,7 +20,7 @@ DEAD_LIMIT = 100
 
 
 class DashboardOps(Protocol):
-    """The operations `jq top` calls; jq_cli.ops.Operations provides them. Calls are blocking and
+    """The operations `jq top` calls; jq_cli.client.Client provides them. Calls are blocking and
     the object is not thread-safe: the app makes them from one worker thread at a time."""
 
     settings: Any  # namespace and heartbeat_interval are read

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 from jq_cli.broker import Publisher
+from jq_cli.client import Client
 from jq_cli.config import Settings
 from jq_cli.handlers import load_builtins
-from jq_cli.ops import Operations
+from jq_cli.observe.telemetry import Telemetry
 from jq_cli.store import Store
-from jq_cli.telemetry import Telemetry
 
 DATABASE_URL = os.environ.get("JQ_TEST_DATABASE_URL", "postgresql://localhost/jq_test")
 RABBITMQ_URL = os.environ.get("JQ_TEST_RABBITMQ_URL", "amqp://guest:guest@localhost:5672/")
@@ -142,8 +142,8 @@ def settings() -> Iterator[Settings]:
 
 
 @pytest.fixture
-def ops(settings: Settings) -> Iterator[Operations]:
-    with Operations(settings) as o:
+def ops(settings: Settings) -> Iterator[Client]:
+    with Client(settings) as o:
         yield o
 
 
@@ -182,7 +182,7 @@ class WorkerThread:
     """An in-process worker (fast to start); stop() drains it as SIGTERM would."""
 
     def __init__(self, settings: Settings, **kwargs):
-        from jq_cli.worker import Worker
+        from jq_cli.worker.daemon import Worker
 
         self.worker = Worker(settings, load_builtins(), **kwargs)
         self.exit_code: int | None = None
@@ -217,7 +217,7 @@ def start_worker(settings: Settings) -> Iterator[Callable[..., WorkerThread]]:
 
 @pytest.fixture
 def start_scheduler(settings: Settings) -> Iterator[Callable[..., object]]:
-    from jq_cli.scheduler import Scheduler
+    from jq_cli.scheduler.daemon import Scheduler
 
     started: list[tuple[Scheduler, threading.Thread]] = []
 
@@ -237,7 +237,7 @@ def start_scheduler(settings: Settings) -> Iterator[Callable[..., object]]:
 @pytest.fixture
 def make_scheduler(settings):
     """Schedulers driven by hand (run_once, run_rescue ...) rather than by their loop."""
-    from jq_cli.scheduler import Scheduler
+    from jq_cli.scheduler.daemon import Scheduler
 
     made: list = []
 

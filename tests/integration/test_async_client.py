@@ -109,9 +109,9 @@ def test_fastapi_example_commits_the_order_and_its_job_together(
     created, orders = asyncio.run(scenario())
     assert orders == 1  # the failed request's order rolled back
     assert job_count(store) == 1  # and its job with it
-    from jq_cli.ops import Operations
+    from jq_cli.client import Client
 
-    with Operations(settings) as ops:
+    with Client(settings) as ops:
         wait_for(
             lambda: ops.get(created["job"])["state"] == "completed", 20, what="the order's job"
         )

@@ -10,16 +10,16 @@ import socket
 import warnings
 
 import pytest
-from jq_cli import action_ops
-from jq_cli.audit import Actor
+from jq_cli.client import Client
 from jq_cli.errors import Conflict, StoreError
-from jq_cli.ops import Operations
+from jq_cli.model.audit import Actor
+from jq_cli.ops import actions as action_ops
 from jq_cli.store import Finish, Store
 
 from conftest import make_settings
 
 
-def dead_job(ops: Operations, store: Store, n: int = 1) -> int:
+def dead_job(ops: Client, store: Store, n: int = 1) -> int:
     """A job that failed its only attempt, as a worker records it."""
     job_id = ops.submit("noop", {"n": n}, max_retries=0)
     claimed = store.job_claim([job_id], "test-worker", 30)
@@ -55,7 +55,7 @@ def test_the_record_and_the_change_commit_together(settings, ops, store):
     job_id = dead_job(ops, store)
     # An actor the table refuses (its CHECK): the audit row fails, so the retry must not stay.
     with (
-        Operations(settings, actor=Actor("nobody", "x")) as broken,  # type: ignore[arg-type]
+        Client(settings, actor=Actor("nobody", "x")) as broken,  # type: ignore[arg-type]
         pytest.raises(StoreError),
     ):
         broken.retry([job_id])
@@ -99,7 +99,7 @@ def test_schedule_changes_are_recorded(ops, store):
     assert {r["target"] for r in rows} == {"nightly"}
     assert rows[1]["filter"]["cron"] == "0 4 * * *"
     assert rows[4]["jobs"] == 1 and rows[4]["detail"] == {"job": job_id}
-    assert all(r["actor_kind"] == "api" for r in rows)  # a program's own Operations
+    assert all(r["actor_kind"] == "api" for r in rows)  # a program's own Client
 
 
 def test_audit_filters_by_action_and_age(ops, store, run_cli):
@@ -122,7 +122,7 @@ def test_audit_filters_by_action_and_age(ops, store, run_cli):
 
 
 def test_the_scheduler_prunes_the_audit_log_by_its_own_retention(settings, ops, store):
-    from jq_cli.scheduler import Scheduler
+    from jq_cli.scheduler.daemon import Scheduler
 
     for n in range(3):
         ops.cancel([ops.submit("noop", {"n": n})])
@@ -164,7 +164,7 @@ def test_http_actions_are_recorded_as_the_api_keys_name(settings, ops, store, tm
     retry, cancel = audit_rows(store)
     assert (retry["actor_kind"], retry["actor"], retry["action"]) == ("http", "alice", "job.retry")
     assert cancel["actor"].startswith("key-") and "9876543210" not in cancel["actor"]
-    # The pooled Operations acts as the request only while the request holds it.
+    # The pooled Client acts as the request only while the request holds it.
     ops.cancel([ops.submit("noop", {})])
     assert audit_rows(store)[-1]["actor_kind"] == "api"
 
@@ -175,7 +175,7 @@ def test_top_actions_are_recorded_as_the_tui(settings, ops, store):
     job_id = dead_job(ops, store)
 
     async def scenario() -> None:
-        with Operations(settings, actor=Actor.local("tui")) as app_ops:
+        with Client(settings, actor=Actor.local("tui")) as app_ops:
             app = TopApp(app_ops, refresh=0.2)
             async with app.run_test(size=(120, 40)) as pilot:
                 for _ in range(400):

@@ -1,4 +1,4 @@
-"""Bulk submits validate the options of a batch once per distinct set of them (jq_cli.batch_prep):
+"""Bulk submits validate the options of a batch once per distinct set of them (jq_cli.ops.batch_prep):
 every job must still be held to exactly the rules of a single submit, its own payload checked,
 its type's @job defaults applied, and the batch written all or none."""
 

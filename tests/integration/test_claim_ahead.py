@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import time
 
-from jq_cli.claim_ahead import AHEAD_BUDGET
-from jq_cli.ops import Operations
+from jq_cli.client import Client
 from jq_cli.store import Store
+from jq_cli.worker.claim_ahead import AHEAD_BUDGET
 
 import handlers_for_tests  # noqa: F401  (registers the t_* job types for in-process workers)
 from conftest import wait_for
@@ -24,7 +24,7 @@ def completed(store: Store, ids: list[int]) -> int:
 
 
 def test_a_high_job_behind_a_backlog_waits_only_behind_the_claim_ahead_budget(
-    ops: Operations, store: Store, start_worker, tmp_path
+    ops: Client, store: Store, start_worker, tmp_path
 ):
     log_path = str(tmp_path / "starts.log")
     w = start_worker(concurrency=2)
@@ -47,9 +47,7 @@ def test_a_high_job_behind_a_backlog_waits_only_behind_the_claim_ahead_budget(
     wait_for(lambda: completed(store, lows) == len(lows), 60, what="the whole backlog")
 
 
-def test_the_prefetch_window_shrinks_back_for_long_jobs(
-    ops: Operations, store: Store, start_worker
-):
+def test_the_prefetch_window_shrinks_back_for_long_jobs(ops: Client, store: Store, start_worker):
     w = start_worker(concurrency=2)
     shorts = ops.submit_many([{"job_type": "noop", "payload": {"i": i}} for i in range(300)])
     wait_for(lambda: completed(store, shorts) == len(shorts), 60, what="the short jobs")

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from jq_cli.ops import Operations
+from jq_cli.client import Client
 from jq_cli.store import Finish, Store
 
 from conftest import wait_for
@@ -90,14 +90,14 @@ def finish(store: Store, job_id: int, outcome: str, error: str | None = None) ->
     store.job_finish([Finish(job_id, claimed[0].run_count, outcome, error=error)], "test-worker")
 
 
-def dead_job(ops: Operations, store: Store, job_type: str = "noop", error: str = "boom") -> int:
+def dead_job(ops: Client, store: Store, job_type: str = "noop", error: str = "boom") -> int:
     job_id = ops.submit(job_type, VALID_PAYLOADS[job_type], max_retries=0)
     finish(store, job_id, "failed", error)
     assert ops.get(job_id)["state"] == "dead"
     return job_id
 
 
-def completed_job(ops: Operations, store: Store) -> int:
+def completed_job(ops: Client, store: Store) -> int:
     job_id = ops.submit("noop")
     finish(store, job_id, "completed")
     return job_id

@@ -12,9 +12,9 @@ from urllib.parse import urlsplit
 
 import pytest
 from jq_cli.broker import Publisher
+from jq_cli.client import Client
 from jq_cli.config import mask_url, split_urls
 from jq_cli.errors import ServiceUnavailable
-from jq_cli.ops import Operations
 
 from conftest import DATABASE_URL, RABBITMQ_URL, free_port, make_settings, wait_for
 
@@ -63,7 +63,7 @@ def test_a_dead_first_node_of_each_service_is_skipped(settings, start_worker):
         database_url=_with_dead_first_host(DATABASE_URL, dead),
     )
     start_worker(settings=listed)
-    with Operations(listed) as ops:
+    with Client(listed) as ops:
         job_id = ops.submit("noop", {"n": 1})
         job = wait_for(
             lambda: (j := ops.get(job_id))["state"] == "completed" and j,

@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 
-from jq_cli.audit import Actor
-from jq_cli.ops import Operations
+from jq_cli.client import Client
+from jq_cli.model.audit import Actor
 from jq_cli.store import Finish, Store
 
 EMAIL = {"to": "ops@example.com", "subject": "hello", "body": "world"}
@@ -25,14 +25,14 @@ def fail(store: Store, job_id: int, *, retry_in: float | None = None, tb: str | 
     )
 
 
-def dead(ops: Operations, store: Store, job_type: str = "noop", payload=None, **kw) -> int:
+def dead(ops: Client, store: Store, job_type: str = "noop", payload=None, **kw) -> int:
     job_id = ops.submit(job_type, {"n": 1} if payload is None else payload, max_retries=0, **kw)
     fail(store, job_id)
     assert store.job_states([job_id]) == {job_id: "dead"}
     return job_id
 
 
-def completed(ops: Operations, store: Store, **kw) -> int:
+def completed(ops: Client, store: Store, **kw) -> int:
     job_id = ops.submit("noop", {"n": 1}, **kw)
     claimed = store.job_claim([job_id], "test-worker", 30)
     store.job_finish([Finish(job_id, claimed[0].run_count, "completed")], "test-worker")
@@ -207,7 +207,7 @@ def test_top_purges_only_what_the_filter_shows(settings, ops, store):
         raise AssertionError(f"timed out waiting for {what}")
 
     async def scenario() -> None:
-        with Operations(settings, actor=Actor.local("tui")) as app_ops:
+        with Client(settings, actor=Actor.local("tui")) as app_ops:
             app = TopApp(app_ops, refresh=0.2)
             async with app.run_test(size=(120, 40)) as pilot:
                 await until(pilot, lambda: app.snapshots, "the first refresh")

@@ -8,9 +8,9 @@ import threading
 import psycopg
 import pytest
 from jq_cli.broker import Publisher
-from jq_cli.doorbell import Doorbell
 from jq_cli.errors import BrokerUnavailable, InvalidInput
-from jq_cli.scheduler import Scheduler
+from jq_cli.scheduler.daemon import Scheduler
+from jq_cli.scheduler.doorbell import Doorbell
 
 import handlers_for_tests  # noqa: F401  (registers the t_* job types for in-process workers)
 from conftest import make_settings, wait_for

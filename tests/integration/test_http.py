@@ -19,8 +19,8 @@ with warnings.catch_warnings():  # Starlette's notice that it will move to `http
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
+from jq_cli.client import Client
 from jq_cli.http import create_app
-from jq_cli.ops import Operations
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -276,7 +276,7 @@ def test_a_body_over_the_limit_is_refused_with_413_before_parsing(settings, ops)
     assert len(ops.list_jobs()) == 1
 
 
-class BrokenOperations(Operations):
+class BrokenOperations(Client):
     def stats(self):
         raise RuntimeError("secret internals at /srv/jq: password=hunter2")
 

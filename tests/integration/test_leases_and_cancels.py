@@ -11,8 +11,8 @@ import time
 import uuid
 
 import pytest
-from jq_cli.cancel_listener import CancelListener
 from jq_cli.errors import JqError
+from jq_cli.worker.cancel_listener import CancelListener
 
 import handlers_for_tests  # noqa: F401  (registers the t_* job types for in-process workers)
 from conftest import make_settings, wait_for

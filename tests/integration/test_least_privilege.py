@@ -7,7 +7,7 @@ import uuid
 
 import psycopg
 import pytest
-from jq_cli.ops import Operations
+from jq_cli.client import Client
 from psycopg import sql
 
 from conftest import make_settings, wait_for
@@ -36,7 +36,7 @@ def test_an_application_role_without_ddl_runs_the_whole_lifecycle(
 ):
     url = settings.database_url.replace("postgresql://", f"postgresql://{app_role}@")
     app = make_settings(settings.namespace, database_url=url)
-    with Operations(app) as ops:
+    with Client(app) as ops:
         job_id = ops.submit("noop", {"n": 1})
         bulk = ops.submit_many([{"job_type": "noop"}, {"job_type": "noop", "delay": 0.2}])
         start_worker(settings=app)

@@ -1,4 +1,4 @@
-"""The operations layer (jq_cli.ops) in-process, against the real services: submit and its
+"""The operations layer (jq_cli.client) in-process, against the real services: submit and its
 validation, idempotency, bulk submit, delays, listing, retry, cancel, purge and stats."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from jq_cli.client import Client
 from jq_cli.errors import (
     Conflict,
     InvalidInput,
@@ -15,7 +16,6 @@ from jq_cli.errors import (
     SchemaNotMigrated,
     ServiceUnavailable,
 )
-from jq_cli.ops import Operations
 from jq_cli.store import Finish, Store
 
 from conftest import make_settings, wait_for
@@ -80,7 +80,7 @@ def finish(store: Store, job_id: int, outcome: str, error: str | None = None) ->
     assert changed == {job_id: {"completed": "completed", "failed": "dead"}[outcome]}
 
 
-def dead_job(ops: Operations, store: Store, job_type: str = "noop", error: str = "boom") -> int:
+def dead_job(ops: Client, store: Store, job_type: str = "noop", error: str = "boom") -> int:
     job_id = ops.submit(
         job_type, {"n": 1} if job_type == "noop" else VALID_PAYLOADS[job_type], max_retries=0
     )
@@ -88,16 +88,16 @@ def dead_job(ops: Operations, store: Store, job_type: str = "noop", error: str =
     return job_id
 
 
-def completed_job(ops: Operations, store: Store) -> int:
+def completed_job(ops: Client, store: Store) -> int:
     job_id = ops.submit("noop", {})
     finish(store, job_id, "completed")
     return job_id
 
 
 @pytest.fixture
-def reader(settings) -> Operations:
-    """A second Operations with its own connections: sees only what the first one committed."""
-    with Operations(settings) as other:
+def reader(settings) -> Client:
+    """A second Client with its own connections: sees only what the first one committed."""
+    with Client(settings) as other:
         yield other
 
 
@@ -162,7 +162,7 @@ def test_submit_rejects_invalid_input_and_writes_nothing(ops, store, kwargs, fra
 
 def test_submit_rejects_a_payload_over_the_size_limit(settings, store):
     with (
-        Operations(settings.model_copy(update={"max_payload_bytes": 100})) as small,
+        Client(settings.model_copy(update={"max_payload_bytes": 100})) as small,
         pytest.raises(InvalidInput, match="more than the limit of 100"),
     ):
         small.submit("noop", {"blob": "x" * 200})
@@ -259,21 +259,21 @@ def test_submit_many_mixes_due_and_delayed_jobs(ops, store):
 def test_submit_with_the_broker_down_still_commits_the_job(settings, store):
     # RabbitMQ is transport only: the job is safe in Postgres, and the sweeper publishes it later.
     down = settings.model_copy(update={"rabbitmq_url": "amqp://guest:guest@127.0.0.1:1/"})
-    with Operations(down) as o:
+    with Client(down) as o:
         job_id = o.submit("noop")
     assert store.job_get(job_id)["state"] == "queued"
 
 
 def test_operations_on_an_unmigrated_namespace_raise_schema_not_migrated(settings):
     never = settings.model_copy(update={"namespace": f"t{uuid.uuid4().hex[:12]}"})
-    with Operations(never) as o, pytest.raises(SchemaNotMigrated, match="jq db migrate") as err:
+    with Client(never) as o, pytest.raises(SchemaNotMigrated, match="jq db migrate") as err:
         o.submit("noop")
     assert err.value.exit_code == 3
 
 
 def test_operations_with_the_database_down_raise_service_unavailable_without_the_password(settings):
     down = settings.model_copy(update={"database_url": "postgresql://jq:hunter2@127.0.0.1:1/jq"})
-    with Operations(down) as o, pytest.raises(ServiceUnavailable) as err:
+    with Client(down) as o, pytest.raises(ServiceUnavailable) as err:
         o.submit("noop")
     assert err.value.exit_code == 3
     assert "postgresql://jq:***@127.0.0.1:1/jq" in err.value.message
@@ -516,7 +516,7 @@ def test_doctor_reports_every_service_ok(ops):
 
 def test_doctor_reports_a_down_service_without_raising(settings):
     down = settings.model_copy(update={"redis_url": "redis://:s3cret@127.0.0.1:1/0"})
-    with Operations(down) as o:
+    with Client(down) as o:
         checks = {c.name: c for c in o.doctor()}
     assert not checks["redis"].ok and checks["postgresql"].ok
     assert "s3cret" not in checks["redis"].detail and "***" in checks["redis"].detail
@@ -524,7 +524,7 @@ def test_doctor_reports_a_down_service_without_raising(settings):
 
 def test_migrate_twice_applies_nothing_the_second_time():
     ns = f"t{uuid.uuid4().hex[:12]}"
-    o = Operations(make_settings(ns))
+    o = Client(make_settings(ns))
     try:
         assert o.schema_status()[0] == 0
         _, applied, version = o.migrate()
@@ -545,7 +545,7 @@ def test_stats_with_the_broker_and_redis_down_still_counts_from_postgres(setting
             "redis_url": "redis://127.0.0.1:1/0",
         }
     )
-    with Operations(down) as o:
+    with Client(down) as o:
         stats = o.stats()
     assert stats["by_state"]["queued"] == 1
     assert stats["queues"]["default"] == {"queued": 1, "broker_ready": None, "paused": False}

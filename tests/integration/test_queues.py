@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from jq_cli.ops import Operations
+from jq_cli.client import Client
 from jq_cli.store import Store
 
 from conftest import wait_for
@@ -20,7 +20,7 @@ def attempts(store: Store, ids: list[int]) -> int:
 
 
 def test_a_paused_queue_starts_nothing_on_any_worker_and_resume_runs_its_jobs(
-    ops: Operations, store: Store, start_worker
+    ops: Client, store: Store, start_worker
 ):
     workers = [start_worker(queues=["default", "other"]) for _ in range(2)]
     ops.queue_pause("other")
@@ -41,7 +41,7 @@ def test_a_paused_queue_starts_nothing_on_any_worker_and_resume_runs_its_jobs(
 
 
 def test_a_pause_survives_worker_and_scheduler_restarts(
-    settings, ops: Operations, store: Store, start_worker, make_scheduler
+    settings, ops: Client, store: Store, start_worker, make_scheduler
 ):
     ops.queue_pause("other")
     held = [ops.submit("noop", {"n": n}, queue="other") for n in range(3)]
@@ -49,7 +49,7 @@ def test_a_pause_survives_worker_and_scheduler_restarts(
     wait_for(lambda: first.worker.duplicates >= len(held), what="the first worker's refusals")
     assert first.stop() == 0
     # A new process sees the pause (it is a row, not a worker's memory)...
-    with Operations(settings) as fresh:
+    with Client(settings) as fresh:
         (row,) = [q for q in fresh.queue_list()["queues"] if q["name"] == "other"]
     assert row["paused"] and row["queued"] == len(held)
     # ...the scheduler's sweeper does not send the held jobs round again...
@@ -72,7 +72,7 @@ def test_a_pause_survives_worker_and_scheduler_restarts(
     assert store.job_states([free]) == {free: "queued"}  # no worker consumes default here
 
 
-def test_queue_commands_list_pause_and_resume(ops: Operations, store: Store, run_cli, start_worker):
+def test_queue_commands_list_pause_and_resume(ops: Client, store: Store, run_cli, start_worker):
     worker = start_worker(queues=["default", "reports"])
     done = [ops.submit("noop", {"n": n}, queue="reports") for n in range(5)]
     wait_for(lambda: states(store, done) == {"completed"}, what="the reports jobs")
@@ -107,7 +107,7 @@ def test_queue_commands_list_pause_and_resume(ops: Operations, store: Store, run
     assert bad.returncode == 2 and bad.stderr.startswith("jq: error:")
 
 
-def test_resuming_a_queue_never_paused_changes_nothing(ops: Operations, store: Store):
+def test_resuming_a_queue_never_paused_changes_nothing(ops: Client, store: Store):
     assert ops.queue_resume("reports") == {
         "name": "reports",
         "paused": False,
@@ -123,7 +123,7 @@ def test_resuming_a_queue_never_paused_changes_nothing(ops: Operations, store: S
 def test_top_shows_a_paused_queue_and_toggles_it_after_a_confirmation(settings, ops, store):
     import asyncio
 
-    from jq_cli.audit import Actor
+    from jq_cli.model.audit import Actor
     from jq_cli.tui.app import TopApp
     from jq_cli.tui.screens.confirm import ConfirmScreen
     from jq_cli.tui.widgets.counts_panel import CountsPanel
@@ -141,7 +141,7 @@ def test_top_shows_a_paused_queue_and_toggles_it_after_a_confirmation(settings, 
         return "reports" in store.queue_paused()
 
     async def scenario() -> None:
-        with Operations(settings, actor=Actor.local("tui")) as app_ops:
+        with Client(settings, actor=Actor.local("tui")) as app_ops:
             app = TopApp(app_ops, refresh=0.2)
             async with app.run_test(size=(120, 40)) as pilot:
                 await until(pilot, lambda: app.snapshot and app.snapshot.jobs, "the jobs")

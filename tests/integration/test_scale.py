@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from jq_cli.scheduler import Scheduler
+from jq_cli.scheduler.daemon import Scheduler
 from jq_cli.store import Store, job_count_created_per_second, latest_version
 from jq_cli.store.base import Timeouts
 from jq_cli.store.cancels import CancelQueries

@@ -158,7 +158,7 @@ def test_sweeper_republishes_only_the_missing_messages(
 def test_sweeper_does_not_republish_the_messages_a_busy_worker_holds(
     ops, store, publisher, settings, make_scheduler, start_worker
 ):
-    from jq_cli.telemetry import Telemetry
+    from jq_cli.observe.telemetry import Telemetry
 
     worker = start_worker(concurrency=2)
     ids = [ops.submit("t_sleep", {"seconds": 60}) for _ in range(6)]
@@ -268,7 +268,7 @@ def test_leader_whose_pass_outlives_its_lease_stops_before_the_next_duty(
 
 
 def test_leader_hands_over_at_once_when_it_stops(settings, store):
-    from jq_cli.scheduler import Scheduler
+    from jq_cli.scheduler.daemon import Scheduler
 
     a = Scheduler(settings, name="a")
     assert a.run_once()["leader"] is True

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from jq_cli.errors import Conflict, InvalidInput, NotFound
-from jq_cli.scheduler import Scheduler
+from jq_cli.scheduler.daemon import Scheduler
 
 from conftest import wait_for
 
@@ -238,7 +238,7 @@ ZoneBerlin = ZoneInfo("Europe/Berlin")
 def test_retention_prunes_old_terminal_jobs_only_in_bounded_batches(
     ops, store, make_scheduler, monkeypatch
 ):
-    import jq_cli.scheduler as scheduler_module
+    import jq_cli.scheduler.daemon as scheduler_module
 
     ids = ops.submit_many([{"job_type": "noop", "payload": {"i": i}} for i in range(12)])
     states = ["completed"] * 5 + ["dead"] * 3 + ["cancelled"] * 2 + ["queued", "completed"]

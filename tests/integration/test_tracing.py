@@ -96,10 +96,10 @@ RUN_A_JOB = """
 import json, sys, threading
 from jq_cli.config import load_settings
 from jq_cli.handlers import load_builtins
-from jq_cli.ops import Operations
-from jq_cli.scheduler import Scheduler
-from jq_cli.worker import Worker
-with Operations(load_settings()) as ops:
+from jq_cli.client import Client
+from jq_cli.scheduler.daemon import Scheduler
+from jq_cli.worker.daemon import Worker
+with Client(load_settings()) as ops:
     job_id = ops.submit("noop", {})
     worker, scheduler = Worker(load_settings(), load_builtins()), Scheduler(load_settings())
     threads = [threading.Thread(target=d.run, daemon=True) for d in (worker, scheduler)]
@@ -138,8 +138,8 @@ def test_submitting_imports_no_opentelemetry(settings):
         """
         import json, sys
         from jq_cli.config import load_settings
-        from jq_cli.ops import Operations
-        with Operations(load_settings()) as ops:
+        from jq_cli.client import Client
+        with Client(load_settings()) as ops:
             job_id = ops.submit("noop", {})
             print(json.dumps({"imported": sorted(m for m in sys.modules if m.startswith("opentelemetry")),
                               "trace_context": ops.get(job_id)["trace_context"]}))

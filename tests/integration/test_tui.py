@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
-from jq_cli.ops import Operations
+from jq_cli.client import Client
 from jq_cli.tui.app import TopApp
 from jq_cli.tui.screens.confirm import ConfirmScreen
 from jq_cli.tui.screens.job_detail import JobDetailScreen
@@ -53,12 +53,12 @@ def run(coro) -> None:
 
 @pytest.fixture
 def app_ops(settings):
-    """The app's own Operations: Operations is not thread-safe, and the app calls it from a thread."""
-    with Operations(settings) as o:
+    """The app's own Client: Client is not thread-safe, and the app calls it from a thread."""
+    with Client(settings) as o:
         yield o
 
 
-def submit_mix(ops: Operations) -> dict[str, list[int]]:
+def submit_mix(ops: Client) -> dict[str, list[int]]:
     ids = {
         "high": [ops.submit("send_email", EMAIL, priority="high") for _ in range(3)],
         "low": [ops.submit("noop", {}, priority="low", queue="reports") for _ in range(2)],
@@ -316,7 +316,7 @@ def test_survives_telemetry_and_database_outages(ops, settings, store):
     no_postgres = make_settings(settings.namespace, database_url="postgresql://127.0.0.1:1/jq_test")
 
     async def scenario():
-        with Operations(no_redis) as app_ops:
+        with Client(no_redis) as app_ops:
             app = TopApp(app_ops, refresh=0.2)
             async with app.run_test(size=(80, 24)) as pilot:
                 await until(pilot, lambda: app.snapshots, "the first refresh")
@@ -341,7 +341,7 @@ def test_survives_telemetry_and_database_outages(ops, settings, store):
                 await until(pilot, lambda: not app.snapshot.database_error, "the reconnect")
                 assert app_ops.store.conn.info.backend_pid != pid
 
-        with Operations(no_postgres) as app_ops:
+        with Client(no_postgres) as app_ops:
             app = TopApp(app_ops, refresh=0.2)
             async with app.run_test(size=(80, 24)) as pilot:
                 await until(pilot, lambda: app.snapshots >= 2, "two refreshes")
@@ -374,7 +374,7 @@ class Labelled:
     """The operations under a fixed namespace label, so that pictures do not depend on the test's
     random namespace (the app only reads settings for its labels)."""
 
-    def __init__(self, ops: Operations):
+    def __init__(self, ops: Client):
         self._ops = ops
         self.settings = ops.settings.model_copy(update={"namespace": "jq"})
 

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 from jq_cli import job
+from jq_cli.client import Client
 from jq_cli.errors import InvalidInput
-from jq_cli.ops import Operations
 
 from conftest import wait_for
 
@@ -57,14 +57,14 @@ def test_unique_for_on_the_job_decorator_is_the_default_of_its_submits(ops, stor
 
 
 def test_concurrent_submits_of_one_unique_job_create_one(settings, store):
-    clients = [Operations(settings) for _ in range(8)]
+    clients = [Client(settings) for _ in range(8)]
     for c in clients:  # connect first, so that the threads race on the submit itself
         c.store.require_schema()
     barrier = threading.Barrier(len(clients))
     ids: list[int] = []
     lock = threading.Lock()
 
-    def submit(client: Operations) -> None:
+    def submit(client: Client) -> None:
         barrier.wait()
         job_id = client.submit("noop", {"report": "daily"}, unique_for="1h")
         with lock:

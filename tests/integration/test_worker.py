@@ -446,7 +446,7 @@ def test_worker_that_gets_its_own_rescued_job_back_keeps_the_new_run_leased(
     """A worker cut off longer than its lease loses the job to a rescue; when the re-published
     message comes back to that same worker, the stale run must be stopped, and its late outcome
     must not drop the new run's lease (which would get the new run rescued and run a third time)."""
-    from jq_cli.scheduler import Scheduler
+    from jq_cli.scheduler.daemon import Scheduler
 
     w = start_worker(
         concurrency=2, name="same", settings=make_settings(settings.namespace, lease_ttl=1.5)

@@ -12,7 +12,7 @@ import pytest
 from jq_cli.errors import InvalidInput
 from jq_cli.handlers import load_builtins
 from jq_cli.handlers.registry import Registry
-from jq_cli.worker import Worker
+from jq_cli.worker.daemon import Worker
 from pydantic import BaseModel
 
 from conftest import wait_for
@@ -116,7 +116,7 @@ def test_submit_checks_the_registered_schema_of_a_type_it_does_not_import(ops, s
 
 def test_a_client_sees_a_schema_registered_anew_once_its_copy_expires(ops, store, monkeypatch):
     # A client keeps a type's schema for ops_core.SCHEMA_TTL (30 s, README), shortened here.
-    monkeypatch.setattr("jq_cli.ops_core.SCHEMA_TTL", 0.3)
+    monkeypatch.setattr("jq_cli.ops.core.SCHEMA_TTL", 0.3)
     strict = {"type": "object", "properties": {"n": {"type": "integer"}}}
     store.job_type_register(["t_evolving"], "remote-worker", [json.dumps(strict)])
     with pytest.raises(InvalidInput, match="payload for t_evolving: n"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from jq_cli.retry import Backoff
+from jq_cli.model.retry import Backoff
 
 
 @pytest.mark.parametrize(("attempt", "expected"), [(1, 2.0), (2, 4.0), (3, 8.0), (8, 256.0)])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from jq_cli.claim_ahead import (
+from jq_cli.worker.claim_ahead import (
     AHEAD_BUDGET,
     FINISH_LINGER,
     MAX_AHEAD,
@@ -90,7 +90,7 @@ def test_a_cancel_event_made_lazily_still_wakes_its_waiter():
     import threading
     import time
 
-    from jq_cli.pools import CancelEvent
+    from jq_cli.worker.pools import CancelEvent
 
     flag = CancelEvent()
     assert not flag.is_set() and not flag.wait(0.01)

@@ -48,18 +48,18 @@ NEVER = {
     "yaml",
     "jq_cli.tui",
     "jq_cli.http",
-    "jq_cli.worker",
-    "jq_cli.dispatcher",
-    "jq_cli.executor",
-    "jq_cli.pools",
-    "jq_cli.scheduler",
-    "jq_cli.telemetry",
+    "jq_cli.worker.daemon",
+    "jq_cli.worker.dispatcher",
+    "jq_cli.worker.executor",
+    "jq_cli.worker.pools",
+    "jq_cli.scheduler.daemon",
+    "jq_cli.observe.telemetry",
     "jq_cli.broker.consumer",
 }
 NOT_FOR = {
     ("submit", "noop"): NEVER | {"rich"},  # prints an id
     # Reading jobs validates no payload: no handler registry, no job models.
-    ("show", "1"): NEVER | {"pika", "jq_cli.handlers", "jq_cli.jobspec"},
+    ("show", "1"): NEVER | {"pika", "jq_cli.handlers", "jq_cli.model.jobspec"},
     ("list",): NEVER | {"pika", "rich", "jq_cli.handlers"},  # plain lines, not on a terminal
 }
 
@@ -113,4 +113,4 @@ def test_publishing_imports_the_publisher_side_only(tmp_path):
 def test_help_loads_no_driver_and_no_pydantic(tmp_path):
     modules = modules_after(["--help"], tmp_path, refused=False)
     assert "typer" in modules
-    assert not _loaded(modules, {"psycopg", "pika", "pydantic", "rich", "jq_cli.ops"})
+    assert not _loaded(modules, {"psycopg", "pika", "pydantic", "rich", "jq_cli.client"})

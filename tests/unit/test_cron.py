@@ -1,5 +1,5 @@
 """Cron arithmetic on fixed instants: fire times across daylight-saving changes, misfire plans, and
-the validation of expressions and zones. No services: jq_cli.cron does no I/O."""
+the validation of expressions and zones. No services: jq_cli.model.cron does no I/O."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from jq_cli import cron
 from jq_cli.errors import InvalidInput
+from jq_cli.model import cron
 
 UTC = UTC
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from jq_cli.durations import parse_duration, parse_instant
 from jq_cli.errors import InvalidInput
+from jq_cli.model.durations import parse_duration, parse_instant
 
 
 @pytest.mark.parametrize(

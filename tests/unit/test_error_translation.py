@@ -20,9 +20,9 @@ from jq_cli.errors import (
     StoreError,
     TelemetryUnavailable,
 )
+from jq_cli.observe.telemetry import Telemetry
 from jq_cli.store import Store
 from jq_cli.store.base import translate
-from jq_cli.telemetry import Telemetry
 from jq_cli.tui.source import is_database_error
 
 PG_URL = "postgresql://jq:s3cret@127.0.0.1:5432/jq"

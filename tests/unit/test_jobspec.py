@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from jq_cli.errors import InvalidInput
-from jq_cli.jobspec import (
+from jq_cli.model.jobspec import (
     MAX_DEPTH,
     JobRequest,
     check_name,
@@ -16,7 +16,7 @@ from jq_cli.jobspec import (
     parse_payload_text,
     parse_priority,
 )
-from jq_cli.states import Priority
+from jq_cli.model.states import Priority
 
 
 def test_a_minimal_job_gets_the_defaults():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 
 import pytest
-from jq_cli import sdnotify
+from jq_cli.observe import sdnotify
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from jq_cli.broker import _parameters
-from jq_cli.telemetry import Telemetry
+from jq_cli.observe.telemetry import Telemetry
 
 
 def test_amqps_url_carries_ca_and_client_certificate_options():

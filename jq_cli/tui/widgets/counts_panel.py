@@ -7,7 +7,7 @@ from typing import Any
 from rich.text import Text
 from textual.widget import Widget
 
-from jq_cli.states import Priority
+from jq_cli.model.states import Priority
 from jq_cli.tui.plain import STATES
 
 STATE_STYLES = {

@@ -1,4 +1,4 @@
-"""The operator actions of jq_cli.ops.Operations on jobs: retry, cancel and purge, by id or in
+"""The operator actions of jq_cli.client.Client on jobs: retry, cancel and purge, by id or in
 bulk by state and type. A mixin, so front ends still call one object. Each change commits with
 its audit row (AuditOperations._audited), recorded as self.actor."""
 
@@ -8,10 +8,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from jq_cli.audit_ops import AuditOperations
 from jq_cli.errors import InvalidInput, InvalidTransition, JqError, NotFound
-from jq_cli.ops_core import parse_state
-from jq_cli.states import JobState
+from jq_cli.model.states import JobState
+from jq_cli.ops.audit import AuditOperations
+from jq_cli.ops.core import parse_state
 
 PURGEABLE = ("completed", "dead", "cancelled")
 # Jobs per statement (and transaction) of a retry or purge by filter: a batch locks few rows for a
@@ -96,7 +96,7 @@ class ActionOperations(AuditOperations):
         of its one audit row), so memory and lock time stay bounded whatever matches;
         `on_progress(done)` is called after each. Returns how many were (or, with dry_run, would
         be) retried. Raises InvalidInput, ServiceUnavailable."""
-        from jq_cli.jobspec import check_name
+        from jq_cli.model.jobspec import check_name
 
         parsed = parse_state(state)
         if parsed not in (JobState.DEAD, JobState.CANCELLED):
@@ -167,7 +167,7 @@ class ActionOperations(AuditOperations):
         transaction with the growing count of its one audit row; `on_progress(done)` is called
         after each. Returns how many were (or, with dry_run, would be) deleted. Raises
         InvalidInput, ServiceUnavailable."""
-        from jq_cli.jobspec import check_name, parse_priority
+        from jq_cli.model.jobspec import check_name, parse_priority
 
         state = state.lower()
         if state not in PURGEABLE:

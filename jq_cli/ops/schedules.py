@@ -1,4 +1,4 @@
-"""The schedule operations of jq_cli.ops.Operations (cron schedules: add, list, show, edit,
+"""The schedule operations of jq_cli.client.Client (cron schedules: add, list, show, edit,
 pause, resume, remove, run now, apply a file). A mixin, so front ends still call one object."""
 
 from __future__ import annotations
@@ -6,13 +6,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from jq_cli.audit_ops import AuditOperations
 from jq_cli.errors import Conflict, InvalidInput, NotFound
-from jq_cli.states import PRIORITY_NAMES
+from jq_cli.model.states import PRIORITY_NAMES
+from jq_cli.ops.audit import AuditOperations
 from jq_cli.store import ScheduleRow
 
 if TYPE_CHECKING:
-    from jq_cli.schedulespec import ScheduleSpec
+    from jq_cli.model.schedulespec import ScheduleSpec
 
 
 class ScheduleOperations(AuditOperations):
@@ -32,7 +32,7 @@ class ScheduleOperations(AuditOperations):
     ) -> dict[str, Any]:
         """Create a schedule; its first tick is the first fire time after now (the database clock).
         Raises InvalidInput (bad field, unknown type, a name that exists), ServiceUnavailable."""
-        from jq_cli.schedulespec import ScheduleSpec
+        from jq_cli.model.schedulespec import ScheduleSpec
 
         spec = ScheduleSpec.parse(
             {
@@ -66,7 +66,7 @@ class ScheduleOperations(AuditOperations):
         """The schedule with its next `next_n` fire times ("next_fire_times") and its most recent jobs
         ("recent_jobs": id, state, created_at, fire_time; run-now jobs have no fire time).
         Raises NotFound, InvalidInput."""
-        from jq_cli import cron
+        from jq_cli.model import cron
 
         if not 0 <= next_n <= 100:
             raise InvalidInput(f"next must be between 0 and 100, got {next_n}")
@@ -92,7 +92,7 @@ class ScheduleOperations(AuditOperations):
     def schedule_edit(self, name: str, **changes: Any) -> dict[str, Any]:
         """Change some fields of a schedule (the keywords of schedule_add). A new cron or zone
         restarts its timer from now. Raises NotFound, InvalidInput."""
-        from jq_cli.schedulespec import EDITABLE, ScheduleSpec
+        from jq_cli.model.schedulespec import EDITABLE, ScheduleSpec
 
         unknown = sorted(set(changes) - set(EDITABLE))
         if unknown:
@@ -154,7 +154,7 @@ class ScheduleOperations(AuditOperations):
         A spec without `enabled` leaves a paused schedule paused. Every spec is validated before
         anything is written. Returns the names added, updated, removed and unchanged.
         Raises InvalidInput."""
-        from jq_cli.schedulespec import ScheduleSpec
+        from jq_cli.model.schedulespec import ScheduleSpec
 
         parsed = []
         for number, data in enumerate(specs, 1):
@@ -206,14 +206,14 @@ class ScheduleOperations(AuditOperations):
         return row
 
     def _schedule_next(self, expr: str, tz: str) -> datetime:
-        from jq_cli import cron
+        from jq_cli.model import cron
 
         return cron.next_fire(expr, tz, self.store.now())
 
     def _schedule_row(self, spec: ScheduleSpec) -> dict[str, Any]:
         """The row to store for a validated ScheduleSpec, after the checks a submit of its job would
         pass (a known type, a payload its handler accepts). Raises InvalidInput."""
-        from jq_cli.jobspec import JobRequest, encode_payload, parse_priority
+        from jq_cli.model.jobspec import JobRequest, encode_payload, parse_priority
 
         request = JobRequest.parse(
             {

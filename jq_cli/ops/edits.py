@@ -1,4 +1,4 @@
-"""Operator actions of issue 16 in jq_cli.ops.Operations: retry a dead job with a corrected
+"""Operator actions of issue 16 in jq_cli.client.Client: retry a dead job with a corrected
 payload, replay a finished job as a new linked one, cancel by filter, and a job's timeline.
 Each change commits with its audit row."""
 
@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from jq_cli.audit_ops import AuditOperations
 from jq_cli.errors import InvalidInput, InvalidTransition, NotFound
-from jq_cli.ops_core import parse_state
-from jq_cli.states import JobState
-from jq_cli.timeline import job_timeline
+from jq_cli.model.states import JobState
+from jq_cli.model.timeline import job_timeline
+from jq_cli.ops.audit import AuditOperations
+from jq_cli.ops.core import parse_state
 
 CANCELLABLE = (JobState.SCHEDULED, JobState.QUEUED, JobState.RUNNING, JobState.RETRYING)
 FILTER_BATCH = 5000  # ids per statement of an action by filter
@@ -31,7 +31,7 @@ class EditOperations(AuditOperations):
     ) -> list[int]:
         """The ids an action by filter works on. Raises InvalidInput for a bad filter or a state
         the action does not take."""
-        from jq_cli.jobspec import check_name, parse_priority
+        from jq_cli.model.jobspec import check_name, parse_priority
 
         parsed = parse_state(state)
         if parsed not in allowed:
@@ -55,7 +55,7 @@ class EditOperations(AuditOperations):
     def retry_edited(self, job_id: int, payload: dict[str, Any]) -> dict[str, Any]:
         """Retry a dead job with a new payload, validated as a submit's would be (its type's
         handler, the size limit). Raises NotFound, InvalidTransition, InvalidInput."""
-        from jq_cli.jobspec import JobRequest, encode_payload
+        from jq_cli.model.jobspec import JobRequest, encode_payload
 
         job = self.store.job_get(job_id)
         if job["state"] != "dead":
@@ -121,6 +121,6 @@ class EditOperations(AuditOperations):
         return self.store.job_replays_of(job_id)
 
     def timeline(self, job: dict[str, Any]) -> list[dict[str, Any]]:
-        """The job's timeline (jq_cli.timeline): its timestamps, attempts and the operator
+        """The job's timeline (jq_cli.model.timeline): its timestamps, attempts and the operator
         actions on it by id."""
         return job_timeline(job, [dict(a) for a in self.store.audit_for_target(str(job["id"]))])

@@ -18,8 +18,8 @@ import threading
 
 from jq_cli.config import Settings
 from jq_cli.errors import JqError
-from jq_cli.pools import RunningJob
 from jq_cli.store.cancels import CancelQueries
+from jq_cli.worker.pools import RunningJob
 
 log = logging.getLogger("jq.worker")
 WAIT = 1.0  # seconds a wait for notifications lasts, so that stop() is heard this quickly

@@ -1,4 +1,4 @@
-"""The base of jq_cli.ops.Operations: the connections it holds (one Store, one Publisher, one
+"""The base of jq_cli.client.Client: the connections it holds (one Store, one Publisher, one
 Telemetry, opened on first use) and what every group of operations shares (checking a job type,
 publishing what was committed, presenting a row). The groups are mixins on this base: jobs in
 ops.py, operator actions in action_ops.py, health in health_ops.py, schedules in schedule_ops.py."""
@@ -11,17 +11,17 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Self, cast
 
-from jq_cli.audit import Actor
 from jq_cli.config import Settings, load_settings
 from jq_cli.errors import InvalidInput, ServiceUnavailable, did_you_mean
-from jq_cli.states import PRIORITY_NAMES, JobState
+from jq_cli.model.audit import Actor
+from jq_cli.model.states import PRIORITY_NAMES, JobState
 from jq_cli.store import Inserted, JobRef, JobRow, JobSummary, NewJob, Store
 
 if TYPE_CHECKING:
     from jq_cli.broker import Publisher
     from jq_cli.handlers.registry import Registry
-    from jq_cli.jobspec import JobRequest
-    from jq_cli.telemetry import Telemetry
+    from jq_cli.model.jobspec import JobRequest
+    from jq_cli.observe.telemetry import Telemetry
 
 log = logging.getLogger("jq.ops")
 SCHEMA_TTL = 30.0  # seconds a payload schema read from PostgreSQL is trusted before re-reading
@@ -86,7 +86,7 @@ class OperationsCore:
     @property
     def telemetry(self) -> Telemetry:
         if self._telemetry is None:
-            from jq_cli.telemetry import Telemetry
+            from jq_cli.observe.telemetry import Telemetry
 
             self._telemetry = Telemetry(self.settings.redis_url, self.settings.namespace)
         return self._telemetry
@@ -115,7 +115,7 @@ class OperationsCore:
     def _payload_check(self, job_type: str) -> Callable[[Any], object]:
         """What checks a payload of `job_type` (raising InvalidInput): its handler's payload model,
         or the JSON Schema its workers registered. Raises InvalidInput for an unknown type."""
-        from jq_cli.jobspec import check_payload, payload_checker
+        from jq_cli.model.jobspec import check_payload, payload_checker
 
         handler = self.registry.get(job_type)
         if handler is not None:
@@ -139,7 +139,7 @@ class OperationsCore:
         )
 
     def _prepare(self, request: JobRequest) -> NewJob:
-        from jq_cli.jobspec import encode_payload
+        from jq_cli.model.jobspec import encode_payload
 
         self._check_type(request)
         handler = self.registry.get(request.job_type)

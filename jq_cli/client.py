@@ -1,6 +1,6 @@
 """The operations every front end calls (CLI, `jq top`, the HTTP shim, the Python API).
 
-Front ends never touch SQL, AMQP or Redis: they call an Operations object, which validates
+Front ends never touch SQL, AMQP or Redis: they call an Client object, which validates
 input before anything is written, commits to Postgres first, then publishes to RabbitMQ.
 `jq_cli.Client` is this class. Its groups of operations live beside it as mixins: operator
 actions (action_ops), health and schema (health_ops), schedules (schedule_ops); the connections
@@ -14,22 +14,22 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from jq_cli.action_ops import BULK_BATCH, PURGEABLE, ActionOperations, ActionReport
 from jq_cli.config import split_names
-from jq_cli.edit_ops import EditOperations
-from jq_cli.enqueue_ops import EnqueueOperations, full_job
 from jq_cli.errors import InvalidInput, NotFound
-from jq_cli.health_ops import Check, HealthOperations
-from jq_cli.ops_core import parse_state, present_job
-from jq_cli.queue_ops import QueueOperations
-from jq_cli.schedule_ops import ScheduleOperations
-from jq_cli.states import TERMINAL_STATES, JobState, Priority
+from jq_cli.model.states import TERMINAL_STATES, JobState, Priority
+from jq_cli.ops.actions import BULK_BATCH, PURGEABLE, ActionOperations, ActionReport
+from jq_cli.ops.core import parse_state, present_job
+from jq_cli.ops.edits import EditOperations
+from jq_cli.ops.enqueue import EnqueueOperations, full_job
+from jq_cli.ops.health import Check, HealthOperations
+from jq_cli.ops.queues import QueueOperations
+from jq_cli.ops.schedules import ScheduleOperations
 from jq_cli.store import Inserted
 
 if TYPE_CHECKING:
-    from jq_cli.jobspec import JobRequest
+    from jq_cli.model.jobspec import JobRequest
 
-__all__ = ["BULK_BATCH", "PURGEABLE", "ActionReport", "Check", "Operations"]
+__all__ = ["BULK_BATCH", "PURGEABLE", "ActionReport", "Check", "Client"]
 
 
 def any_of(value: str | Sequence[str] | None) -> list[str]:
@@ -40,7 +40,7 @@ def any_of(value: str | Sequence[str] | None) -> list[str]:
     return [name for item in items for name in split_names(item)]
 
 
-class Operations(
+class Client(
     EnqueueOperations,
     ActionOperations,
     HealthOperations,
@@ -83,7 +83,7 @@ class Operations(
         payload (or the same values of the `unique_on` keys) within the hour returns the earlier
         job. `depends_on=[ids]`: the job waits until they completed; a parent ending dead or
         cancelled cancels it (`on_parent_failure="cancel"`) or lets it run ("run")."""
-        from jq_cli.jobspec import JobRequest
+        from jq_cli.model.jobspec import JobRequest
 
         fields = {
             "priority": priority.value if isinstance(priority, Priority) else priority,
@@ -138,7 +138,9 @@ class Operations(
         labels = list(numbers) if numbers is not None else list(range(1, len(jobs) + 1))
         if len(labels) != len(jobs):
             raise ValueError("numbers must label every job")
-        from jq_cli.batch_prep import BatchPreparer  # and with it the job models: not for `jq show`
+        from jq_cli.ops.batch_prep import (
+            BatchPreparer,  # and with it the job models: not for `jq show`
+        )
 
         # Options validated once per distinct set of them, each payload on its own (batch_prep).
         preparer = BatchPreparer(self)
@@ -171,7 +173,7 @@ class Operations(
         """Jobs newest first; each filter takes one value, a list or comma-separated values, and
         means "any of" them. `before_id` continues a listing after the last id it showed (a stable
         page even while jobs are submitted, unlike an offset). Raises InvalidInput for a bad filter."""
-        from jq_cli.jobspec import check_name, parse_priority
+        from jq_cli.model.jobspec import check_name, parse_priority
 
         states = [parse_state(s).value for s in any_of(state)]
         types = any_of(job_type)

@@ -7,9 +7,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from jq_cli import cron
 from jq_cli.errors import InvalidInput
-from jq_cli.jobspec import MAX_RETRIES, check_name, parse_priority
+from jq_cli.model import cron
+from jq_cli.model.jobspec import MAX_RETRIES, check_name, parse_priority
 from jq_cli.userfiles import read_user_text
 
 FIELDS = (

@@ -10,15 +10,15 @@ import threading
 import time
 from collections import Counter, deque
 
-from jq_cli import tracing
 from jq_cli.broker import Consumer, Delivery
-from jq_cli.claim_ahead import FINISH_LINGER, RunTimes, pace, should_resize, wanted_prefetch
 from jq_cli.config import Settings
 from jq_cli.errors import JqError, ServiceUnavailable
-from jq_cli.executor import Executor
-from jq_cli.pools import RunningJob
+from jq_cli.observe import tracing
 from jq_cli.store import CycleResult, Finish, Store
 from jq_cli.store.work import ClaimedJob
+from jq_cli.worker.claim_ahead import FINISH_LINGER, RunTimes, pace, should_resize, wanted_prefetch
+from jq_cli.worker.executor import Executor
+from jq_cli.worker.pools import RunningJob
 
 log = logging.getLogger("jq.worker")
 PREFETCH_SHRINK_EVERY = 0.5  # seconds between changes that shrink the broker's prefetch window

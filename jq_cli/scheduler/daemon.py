@@ -7,7 +7,7 @@ renews it on every pass and stops leading as soon as it cannot show a live lease
 it once it has expired. No session state is involved, so a half-open connection, a blackholed route
 or a connection pooler cannot keep a dead leader in place. Each duty is a run_*() step that
 returns counts, so it can be tested on its own; run() is a loop around run_once(). The duties that
-publish (promote, rescue, sweep, cron) are in jq_cli.duties; retention, the gauges, leadership and
+publish (promote, rescue, sweep, cron) are in jq_cli.scheduler.duties; retention, the gauges, leadership and
 the loop are here.
 """
 
@@ -21,10 +21,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from jq_cli import sdnotify
 from jq_cli.broker import Publisher
 from jq_cli.config import Settings, mask_url
-from jq_cli.duties import Duties
 from jq_cli.errors import (
     BrokerUnavailable,
     Conflict,
@@ -34,12 +32,14 @@ from jq_cli.errors import (
     StoreError,
     TelemetryUnavailable,
 )
-from jq_cli.states import PRIORITY_NAMES
+from jq_cli.model.states import PRIORITY_NAMES
+from jq_cli.observe import sdnotify
+from jq_cli.scheduler.duties import Duties
 from jq_cli.store import Store, hostname
 
 if TYPE_CHECKING:
-    from jq_cli.metrics import DaemonMetrics
-    from jq_cli.telemetry import Telemetry
+    from jq_cli.observe.metrics import DaemonMetrics
+    from jq_cli.observe.telemetry import Telemetry
 
 log = logging.getLogger("jq.scheduler")
 PRUNE_BATCH = 1000  # jobs deleted per statement: each batch is its own short transaction
@@ -131,7 +131,7 @@ class Scheduler(Duties):
             depth.labels("queued", PRIORITY_NAMES.get(row["priority"], "?")).inc(row["n"])
         try:
             if self._telemetry is None:
-                from jq_cli.telemetry import Telemetry
+                from jq_cli.observe.telemetry import Telemetry
 
                 self._telemetry = Telemetry(self.settings.redis_url, self.settings.namespace)
             metrics.workers.set(len(self._telemetry.workers()))
@@ -251,8 +251,8 @@ class Scheduler(Duties):
         )
         sdnotify.notify("READY=1", "STATUS=waiting for leadership")
         # Issue 15: every scheduler rings the doorbell for jobs committed in applications' own
-        # transactions (jq_cli.doorbell); the outbox drain keeps two of them from both publishing.
-        from jq_cli.doorbell import Doorbell
+        # transactions (jq_cli.scheduler.doorbell); the outbox drain keeps two of them from both publishing.
+        from jq_cli.scheduler.doorbell import Doorbell
 
         doorbell = Doorbell(self.settings, self.name)
         doorbell.start()

@@ -7,14 +7,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from jq_cli import cron
 from jq_cli.broker import Message, Publisher
 from jq_cli.config import Settings
 from jq_cli.errors import ServiceUnavailable, TelemetryUnavailable
+from jq_cli.model import cron
 from jq_cli.store import DueSchedule, FiredJob, JobRef, Store
 
 if TYPE_CHECKING:
-    from jq_cli.telemetry import Telemetry
+    from jq_cli.observe.telemetry import Telemetry
 
 log = logging.getLogger("jq.scheduler")  # the scheduler's logger: these are its duties
 BATCH = 1000  # rows per statement: a large backlog never holds locks for long
@@ -116,7 +116,7 @@ class Duties:
         Redis is away (the sweep then counts ready messages only, and may publish duplicates)."""
         try:
             if self._telemetry is None:
-                from jq_cli.telemetry import Telemetry
+                from jq_cli.observe.telemetry import Telemetry
 
                 self._telemetry = Telemetry(self.settings.redis_url, self.settings.namespace)
             workers = self._telemetry.workers()

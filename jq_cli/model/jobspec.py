@@ -10,9 +10,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from jq_cli.durations import parse_duration, parse_instant
 from jq_cli.errors import InvalidInput
-from jq_cli.states import Priority
+from jq_cli.model.durations import parse_duration, parse_instant
+from jq_cli.model.states import Priority
 from jq_cli.store import NewJob
 
 # Job types, queues and schedules become queue names, Redis keys and log fields: keep them plain.
@@ -156,7 +156,7 @@ class JobRequest(BaseModel):
     retry_jitter: float | None = Field(None, ge=0, le=1)
     # Seconds (or "30s", "5m") the attempt may run; over it the attempt ends `timeout`.
     time_limit: float | str | None = None
-    # Issue 15: unique jobs and dependencies (jq_cli.unique, jq_cli.workflows).
+    # Issue 15: unique jobs and dependencies (jq_cli.model.unique, jq_cli.model.workflows).
     unique_for: float | str | None = None
     unique_on: list[str] | None = Field(None, min_length=1, max_length=50)
     depends_on: list[int] = Field(default_factory=list, max_length=1000)

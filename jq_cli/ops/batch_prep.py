@@ -15,13 +15,13 @@ from collections.abc import Callable, Hashable
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
-from jq_cli.enqueue_ops import full_job
 from jq_cli.errors import InvalidInput
-from jq_cli.jobspec import JobRequest, encode_payload
+from jq_cli.model.jobspec import JobRequest, encode_payload
+from jq_cli.ops.enqueue import full_job
 from jq_cli.store import NewJob
 
 if TYPE_CHECKING:
-    from jq_cli.ops_core import OperationsCore
+    from jq_cli.ops.core import OperationsCore
 
 # NewJob's fields after payload_json, in order: a job is built positionally from its template's.
 _AFTER_PAYLOAD = [f.name for f in fields(NewJob)][2:]

@@ -1,4 +1,4 @@
-"""The queue operations of jq_cli.ops.Operations (issue 16): list the queues with their depth,
+"""The queue operations of jq_cli.client.Client (issue 16): list the queues with their depth,
 workers and rate, pause and resume them. A pause is a row in PostgreSQL that every worker's
 claim reads (store.queues.job_claim_gated), so it holds across workers and restarts."""
 
@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from jq_cli.audit_ops import AuditOperations
 from jq_cli.errors import InvalidInput, ServiceUnavailable
+from jq_cli.ops.audit import AuditOperations
 
 RATE_WINDOW = 10  # seconds the completed-per-second figure is averaged over, as in jq top
 RESUME_PUBLISH_BATCH = 1000
@@ -23,7 +23,7 @@ class QueueOperations(AuditOperations):
     def queue_pause(self, name: str) -> dict[str, Any]:
         """Pause a queue: from the commit on, no worker starts a job of it; its jobs stay queued.
         Raises InvalidInput, ServiceUnavailable."""
-        from jq_cli.jobspec import check_name
+        from jq_cli.model.jobspec import check_name
 
         check_name(name, "queue")
         with self._audited("queue.pause", target=name) as entry:
@@ -35,7 +35,7 @@ class QueueOperations(AuditOperations):
         """Resume a queue and publish its queued jobs again (their messages were acknowledged
         while it was paused); `published` says how many went out at once, the sweeper sends any
         rest. Raises InvalidInput, ServiceUnavailable."""
-        from jq_cli.jobspec import check_name
+        from jq_cli.model.jobspec import check_name
 
         check_name(name, "queue")
         with self._audited("queue.resume", target=name) as entry:
@@ -62,8 +62,8 @@ class QueueOperations(AuditOperations):
         """Limit a queue across every worker: at most `concurrency` of its jobs running at once,
         at most `rate` (e.g. 10/s) starts; with `key`, per value of that payload field. Neither
         removes the limit. Raises InvalidInput."""
-        from jq_cli.jobspec import check_name
-        from jq_cli.limits import Limit
+        from jq_cli.model.jobspec import check_name
+        from jq_cli.model.limits import Limit
         from jq_cli.store.limits import limit_fields
 
         check_name(name, "queue")

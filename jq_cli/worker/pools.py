@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
-from jq_cli.executor import Executor
 from jq_cli.handlers.registry import CancelFlag, ForcedCancel, JobContext, JobTimeout
 from jq_cli.store.records import Finish
 from jq_cli.store.work import ClaimedJob
+from jq_cli.worker.executor import Executor
 
 log = logging.getLogger("jq.worker")
 

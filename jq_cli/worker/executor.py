@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from jq_cli import tracing
 from jq_cli.errors import InvalidInput
 from jq_cli.handlers.registry import (
     Cancelled,
@@ -23,10 +22,11 @@ from jq_cli.handlers.registry import (
     Retry,
     Snooze,
 )
-from jq_cli.outcomes import Limits, Unstorable, encode_result, sanitise
-from jq_cli.retry import Backoff
+from jq_cli.model.retry import Backoff
+from jq_cli.observe import tracing
 from jq_cli.store.records import Finish
 from jq_cli.store.work import ClaimedJob
+from jq_cli.worker.outcomes import Limits, Unstorable, encode_result, sanitise
 
 
 @dataclass(frozen=True)

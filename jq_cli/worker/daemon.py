@@ -6,7 +6,7 @@ Threads and what each owns:
   deliveries in batches, acknowledges them once the claim is committed, hands jobs to the pool,
   records outcomes in batches (group commit), renews leases and applies cancel requests;
 - the cancel listener thread owns a second Postgres connection, LISTENing for cancels of running
-  jobs (jq_cli.cancel_listener); the dispatcher applies what it hears;
+  jobs (jq_cli.worker.cancel_listener); the dispatcher applies what it hears;
 - `concurrency` handler threads run handlers and report outcomes back;
 - the telemetry thread sends heartbeats and counters to Redis, never blocking the others.
 """
@@ -24,21 +24,21 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from jq_cli import sdnotify
 from jq_cli.broker import Consumer, Delivery, Message, Publisher
-from jq_cli.cancel_listener import CancelListener
 from jq_cli.config import Settings, mask_url
-from jq_cli.dispatcher import Dispatcher
 from jq_cli.errors import JqError, SchemaNotMigrated, ServiceUnavailable
-from jq_cli.executor import Executor
 from jq_cli.handlers.registry import Registry
-from jq_cli.pools import AsyncRunner, Pool, ProcessPool, ThreadPool
-from jq_cli.retry import Backoff
+from jq_cli.model.retry import Backoff
+from jq_cli.observe import sdnotify
+from jq_cli.observe.telemetry import CounterBuffer, Telemetry
 from jq_cli.store import Store, hostname
-from jq_cli.telemetry import CounterBuffer, Telemetry
+from jq_cli.worker.cancel_listener import CancelListener
+from jq_cli.worker.dispatcher import Dispatcher
+from jq_cli.worker.executor import Executor
+from jq_cli.worker.pools import AsyncRunner, Pool, ProcessPool, ThreadPool
 
 if TYPE_CHECKING:  # prometheus-client is imported only by a daemon started with --metrics-port
-    from jq_cli.metrics import DaemonMetrics
+    from jq_cli.observe.metrics import DaemonMetrics
 
 log = logging.getLogger("jq.worker")
 POOLS = ("thread", "process")

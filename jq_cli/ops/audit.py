@@ -1,4 +1,4 @@
-"""The audit log in jq_cli.ops.Operations: how an operator action is recorded with its change
+"""The audit log in jq_cli.client.Client: how an operator action is recorded with its change
 (_audited), and the listing `jq audit` shows."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from jq_cli.audit import ACTIONS
 from jq_cli.errors import InvalidInput
-from jq_cli.ops_core import OperationsCore
+from jq_cli.model.audit import ACTIONS
+from jq_cli.ops.core import OperationsCore
 from jq_cli.store import AuditEntry
 
 AUDIT_LIMIT = 10_000
@@ -28,7 +28,7 @@ class AuditOperations(OperationsCore):
         """One transaction for a change and its audit row, recorded as self.actor. Pass `entry`
         back to continue the row of an action that spans several transactions."""
         if entry is None:
-            assert action in ACTIONS, action  # a new action is named in jq_cli.audit.ACTIONS
+            assert action in ACTIONS, action  # a new action is named in jq_cli.model.audit.ACTIONS
             entry = AuditEntry(
                 self.actor,
                 action,

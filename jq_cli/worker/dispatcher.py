@@ -1,6 +1,6 @@
 """The worker's dispatcher: the one thread that owns the worker's Postgres connection. Each round
 it records the outcomes at hand and claims deliveries in one statement (group commit; what it
-claims and when is the intake's, jq_cli/intake.py), hands jobs to a pool, renews leases, and stops
+claims and when is the intake's, jq_cli/worker/intake.py), hands jobs to a pool, renews leases, and stops
 handlers past their time limit or a cancel request. Every step may fail on a query; each one leaves its work to be retried or
 released, so that consumption resumes as soon as PostgreSQL answers again."""
 
@@ -13,23 +13,23 @@ import time
 from collections import Counter, deque
 from typing import TYPE_CHECKING
 
-from jq_cli import tracing
 from jq_cli.broker import Consumer, Delivery
-from jq_cli.cancel_listener import CancelListener, ask_to_stop
-from jq_cli.claim_ahead import RunTimes
 from jq_cli.config import Settings
 from jq_cli.errors import Conflict, JqError, ServiceUnavailable, StoreError
-from jq_cli.executor import Executor
 from jq_cli.handlers.registry import ForcedCancel, JobContext, JobTimeout, Registry
-from jq_cli.intake import Intake
-from jq_cli.outcomes import Limits, sanitise
-from jq_cli.pools import AsyncRunner, CancelFlag, Pool, RunningJob
+from jq_cli.observe import tracing
+from jq_cli.observe.telemetry import CounterBuffer
 from jq_cli.store import Finish, Store
 from jq_cli.store.work import ClaimedJob
-from jq_cli.telemetry import CounterBuffer
+from jq_cli.worker.cancel_listener import CancelListener, ask_to_stop
+from jq_cli.worker.claim_ahead import RunTimes
+from jq_cli.worker.executor import Executor
+from jq_cli.worker.intake import Intake
+from jq_cli.worker.outcomes import Limits, sanitise
+from jq_cli.worker.pools import AsyncRunner, CancelFlag, Pool, RunningJob
 
 if TYPE_CHECKING:  # prometheus-client is imported only by a daemon started with --metrics-port
-    from jq_cli.metrics import DaemonMetrics
+    from jq_cli.observe.metrics import DaemonMetrics
 
 log = logging.getLogger("jq.worker")
 PROGRESS_FLUSH = 0.5  # seconds between writes of handlers' progress
@@ -38,7 +38,7 @@ TYPES_FRESH = 20.0  # a worker whose types were refreshed this recently counts a
 
 
 class Dispatcher(Intake):
-    """The hot path of a worker (see the module docstring); jq_cli.worker.Worker adds its life
+    """The hot path of a worker (see the module docstring); jq_cli.worker.daemon.Worker adds its life
     cycle, signals and telemetry."""
 
     settings: Settings
@@ -118,7 +118,7 @@ class Dispatcher(Intake):
             return handler.defaults.time_limit
         return self.settings.worker_time_limit or None
 
-    # -- the cycle: outcomes recorded and deliveries claimed (jq_cli/intake.py) ------------------
+    # -- the cycle: outcomes recorded and deliveries claimed (jq_cli/worker/intake.py) ------------------
 
     def _cycle(self) -> None:
         """One round trip: the outcomes at hand and a claim of the deliveries there is room for,

@@ -1,4 +1,4 @@
-"""The health operations of jq_cli.ops.Operations: counts and rates for `jq stats` and
+"""The health operations of jq_cli.client.Client: counts and rates for `jq stats` and
 `jq top`, `jq doctor`'s checks, and the schema (`jq db migrate`, `jq db status`). A mixin, so
 front ends still call one object."""
 
@@ -10,8 +10,8 @@ from typing import Any
 
 from jq_cli.config import mask_url
 from jq_cli.errors import InvalidInput, JqError, ServiceUnavailable
-from jq_cli.ops_core import OperationsCore
-from jq_cli.states import PRIORITY_NAMES, JobState, Priority
+from jq_cli.model.states import PRIORITY_NAMES, JobState, Priority
+from jq_cli.ops.core import OperationsCore
 from jq_cli.store import Store, latest_version
 
 
@@ -164,7 +164,7 @@ class HealthOperations(OperationsCore):
 
 def _submitted_per_second(store: Store, seconds: int) -> list[int | None]:
     """Jobs created in each of the last `seconds` whole seconds, oldest first, on the same clock
-    and window as the Redis counters (jq_cli.telemetry.Telemetry.rates)."""
+    and window as the Redis counters (jq_cli.observe.telemetry.Telemetry.rates)."""
     from jq_cli.store import job_count_created_per_second
 
     last = int(time.time()) - 1

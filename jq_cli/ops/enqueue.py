@@ -1,6 +1,6 @@
 """Submitting through the full insert path (jq_cli.store.enqueue): into an application's own
 psycopg connection and transaction, unique jobs, dependencies, trace contexts. A mixin of
-jq_cli.ops.Operations; a plain submit keeps the plain, faster path."""
+jq_cli.client.Client; a plain submit keeps the plain, faster path."""
 
 from __future__ import annotations
 
@@ -8,17 +8,17 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from jq_cli import tracing
 from jq_cli.errors import InvalidInput
-from jq_cli.ops_core import OperationsCore
+from jq_cli.model.unique import unique_key
+from jq_cli.model.workflows import Node, compile_workflow
+from jq_cli.observe import tracing
+from jq_cli.ops.core import OperationsCore
 from jq_cli.store import Inserted, NewJob
 from jq_cli.store.enqueue import Links, job_enqueue
 from jq_cli.store.workflows import job_workflow
-from jq_cli.unique import unique_key
-from jq_cli.workflows import Node, compile_workflow
 
 if TYPE_CHECKING:
-    from jq_cli.jobspec import JobRequest
+    from jq_cli.model.jobspec import JobRequest
 
 
 def full_job(core: OperationsCore, request: JobRequest) -> NewJob:
@@ -83,10 +83,10 @@ class EnqueueOperations(OperationsCore):
         return job_enqueue(conn, ns, jobs, links=links, outbox=True)
 
     def submit_workflow(self, flow: Node, *, connection: Any = None) -> list[int]:
-        """Submit a chain, group or step (jq_cli.workflows) in one transaction; returns the job ids
+        """Submit a chain, group or step (jq_cli.model.workflows) in one transaction; returns the job ids
         in the order the steps are written. With `connection`, in the application's transaction.
         Raises InvalidInput (naming the step), ServiceUnavailable."""
-        from jq_cli.jobspec import JobRequest
+        from jq_cli.model.jobspec import JobRequest
 
         compiled = compile_workflow(flow)
         requests = [JobRequest.parse(j, f"step {n}") for n, j in enumerate(compiled.jobs, 1)]

@@ -1,0 +1,1 @@
+"""The pure model of jq, with no I/O: states, job specs, schedules, durations, retry, cron."""

@@ -1,0 +1,1 @@
+"""Observability: Redis telemetry, Prometheus metrics, tracing, daemon logs and sd_notify."""

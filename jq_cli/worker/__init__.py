@@ -1,0 +1,1 @@
+"""The `jq worker` daemon: the Worker (daemon) holds its intake, dispatcher, pools and executor."""
