@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 LOCK   := requirements.lock
 
-.PHONY: run test test-unit lint bench bench-quick bench-memory bench-leases chaos cluster scale install lock migrate clean
+.PHONY: run test test-unit lint docs cli-reference bench bench-quick bench-memory bench-leases chaos cluster scale install lock migrate clean
 
 # pyproject.toml bounds each dependency's major version; $(LOCK) pins the exact versions the tests
 # passed with, and install takes those (as constraints: the package itself stays editable).
@@ -49,6 +49,15 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check jq_cli bench chaos cluster tests
 	$(BIN)/mypy jq_cli bench chaos cluster
 
+# The documentation site (docs/, mkdocs.yml): MkDocs with the Material theme, --strict, into site/.
+# Nothing is fetched at build time. The `docs` extra holds both; the `test` extra too.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# docs/reference/cli.md from the Typer app; tests/unit/test_docs.py fails while it is stale.
+cli-reference: $(STAMP)
+	$(BIN)/python docs/gen_cli_reference.py
+
 # jq beside pgqueuer, Dramatiq, Celery, Procrastinate and RQ, the services' own limits, and the
 # targets of issue 12 as ratios (about 12 minutes here). The peers' venvs are built on first use
 # under .bench/venvs/ from bench/peers/*/requirements.txt. bench-quick: small counts, a smoke run.
@@ -81,4 +90,4 @@ scale: install
 	JQ_SCALE_ROWS=10000000 JQ_SCALE_EXPLAIN=1 $(BIN)/pytest -q -s --timeout 3600 tests/integration/test_scale.py
 
 clean:
-	rm -rf $(VENV) .venv-lock build dist *.egg-info .bench
+	rm -rf $(VENV) .venv-lock build dist *.egg-info .bench site

@@ -1,11 +1,12 @@
-"""Every example in the README runs as written and does what its text says.
+"""Every example in the README and in docs/ runs as written and does what its text says.
 
-Each fenced shell (or schedule-file) block of the README is preceded by a marker:
+Each fenced shell (or schedule-file) block of README.md and docs/**/*.md is preceded by a marker:
 `<!-- runnable: NAME -->` for an example this test runs, in the test's own namespace, with the
-README's commands unchanged (`jq` and `jobq` are this package's, first on PATH as after
+commands as written (`jq` and `jobq` are this package's, first on PATH as after
 `. .venv/bin/activate`, the JSON processor after them), and checks against what the text
 claims; or `<!-- example: NAME -->` for one that cannot run here, with the reason in
 NOT_RUNNABLE below. A block with neither marker fails the test, so a new example must choose.
+Names are unique across all the files, so that a check names its block alone.
 """
 
 from __future__ import annotations
@@ -24,7 +25,11 @@ import pytest
 
 from conftest import wait_for
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+# The README and every page of the documentation site; the generated CLI reference holds only
+# `text` synopses, which this test leaves alone like any other fence that is not shell.
+SOURCES = [README, *sorted((ROOT / "docs").rglob("*.md"))]
 BIN = Path(sys.executable).parent
 FENCE = re.compile(r"<!-- (runnable|example): ([\w-]+) -->\n```(\w+)\n(.*?)\n```", re.S)
 
@@ -42,10 +47,6 @@ NOT_RUNNABLE = {
     "network namespaces, and test_cluster_quick.py a subset",
     "rabbit-cluster": "clusters three RabbitMQ nodes on other hosts; `make cluster` does the same "
     "with three private nodes in network namespaces",
-    "audit": "needs operator actions to list; test_audit.py runs `jq audit --since` and "
-    "`--action` over the actions it makes, from the CLI, jq top and jq serve",
-    "queues": "test_queues.py runs `jq queue list`, `pause` and `resume` against two workers "
-    "and checks that a paused queue starts nothing",
     "limits": "a synopsis (`[--key tenant]`); test_limits.py sets queue limits from the CLI and "
     "checks from the attempts' timestamps that three workers never exceed them",
     "systemd": "needs root, systemd and an install in /opt/jq; test_daemons.py checks sd_notify, "
@@ -59,10 +60,15 @@ class Block:
     name: str
     lang: str
     text: str
+    source: str = ""  # the file, relative to the repository
 
 
 def blocks() -> list[Block]:
-    return [Block(*m.groups()) for m in FENCE.finditer(README.read_text())]
+    return [
+        Block(*m.groups(), source=str(path.relative_to(ROOT)))
+        for path in SOURCES
+        for m in FENCE.finditer(path.read_text())
+    ]
 
 
 def commands(text: str) -> list[str]:
@@ -88,7 +94,7 @@ class Ran:
 
 
 class Shell:
-    """Runs the README's commands with bash, one at a time (so that each output can be checked),
+    """Runs an example's commands with bash, one at a time (so that each output can be checked),
     in a folder of its own; a command ending in `&` is started in the background and stopped at
     the end, as the shell that typed it would on exit."""
 
@@ -144,7 +150,7 @@ def shell(env, tmp_path):
 
 def block(name: str) -> Block:
     found = [b for b in blocks() if b.name == name]
-    assert len(found) == 1, f"README block {name!r}: {len(found)} found"
+    assert len(found) == 1, f"example block {name!r}: {len(found)} found"
     return found[0]
 
 
@@ -156,11 +162,12 @@ def ok(ran: Ran) -> str:
 # -- the markers --------------------------------------------------------------------------------
 
 
-def test_every_shell_example_is_marked_runnable_or_says_why_not():
-    text = README.read_text()
-    fences = re.findall(r"^```(sh|console|bash|toml|yaml)$", text, re.M)
-    marked = blocks()
-    assert len(marked) >= len([f for f in fences if f in ("sh", "console", "bash")])
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_shell_example_is_marked_runnable_or_says_why_not(path):
+    text = path.read_text()
+    fences = re.findall(r"^```(sh|console|bash)$", text, re.M)
+    marked = [b for b in blocks() if b.source == str(path.relative_to(ROOT))]
+    assert len(marked) >= len(fences)
     for b in marked:
         if b.kind == "runnable":
             assert b.name in CHECKS, f"runnable block {b.name!r} has no check in this test"
@@ -170,6 +177,13 @@ def test_every_shell_example_is_marked_runnable_or_says_why_not():
             )
     unmarked = len(re.findall(r"(?<!-->\n)^```(?:sh|console|bash)$", text, re.M))
     assert unmarked == 0, "a shell example without a <!-- runnable/example: NAME --> marker"
+
+
+def test_example_names_are_unique_and_each_check_and_reason_has_its_block():
+    names = [b.name for b in blocks()]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+    # A check or a reason whose block was moved away or renamed would pass unnoticed.
+    assert set(CHECKS) | set(NOT_RUNNABLE) == set(names)
 
 
 # -- the runnable examples ----------------------------------------------------------------------
@@ -243,9 +257,45 @@ def check_schedules_toml(shell: Shell, ops) -> None:
     assert {s["name"] for s in ops.schedule_list()} == {"nightly-report", "cache-warm"}
 
 
+def check_queues(shell: Shell, ops) -> None:
+    """`jq queue list` prints the columns its comment names; `pause` makes the queue's row
+    paused (what every worker's claim reads) and its jobs stay queued; `resume` undoes it.
+    test_queues.py shows with running workers that a paused queue starts nothing."""
+    held = [ops.submit("noop", {"n": n}, queue="reports") for n in range(2)]
+    listed, paused, resumed = commands(block("queues").text)
+
+    def reports() -> dict:
+        return next(q for q in ops.queue_list()["queues"] if q["name"] == "reports")
+
+    header, *rows = ok(shell.run(listed)[0]).splitlines()
+    assert header.split("\t")[:7] == [
+        "QUEUE", "STATUS", "QUEUED", "BROKER", "RUNNING", "WORKERS", "DONE/S",
+    ]  # fmt: skip
+    assert any(row.split("\t")[0] == "reports" for row in rows)
+    assert ok(shell.run(paused)[0]).strip() == "queue reports paused"
+    assert reports()["paused"] and reports()["queued"] == len(held)
+    assert set(ops.store.job_states(held).values()) == {"queued"}
+    ok(shell.run(resumed)[0])
+    assert reports()["paused"] is False
+
+
+def check_audit(shell: Shell, ops) -> None:
+    """`jq audit --since 1d` lists the last day's operator actions, newest first; `--action`
+    keeps one action, and `-o json` prints them as one JSON document."""
+    ops.cancel([ops.submit("noop", {})])
+    ok(shell.run("jq purge --state cancelled --yes")[0])
+    recent, purges = shell.run(block("audit").text)
+    lines = ok(recent).splitlines()
+    assert "job.purge" in lines[1] and "job.cancel" in lines[2]  # newest first, below a header
+    rows = json.loads(ok(purges))
+    assert [r["action"] for r in rows] == ["job.purge"]
+
+
 CHECKS: dict[str, Callable[..., None]] = {
+    "audit": check_audit,
     "by-hand": check_by_hand,
     "listings": check_listings,
+    "queues": check_queues,
     "schedules": check_schedules,
     "schedules-toml": check_schedules_toml,
 }
