@@ -74,16 +74,23 @@ class Scheduler:
         self.reload_requested = threading.Event()
         self.stopping = threading.Event()
         self.name = name or f"{hostname()}:{os.getpid()}"
-        self.store = store or Store(
-            settings.database_url,
-            settings.namespace,
-            application_name=f"jq-scheduler {self.name}",
-            # A statement with no answer for two leases is abandoned: by then a standby leads, and
-            # this scheduler must find out rather than wait on a route that may never come back.
-            timeouts=settings.db_timeouts(deadline=2 * settings.leader_lease),
+        if store is None:
+            store = Store(
+                settings.database_url,
+                settings.namespace,
+                application_name=f"jq-scheduler {self.name}",
+                # A statement with no answer for two leases is abandoned: by then a standby leads,
+                # and this scheduler must find out rather than wait on a route that may never
+                # come back.
+                timeouts=settings.db_timeouts(deadline=2 * settings.leader_lease),
+            )
+        self.store = store
+        self.publisher = (
+            Publisher(settings.rabbitmq_url, settings.namespace) if publisher is None else publisher
         )
-        self.publisher = publisher or Publisher(settings.rabbitmq_url, settings.namespace)
-        self.census = census or WorkerCensus(settings.redis_url, settings.namespace)
+        self.census = (
+            WorkerCensus(settings.redis_url, settings.namespace) if census is None else census
+        )
         self.clock = clock
         self.leadership = Leadership(self.store, self.name, settings.leader_lease, clock)
         self._metrics: DaemonMetrics | None = None

@@ -314,16 +314,51 @@ def quiet_store() -> ScriptedStore:
     )
 
 
-def test_a_reload_rebuilds_the_duties_from_the_new_settings_but_keeps_the_services():
-    store = quiet_store()
-    s = Scheduler(
-        settings(),
+def composed(store: ScriptedStore, **overrides: Any) -> Scheduler:
+    """A scheduler with its real duties on stand-in services."""
+    return Scheduler(
+        settings(**overrides),
         name="s1",
         store=store,  # type: ignore[arg-type]
         publisher=RecordingPublisher(),  # type: ignore[arg-type]
         census=FixedCensus([]),  # type: ignore[arg-type]
         clock=FakeClock(),
     )
+
+
+def test_a_follower_asks_the_store_for_nothing_but_the_lease():
+    store = ScriptedStore(leader_acquire=[None])
+    assert composed(store).run_once() == {"leader": False}
+    assert [call[0] for call in store.calls] == ["leader_acquire"]
+
+
+def test_a_quiet_pass_of_the_real_duties_asks_each_query_once_and_reports_nothing_done():
+    store = quiet_store()
+    report = composed(store).run_once()
+    assert {k: v for k, v in report.items() if k != "pass_seconds"} == {
+        "leader": True,
+        "fired": 0,
+        "promoted": 0,
+        "rescued": {},
+        "pruned": {},
+        "republished": 0,
+    }
+    assert [call[0] for call in store.calls] == [
+        "leader_acquire",
+        "schedule_fire_due",
+        "job_promote_due",
+        "job_rescue_expired",
+        "job_prune",  # completed
+        "job_prune",  # dead
+        "job_prune",  # cancelled
+        "audit_prune",
+        "job_counts",  # the sweep: nothing queued, so nothing more to ask
+    ]
+
+
+def test_a_reload_rebuilds_the_duties_from_the_new_settings_but_keeps_the_services():
+    store = quiet_store()
+    s = composed(store)
     root = logging.getLogger()
     fresh = settings(
         republish_after=60.0,
