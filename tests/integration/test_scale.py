@@ -268,9 +268,7 @@ def test_counts_are_exact_and_cost_a_few_key_lookups_at_a_million_rows(big):
     assert store.job_counts()["by_state"] == exact
     assert sum(exact.values()) >= ROWS
     trivial = median_ms(lambda: store._one("SELECT id FROM jobs WHERE id = 12345"))
-    scheduler = Scheduler(settings, name="scale")
-    scheduler.store.close()
-    scheduler.store = store
+    scheduler = Scheduler(settings, name="scale", store=store)
     now = int(time.time())
     # The dashboard's submitted-rate walk costs what the window's own submits cost; the window
     # starts after the upgrade's load so that it measures a quiet queue over a big table.
