@@ -1,20 +1,19 @@
-"""The `jq scheduler` daemon, the owner of time: it fires cron schedules, publishes delayed and
-retrying jobs when due, rescues jobs whose worker lost its lease, re-publishes queued jobs whose
-message went missing, and prunes old finished jobs (retention).
+"""The `jq scheduler` daemon: it holds the duties, runs them in order while it leads, and owns
+the loop, reloads and the clean stop.
 
-Several may run; one leads, through a lease in PostgreSQL's time (store.leader_acquire): the leader
-renews it on every pass and stops leading as soon as it cannot show a live lease, a standby takes
-it once it has expired. No session state is involved, so a half-open connection, a blackholed route
-or a connection pooler cannot keep a dead leader in place. Each duty is a run_*() step that
-returns counts, so it can be tested on its own; run() is a loop around run_once(). The duties that
-publish (promote, rescue, sweep, cron) are in jq_cli.scheduler.duties; retention, the gauges, leadership and
-the loop are here.
+The owner of time (docs/design.md, Daemons): it fires cron schedules (cron.py), publishes delayed
+and retrying jobs when due (promote.py), rescues jobs whose worker lost its lease (rescue.py),
+prunes old finished jobs (prune.py), re-publishes queued jobs whose message went missing
+(sweep.py) and sets the Prometheus gauges (gauges.py), each a duty with a run_once() that returns
+what it did. Several schedulers may run; one leads (leadership.py), and the doorbell (doorbell.py)
+runs beside every one of them, leader or not.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import threading
 import time
@@ -30,180 +29,217 @@ from jq_cli.errors import (
     SchemaNotMigrated,
     ServiceUnavailable,
     StoreError,
-    TelemetryUnavailable,
 )
-from jq_cli.model.states import PRIORITY_NAMES
 from jq_cli.observe import sdnotify
-from jq_cli.scheduler.duties import Duties
+from jq_cli.scheduler.census import WorkerCensus
+from jq_cli.scheduler.cron import CronFirer
+from jq_cli.scheduler.doorbell import Doorbell
+from jq_cli.scheduler.gauges import GAUGE_EVERY, Gauges
+from jq_cli.scheduler.leadership import Leadership
+from jq_cli.scheduler.promote import Promoter
+from jq_cli.scheduler.prune import Pruner, backlog_left
+from jq_cli.scheduler.rescue import Rescuer
+from jq_cli.scheduler.sweep import Sweeper
 from jq_cli.store import Store, hostname
 
 if TYPE_CHECKING:
     from jq_cli.observe.metrics import DaemonMetrics
-    from jq_cli.observe.telemetry import Telemetry
 
 log = logging.getLogger("jq.scheduler")
-PRUNE_BATCH = 1000  # jobs deleted per statement: each batch is its own short transaction
-PRUNE_BATCHES = 10  # per state per pass; a longer backlog goes on at the next pass
-GAUGE_EVERY = 5.0  # seconds between queue-depth computations for Prometheus
 PRUNE_EVERY = 60.0  # seconds between prunes once the backlog is gone
-
+BACKOFF_MAX = 5.0  # seconds between passes at most while a service is away
 
 # Settings a reload cannot change in a running scheduler: its connections were made with them.
 FIXED_ON_RELOAD = ("database_url", "rabbitmq_url", "redis_url", "namespace")
 
 
-class Scheduler(Duties):
+class Scheduler:
+    """The duties are objects built from the store, the publisher, the worker census and the
+    settings; the connections are made here unless given (tests give stand-ins). `clock` is
+    monotonic seconds, for the lease and the cadence of the periodic duties."""
+
     def __init__(
         self,
         settings: Settings,
         name: str | None = None,
         reload_settings: Callable[[], Settings] | None = None,
+        *,
+        store: Store | None = None,
+        publisher: Publisher | None = None,
+        census: WorkerCensus | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        import os
-
         self.settings = settings
         self._reload_settings = reload_settings
         self.reload_requested = threading.Event()
-        self.name = name or f"{hostname()}:{os.getpid()}"
-        self.store = Store(
-            settings.database_url,
-            settings.namespace,
-            application_name=f"jq-scheduler {self.name}",
-            # A statement with no answer for two leases is abandoned: by then a standby leads, and
-            # this scheduler must find out rather than wait on a route that may never come back.
-            timeouts=settings.db_timeouts(deadline=2 * settings.leader_lease),
-        )
-        self.publisher = Publisher(settings.rabbitmq_url, settings.namespace)
-        self.leader = False
-        self._lease_until = 0.0  # monotonic time until which this scheduler's lease surely holds
         self.stopping = threading.Event()
-        self._next_sweep = 0.0
+        self.name = name or f"{hostname()}:{os.getpid()}"
+        if store is None:
+            store = Store(
+                settings.database_url,
+                settings.namespace,
+                application_name=f"jq-scheduler {self.name}",
+                # A statement with no answer for two leases is abandoned: by then a standby leads,
+                # and this scheduler must find out rather than wait on a route that may never
+                # come back.
+                timeouts=settings.db_timeouts(deadline=2 * settings.leader_lease),
+            )
+        self.store = store
+        self.publisher = (
+            Publisher(settings.rabbitmq_url, settings.namespace) if publisher is None else publisher
+        )
+        self.census = (
+            WorkerCensus(settings.redis_url, settings.namespace) if census is None else census
+        )
+        self.clock = clock
+        self.leadership = Leadership(self.store, self.name, settings.leader_lease, clock)
+        self._metrics: DaemonMetrics | None = None
+        self.gauges: Gauges | None = None
         self._next_prune = 0.0
+        self._next_sweep = 0.0
         self._next_gauges = 0.0
         self._down_since: float | None = None
-        self.metrics: DaemonMetrics | None = None  # set by `jq scheduler --metrics-port`
-        self._telemetry: Telemetry | None = None
+        self._compose(settings)
 
-    # -- duties -------------------------------------------------------------------------------
+    def _compose(self, settings: Settings) -> None:
+        """Build the duties from `settings`. They keep no state between passes, so a reload
+        builds them again and its settings reach every duty at the next pass."""
+        self.cron = CronFirer(
+            self.store, self.publisher, settings.misfire_grace, settings.default_max_retries
+        )
+        self.promoter = Promoter(self.store, self.publisher)
+        self.rescuer = Rescuer(self.store, self.publisher)
+        self.pruner = Pruner.from_settings(self.store, settings)
+        self.sweeper = Sweeper(
+            self.store,
+            self.publisher,
+            self.census,
+            settings.republish_after,
+            settings.worker_prefetch,
+        )
+        self.leadership.lease = settings.leader_lease
 
-    def run_prune(self) -> dict[str, int]:
-        """Delete terminal jobs older than their retention (JQ_RETENTION_*), PRUNE_BATCH rows per
-        statement and at most PRUNE_BATCHES statements per state, so a large backlog is worked off over
-        several passes without starving the other duties. Returns the count deleted per state."""
-        s = self.settings
-        counts: dict[str, int] = {}
-        for state, age in (
-            ("completed", s.retention_completed),
-            ("dead", s.retention_dead),
-            ("cancelled", s.retention_cancelled),
-        ):
-            if age <= 0:
-                continue  # 0 keeps that state forever
-            deleted = 0
-            for _ in range(PRUNE_BATCHES):
-                n = self.store.job_prune(state, age, PRUNE_BATCH)
-                deleted += n
-                if n < PRUNE_BATCH:
-                    break
-            if deleted:
-                counts[state] = deleted
-                log.info("event=jobs_pruned state=%s count=%d older_than=%ss", state, deleted, age)
-        # issue 16: the audit log's own retention (JQ_AUDIT_RETENTION), in the same pass.
-        if s.audit_retention > 0:
-            audited = self.store.audit_prune(s.audit_retention, PRUNE_BATCH)
-            if audited:
-                counts["audit"] = audited
-                log.info("event=audit_pruned count=%d older_than=%ss", audited, s.audit_retention)
-        return counts
+    @property
+    def metrics(self) -> DaemonMetrics | None:
+        """Set by `jq scheduler --metrics-port`: the leader then keeps the gauges too."""
+        return self._metrics
 
-    def run_gauges(self) -> None:
-        """Queue depth by state and priority, and workers alive, for Prometheus. Only the leader
-        computes them, so that a dashboard summing over schedulers does not count twice."""
-        metrics = self.metrics
-        if metrics is None:
-            return
-        counts = self.store.job_counts()
-        depth = metrics.depth
-        depth.clear()
-        for state, n in counts["by_state"].items():
-            depth.labels(state, "all").set(n)
-        for row in counts["queued"]:
-            depth.labels("queued", PRIORITY_NAMES.get(row["priority"], "?")).inc(row["n"])
-        try:
-            if self._telemetry is None:
-                from jq_cli.observe.telemetry import Telemetry
+    @metrics.setter
+    def metrics(self, metrics: DaemonMetrics | None) -> None:
+        self._metrics = metrics
+        self.gauges = None if metrics is None else Gauges(self.store, self.census, metrics)
 
-                self._telemetry = Telemetry(self.settings.redis_url, self.settings.namespace)
-            metrics.workers.set(len(self._telemetry.workers()))
-        except TelemetryUnavailable:
-            pass  # telemetry is optional: the gauge keeps its last value
+    @property
+    def leader(self) -> bool:
+        return self.leadership.leader
 
-    def _campaign(self) -> bool:
-        """Take or renew the lease. The lease is counted from before the statement was sent, so
-        this scheduler's idea of it always ends before the database's."""
-        sent = time.monotonic()
-        left = self.store.leader_acquire(self.name, self.settings.leader_lease)
-        if left is None:
-            if self.leader:
-                log.warning("event=leadership_lost scheduler=%s reason=lease_taken", self.name)
-            self.leader = False
-            return False
-        if not self.leader:
-            log.info("event=leadership_acquired scheduler=%s", self.name)
-        self.leader = True
-        self._lease_until = sent + left
-        return True
-
-    def _leading(self) -> bool:
-        """True while the lease surely holds; checked before each duty, so a leader whose pass
-        stalled past its lease stops there instead of working beside the new leader."""
-        if self.leader and time.monotonic() >= self._lease_until:
-            self.leader = False
-            log.warning("event=leadership_lost scheduler=%s reason=lease_expired", self.name)
-        return self.leader
+    # -- one pass -----------------------------------------------------------------------------
 
     def run_once(self) -> dict[str, Any]:
-        """One pass of every duty, if this scheduler leads. Returns what it did."""
+        """Campaign, and if this scheduler leads, run every duty that is due. Returns what each
+        did, by key. A duty that raises ends the pass (the loop decides what follows)."""
         try:
-            self._campaign()
-            if self.metrics is not None:
-                self.metrics.leader.set(1 if self.leader else 0)
-            if not self.leader:
+            leads = self.leadership.campaign()
+            if self._metrics is not None:
+                self._metrics.leader.set(1 if leads else 0)
+            if not leads:
                 return {"leader": False}
-            report: dict[str, Any] = {"leader": True}
-            started = time.monotonic()
-            duties: list[tuple[str, Any]] = [
-                ("fired", self.run_cron),
-                ("promoted", self.run_promote),
-                ("rescued", self.run_rescue),
-            ]
-            for key, duty in duties:
-                if not self._leading():
-                    return {**report, "leader": False}
-                report[key] = duty()
-            now = time.monotonic()
-            if now >= self._next_prune and self._leading():
-                report["pruned"] = pruned = self.run_prune()
-                # A full last batch means more is waiting: go on next pass instead of in a minute.
-                full = any(n >= PRUNE_BATCH * PRUNE_BATCHES for n in pruned.values())
-                self._next_prune = now + (0.0 if full else PRUNE_EVERY)
-            if now >= self._next_sweep and self._leading():
-                try:
-                    report["republished"] = self.run_sweep()
-                except BrokerUnavailable:
-                    report["republished"] = 0  # the broker is away: nothing to compare with yet
-                self._next_sweep = now + max(1.0, self.settings.republish_after / 3)
-            if self.metrics is not None and now >= self._next_gauges and self._leading():
-                self.run_gauges()
-                self._next_gauges = now + GAUGE_EVERY
-            report["pass_seconds"] = round(time.monotonic() - started, 4)
-            if not self._leading():
-                report["leader"] = False
-            return report
+            return self._run_duties()
         except JqError:
             # The lease may run out while the database is away: lead again only after renewing it.
-            self.leader = False
+            self.leadership.drop()
             raise
+
+    def _run_duties(self) -> dict[str, Any]:
+        # The lease is checked before each duty, so a pass that stalls past it stops at once.
+        leading = self.leadership.leading
+        report: dict[str, Any] = {"leader": True}
+        started = self.clock()
+        every_pass: tuple[tuple[str, Callable[[], Any]], ...] = (
+            ("fired", self.cron.run_once),
+            ("promoted", self.promoter.run_once),
+            ("rescued", self.rescuer.run_once),
+        )
+        for key, duty in every_pass:
+            if not leading():
+                return {**report, "leader": False}
+            report[key] = duty()
+        now = self.clock()
+        if now >= self._next_prune and leading():
+            report["pruned"] = pruned = self.pruner.run_once()
+            # A full last batch means more is waiting: go on next pass instead of in a minute.
+            self._next_prune = now + (0.0 if backlog_left(pruned) else PRUNE_EVERY)
+        if now >= self._next_sweep and leading():
+            try:
+                report["republished"] = self.sweeper.run_once()
+            except BrokerUnavailable:
+                report["republished"] = 0  # the broker is away: nothing to compare with yet
+            self._next_sweep = now + max(1.0, self.settings.republish_after / 3)
+        if self.gauges is not None and now >= self._next_gauges and leading():
+            self.gauges.run_once()
+            self._next_gauges = now + GAUGE_EVERY
+        report["pass_seconds"] = round(self.clock() - started, 4)
+        if not leading():
+            report["leader"] = False
+        return report
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def step(self, delay: float) -> float:
+        """One turn of the loop: the reload asked for, if any, then a pass. Returns the seconds
+        to wait before the next turn: the interval, or twice `delay` (up to BACKOFF_MAX) while a
+        service is away. Raises SchemaNotMigrated, StoreError and Conflict: a statement PostgreSQL
+        refuses is refused again on every pass, so the daemon stops with the error."""
+        if self.reload_requested.is_set():
+            self._reload()
+        try:
+            was_leader = self.leader
+            self.run_once()
+            if self.leader and not was_leader:
+                sdnotify.notify("STATUS=leading")
+            self._note(None)
+            return self.settings.scheduler_interval
+        except (SchemaNotMigrated, StoreError, Conflict):
+            raise
+        except JqError as exc:
+            # Without the database the lease cannot be shown: campaign again after reconnecting.
+            self.leadership.drop()
+            self._note(exc)
+            return min(delay * 2, BACKOFF_MAX)
+
+    def run(self) -> int:
+        if self._reachable():
+            self.store.require_schema()
+        log.info(
+            "event=scheduler_started scheduler=%s interval=%ss",
+            self.name,
+            self.settings.scheduler_interval,
+        )
+        sdnotify.notify("READY=1", "STATUS=waiting for leadership")
+        # Every scheduler rings the doorbell for jobs committed in applications' own transactions
+        # (docs/design.md, Invariants 7); the outbox drain keeps two of them from both publishing.
+        doorbell = Doorbell.from_settings(self.settings, self.name)
+        doorbell.start()
+        try:  # the doorbell stops however the loop ends
+            delay = self.settings.scheduler_interval
+            while not self.stopping.is_set():
+                delay = self.step(delay)
+                sdnotify.notify(watchdog=True)
+                self.stopping.wait(delay)
+            sdnotify.notify("STOPPING=1")
+        finally:
+            doorbell.stop()
+        with contextlib.suppress(JqError):
+            self.leadership.release()
+        self.close()
+        log.info("event=scheduler_stopped scheduler=%s", self.name)
+        return 0
+
+    def close(self) -> None:
+        """Close the connections for good."""
+        self.store.shutdown()
+        self.publisher.close()
+        self.census.close()
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -234,63 +270,13 @@ class Scheduler(Duties):
         fresh = fresh.model_copy(update={k: getattr(self.settings, k) for k in changed})
         logging.getLogger().setLevel(fresh.log_level.upper())
         self.settings = fresh
+        self._compose(fresh)
         log.info(
             "event=settings_reloaded log_level=%s interval=%ss restart_needed_for=%s",
             fresh.log_level,
             fresh.scheduler_interval,
             ",".join(changed) or "nothing",
         )
-
-    def run(self) -> int:
-        if self._reachable():
-            self.store.require_schema()
-        log.info(
-            "event=scheduler_started scheduler=%s interval=%ss",
-            self.name,
-            self.settings.scheduler_interval,
-        )
-        sdnotify.notify("READY=1", "STATUS=waiting for leadership")
-        # Issue 15: every scheduler rings the doorbell for jobs committed in applications' own
-        # transactions (jq_cli.scheduler.doorbell); the outbox drain keeps two of them from both publishing.
-        from jq_cli.scheduler.doorbell import Doorbell
-
-        doorbell = Doorbell(self.settings, self.name)
-        doorbell.start()
-        try:  # issue 15: the doorbell stops however the loop ends
-            delay = self.settings.scheduler_interval
-            while not self.stopping.is_set():
-                if self.reload_requested.is_set():
-                    self._reload()
-                try:
-                    was_leader = self.leader
-                    self.run_once()
-                    if self.leader and not was_leader:
-                        sdnotify.notify("STATUS=leading")
-                    self._note(None)
-                    delay = self.settings.scheduler_interval
-                except (SchemaNotMigrated, StoreError, Conflict):
-                    # Not an outage: a statement PostgreSQL refuses is refused again on every pass, so
-                    # the daemon stops with the error (and its service manager says so).
-                    raise
-                except JqError as exc:
-                    # Without the database the lease cannot be shown: campaign again after reconnecting.
-                    self.leader = False
-                    self._note(exc)
-                    delay = min(delay * 2, 5.0)
-                sdnotify.notify(watchdog=True)
-                self.stopping.wait(delay)
-            sdnotify.notify("STOPPING=1")
-        finally:
-            doorbell.stop()
-        if self.leader:
-            with contextlib.suppress(JqError):
-                self.store.leader_release(self.name)
-        self.store.shutdown()
-        self.publisher.close()
-        if self._telemetry is not None:
-            self._telemetry.close()
-        log.info("event=scheduler_stopped scheduler=%s", self.name)
-        return 0
 
     def _reachable(self) -> bool:
         try:

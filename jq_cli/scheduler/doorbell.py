@@ -1,6 +1,6 @@
 """The doorbell: publishes the jobs committed in applications' own transactions (and dependants
 released by their last parent) as soon as PostgreSQL announces the commit, instead of at the
-sweeper's next pass (DESIGN invariant 7).
+sweeper's next pass (docs/design.md, Invariants 7).
 
 A thread beside every `jq scheduler` (leader or not: the outbox drain skips rows another doorbell
 holds, so each job is published by one of them). It LISTENs on the namespace's channel, drains the
@@ -26,16 +26,24 @@ DRAIN_BATCH = 1000
 
 
 class Doorbell:
-    def __init__(self, settings: Settings, name: str = "doorbell") -> None:
-        self.settings = settings
-        self.outbox = OutboxQueries(
-            settings.database_url, settings.namespace, application_name=f"jq-doorbell {name}"
-        )
-        self.publisher = Publisher(settings.rabbitmq_url, settings.namespace)
+    """Drains the outbox (job_outbox_drain) through its own publisher: its own connections, as
+    it runs on its own thread and a pika connection is not thread-safe."""
+
+    def __init__(self, outbox: OutboxQueries, publisher: Publisher) -> None:
+        self.outbox = outbox
+        self.publisher = publisher
         self.stopping = threading.Event()
         self.published = 0
         self._listening = False
         self._thread: threading.Thread | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, name: str = "doorbell") -> Doorbell:
+        """A doorbell with connections of its own to the settings' database and broker."""
+        outbox = OutboxQueries(
+            settings.database_url, settings.namespace, application_name=f"jq-doorbell {name}"
+        )
+        return cls(outbox, Publisher(settings.rabbitmq_url, settings.namespace))
 
     def _publish(self, rows: Sequence[JobRef]) -> None:
         # Raises BrokerUnavailable: the drain rolls back and the rows wait for the next one.

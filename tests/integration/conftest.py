@@ -236,7 +236,7 @@ def start_scheduler(settings: Settings) -> Iterator[Callable[..., object]]:
 
 @pytest.fixture
 def make_scheduler(settings):
-    """Schedulers driven by hand (run_once, run_rescue ...) rather than by their loop."""
+    """Schedulers driven by hand (run_once, rescuer.run_once ...) rather than by their loop."""
     from jq_cli.scheduler.daemon import Scheduler
 
     made: list = []

@@ -131,10 +131,10 @@ def test_the_scheduler_prunes_the_audit_log_by_its_own_retention(settings, ops, 
         " (SELECT id FROM audit_log ORDER BY id LIMIT 2)"
     )
     kept = make_settings(settings.namespace, audit_retention="30d")
-    assert Scheduler(kept).run_prune().get("audit") is None
+    assert Scheduler(kept).pruner.run_once().get("audit") is None
     assert len(audit_rows(store)) == 3
     short = make_settings(settings.namespace, audit_retention="7d")
-    assert Scheduler(short).run_prune()["audit"] == 2
+    assert Scheduler(short).pruner.run_once()["audit"] == 2
     assert len(audit_rows(store)) == 1
 
 

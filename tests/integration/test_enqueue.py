@@ -51,7 +51,7 @@ def test_rolled_back_transaction_leaves_no_job_and_no_message(ops, store, publis
     assert counts(store) == (0, 0)
     assert ready(publisher) == 0
     # The doorbell finds nothing to publish either.
-    bell = Doorbell(ops.settings)
+    bell = Doorbell.from_settings(ops.settings)
     try:
         assert bell.run_once(timeout=0) == 0
     finally:
@@ -88,14 +88,14 @@ def test_transaction_held_open_past_the_sweeper_age_is_neither_published_nor_swe
     nothing."""
     scheduler = Scheduler(settings)
     sweeps: list[int] = []
-    real_sweep = scheduler.run_sweep
+    real_sweep = scheduler.sweeper.run_once
 
     def counting_sweep() -> int:
         n = real_sweep()
         sweeps.append(n)
         return n
 
-    scheduler.run_sweep = counting_sweep  # type: ignore[method-assign]
+    scheduler.sweeper.run_once = counting_sweep  # type: ignore[method-assign]
     thread = threading.Thread(target=scheduler.run, daemon=True)
     thread.start()
     try:
@@ -130,7 +130,7 @@ def test_crash_between_commit_and_publish_loses_nothing(
     app_conn.commit()
     assert counts(store) == (1, 1)
     dead_broker = make_settings(settings.namespace, rabbitmq_url="amqp://guest:guest@127.0.0.1:1/")
-    bell = Doorbell(dead_broker)
+    bell = Doorbell.from_settings(dead_broker)
     try:
         with pytest.raises(BrokerUnavailable):
             bell.run_once(timeout=0)
@@ -147,7 +147,7 @@ def test_crash_between_commit_and_publish_loses_nothing(
 def test_two_doorbells_publish_each_job_once(ops, store, publisher, app_conn, settings):
     ids = ops.submit_many([{"job_type": "noop"} for _ in range(300)], connection=app_conn)
     app_conn.commit()
-    bells = [Doorbell(settings, f"bell{i}") for i in range(2)]
+    bells = [Doorbell.from_settings(settings, f"bell{i}") for i in range(2)]
     barrier = threading.Barrier(2)
 
     def drain(bell: Doorbell) -> None:

@@ -57,7 +57,7 @@ def test_a_pause_survives_worker_and_scheduler_restarts(
         "UPDATE jobs SET published_at = now() - interval '1 hour' WHERE id = ANY(%s)", (held,)
     )
     scheduler = make_scheduler("s1")
-    assert scheduler.run_sweep() == 0
+    assert scheduler.sweeper.run_once() == 0
     # ...and a new worker obeys it too.
     second = start_worker(queues=["other"])
     free = ops.submit("noop", {}, queue="default")
@@ -65,7 +65,7 @@ def test_a_pause_survives_worker_and_scheduler_restarts(
     store._run(
         "UPDATE jobs SET published_at = now() - interval '1 hour' WHERE id = ANY(%s)", (held,)
     )
-    assert sweeper.run_sweep() == 0
+    assert sweeper.sweeper.run_once() == 0
     ops.queue_resume("other")
     wait_for(lambda: states(store, held) == {"completed"}, what="the jobs after resume")
     assert second.worker.processed >= len(held)

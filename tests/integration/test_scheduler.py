@@ -145,9 +145,9 @@ def test_sweeper_republishes_only_the_missing_messages(
     wait_ready(publisher, 1)
     backdate_published(store, 60)
     scheduler = make_scheduler("sweeper")
-    assert scheduler.run_sweep() == 2
+    assert scheduler.sweeper.run_once() == 2
     wait_ready(publisher, 3)
-    assert scheduler.run_sweep() == 0  # just published: nothing is stale any more
+    assert scheduler.sweeper.run_once() == 0  # just published: nothing is stale any more
     # One message per job, each once: the second sweep published nothing.
     assert sorted(published_before_a_marker(settings, scheduler)) == sorted(ids)
     start_worker()
@@ -174,11 +174,11 @@ def test_sweeper_does_not_republish_the_messages_a_busy_worker_holds(
     backdate_published(store, 60)  # every queued job looks long unpublished
     scheduler = make_scheduler("sweeper")
     # Queued 4 = ready 2 + held 2: nothing is missing (counting ready only re-published 2).
-    assert scheduler.run_sweep() == 0
+    assert scheduler.sweeper.run_once() == 0
     assert ready(publisher) == 2
     # Two messages really go missing: exactly those two are published again.
     assert publisher.purge("default") == 2
-    assert scheduler.run_sweep() == 2
+    assert scheduler.sweeper.run_once() == 2
     wait_ready(publisher, 2)
     telemetry.close()
     ops.cancel(ids)
@@ -194,7 +194,7 @@ def test_sweeper_warns_when_messages_are_missing_beyond_what_consumers_hold(
     publisher.purge("default")  # lost, and no consumer holds anything
     backdate_published(store, 60)
     with caplog.at_level(logging.INFO, logger="jq.scheduler"):
-        assert make_scheduler("sweeper").run_sweep() == 2
+        assert make_scheduler("sweeper").sweeper.run_once() == 2
     swept = [r for r in caplog.records if "event=messages_republished" in r.getMessage()]
     assert [r.levelno for r in swept] == [logging.WARNING]
 
@@ -256,13 +256,13 @@ def test_leader_whose_pass_outlives_its_lease_stops_before_the_next_duty(
     a, b = make_scheduler("a"), make_scheduler("b")
     assert a.run_once()["leader"] is True
     # As if the pass had stalled past the lease: its own clock says the lease is over.
-    a._lease_until = 0.0
+    a.leadership.lease_until = 0.0
     store._run("UPDATE leaders SET leader_until = now() - interval '1 second'")
     assert b.run_once()["leader"] is True
     job_id = ops.submit("noop", {}, delay=0.05)
     run_at = ops.get(job_id)["run_at"]
     wait_for(lambda: store.now() > run_at, 5, what="the due time to pass")
-    assert a._leading() is False
+    assert a.leadership.leading() is False
     assert a.run_once() == {"leader": False}  # it campaigns and finds the lease taken
     assert ops.get(job_id)["state"] == "scheduled"  # a promoted nothing
 
@@ -312,17 +312,17 @@ def test_rescue_requeues_a_running_job_whose_lease_expired(
 ):
     job_id = claim_as_ghost(ops, store, publisher)
     scheduler = make_scheduler("rescuer")
-    assert scheduler.run_rescue() == {}  # the lease is still valid: the job is left alone
+    assert scheduler.rescuer.run_once() == {}  # the lease is still valid: the job is left alone
     assert ops.get(job_id)["state"] == "running"
     expire_lease(store, job_id)
-    assert scheduler.run_rescue() == {"queued": 1}
+    assert scheduler.rescuer.run_once() == {"queued": 1}
     job = ops.get(job_id)
     assert job["state"] == "queued" and job["worker"] is None
     assert [a["outcome"] for a in job["attempt_history"]] == ["lost"]
     assert job["attempt_history"][0]["finished_at"] is not None
     assert "ghost:1:dead" in job["last_error"]
     wait_ready(publisher, 1)  # published again
-    assert scheduler.run_rescue() == {}  # once
+    assert scheduler.rescuer.run_once() == {}  # once
     start_worker(name="alive")
     job = wait_state(ops, job_id, "completed")
     assert [a["outcome"] for a in job["attempt_history"]] == ["lost", "completed"]
@@ -335,7 +335,7 @@ def test_rescue_of_a_job_on_its_last_attempt_makes_it_dead(
     job_id = claim_as_ghost(ops, store, publisher, max_retries=0)
     expire_lease(store, job_id)
     scheduler = make_scheduler("rescuer")
-    assert scheduler.run_rescue() == {"dead": 1}
+    assert scheduler.rescuer.run_once() == {"dead": 1}
     job = ops.get(job_id)
     assert job["state"] == "dead" and job["finished_at"] is not None
     assert published_before_a_marker(settings, scheduler) == []  # nothing to run
@@ -348,7 +348,7 @@ def test_rescue_of_a_job_being_cancelled_makes_it_cancelled(
     assert ops.cancel([job_id]).changed == {job_id: "cancelling"}
     expire_lease(store, job_id)
     scheduler = make_scheduler("rescuer")
-    assert scheduler.run_rescue() == {"cancelled": 1}
+    assert scheduler.rescuer.run_once() == {"cancelled": 1}
     assert ops.get(job_id)["state"] == "cancelled"
     assert published_before_a_marker(settings, scheduler) == []
 

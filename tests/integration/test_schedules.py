@@ -75,7 +75,7 @@ def test_two_schedulers_racing_create_exactly_one_job_per_tick(ops, store, make_
 
     def race(s: Scheduler) -> None:
         while not stop.is_set():
-            s.run_cron()
+            s.cron.run_once()
             time.sleep(0.01)
 
     threads = [threading.Thread(target=race, args=(s,)) for s in racers]
@@ -94,12 +94,12 @@ def test_two_schedulers_racing_create_exactly_one_job_per_tick(ops, store, make_
 def test_a_retried_tick_creates_no_second_job(ops, store, make_scheduler):
     ops.schedule_add("tick", "noop", EVERY_SECOND)
     s = make_scheduler("a")
-    wait_for(lambda: s.run_cron() == 1, 10, what="a tick")
+    wait_for(lambda: s.cron.run_once() == 1, 10, what="a tick")
     ((fired, _),) = ticks(store, "tick")
     # The timer is rolled back to the tick already fired, as a scheduler that retried a transaction
     # it believed lost (or restored from an old backup) would see it.
     set_next_fire(store, "tick", fired)
-    assert s.run_cron() == 0
+    assert s.cron.run_once() == 0
     assert ticks(store, "tick")[0] == (fired, 1)
     assert ops.schedule_get("tick")["next_fire_at"] > fired
 
@@ -155,7 +155,7 @@ def test_misfire_once_fires_one_job_for_the_ticks_missed_during_downtime(
     now = store.now()
     set_next_fire(store, "yearly", "2020-01-01T00:00:00Z")  # five years without a scheduler
     set_next_fire(store, "fast", now - timedelta(seconds=30))  # thirty seconds without one
-    make_scheduler("back").run_cron()
+    make_scheduler("back").cron.run_once()
     yearly = ticks(store, "yearly")
     assert yearly == [(datetime(now.year, 1, 1, tzinfo=UTC), 1)]  # one job, not five
     assert ops.schedule_get("yearly")["next_fire_at"] == datetime(now.year + 1, 1, 1, tzinfo=UTC)
@@ -171,16 +171,16 @@ def test_misfire_skip_fires_nothing_for_missed_ticks_and_resumes_at_the_next(
     ops.schedule_add("yearly", "noop", "0 0 1 1 *", misfire="skip")
     set_next_fire(store, "yearly", "2020-01-01T00:00:00Z")
     s = make_scheduler("back")
-    assert s.run_cron() == 0
+    assert s.cron.run_once() == 0
     assert ticks(store, "yearly") == []
     this_year = store.now().year
     assert ops.schedule_get("yearly")["next_fire_at"] == datetime(this_year + 1, 1, 1, tzinfo=UTC)
     # A fast schedule skips the backlog but fires its ticks again once the scheduler is back.
     ops.schedule_add("fast", "noop", EVERY_SECOND, misfire="skip")
     set_next_fire(store, "fast", store.now() - timedelta(minutes=10))
-    s.run_cron()
+    s.cron.run_once()
     assert len(ticks(store, "fast")) <= 1  # at most the tick of this very second
-    wait_for(lambda: s.run_cron() or len(ticks(store, "fast")) >= 2, 5, what="the next tick")
+    wait_for(lambda: s.cron.run_once() or len(ticks(store, "fast")) >= 2, 5, what="the next tick")
 
 
 # -- operations -----------------------------------------------------------------------------------
@@ -202,7 +202,7 @@ def test_schedule_lifecycle_pause_resume_run_now_edit_remove(ops, store, make_sc
     paused = ops.schedule_set_enabled("nightly", False)
     assert paused["enabled"] is False
     set_next_fire(store, "nightly", store.now() - timedelta(seconds=1))
-    assert make_scheduler("a").run_cron() == 0  # paused: due but not fired
+    assert make_scheduler("a").cron.run_once() == 0  # paused: due but not fired
     resumed = ops.schedule_set_enabled("nightly", True)
     assert resumed["next_fire_at"] > store.now()  # the pause's ticks are not misfires
     job_id = ops.schedule_run_now("nightly")
@@ -238,7 +238,7 @@ ZoneBerlin = ZoneInfo("Europe/Berlin")
 def test_retention_prunes_old_terminal_jobs_only_in_bounded_batches(
     ops, store, make_scheduler, monkeypatch
 ):
-    import jq_cli.scheduler.daemon as scheduler_module
+    import jq_cli.scheduler.prune as prune_module
 
     ids = ops.submit_many([{"job_type": "noop", "payload": {"i": i}} for i in range(12)])
     states = ["completed"] * 5 + ["dead"] * 3 + ["cancelled"] * 2 + ["queued", "completed"]
@@ -270,13 +270,13 @@ def test_retention_prunes_old_terminal_jobs_only_in_bounded_batches(
             (days, days, job_id),
         )
     store._run("UPDATE jobs SET created_at = now() - interval '400 days' WHERE id = %s", (ids[10],))
-    monkeypatch.setattr(scheduler_module, "PRUNE_BATCH", 2)
-    monkeypatch.setattr(scheduler_module, "PRUNE_BATCHES", 1)
+    monkeypatch.setattr(prune_module, "PRUNE_BATCH", 2)
+    monkeypatch.setattr(prune_module, "PRUNE_BATCHES", 1)
     s = make_scheduler("pruner")
-    first = s.run_prune()
+    first = s.pruner.run_once()
     assert first == {"completed": 2, "dead": 1, "cancelled": 2}  # at most one batch of 2 per state
-    assert s.run_prune() == {"completed": 2}
-    assert s.run_prune() == {}
+    assert s.pruner.run_once() == {"completed": 2}
+    assert s.pruner.run_once() == {}
     left = {r["id"] for r in store._all("SELECT id FROM jobs")}
     assert left == {
         ids[4],

@@ -473,7 +473,7 @@ def test_worker_that_gets_its_own_rescued_job_back_keeps_the_new_run_leased(
                 " WHERE id = %s AND state = 'running' AND run_count = 1",
                 (job_id,),
             )
-            return rescuer.run_rescue() == {"queued": 1}
+            return rescuer.rescuer.run_once() == {"queued": 1}
 
         wait_for(rescued, 15, what="a rescue of the expired lease")
     finally:
