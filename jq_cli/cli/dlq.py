@@ -120,11 +120,11 @@ def dlq_edit(
     editor closed without saving, or no change, retries nothing)."""
     import json
 
-    import click
-
+    from jq_cli.cli.editor import edit_text, resolve_editor
     from jq_cli.errors import InvalidTransition
     from jq_cli.model.jobspec import parse_payload_text
 
+    editor = resolve_editor()  # before any service is asked: a bad $EDITOR is a usage error
     with operations() as ops:
         job = ops.get(job_id)
         if job["state"] != "dead":
@@ -133,8 +133,7 @@ def dlq_edit(
                 state=job["state"],
             )
         before = json.dumps(job["payload"], indent=2, ensure_ascii=False) + "\n"
-        # click.edit: $VISUAL, then $EDITOR, on a temporary file it removes afterwards.
-        after = click.edit(before, extension=".json", require_save=True)
+        after = edit_text(before, editor)
         edited = None if after is None else parse_payload_text(after, "the edited payload")
         if edited is None or edited == job["payload"]:
             print(f"job {job_id}: payload unchanged, not retried")
