@@ -218,7 +218,7 @@ def test_bulk_submit_from_a_file_inserts_every_job(run_cli, store, tmp_path):
         ),
         encoding="utf-8",
     )
-    result = one_json(run_cli("submit", "--file", str(path), "--json"))
+    result = one_json(run_cli("submit", "--file", str(path), "--new-queue", "--json"))
     assert result["count"] == 3 and result["created"] == 3
     rows = [store.job_get(i) for i in result["ids"]]
     assert [(r["job_type"], r["state"]) for r in rows] == [
