@@ -1,7 +1,7 @@
 """Pass a call meant for the JSON processor to the real `jq`: `jobq list -o jsonl | jq -c '.id'`
 must work in a shell where this package's `jq` comes first on PATH (an activated virtualenv).
-(Handing over and back is what a worker does with a job; this module only passes a command
-line on: docs/design.md, Daemons.)
+(The worker's word for giving a job to another worker, docs/design.md, Daemons, is not used
+here: this module only passes a command line on.)
 
 Only when invoked as `jq` (never as `jobq`), only when the arguments are plainly a call of the
 JSON processor (its options, or a first argument that is a filter and not one of our commands),

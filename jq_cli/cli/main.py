@@ -22,7 +22,7 @@ from typer.core import TyperGroup
 from jq_cli.cli import admin, audit, daemons, jobs, show
 from jq_cli.cli.admin import db_app, help_app
 from jq_cli.cli.dlq import dlq_app
-from jq_cli.cli.handover import hand_over_if_asked
+from jq_cli.cli.json_processor import pass_to_json_processor_if_asked
 from jq_cli.cli.queues import queue_app
 from jq_cli.cli.schedules import schedule_app
 
@@ -143,7 +143,7 @@ def main() -> None:
     logging.getLogger("pika").setLevel(
         logging.CRITICAL
     )  # jq says what failed, once, in its own words
-    hand_over_if_asked(sys.argv, COMMANDS)
+    pass_to_json_processor_if_asked(sys.argv, COMMANDS)
     raise SystemExit(run(sys.argv[1:], os.path.basename(sys.argv[0]) or "jq"))
 
 
