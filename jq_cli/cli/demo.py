@@ -27,6 +27,7 @@ from jq_cli.cli.output import duration, state_text
 from jq_cli.cli.self_command import self_command
 from jq_cli.client import Client
 from jq_cli.config import load_settings
+from jq_cli.model.words import plural
 
 PAGE = b"""<!doctype html><html><head><title>jq demo shop</title></head><body>
 <h1>Today's offers</h1>
@@ -178,7 +179,7 @@ def run_demo(timeout: float = 120.0) -> int:
     try:
         with Client(settings) as ops:
             ids = ops.submit_many(_samples(page_url))
-            out.print(f"submitted {len(ids)} sample jobs: {', '.join(map(str, ids))}")
+            out.print(f"submitted {plural(len(ids), 'sample job')}: {', '.join(map(str, ids))}")
             deadline = time.monotonic() + timeout
             with Live(console=out, refresh_per_second=4, transient=False) as live:
                 while True:

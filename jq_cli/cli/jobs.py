@@ -30,6 +30,7 @@ from jq_cli.cli.output import (
 )
 from jq_cli.cli.rows import OutputOpt, ViewOpt
 from jq_cli.cli.wait import follow
+from jq_cli.model.words import confirmed_notice, plural
 
 if TYPE_CHECKING:
     from jq_cli.client import Client
@@ -120,7 +121,7 @@ def submit(
             print_json({"count": len(ids), "created": sum(i.created for i in batch), "ids": ids})
         else:
             print(
-                f"submitted {len(ids)} jobs ({sum(i.created for i in batch)} new): "
+                f"submitted {plural(len(ids), 'job')} ({sum(i.created for i in batch)} new): "
                 f"{ids[0]}..{ids[-1]}"
                 if ids
                 else "submitted 0 jobs"
@@ -326,7 +327,7 @@ def retry(
     if json_out:
         print_json({"dry_run": dry_run, "count": done})
     else:
-        print(f"{'would retry' if dry_run else 'retried'} {done} jobs")
+        print(f"{'would retry' if dry_run else 'retried'} {plural(done, 'job')}")
 
 
 @handle_errors
@@ -359,7 +360,7 @@ def cancel(
     if json_out:
         print_json({"dry_run": dry_run, "count": len(done), "ids": done})
     else:
-        print(f"{'would cancel' if dry_run else 'cancelled'} {len(done)} jobs")
+        print(f"{'would cancel' if dry_run else 'cancelled'} {plural(len(done), 'job')}")
 
 
 @handle_errors
@@ -390,21 +391,29 @@ def purge(
 
     age = parse_duration(older_than, "older-than") if older_than else None
     with operations() as ops:
-        count = ops.purge(state=state, older_than=age, job_type=job_type, queue=queue, dry_run=True)
-        if not dry_run and count:
-            confirm(f"delete {count} {state} jobs?", yes)
+        confirmed, cutoff = ops.purge_count(
+            state=state, older_than=age, job_type=job_type, queue=queue
+        )
+        count = confirmed
+        if not dry_run and confirmed:
+            confirm(f"delete {plural(confirmed, f'{state} job')}?", yes)
+            # The jobs confirmed, no more: finished by the count's time, at most that many.
             count = ops.purge(
                 state=state,
                 older_than=age,
                 job_type=job_type,
                 queue=queue,
                 on_progress=progress("deleted"),
+                finished_by=cutoff,
+                at_most=confirmed,
             )
             end_progress()
     if json_out:
         print_json({"dry_run": dry_run, "state": state, "count": count})
+    elif dry_run:
+        print(f"would delete {plural(count, f'{state} job')}")
     else:
-        print(f"{'would delete' if dry_run else 'deleted'} {count} {state} jobs")
+        print(confirmed_notice("deleted", count, confirmed, f"{state} job"))
 
 
 @handle_errors

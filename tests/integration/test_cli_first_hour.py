@@ -90,3 +90,24 @@ def test_list_with_an_unknown_queue_or_type_says_so_instead_of_printing_nothing(
     assert queue.returncode == 2 and "did you mean 'default'?" in queue.stderr
     fine = run_cli("list", "--type", "send_email", "--queue", "default")
     assert fine.returncode == 0 and "send_email" in fine.stdout
+
+
+# -- a count confirmed is the count acted on; one job is "1 job" ---------------------------------
+
+
+def test_purge_after_its_count_deletes_no_job_that_finished_since(ops, store):
+    first = dead(ops, store)
+    count, cutoff = ops.purge_count(state="dead")
+    assert count == 1
+    later = dead(ops, store)  # dies while the operator reads the question
+    deleted = ops.purge(state="dead", finished_by=cutoff, at_most=count)
+    assert deleted == 1 and store.job_states([first, later]) == {later: "dead"}
+
+
+def test_messages_count_one_job_in_the_singular(ops, store, run_cli):
+    ops.submit("noop", {})
+    cancel = run_cli("cancel", "--state", "queued", "--dry-run")
+    assert cancel.returncode == 0 and cancel.stdout.strip() == "would cancel 1 job", cancel
+    dead(ops, store)
+    purge = run_cli("dlq", "purge", "--yes")
+    assert purge.returncode == 0 and purge.stdout.strip() == "deleted 1 dead job", purge
