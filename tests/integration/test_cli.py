@@ -148,6 +148,7 @@ def test_submit_json_prints_exactly_one_json_document(run_cli, store):
             "7",
             "--queue",
             "reports",
+            "--new-queue",
             "--json",
         )
     )
