@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -201,15 +202,64 @@ def _mask_one(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Settings from the environment and .env, with explicit overrides on top."""
+# The settings file every command reads when it is set (`jq --config FILE` sets it for the
+# command and the processes it starts): KEY=VALUE lines, # comments, as systemd's
+# EnvironmentFile= and daemons/jq.env.example. Its values win over the environment's.
+CONFIG_VARIABLE = "JQ_CONFIG"
+
+
+def _aliases() -> dict[str, str]:
+    """Every name a setting is read under (JQ_DATABASE_URL, DATABASE_URL, ...) to its field."""
+    names = {}
+    for field, info in Settings.model_fields.items():
+        alias = info.validation_alias
+        for choice in alias.choices if isinstance(alias, AliasChoices) else ():
+            if isinstance(choice, str):
+                names[choice.upper()] = field
+    return names
+
+
+def read_config_file(path: str) -> dict[str, str]:
+    """The settings of an env-format file, by field name. Raises InvalidInput for a file that
+    cannot be read and for a JQ_ key that names no setting (a typo would otherwise be ignored)."""
+    from dotenv import dotenv_values
+
+    from jq_cli.errors import InvalidInput, did_you_mean
+
+    if not os.path.isfile(path):
+        raise InvalidInput(f"--config: no such file {path}")
+    try:
+        raw = dotenv_values(path, encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"--config: cannot read {path}: {exc}") from None
+    aliases = _aliases()
+    values = {}
+    for key, value in raw.items():
+        if value is None:
+            continue
+        field = aliases.get(key.upper())
+        if field is None:
+            if key.upper().startswith("JQ_") and key.upper() != CONFIG_VARIABLE:
+                hint = did_you_mean(key.upper(), [a for a in aliases if a.startswith("JQ_")])
+                raise InvalidInput(f"--config {path}: unknown setting {key}{hint}")
+            continue  # another program's variable in a shared file
+        values[field] = value
+    return values
+
+
+def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
+    """Settings from the environment and .env, then the settings file (`config_file`, else the
+    one JQ_CONFIG names), then explicit overrides on top. Raises InvalidInput."""
     from pydantic import ValidationError
 
     from jq_cli.errors import InvalidInput
 
+    path = config_file or os.environ.get(CONFIG_VARIABLE) or None
+    values = read_config_file(path) if path else {}
     try:
-        return Settings(**overrides)
+        return Settings(**{**values, **overrides})
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or "settings"
-        raise InvalidInput(f"invalid setting {field}: {err['msg']}") from None
+        where = f" (from {path})" if path and field in values else ""
+        raise InvalidInput(f"invalid setting {field}{where}: {err['msg']}") from None

@@ -16,8 +16,16 @@ help_app = typer.Typer(help="Reference pages: exit-codes.", no_args_is_help=True
 
 @handle_errors
 def doctor(json_out: JsonOpt = False) -> None:
-    """Check PostgreSQL, RabbitMQ, Redis and the schema version."""
-    checks = operations().doctor()
+    """Check PostgreSQL, RabbitMQ, Redis and the schema version, naming the namespace checked."""
+    from jq_cli.ops.health import Check
+
+    client = operations()
+    namespace = client.settings.namespace
+    # The namespace first: a typo in JQ_NAMESPACE otherwise reads as an unmigrated database.
+    checks = [Check("namespace", True, f"{namespace} (JQ_NAMESPACE)"), *client.doctor()]
+    for c in checks:
+        if c.name == "schema" and not c.ok:
+            c.hint += f" (or, if {namespace!r} is a typo, set JQ_NAMESPACE)"
     if json_out:
         print_json([c.__dict__ for c in checks])
     else:
@@ -49,16 +57,26 @@ def db_migrate(json_out: JsonOpt = False) -> None:
 @db_app.command("status")
 @handle_errors
 def db_status(json_out: JsonOpt = False) -> None:
-    """The schema version applied and the one this jq needs."""
-    have, want = operations().schema_status()
+    """The schema version applied in this namespace (JQ_NAMESPACE) and the one this jq needs;
+    exit 3 when it is behind (the schema not migrated, as in `jq help exit-codes`)."""
+    from jq_cli.errors import SchemaNotMigrated
+
+    client = operations()
+    namespace = client.settings.namespace
+    have, want = client.schema_status()
     if json_out:
-        print_json({"version": have, "latest": want, "up_to_date": have >= want})
-    else:
-        print(
-            f"schema version {have} of {want}" + ("" if have >= want else ": run `jq db migrate`")
+        print_json(
+            {"namespace": namespace, "version": have, "latest": want, "up_to_date": have >= want}
         )
+    else:
+        hint = ""
+        if have == 0:
+            hint = f": run `jq db migrate`, or set JQ_NAMESPACE if {namespace!r} is a typo"
+        elif have < want:
+            hint = ": run `jq db migrate`"
+        print(f"schema version {have} of {want} in namespace {namespace!r}{hint}")
     if have < want:
-        raise typer.Exit(1)
+        raise typer.Exit(SchemaNotMigrated.exit_code)
 
 
 @help_app.command("exit-codes")

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jq_cli.config import Settings, load_settings, split_names
+from jq_cli.config import Settings, load_settings, read_config_file, split_names
 from jq_cli.errors import InvalidInput
 from jq_cli.observe.logs import LOG_FORMATS, setup_logging
 
@@ -15,22 +14,13 @@ if TYPE_CHECKING:
 
 
 def settings_loader(config: str | None) -> Callable[[], Settings]:
-    """Settings from the environment, with an env-format file on top when given (`--config`):
-    the file SIGHUP re-reads, since a running process's environment cannot change. Values in
-    the file win over the environment: it is the more specific of the two."""
-    if config is None:
-        return load_settings
-    path = Path(config)
-    if not path.is_file():
-        raise InvalidInput(f"--config: no such file {config}")
-
-    def load() -> Settings:
-        from dotenv import dotenv_values
-
-        values = {k: v for k, v in dotenv_values(path).items() if v is not None}
-        return load_settings(**values)
-
-    return load
+    """Settings from the environment, with an env-format file on top when given (`--config`, or
+    the JQ_CONFIG that `jq --config FILE` sets): the file SIGHUP re-reads, since a running
+    process's environment cannot change. Values in the file win over the environment: it is the
+    more specific of the two. Raises InvalidInput for a file that is not there."""
+    if config is not None:
+        read_config_file(config)  # a missing file fails now, not at the first reload
+    return lambda: load_settings(config_file=config)
 
 
 def find_modules(modules: list[str]) -> list[str]:

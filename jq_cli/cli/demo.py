@@ -24,8 +24,10 @@ from rich.table import Table
 from rich.text import Text
 
 from jq_cli.cli.output import duration, state_text
+from jq_cli.cli.self_command import self_command
 from jq_cli.client import Client
 from jq_cli.config import load_settings
+from jq_cli.model.words import plural
 
 PAGE = b"""<!doctype html><html><head><title>jq demo shop</title></head><body>
 <h1>Today's offers</h1>
@@ -177,7 +179,7 @@ def run_demo(timeout: float = 120.0) -> int:
     try:
         with Client(settings) as ops:
             ids = ops.submit_many(_samples(page_url))
-            out.print(f"submitted {len(ids)} sample jobs: {', '.join(map(str, ids))}")
+            out.print(f"submitted {plural(len(ids), 'sample job')}: {', '.join(map(str, ids))}")
             deadline = time.monotonic() + timeout
             with Live(console=out, refresh_per_second=4, transient=False) as live:
                 while True:
@@ -241,14 +243,23 @@ def _outcome(out: Console, jobs: list[dict[str, Any]]) -> None:
     counts: dict[str, int] = {}
     for job in jobs:
         counts[job["state"]] = counts.get(job["state"], 0) + 1
+    # The hints name this program as the shell that ran it can run it: after `make run`, `jq`
+    # on PATH is usually the JSON processor (jq_cli/cli/self_command.py).
+    jq = self_command()
     out.print(
         "all jobs terminal: "
         + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-        + ". Try `jq show ID`, `jq dlq list`, `jq stats`."
+        + f". Try `{jq} show ID`, `{jq} dlq list`, `{jq} stats`.",
+        highlight=False,
+        soft_wrap=True,  # one line, however long the path: it is meant to be pasted
     )
     retried = [j["id"] for j in jobs if j["state"] == "completed" and j["attempts"] > 1]
     dead = [j["id"] for j in jobs if j["state"] == "dead"]
     if retried:
         out.print(f"retried, then completed: {', '.join(map(str, retried))}")
     if dead:
-        out.print(f"in the dead-letter queue (jq dlq list): {', '.join(map(str, dead))}")
+        out.print(
+            f"in the dead-letter queue ({jq} dlq list): {', '.join(map(str, dead))}",
+            highlight=False,
+            soft_wrap=True,
+        )

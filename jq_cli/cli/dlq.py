@@ -10,6 +10,7 @@ import typer
 from jq_cli.cli.options import DryRunOpt, JsonOpt, YesOpt, confirm, operations
 from jq_cli.cli.output import end_progress, handle_errors, print_json, print_report, progress
 from jq_cli.cli.rows import OutputOpt
+from jq_cli.model.words import confirmed_notice, plural
 
 dlq_app = typer.Typer(
     help="The dead-letter queue: jobs that exhausted their attempts.", no_args_is_help=True
@@ -72,7 +73,7 @@ def dlq_retry(
     if json_out:  # dry_run only when asked: the document's shape before --dry-run existed
         print_json({**({"dry_run": True} if dry_run else {}), "count": done})
     else:
-        print(f"{'would retry' if dry_run else 'retried'} {done} dead jobs")
+        print(f"{'would retry' if dry_run else 'retried'} {plural(done, 'dead job')}")
 
 
 @dlq_app.command("purge")
@@ -92,23 +93,29 @@ def dlq_purge(
 
     age = parse_duration(older_than, "older-than") if older_than else None
     with operations() as ops:
-        count = ops.purge(
-            state="dead", job_type=job_type, queue=queue, older_than=age, dry_run=True
+        confirmed, cutoff = ops.purge_count(
+            state="dead", job_type=job_type, queue=queue, older_than=age
         )
-        if count and not dry_run:
-            confirm(f"delete {count} dead jobs?", yes)
+        count = confirmed
+        if confirmed and not dry_run:
+            confirm(f"delete {plural(confirmed, 'dead job')}?", yes)
+            # The jobs confirmed, no more: finished by the count's time, at most that many.
             count = ops.purge(
                 state="dead",
                 job_type=job_type,
                 queue=queue,
                 older_than=age,
                 on_progress=progress("deleted"),
+                finished_by=cutoff,
+                at_most=confirmed,
             )
             end_progress()
     if json_out:
         print_json({**({"dry_run": True} if dry_run else {}), "count": count})
+    elif dry_run:
+        print(f"would delete {plural(count, 'dead job')}")
     else:
-        print(f"{'would delete' if dry_run else 'deleted'} {count} dead jobs")
+        print(confirmed_notice("deleted", count, confirmed, "dead job"))
 
 
 @dlq_app.command("edit")
@@ -120,11 +127,11 @@ def dlq_edit(
     editor closed without saving, or no change, retries nothing)."""
     import json
 
-    import click
-
+    from jq_cli.cli.editor import edit_text, resolve_editor
     from jq_cli.errors import InvalidTransition
     from jq_cli.model.jobspec import parse_payload_text
 
+    editor = resolve_editor()  # before any service is asked: a bad $EDITOR is a usage error
     with operations() as ops:
         job = ops.get(job_id)
         if job["state"] != "dead":
@@ -133,8 +140,7 @@ def dlq_edit(
                 state=job["state"],
             )
         before = json.dumps(job["payload"], indent=2, ensure_ascii=False) + "\n"
-        # click.edit: $VISUAL, then $EDITOR, on a temporary file it removes afterwards.
-        after = click.edit(before, extension=".json", require_save=True)
+        after = edit_text(before, editor)
         edited = None if after is None else parse_payload_text(after, "the edited payload")
         if edited is None or edited == job["payload"]:
             print(f"job {job_id}: payload unchanged, not retried")

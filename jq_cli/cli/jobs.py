@@ -6,7 +6,7 @@
 # each run, and as strings each one is compiled and evaluated again (about 30 ms of `jq --help`).
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -30,6 +30,10 @@ from jq_cli.cli.output import (
 )
 from jq_cli.cli.rows import OutputOpt, ViewOpt
 from jq_cli.cli.wait import follow
+from jq_cli.model.words import confirmed_notice, plural
+
+if TYPE_CHECKING:
+    from jq_cli.client import Client
 
 
 @handle_errors
@@ -45,8 +49,19 @@ def submit(
         int | None, typer.Option(help="Retries after the first attempt.")
     ] = None,
     queue: Annotated[
-        str | None, typer.Option(help="The queue to submit to (default: the type's, else default).")
+        str | None,
+        typer.Option(
+            help="The queue to submit to (default: the type's, else default); it must exist "
+            "(have jobs, a worker, a pause or a limit) unless --new-queue is given."
+        ),
     ] = None,
+    new_queue: Annotated[
+        bool,
+        typer.Option(
+            "--new-queue",
+            help="Allow a queue that does not exist yet (on purpose: no worker may read it).",
+        ),
+    ] = False,
     delay: Annotated[str | None, typer.Option(help="Run later: 30s, 5m, 2h, 1d.")] = None,
     at: Annotated[str | None, typer.Option(help="Run at an ISO 8601 time.")] = None,
     idempotency_key: Annotated[
@@ -96,6 +111,8 @@ def submit(
             )
         numbered = read_jobs_file(file)
         with operations() as ops:
+            if not new_queue:
+                _check_file_queues(ops, numbered)
             batch = ops.submit_many_detailed(
                 [job for _, job in numbered], where="line", numbers=[n for n, _ in numbered]
             )
@@ -104,7 +121,7 @@ def submit(
             print_json({"count": len(ids), "created": sum(i.created for i in batch), "ids": ids})
         else:
             print(
-                f"submitted {len(ids)} jobs ({sum(i.created for i in batch)} new): "
+                f"submitted {plural(len(ids), 'job')} ({sum(i.created for i in batch)} new): "
                 f"{ids[0]}..{ids[-1]}"
                 if ids
                 else "submitted 0 jobs"
@@ -137,6 +154,12 @@ def submit(
         }
     )
     with operations() as ops:
+        from jq_cli.ops.names import check_queues
+
+        if queue is not None and not new_queue:
+            # A misspelt queue would take the job where no worker reads it (docs/design.md,
+            # Invariants 1: accepted means it ends terminal), so it is refused before the insert.
+            check_queues(ops, [queue], new_queue_flag="--new-queue")
         inserted = ops.submit_request(request)
         if not wait:
             if json_out:
@@ -159,6 +182,30 @@ def submit(
     raise typer.Exit(0 if job["state"] == "completed" else 1)
 
 
+def _check_file_queues(ops: "Client", numbered: list[tuple[int, dict[str, Any]]]) -> None:
+    """Refuse a jobs file whose queue is unknown, naming its first line; a queue that is not a
+    valid name is left to the submit, which names the line too. Raises UnknownName."""
+    from jq_cli.errors import InvalidInput
+    from jq_cli.model.jobspec import check_name
+    from jq_cli.ops.names import UnknownName, new_queue_escape, unknown_name_error, unknown_queues
+
+    lines: dict[str, int] = {}
+    for number, job in numbered:
+        queue = job.get("queue")
+        if not isinstance(queue, str) or queue in lines:
+            continue
+        try:
+            check_name(queue, "queue")
+        except InvalidInput:
+            continue
+        lines[queue] = number
+    unknown, known = unknown_queues(ops, lines)
+    if unknown:
+        first = min(unknown, key=lines.__getitem__)
+        error = unknown_name_error("queue", first, known, new_queue_escape("--new-queue"))
+        raise UnknownName(f"line {lines[first]}: {error.message}")
+
+
 def _parent_ids(after: str | None) -> list[int]:
     """The ids of `--after 12,13`. Raises InvalidInput."""
     from jq_cli.errors import InvalidInput
@@ -172,6 +219,13 @@ def _parent_ids(after: str | None) -> list[int]:
     if not ids or any(i < 1 for i in ids):
         raise InvalidInput(f"--after takes job ids (1 or more), got {after!r}")
     return ids
+
+
+def _each(values: list[str] | None) -> list[str]:
+    """The names of a repeatable, comma-separated option (`--queue a,b --queue c`)."""
+    from jq_cli.config import split_names
+
+    return [name for value in values or [] for name in split_names(value)]
 
 
 AnyOf = "; repeat it or separate values with commas for any of them."
@@ -203,6 +257,11 @@ def list_(
     # On a terminal, one row more than the page tells whether to say that more exist.
     tell = sys.stdout.isatty() and fmt in (Format.table, Format.wide) and limit < 10_000
     with operations() as ops:
+        from jq_cli.ops.names import check_queues, check_types
+
+        # A misspelt filter would answer with nothing, which reads as "no such jobs".
+        check_queues(ops, _each(queue))
+        check_types(ops, _each(job_type))
         jobs = ops.list_jobs(
             state=state,
             job_type=job_type,
@@ -268,7 +327,7 @@ def retry(
     if json_out:
         print_json({"dry_run": dry_run, "count": done})
     else:
-        print(f"{'would retry' if dry_run else 'retried'} {done} jobs")
+        print(f"{'would retry' if dry_run else 'retried'} {plural(done, 'job')}")
 
 
 @handle_errors
@@ -301,7 +360,7 @@ def cancel(
     if json_out:
         print_json({"dry_run": dry_run, "count": len(done), "ids": done})
     else:
-        print(f"{'would cancel' if dry_run else 'cancelled'} {len(done)} jobs")
+        print(f"{'would cancel' if dry_run else 'cancelled'} {plural(len(done), 'job')}")
 
 
 @handle_errors
@@ -332,21 +391,29 @@ def purge(
 
     age = parse_duration(older_than, "older-than") if older_than else None
     with operations() as ops:
-        count = ops.purge(state=state, older_than=age, job_type=job_type, queue=queue, dry_run=True)
-        if not dry_run and count:
-            confirm(f"delete {count} {state} jobs?", yes)
+        confirmed, cutoff = ops.purge_count(
+            state=state, older_than=age, job_type=job_type, queue=queue
+        )
+        count = confirmed
+        if not dry_run and confirmed:
+            confirm(f"delete {plural(confirmed, f'{state} job')}?", yes)
+            # The jobs confirmed, no more: finished by the count's time, at most that many.
             count = ops.purge(
                 state=state,
                 older_than=age,
                 job_type=job_type,
                 queue=queue,
                 on_progress=progress("deleted"),
+                finished_by=cutoff,
+                at_most=confirmed,
             )
             end_progress()
     if json_out:
         print_json({"dry_run": dry_run, "state": state, "count": count})
+    elif dry_run:
+        print(f"would delete {plural(count, f'{state} job')}")
     else:
-        print(f"{'would delete' if dry_run else 'deleted'} {count} {state} jobs")
+        print(confirmed_notice("deleted", count, confirmed, f"{state} job"))
 
 
 @handle_errors

@@ -22,7 +22,7 @@ from typer.core import TyperGroup
 from jq_cli.cli import admin, audit, daemons, jobs, show
 from jq_cli.cli.admin import db_app, help_app
 from jq_cli.cli.dlq import dlq_app
-from jq_cli.cli.handover import hand_over_if_asked
+from jq_cli.cli.json_processor import pass_to_json_processor_if_asked
 from jq_cli.cli.queues import queue_app
 from jq_cli.cli.schedules import schedule_app
 
@@ -79,8 +79,34 @@ def _root(
             "--version", callback=_print_version, is_eager=True, help="Print the version."
         ),
     ] = False,
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config",
+            metavar="FILE",
+            help="Read settings from this KEY=VALUE file (e.g. /etc/jq/jq.env; # comments "
+            "allowed); its values win over the environment's. Same as JQ_CONFIG=FILE.",
+        ),
+    ] = None,
 ) -> None:
     """jq: a job queue with PostgreSQL as the truth and RabbitMQ as the transport."""
+    if config is not None:
+        use_config_file(config)
+
+
+def use_config_file(path: str) -> None:
+    """Make every setting this command (and any process it starts) reads come from `path` too:
+    JQ_CONFIG, read by jq_cli.config.load_settings. The file is checked now, so that a bad one
+    is one `jq: error:` line and exit 2 before anything runs."""
+    from jq_cli.cli.output import fail
+    from jq_cli.config import CONFIG_VARIABLE, read_config_file
+    from jq_cli.errors import JqError
+
+    try:
+        read_config_file(path)
+    except JqError as exc:
+        fail(exc.message, exc.exit_code)
+    os.environ[CONFIG_VARIABLE] = os.path.abspath(path)
 
 
 def usage_line(exc: UsageError, prog: str) -> str:
@@ -117,7 +143,7 @@ def main() -> None:
     logging.getLogger("pika").setLevel(
         logging.CRITICAL
     )  # jq says what failed, once, in its own words
-    hand_over_if_asked(sys.argv, COMMANDS)
+    pass_to_json_processor_if_asked(sys.argv, COMMANDS)
     raise SystemExit(run(sys.argv[1:], os.path.basename(sys.argv[0]) or "jq"))
 
 

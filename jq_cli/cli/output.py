@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
+from jq_cli.model.words import plural
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -55,7 +57,7 @@ def progress(verb: str) -> Callable[[int], None] | None:
 
     def show(done: int) -> None:
         # Erase to the end of the line afterwards too (the result printed next starts clean).
-        sys.stderr.write(f"\r{verb} {done} jobs so far ...\x1b[K")
+        sys.stderr.write(f"\r{verb} {plural(done, 'job')} so far ...\x1b[K")
         sys.stderr.flush()
 
     return show

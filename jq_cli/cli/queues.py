@@ -17,6 +17,14 @@ queue_app = typer.Typer(
 )
 
 NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The queue's name.")]
+NewQueueOpt = Annotated[
+    bool,
+    typer.Option(
+        "--new-queue",
+        help="Allow a queue that does not exist yet (e.g. to set it up before its first job); "
+        "without it a name no queue has is refused with a did-you-mean.",
+    ),
+]
 
 QUEUE_COLUMNS = [
     Column("QUEUE", lambda q: q["name"]),
@@ -53,9 +61,13 @@ def queue_list(output: OutputOpt = None, json_out: JsonOpt = False) -> None:
 
 @queue_app.command("pause")
 @handle_errors
-def queue_pause(name: NameArg, json_out: JsonOpt = False) -> None:
+def queue_pause(name: NameArg, new_queue: NewQueueOpt = False, json_out: JsonOpt = False) -> None:
     """Stop starting jobs of this queue on every worker; its jobs stay queued."""
+    from jq_cli.ops.names import check_queues
+
     with operations() as ops:
+        if not new_queue:
+            check_queues(ops, [name], new_queue_flag="--new-queue")
         done = ops.queue_pause(name)
     if json_out:
         print_json(done)
@@ -67,7 +79,10 @@ def queue_pause(name: NameArg, json_out: JsonOpt = False) -> None:
 @handle_errors
 def queue_resume(name: NameArg, json_out: JsonOpt = False) -> None:
     """Start this queue's jobs again."""
+    from jq_cli.ops.names import check_queues
+
     with operations() as ops:
+        check_queues(ops, [name])
         done = ops.queue_resume(name)
     if json_out:
         print_json(done)
@@ -86,10 +101,15 @@ def queue_limit(
     key: Annotated[
         str | None, typer.Option(help="Count per value of this payload field (e.g. host).")
     ] = None,
+    new_queue: NewQueueOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Limit a queue across every worker (neither --concurrency nor --rate: no limit)."""
+    from jq_cli.ops.names import check_queues
+
     with operations() as ops:
+        if not new_queue:
+            check_queues(ops, [name], new_queue_flag="--new-queue")
         done = ops.queue_limit(name, concurrency=concurrency, rate=rate, key=key)
     if json_out:
         print_json(done)

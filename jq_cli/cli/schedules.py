@@ -19,6 +19,7 @@ from jq_cli.cli.options import (
 )
 from jq_cli.cli.output import console, handle_errors, print_fields, print_json, state_text
 from jq_cli.cli.rows import OutputOpt
+from jq_cli.model.words import plural
 
 if TYPE_CHECKING:
     from jq_cli.client import Client
@@ -293,13 +294,20 @@ def apply(
         bool, typer.Option("--prune", help="Remove schedules the file does not declare.")
     ] = False,
     dry_run: DryRunOpt = False,
+    yes: YesOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Make the database's schedules match FILE: add, update and (with --prune) remove."""
+    """Make the database's schedules match FILE: add, update and (with --prune) remove; a removal
+    is asked first, as `jq schedule rm` asks (--yes does not ask; no terminal and no --yes:
+    exit 5, nothing changed)."""
     from jq_cli.model.schedulespec import load_schedule_file
 
     specs = load_schedule_file(file)
     with operations() as ops:
+        if prune and not dry_run:
+            doomed = ops.schedule_apply(specs, prune=True, dry_run=True)["removed"]
+            if doomed:
+                confirm(f"delete {plural(len(doomed), 'schedule')} ({', '.join(doomed)})?", yes)
         result = ops.schedule_apply(specs, prune=prune, dry_run=dry_run)
     if json_out:
         print_json({"dry_run": dry_run, **result})

@@ -10,6 +10,7 @@ import typer
 from jq_cli.cli.options import JsonOpt, operations
 from jq_cli.cli.output import console, handle_errors, print_json, state_text
 from jq_cli.cli.rows import ViewOpt
+from jq_cli.model.words import plural
 
 TRACEBACK_LINES = 6  # of each failed attempt's traceback, `jq show` prints the last ones
 
@@ -126,7 +127,7 @@ def render_job(job: dict[str, Any], timeline: list[dict[str, Any]], graph: dict[
                 out.print(
                     f"[bold]attempt {a['number']} traceback[/]"
                     + (
-                        f" [dim]({folded} lines folded; --json has them all)[/]"
+                        f" [dim]({plural(folded, 'line')} folded; --json has them all)[/]"
                         if folded > 0
                         else ""
                     )

@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from jq_cli.cli.output import state_text
+from jq_cli.model.words import plural
 
 
 def render_stats(out: Console, data: dict[str, Any]) -> None:
@@ -32,7 +33,8 @@ def render_stats(out: Console, data: dict[str, Any]) -> None:
         + ", ".join(f"{p} {n}" for p, n in data["queued_by_priority"].items())
     )
     if data.get("limited"):
-        out.print(f"limited: {data['limited']} jobs wait for a concurrency or rate limit")
+        waiting = plural(data["limited"], "job waits", "jobs wait")
+        out.print(f"limited: {waiting} for a concurrency or rate limit")
     if data["broker_error"]:
         out.print(f"[yellow]broker: {data['broker_error']}[/]")
 

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from jq_cli import __version__
 from jq_cli.client import Client
 from jq_cli.config import Settings, load_settings
-from jq_cli.http import jobs, problems, schedules, service
+from jq_cli.http import docs, jobs, problems, schedules, service
 from jq_cli.http.gate import Gate
 from jq_cli.http.keys import ApiKeys
 from jq_cli.http.metrics import HttpMetrics
@@ -48,7 +48,7 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # http/docs.py serves the page and its assets itself: no CDN
         redoc_url=None,
         openapi_url="/openapi.json",
     )
@@ -56,6 +56,7 @@ def create_app(
     app.state.pool = pool
     app.state.metrics = metrics
     problems.install(app)
+    docs.install(app)
     for module in (jobs, schedules, service):
         app.include_router(module.router)
     # The gate labels a request it refuses before routing by matching these itself (the routers'

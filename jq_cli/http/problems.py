@@ -106,7 +106,11 @@ def validation_problem(exc: RequestValidationError) -> ProblemResponse:
     listed = [
         {"field": _where(tuple(e.get("loc", ()))), "message": _message(e)} for e in errors[:20]
     ]
-    detail = f"{listed[0]['field']}: {listed[0]['message']}"
+    # Every bad field in the detail too: a client that shows only `detail` must not fix one field
+    # per round trip.
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in listed)
+    if len(errors) > len(listed):
+        detail += f"; and {len(errors) - len(listed)} more"
     return problem(422, detail, kind="invalid-input", errors=listed)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from jq_cli.errors import InvalidInput, InvalidTransition, JqError, NotFound
@@ -149,6 +150,16 @@ class ActionOperations(AuditOperations):
         report.refused = refused
         return report
 
+    def purge_count(self, *, state: str, **filters: Any) -> tuple[int, datetime]:
+        """How many jobs purge(state=..., **filters) would delete now, and the database time of
+        the count: pass it to purge as `finished_by`, so that a job finishing between the
+        question and the answer is not deleted unasked (the count confirmed is an upper bound of
+        the count deleted; less only if some were retried meanwhile). Raises InvalidInput,
+        ServiceUnavailable."""
+        cutoff = self.store.now()
+        filters.pop("dry_run", None)
+        return self.purge(state=state, dry_run=True, finished_by=cutoff, **filters), cutoff
+
     def purge(
         self,
         *,
@@ -160,9 +171,13 @@ class ActionOperations(AuditOperations):
         priority: str | None = None,
         job_id: int | None = None,
         on_progress: Progress | None = None,
+        finished_by: datetime | None = None,
+        at_most: int | None = None,
     ) -> int:
         """Delete terminal jobs (with their attempts) in `state`; never an active one. `queue`,
-        `priority` and `job_id` narrow it further (jq top purges exactly what its filter shows).
+        `priority` and `job_id` narrow it further (jq top purges exactly what its filter shows);
+        `finished_by` keeps to the jobs finished by then and `at_most` deletes no more than that
+        (purge_count's cutoff and count: what an operator confirmed).
         Works in batches of BULK_BATCH along an index (state, type, finished age), each its own
         transaction with the growing count of its one audit row; `on_progress(done)` is called
         after each. Returns how many were (or, with dry_run, would be) deleted. Raises
@@ -182,6 +197,7 @@ class ActionOperations(AuditOperations):
             "queue": queue,
             "priority": parse_priority(priority).amqp if priority else None,
             "job_id": job_id,
+            "finished_by": finished_by,
         }
         if dry_run:
             return self.store.job_count_matching(state, job_type, older_than, **narrow)
@@ -196,11 +212,14 @@ class ActionOperations(AuditOperations):
         }
         entry = None  # one audit row for the whole purge, its count grown batch by batch
         while True:
+            batch = BULK_BATCH if at_most is None else min(BULK_BATCH, at_most - deleted)
+            if batch <= 0:
+                return deleted
             with self._audited("job.purge", filter=scope, entry=entry) as entry:
-                n = self.store.job_purge_batch(state, job_type, older_than, BULK_BATCH, **narrow)
+                n = self.store.job_purge_batch(state, job_type, older_than, batch, **narrow)
                 deleted += n
                 entry.jobs = deleted
             if on_progress is not None and n:
                 on_progress(deleted)
-            if n < BULK_BATCH:
+            if n < batch:
                 return deleted

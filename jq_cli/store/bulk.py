@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, cast
 
 from jq_cli.store.base import StoreBase
@@ -54,6 +55,7 @@ class BulkQueries(StoreBase):
         queue: str | None = None,
         priority: int | None = None,
         job_id: int | None = None,
+        finished_by: datetime | None = None,
     ) -> tuple[str, dict[str, Any]]:
         """The WHERE of a bulk action: state, type and age as jobs_finished(_type) index them
         (finished_at compared with a constant, so the index range serves it); queue, priority
@@ -74,6 +76,10 @@ class BulkQueries(StoreBase):
         if older_than is not None:
             where.append("finished_at < now() - make_interval(secs => %(age)s)")
             params["age"] = older_than
+        if finished_by is not None:
+            # The jobs an operator confirmed: those finished by the time they were counted.
+            where.append("finished_at <= %(finished_by)s")
+            params["finished_by"] = finished_by
         return " AND ".join(where), params
 
     def job_count_matching(

@@ -61,6 +61,22 @@ class QueueQueries(LimitQueries):
             ),
         )
 
+    def queue_names_known(self) -> set[str]:
+        """Every queue this database knows of: one that has (or had) jobs, by the job_counts
+        summary (a few dozen rows, never the jobs table), a row, a limit, or is the default
+        queue a worker registered for its type. Where `jq submit --queue` may go without
+        --new-queue (a typo would otherwise make a queue no worker reads)."""
+        rows = self._all(
+            # query: queue_names_known
+            """
+            SELECT queue AS name FROM job_counts
+            UNION SELECT name FROM queues
+            UNION SELECT name FROM limits WHERE scope = 'queue'
+            UNION SELECT defaults->>'queue' FROM job_types WHERE defaults->>'queue' IS NOT NULL
+            """
+        )
+        return {r["name"] for r in rows}
+
     def queue_paused(self) -> set[str]:
         """The names of the paused queues (a handful of rows)."""
         return {r["name"] for r in self._all("SELECT name FROM queues WHERE paused")}

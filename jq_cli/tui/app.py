@@ -6,13 +6,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from textual import work
 from textual.app import App
 from textual.binding import Binding
 
 from jq_cli.errors import InvalidInput, JqError
+from jq_cli.model.words import confirmed_notice, plural
 from jq_cli.tui.messages import ActionDone, ConfirmNeeded, JobLoaded, SnapshotReady
 from jq_cli.tui.screens.confirm import ConfirmScreen
 from jq_cli.tui.screens.dashboard import DashboardScreen
@@ -232,13 +233,15 @@ class TopApp(App[None]):
 
         def run() -> str:
             report = self.ops.retry(ids)
-            return f"retried {len(report.changed)} dead jobs" + (
+            return f"retried {plural(len(report.changed), 'dead job')}" + (
                 f", {len(report.refused)} had changed meanwhile" if report.refused else ""
             )
 
         more = " (the newest ones)" if len(ids) == BULK_LIMIT else ""
         self.post_message(
-            ConfirmNeeded(f"Retry {len(ids)} dead jobs{more} ({scope})?", "retry all", run)
+            ConfirmNeeded(
+                f"Retry {plural(len(ids), 'dead job')}{more} ({scope})?", "retry all", run
+            )
         )
 
     def action_purge(self) -> None:
@@ -276,19 +279,15 @@ class TopApp(App[None]):
         ]
         scope = " ".join([state, *([flt.job_type] if flt.job_type else []), *extra])
 
-        def purge(dry_run: bool) -> int:
-            return self.ops.purge(
-                state=state,
-                job_type=flt.job_type,
-                queue=flt.queue,
-                priority=flt.priority,
-                job_id=flt.job_id,
-                dry_run=dry_run,
-            )
-
+        narrow: dict[str, Any] = {
+            "job_type": flt.job_type,
+            "queue": flt.queue,
+            "priority": flt.priority,
+            "job_id": flt.job_id,
+        }
         try:
             with self._ops_lock:
-                count = purge(True)
+                count, cutoff = self.ops.purge_count(state=state, **narrow)
         except JqError as exc:
             self.post_message(ActionDone(exc.message, ok=False))
             return
@@ -297,11 +296,14 @@ class TopApp(App[None]):
             return
 
         def run() -> str:
-            return f"deleted {purge(False)} {scope} jobs"
+            # Exactly the jobs confirmed: those counted, finished by the count's time, at most
+            # that many (a job that finished since is not deleted unasked).
+            deleted = self.ops.purge(state=state, finished_by=cutoff, at_most=count, **narrow)
+            return confirmed_notice("deleted", deleted, count, f"{scope} job")
 
         self.post_message(
             ConfirmNeeded(
-                f"Delete {count} {scope} jobs and their attempts? This cannot be undone.",
+                f"Delete {plural(count, f'{scope} job')} and their attempts? This cannot be undone.",
                 "purge",
                 run,
             )
@@ -326,7 +328,7 @@ class TopApp(App[None]):
         def run() -> str:
             if paused:
                 done = self.ops.queue_resume(name)
-                return f"queue {name} resumed, {done['published']} jobs published"
+                return f"queue {name} resumed, {plural(done['published'], 'job')} published"
             self.ops.queue_pause(name)
             return f"queue {name} paused: no worker starts its jobs until it is resumed"
 

@@ -55,7 +55,10 @@ class DashboardOps(Protocol):
         queue: str | None = ...,
         priority: str | None = ...,
         job_id: int | None = ...,
+        finished_by: datetime | None = ...,
+        at_most: int | None = ...,
     ) -> int: ...
+    def purge_count(self, *, state: str, **filters: Any) -> tuple[int, datetime]: ...
 
 
 FILTER_KEYS = {

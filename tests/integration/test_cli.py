@@ -148,6 +148,7 @@ def test_submit_json_prints_exactly_one_json_document(run_cli, store):
             "7",
             "--queue",
             "reports",
+            "--new-queue",
             "--json",
         )
     )
@@ -218,7 +219,7 @@ def test_bulk_submit_from_a_file_inserts_every_job(run_cli, store, tmp_path):
         ),
         encoding="utf-8",
     )
-    result = one_json(run_cli("submit", "--file", str(path), "--json"))
+    result = one_json(run_cli("submit", "--file", str(path), "--new-queue", "--json"))
     assert result["count"] == 3 and result["created"] == 3
     rows = [store.job_get(i) for i in result["ids"]]
     assert [(r["job_type"], r["state"]) for r in rows] == [
@@ -431,7 +432,13 @@ def test_doctor_with_redis_down_exits_1_naming_it(run_cli):
 def test_doctor_exits_0_with_every_check_ok(run_cli):
     out = ok(run_cli("doctor"))
     lines = out.splitlines()
-    assert [line.split()[1] for line in lines] == ["postgresql", "schema", "rabbitmq", "redis"]
+    assert [line.split()[1] for line in lines] == [
+        "namespace",
+        "postgresql",
+        "schema",
+        "rabbitmq",
+        "redis",
+    ]
     assert all(line.startswith("OK") for line in lines), out
 
 
@@ -440,6 +447,9 @@ def test_doctor_on_an_unmigrated_database_fails_the_schema_check(run_cli, unmigr
     assert result.returncode == 1
     schema = next(line for line in result.stdout.splitlines() if line.split()[1] == "schema")
     assert schema.startswith("FAIL") and "jq db migrate" in schema
+    # The namespace is named, so that a typo in JQ_NAMESPACE is not read as "version 0".
+    namespace = next(line for line in result.stdout.splitlines() if line.split()[1] == "namespace")
+    assert unmigrated in namespace and "JQ_NAMESPACE" in schema
 
 
 # -- show and list --------------------------------------------------------------------------------
@@ -747,28 +757,32 @@ def test_stats_prints_tables(run_cli, ops):
 def test_db_migrate_twice_changes_nothing(run_cli, store, unmigrated):
     env = {"JQ_NAMESPACE": unmigrated}
     status = run_cli("db", "status", "--json", extra_env=env)
-    assert status.returncode == 1 and json.loads(status.stdout)["version"] == 0
+    assert status.returncode == 3 and json.loads(status.stdout)["version"] == 0
     first = one_json(run_cli("db", "migrate", "--json", extra_env=env))
     assert first["applied"] and first["version"] >= 1
     second = one_json(run_cli("db", "migrate", "--json", extra_env=env))
     assert second == {"database_created": False, "applied": [], "version": first["version"]}
     assert one_json(run_cli("db", "status", "--json", extra_env=env)) == {
+        "namespace": unmigrated,
         "version": first["version"],
         "latest": first["version"],
         "up_to_date": True,
     }
 
 
-def test_db_status_of_an_unmigrated_database_says_to_migrate(run_cli, unmigrated):
+def test_db_status_of_an_unmigrated_database_says_to_migrate_and_exits_3(run_cli, unmigrated):
     result = run_cli("db", "status", extra_env={"JQ_NAMESPACE": unmigrated})
-    assert result.returncode == 1
+    assert result.returncode == 3  # the exit-code table: the schema not migrated
     assert "schema version 0 of" in result.stdout and "jq db migrate" in result.stdout
+    assert f"namespace {unmigrated!r}" in result.stdout and "JQ_NAMESPACE" in result.stdout
 
 
-def test_db_status_of_a_migrated_database_is_up_to_date(run_cli):
+def test_db_status_of_a_migrated_database_is_up_to_date(run_cli, settings):
     out = ok(run_cli("db", "status"))
     version = out.split()[2]
-    assert out.strip() == f"schema version {version} of {version}"
+    assert (
+        out.strip() == f"schema version {version} of {version} in namespace {settings.namespace!r}"
+    )
 
 
 def test_malformed_broker_and_redis_urls_give_one_line_not_a_traceback(run_cli, store):

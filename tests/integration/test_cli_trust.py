@@ -1,7 +1,7 @@
 """Issue 13: a command line a tired operator can trust. One error style (Click's and Typer's
 usage errors included) with "did you mean", `--version`, `-o` on show and stats, filters that
 mean "any of", idempotency keys that belong to one request, `--wait` that says what it does,
-`--import` from the current directory, the hand-over to the JSON processor, and displays that
+`--import` from the current directory, passing calls to the JSON processor, and displays that
 tell the truth."""
 
 from __future__ import annotations
@@ -89,6 +89,7 @@ def test_filters_repeated_or_comma_separated_mean_any_of(run_cli, ops):
     cancelled = ops.submit("noop", {}, priority="low")
     ops.cancel([cancelled])
     ops.store._run("UPDATE jobs SET state = 'dead', finished_at = now() WHERE id = %s", (dead,))
+    ops.queue_pause("reports")  # a queue that exists with no job (an unknown one is refused)
 
     def ids(*args: str) -> list[int]:
         result = run_cli("list", *args, "-o", "name")
@@ -315,7 +316,8 @@ def test_our_commands_and_their_typos_are_never_handed_over(env, stand_in_jq, tm
     jobq = subprocess.run(
         [str(ours.parent / "jobq"), "-c", "."], capture_output=True, text=True, env=path
     )
-    assert jobq.returncode == 2 and "jq: error:" in jobq.stderr  # jobq never hands over
+    # jobq never passes a call to the JSON processor
+    assert jobq.returncode == 2 and "jq: error:" in jobq.stderr
     assert not (tmp_path / "args").exists()
 
 

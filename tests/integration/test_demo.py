@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+
 import pytest
 
 
 # The demo gives up after its own --timeout of 90 s and the command is killed at 120 s: pytest's
 # default 120 s, which also counts the fixtures, must not cut a slow but passing run short.
 @pytest.mark.timeout(180)
-def test_demo_runs_every_sample_to_a_terminal_state_and_exits_0(run_cli, ops):
+def test_demo_runs_every_sample_to_a_terminal_state_and_exits_0(run_cli, ops, env):
     result = run_cli("demo", "--timeout", "90", timeout=120)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "all jobs terminal" in result.stdout
@@ -34,7 +37,20 @@ def test_demo_runs_every_sample_to_a_terminal_state_and_exits_0(run_cli, ops):
     ]
     assert len(dead) == 1 and len(dead[0]["attempt_history"]) == 3
     assert [d["id"] for d in ops.dead_letters()] == [dead[0]["id"]]
-    assert "in the dead-letter queue (jq dlq list)" in result.stdout
+    assert "dlq list): " in result.stdout
+    # The closing hint runs as printed, in the shell that ran the demo, even where `jq` on PATH
+    # is the JSON processor (a hint of plain `jq show ID` failed there).
+    hint = re.search(r"Try `(.+?) show ID`", result.stdout)
+    assert hint, result.stdout[-2000:]
+    shown = subprocess.run(
+        f"{hint.group(1)} show {dead[0]['id']}",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**env, "PATH": "/usr/bin:/bin"},
+    )
+    assert shown.returncode == 0 and f"{dead[0]['id']}" in shown.stdout, shown.stderr
     assert "retried, then completed" in result.stdout
     # Every other sample has nothing that can fail: it completed.
     scripted = {retried[0]["id"], dead[0]["id"]}

@@ -101,7 +101,8 @@ def test_a_rate_limit_holds_across_three_workers(ops, store, start_worker, start
 def test_a_queue_limit_from_the_cli_holds_and_stats_and_show_say_limited(
     ops, store, run_cli, start_worker, start_scheduler
 ):
-    set_limit = run_cli("queue", "limit", "reports", "--concurrency", "1", "--json")
+    # Limited before its first job: a new queue on purpose (without --new-queue, exit 2).
+    set_limit = run_cli("queue", "limit", "reports", "--concurrency", "1", "--new-queue", "--json")
     assert set_limit.returncode == 0, set_limit.stderr
     assert json.loads(set_limit.stdout)["concurrency"] == 1
     every = [

@@ -426,7 +426,12 @@ def test_apply_is_idempotent_dry_run_writes_nothing_and_prune_removes(run_cli, s
     )
     assert (dry["added"], dry["removed"], dry["unchanged"]) == (["hourly"], ["often"], ["nightly"])
     assert count(store, "schedules") == 2
-    out = run_cli("schedule", "apply", str(yaml), "--prune")
+    # A removal is asked, as `jq schedule rm` asks: with no terminal and no --yes, exit 5 and
+    # nothing changed (it used to delete unasked).
+    refused = run_cli("schedule", "apply", str(yaml), "--prune")
+    assert refused.returncode == 5 and refused.stderr.startswith("jq: error:"), refused.stderr
+    assert count(store, "schedules") == 2
+    out = run_cli("schedule", "apply", str(yaml), "--prune", "--yes")
     assert "+ hourly (added)" in out.stdout and "- often (removed)" in out.stdout
     assert [r["name"] for r in store._all("SELECT name FROM schedules ORDER BY name")] == [
         "hourly",

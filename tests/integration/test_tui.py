@@ -203,8 +203,32 @@ def test_cancel_purge_and_detail(ops, app_ops, store):
             await pilot.press("y")
             await until(pilot, lambda: ids[2] not in store.job_states(ids), "the purge")
             await until(pilot, lambda: notes(app, "deleted"), "the purge's report")
-            assert notes(app, "deleted") == ["deleted 1 cancelled jobs"]
+            assert notes(app, "deleted") == ["deleted 1 cancelled job"]
             assert sorted(store.job_states(ids)) == ids[:2]
+
+    run(scenario())
+
+
+def test_purge_deletes_the_count_confirmed_not_what_finished_since(ops, app_ops, store):
+    ids = [ops.submit("noop", {"n": n}) for n in range(3)]
+    ops.cancel(ids[:2])
+
+    async def scenario():
+        app = TopApp(app_ops, refresh=0.2)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("slash")
+            app.screen.query_one(FilterInput).value = "state:cancelled"
+            await pilot.press("enter")
+            await until(pilot, lambda: sorted(table_ids(app)) == ids[:2], "the cancelled filter")
+            await pilot.press("p")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+            assert "Delete 2 cancelled jobs" in app.screen.question
+            ops.cancel([ids[2]])  # one more matches the filter while the question is open
+            await pilot.press("y")
+            await until(pilot, lambda: notes(app, "deleted"), "the purge's report")
+            # The notice says the number confirmed, and that is what went.
+            assert notes(app, "deleted") == ["deleted 2 cancelled jobs"]
+            assert store.job_states(ids) == {ids[2]: "cancelled"}
 
     run(scenario())
 

@@ -167,6 +167,9 @@ def test_submit_where_the_handler_is_not_imported_applies_its_registered_default
         9,
         12.0,
     )
-    over = run_cli("submit", "t_remote_defaults", "--queue", "other", "--max-retries", "1")
+    over = run_cli(
+        "submit", "t_remote_defaults", "--queue", "other", "--new-queue", "--max-retries", "1"
+    )
+    assert over.returncode == 0, over.stderr
     job = ops.get(int(over.stdout))
     assert (job["queue"], job["priority"], job["max_retries"]) == ("other", "high", 1)

@@ -41,3 +41,29 @@ def test_systemd_analyze_verifies_the_units(tmp_path):
         ["systemd-analyze", "verify", *paths], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0 and result.stderr.strip() == "", result.stderr
+
+
+def _directives(unit: str) -> dict[str, list[str]]:
+    values: dict[str, list[str]] = {}
+    for line in (UNITS / unit).read_text().splitlines():
+        if "=" in line and not line.startswith(("#", "[")):
+            key, value = line.split("=", 1)
+            values.setdefault(key.strip(), []).append(value.strip())
+    return values
+
+
+def test_jq_serve_unit_binds_loopback_and_does_not_restart_on_a_setting_error():
+    serve = _directives("jq-serve.service")
+    (start,) = serve["ExecStart"]
+    # No --host: 127.0.0.1, which needs no key; 0.0.0.0 without a key exits 2 on every start.
+    assert " serve" in start and "--host" not in start and "0.0.0.0" not in start
+    assert "--config /etc/jq/jq.env" in start
+    assert serve["RestartPreventExitStatus"] == ["2"]
+    assert serve["StartLimitBurst"] and serve["StartLimitIntervalSec"]
+
+
+@pytest.mark.parametrize("unit", ["jq-worker@.service", "jq-scheduler.service", "jq-serve.service"])
+def test_every_unit_reads_the_settings_file_and_stops_on_exit_2(unit):
+    directives = _directives(unit)
+    assert "--config /etc/jq/jq.env" in directives["ExecStart"][0]
+    assert directives["RestartPreventExitStatus"] == ["2"]

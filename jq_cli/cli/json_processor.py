@@ -1,5 +1,7 @@
-"""Hand a JSON-processor call over to the real `jq`: `jobq list -o jsonl | jq -c '.id'` must work
-in a shell where this package's `jq` comes first on PATH (an activated virtualenv).
+"""Pass a call meant for the JSON processor to the real `jq`: `jobq list -o jsonl | jq -c '.id'`
+must work in a shell where this package's `jq` comes first on PATH (an activated virtualenv).
+(The worker's word for giving a job to another worker, docs/design.md, Daemons, is not used
+here: this module only passes a command line on.)
 
 Only when invoked as `jq` (never as `jobq`), only when the arguments are plainly a call of the
 JSON processor (its options, or a first argument that is a filter and not one of our commands),
@@ -66,7 +68,7 @@ _BARE_BUILTINS = frozenset(
         "nulls",
     ]
 )
-_HANDED = "JQ_CLI_HANDED_OVER"
+_PASSED = "JQ_CLI_PASSED_TO_JSON_PROCESSOR"
 
 
 def is_json_processor_call(args: Sequence[str], our_commands: Sequence[str]) -> bool:
@@ -106,10 +108,10 @@ def other_jq(ourselves: str) -> str | None:
     return None
 
 
-def hand_over_if_asked(argv: Sequence[str], our_commands: Sequence[str]) -> None:
+def pass_to_json_processor_if_asked(argv: Sequence[str], our_commands: Sequence[str]) -> None:
     """Exec the JSON processor with the same arguments (stdin is inherited) when the call is
     plainly for it; say so in one line when it is and none is on PATH. Returns otherwise."""
-    if os.path.basename(argv[0]) != "jq" or os.environ.get(_HANDED):
+    if os.path.basename(argv[0]) != "jq" or os.environ.get(_PASSED):
         return
     args = list(argv[1:])
     if not is_json_processor_call(args, our_commands):
@@ -121,5 +123,5 @@ def hand_over_if_asked(argv: Sequence[str], our_commands: Sequence[str]) -> None
             "JSON processor jq, which is not on PATH\n"
         )
         raise SystemExit(2)
-    os.environ[_HANDED] = "1"
+    os.environ[_PASSED] = "1"
     os.execv(target, [target, *args])
