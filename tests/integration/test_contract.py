@@ -11,7 +11,7 @@ import subprocess
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from jq_cli import AsyncClient
@@ -53,8 +53,15 @@ def _local_schema(payload: Resize, ctx: Any) -> None:
 class Failed(Exception):
     """A door refused: the error as that door reports it (an exception, an exit code, a status)."""
 
-    def __init__(self, error: JqError | None = None, *, exit_code: int | None = None,
-                 status: int | None = None, kind: str | None = None, text: str = "") -> None:
+    def __init__(
+        self,
+        error: JqError | None = None,
+        *,
+        exit_code: int | None = None,
+        status: int | None = None,
+        kind: str | None = None,
+        text: str = "",
+    ) -> None:
         super().__init__(text or repr(error))
         self.error, self.exit_code, self.status, self.kind = error, exit_code, status, kind
 
@@ -156,7 +163,7 @@ class AsyncDoor(Door):
 
 class CliDoor(Door):
     name, actor_kind, in_process = "cli", "cli", False
-    FLAGS = {  # option -> how `jq submit` spells it
+    FLAGS: ClassVar[dict[str, str]] = {  # option -> how `jq submit` spells it
         "queue": "--queue",
         "priority": "--priority",
         "max_retries": "--max-retries",
@@ -248,13 +255,17 @@ def dead_job(ops: Client, store: Store) -> int:
     """A job that failed its only attempt, as a worker records it."""
     job_id = ops.submit("noop", {"dead": True}, max_retries=0)
     claimed = store.job_claim([job_id], "contract-worker", 30)
-    store.job_finish([Finish(job_id, claimed[0].run_count, "failed", error="boom")], "contract-worker")
+    store.job_finish(
+        [Finish(job_id, claimed[0].run_count, "failed", error="boom")], "contract-worker"
+    )
     assert store.job_states([job_id]) == {job_id: "dead"}
     return job_id
 
 
 def stored(store: Store, job_id: int) -> tuple[str, int, int, str]:
-    row = store._one("SELECT queue, priority, max_retries, state FROM jobs WHERE id = %s", (job_id,))
+    row = store._one(
+        "SELECT queue, priority, max_retries, state FROM jobs WHERE id = %s", (job_id,)
+    )
     return row["queue"], row["priority"], row["max_retries"], row["state"]
 
 
@@ -322,7 +333,9 @@ def test_idempotency_key_with_another_payload_is_a_conflict(
     first = door.submit("noop", {"n": 1}, idempotency_key="k-contract", **options)
     assert door.submit("noop", {"n": 1}, idempotency_key="k-contract", **options) == first
     before = job_count(store)
-    refused(Conflict, lambda: door.submit("noop", {"n": 2}, idempotency_key="k-contract", **options))
+    refused(
+        Conflict, lambda: door.submit("noop", {"n": 2}, idempotency_key="k-contract", **options)
+    )
     assert job_count(store) == before
 
 
