@@ -117,9 +117,6 @@ class OperationsCore:
             raise self.types.unknown(job_type, self.store.job_type_names())
         return rules
 
-    def _check_type(self, request: JobRequest) -> None:
-        self._rules(request.job_type).check(request.payload)
-
     def _prepare(self, request: JobRequest) -> NewJob:
         """The job ready to insert, by the one preparation every front door shares
         (ops/prepare.py). Raises InvalidInput."""
