@@ -87,6 +87,9 @@ class Door:
     def submit(self, job_type: str, payload: dict[str, Any] | None = None, **options: Any) -> int:
         raise NotImplementedError
 
+    def submit_many(self, jobs: list[dict[str, Any]]) -> list[int]:
+        raise NotImplementedError
+
     def retry(self, job_id: int) -> None:
         raise NotImplementedError
 
@@ -111,6 +114,9 @@ class ClientDoor(Door):
 
     def submit(self, job_type: str, payload: dict[str, Any] | None = None, **options: Any) -> int:
         return self._call(lambda: self.client.submit(job_type, payload, **options))
+
+    def submit_many(self, jobs: list[dict[str, Any]]) -> list[int]:
+        return self._call(lambda: self.client.submit_many(jobs))
 
     def _action(self, name: str, job_id: int) -> None:
         report = self._call(lambda: getattr(self.client, name)([job_id]))
@@ -146,6 +152,9 @@ class AsyncDoor(Door):
     def submit(self, job_type: str, payload: dict[str, Any] | None = None, **options: Any) -> int:
         return self._run(lambda c: c.submit(job_type, payload, **options))
 
+    def submit_many(self, jobs: list[dict[str, Any]]) -> list[int]:
+        return self._run(lambda c: c.submit_many(jobs))
+
     def _action(self, name: str, job_id: int) -> None:
         report = self._run(lambda c: getattr(c, name)([job_id]))
         if job_id in report.refused:
@@ -176,8 +185,8 @@ class CliDoor(Door):
     def __init__(self, run_cli: Callable[..., subprocess.CompletedProcess]) -> None:
         self.run_cli = run_cli
 
-    def _run(self, *args: str) -> str:
-        done = self.run_cli(*args)
+    def _run(self, *args: str, input: str | None = None) -> str:
+        done = self.run_cli(*args, input=input)
         if done.returncode != 0:
             raise Failed(exit_code=done.returncode, text=done.stderr)
         return done.stdout
@@ -189,6 +198,10 @@ class CliDoor(Door):
                 value = ",".join(str(p) for p in value)
             args += [self.FLAGS[key], str(value)]
         return int(self._run(*args))
+
+    def submit_many(self, jobs: list[dict[str, Any]]) -> list[int]:
+        lines = "".join(json.dumps(j) + "\n" for j in jobs)
+        return json.loads(self._run("submit", "--file", "-", "--json", input=lines))["ids"]
 
     def retry(self, job_id: int) -> None:
         self._run("retry", str(job_id))
@@ -215,6 +228,9 @@ class HttpDoor(Door):
     def submit(self, job_type: str, payload: dict[str, Any] | None = None, **options: Any) -> int:
         body = {"job_type": job_type, "payload": payload or {}, **options}
         return self._answer(self.client.post("/api/v1/jobs", json=body))["id"]
+
+    def submit_many(self, jobs: list[dict[str, Any]]) -> list[int]:
+        return self._answer(self.client.post("/api/v1/jobs/bulk", json={"jobs": jobs}))["ids"]
 
     def retry(self, job_id: int) -> None:
         self._answer(self.client.post(f"/api/v1/jobs/{job_id}/retry"))
@@ -308,6 +324,19 @@ def test_payload_against_an_in_process_model_is_refused(door: Door, store: Store
         pytest.skip("the jq command imports no application's handlers: only registered ones")
     refused(InvalidInput, lambda: door.submit("t_contract_local_schema", {}))
     assert job_count(store) == 0
+
+
+def test_bulk_jobs_are_held_to_the_same_rules(door: Door, store: Store) -> None:
+    name = unique_name("t_remote_bulk")
+    defaults = {"queue": "images", "priority": "high", "max_retries": 7}
+    schema = Resize.model_json_schema()
+    store.job_type_register([name], "remote-worker", [json.dumps(schema)], [json.dumps(defaults)])
+    same = {"job_type": name, "payload": {"width": 1}}  # lines that share their options
+    ids = door.submit_many([same, same, {**same, "queue": "other"}])
+    assert [stored(store, i)[:3] for i in ids] == [("images", 3, 7)] * 2 + [("other", 3, 7)]
+    before = job_count(store)
+    refused(InvalidInput, lambda: door.submit_many([same, {"job_type": name, "payload": {}}]))
+    assert job_count(store) == before  # all or none
 
 
 def test_unknown_type_is_refused(door: Door, store: Store) -> None:
