@@ -1,10 +1,11 @@
 """The operations every front end calls (CLI, `jq top`, the HTTP shim, the Python API).
 
-Front ends never touch SQL, AMQP or Redis: they call an Client object, which validates
-input before anything is written, commits to Postgres first, then publishes to RabbitMQ.
-`jq_cli.Client` is this class. Its groups of operations live beside it as mixins: operator
-actions (action_ops), health and schema (health_ops), schedules (schedule_ops); the connections
-they share in ops_core. This module holds submitting and reading jobs.
+Front ends never touch SQL, AMQP or Redis: they call a Client object, which validates input
+before anything is written, commits to Postgres first, then publishes to RabbitMQ.
+`jq_cli.Client` is this class. Its groups of operations live in jq_cli/ops/ as mixins: operator
+actions (actions.py), health (health.py), schedules (schedules.py), queues, edits; the
+connections they share in core.py, and the one preparation of a job, which AsyncClient shares
+too, in prepare.py. This module holds submitting and reading jobs.
 """
 
 from __future__ import annotations

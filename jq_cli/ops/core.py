@@ -1,7 +1,7 @@
 """The base of jq_cli.client.Client: the connections it holds (one Store, one Publisher, one
-Telemetry, opened on first use) and what every group of operations shares (checking a job type,
-publishing what was committed, presenting a row). The groups are mixins on this base: jobs in
-ops.py, operator actions in action_ops.py, health in health_ops.py, schedules in schedule_ops.py."""
+Telemetry, opened on first use) and what every group of operations shares (the rules of a job
+type and the one preparation of a job from ops/prepare.py, publishing what was committed,
+presenting a row). The groups are mixins on this base, in jq_cli/ops/."""
 
 from __future__ import annotations
 
