@@ -1,10 +1,11 @@
 """The operations every front end calls (CLI, `jq top`, the HTTP shim, the Python API).
 
-Front ends never touch SQL, AMQP or Redis: they call an Client object, which validates
-input before anything is written, commits to Postgres first, then publishes to RabbitMQ.
-`jq_cli.Client` is this class. Its groups of operations live beside it as mixins: operator
-actions (action_ops), health and schema (health_ops), schedules (schedule_ops); the connections
-they share in ops_core. This module holds submitting and reading jobs.
+Front ends never touch SQL, AMQP or Redis: they call a Client object, which validates input
+before anything is written, commits to Postgres first, then publishes to RabbitMQ.
+`jq_cli.Client` is this class. Its groups of operations live in jq_cli/ops/ as mixins: operator
+actions (actions.py), health (health.py), schedules (schedules.py), queues, edits; the
+connections they share in core.py, and the one preparation of a job, which AsyncClient shares
+too, in prepare.py. This module holds submitting and reading jobs.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from jq_cli.model.states import TERMINAL_STATES, JobState, Priority
 from jq_cli.ops.actions import BULK_BATCH, PURGEABLE, ActionOperations, ActionReport
 from jq_cli.ops.core import parse_state, present_job
 from jq_cli.ops.edits import EditOperations
-from jq_cli.ops.enqueue import EnqueueOperations, full_job
+from jq_cli.ops.enqueue import EnqueueOperations
 from jq_cli.ops.health import Check, HealthOperations
+from jq_cli.ops.prepare import request_of
 from jq_cli.ops.queues import QueueOperations
 from jq_cli.ops.schedules import ScheduleOperations
 from jq_cli.store import Inserted
@@ -83,10 +85,8 @@ class Client(
         payload (or the same values of the `unique_on` keys) within the hour returns the earlier
         job. `depends_on=[ids]`: the job waits until they completed; a parent ending dead or
         cancelled cancels it (`on_parent_failure="cancel"`) or lets it run ("run")."""
-        from jq_cli.model.jobspec import JobRequest
-
-        fields = {
-            "priority": priority.value if isinstance(priority, Priority) else priority,
+        options = {
+            "priority": priority,
             "max_retries": max_retries,
             "queue": queue,
             "delay": delay,
@@ -94,22 +94,18 @@ class Client(
             "idempotency_key": idempotency_key,
             "time_limit": time_limit,
             "unique_for": unique_for,
-            "unique_on": list(unique_on) if unique_on else None,
-            "depends_on": list(depends_on) if depends_on else None,
+            "unique_on": unique_on,
+            "depends_on": depends_on,
             "on_parent_failure": on_parent_failure,
             **retry,
         }
-        # Only what the caller gave: the rest falls to the handler's @job defaults, then jq's.
-        given = {k: v for k, v in fields.items() if v is not None}
-        request = JobRequest.parse(
-            {"job_type": job_type, "payload": {} if payload is None else payload, **given}
-        )
+        request = request_of(job_type, payload, options)
         return self.submit_request(request, connection=connection).id
 
     def submit_request(self, request: JobRequest, *, connection: Any = None) -> Inserted:
         """Submit a validated JobRequest; returns what was inserted (or found by its key)."""
         # Prepared once: the full path and the plain one take the same NewJob.
-        new = full_job(self, request)
+        new = self._prepare(request)
         if connection is not None or new.needs_enqueue_path:
             return self._submit_full([new], connection=connection)[0]
         inserted = self.store.job_insert(new)

@@ -19,19 +19,20 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Self
 
 from jq_cli.config import Settings, load_settings
-from jq_cli.errors import InvalidInput, InvalidTransition, JqError, NotFound
+from jq_cli.errors import InvalidInput, NotFound
 from jq_cli.handlers.registry import Registry, load_builtins
-from jq_cli.model.jobspec import JobRequest, encode_payload
+from jq_cli.model.audit import Actor
+from jq_cli.model.jobspec import JobRequest
 from jq_cli.model.states import TERMINAL_STATES, JobState, Priority
-from jq_cli.model.unique import unique_key
 from jq_cli.model.workflows import Node, compile_workflow
-from jq_cli.observe.tracing import current_context_json
-from jq_cli.ops.actions import ActionReport
+from jq_cli.ops.actions import ActionReport, cancel_report, ids_scope, retry_report, unchanged
+from jq_cli.ops.audit import audit_entry
 from jq_cli.ops.core import present_job
 from jq_cli.ops.enqueue import psycopg_connection
+from jq_cli.ops.prepare import JobTypes, TypeRules, prepare, request_of
 from jq_cli.store import Inserted, NewJob
 from jq_cli.store.async_jobs import AsyncStore
-from jq_cli.store.enqueue import job_enqueue_async
+from jq_cli.store.enqueue import Links, job_enqueue_async
 
 
 class AsyncClient:
@@ -43,12 +44,15 @@ class AsyncClient:
         settings: Settings | None = None,
         *,
         registry: Registry | None = None,
+        actor: Actor | None = None,
         **overrides: Any,
     ) -> None:
         self.settings = settings or load_settings(**overrides)
         self.registry = registry or load_builtins()
+        # Who retry and cancel are recorded as in the audit log, as Client's (ops/core.py).
+        self.actor = actor or Actor.local("api")
         self.store = AsyncStore(self.settings.database_url, self.settings.namespace)
-        self._known_types: set[str] = set()
+        self.types = JobTypes(lambda: self.registry)
         self._checked_schema = False
 
     async def close(self) -> None:
@@ -62,40 +66,27 @@ class AsyncClient:
 
     # -- submit -------------------------------------------------------------------------------
 
+    async def _rules(self, job_type: str) -> TypeRules:
+        """The rules of `job_type`, as OperationsCore._rules reads them. Raises InvalidInput."""
+        rules = self.types.cached(job_type)
+        if rules is None:
+            rules = self.types.learn(job_type, await self.store.job_type_info(job_type))
+        if rules is None:
+            raise self.types.unknown(job_type, await self.store.job_type_names())
+        return rules
+
     async def _prepare(self, request: JobRequest) -> NewJob:
+        """The one preparation of a job (ops/prepare.py), as Client's. Raises InvalidInput."""
         if not self._checked_schema:
             await self.store.require_schema()
             self._checked_schema = True
-        handler = self.registry.get(request.job_type)
-        if handler is not None:
-            handler.validate(request.payload)
-        elif request.job_type not in self._known_types:
-            if not await self.store.job_type_exists(request.job_type):
-                raise InvalidInput(
-                    f"unknown job type {request.job_type!r} (built in: {', '.join(self.registry.names())};"
-                    " others must be registered by a running `jq worker --import MODULE`)"
-                )
-            self._known_types.add(request.job_type)
-        text = encode_payload(request.payload, self.settings.max_payload_bytes)
-        new = request.to_new_job(text, self.settings.default_max_retries)
-        period = new.unique_for or (handler.unique_for if handler else None)
-        on = request.unique_on or (handler.unique_on if handler else None)
-        if request.unique_on and not period:
-            raise InvalidInput("unique_on: give unique_for too (how long a job stays unique)")
-        from dataclasses import replace
-
-        return replace(
-            new,
-            unique_key=unique_key(request.job_type, request.payload, on) if period else None,
-            unique_for=period,
-            trace_context=current_context_json(),
-        )
+        return prepare(request, await self._rules(request.job_type), self.settings)
 
     async def _insert(
         self,
         requests: Sequence[JobRequest],
         connection: Any,
-        links: Sequence[Sequence[int]] | None = None,
+        links: Links | None = None,
         where: str = "job",
     ) -> list[Inserted]:
         jobs = []
@@ -122,22 +113,16 @@ class AsyncClient:
         job_type: str,
         payload: dict[str, Any] | None = None,
         *,
-        priority: str | Priority = "medium",
+        priority: str | Priority | None = None,
         connection: Any = None,
         **options: Any,
     ) -> int:
         """Submit one job; returns its id once committed (or, with `connection`, once inserted in
-        the application's transaction, which commits it). Options as Client.submit. Raises
-        InvalidInput, ServiceUnavailable, SchemaNotMigrated."""
-        data = {
-            "job_type": job_type,
-            "payload": {} if payload is None else payload,
-            "priority": priority.value if isinstance(priority, Priority) else priority,
-            **options,
-        }
-        if "unique_on" in data and data["unique_on"] is not None:
-            data["unique_on"] = list(data["unique_on"])
-        return (await self._insert([JobRequest.parse(data)], connection))[0].id
+        the application's transaction, which commits it). Options as Client.submit; those left
+        out fall to the type's @job defaults, then jq's. Raises InvalidInput, Conflict,
+        ServiceUnavailable, SchemaNotMigrated."""
+        request = request_of(job_type, payload, {"priority": priority, **options})
+        return (await self._insert([request], connection))[0].id
 
     async def submit_many(
         self, jobs: Iterable[dict[str, Any] | JobRequest], *, connection: Any = None
@@ -180,41 +165,26 @@ class AsyncClient:
 
     # -- actions ------------------------------------------------------------------------------
 
-    async def _refusals(
-        self, ids: Sequence[int], changed: Iterable[int], verb: str, allowed: str
-    ) -> dict[int, JqError]:
-        rest = [i for i in ids if i not in set(changed)]
-        states = await self.store.job_states(rest) if rest else {}
-        refused: dict[int, JqError] = {}
-        for job_id in rest:
-            if job_id not in states:
-                refused[job_id] = NotFound(f"job {job_id} not found")
-            else:
-                refused[job_id] = InvalidTransition(
-                    f"job {job_id} is {states[job_id]}: only {allowed} jobs can be {verb}",
-                    state=states[job_id],
-                )
-        return refused
+    async def _states_of(self, ids: Sequence[int]) -> dict[int, str]:
+        return await self.store.job_states(ids) if ids else {}
 
     async def retry(self, ids: Sequence[int]) -> ActionReport:
-        """Dead or cancelled jobs back to queued, as Client.retry. Raises ServiceUnavailable."""
-        rows = await self.store.job_retry(list(ids))
-        report = ActionReport(changed={r["id"]: "queued" for r in rows})
-        report.refused = await self._refusals(ids, report.changed, "retried", "dead or cancelled")
-        return report
+        """Dead or cancelled jobs back to queued, as Client.retry, recorded in the audit log as
+        self.actor. Raises ServiceUnavailable."""
+        async with self.store.audited(
+            audit_entry(self.actor, "job.retry", **ids_scope(ids))
+        ) as entry:
+            rows = await self.store.job_retry(list(ids))
+            entry.jobs = len(rows)
+        rest = unchanged(ids, [r["id"] for r in rows])
+        return retry_report(ids, rows, await self._states_of(rest))
 
     async def cancel(self, ids: Sequence[int]) -> ActionReport:
-        """Cancel jobs, as Client.cancel. Raises ServiceUnavailable."""
-        changed = await self.store.job_cancel(list(ids))
-        report = ActionReport(
-            changed={i: ("cancelling" if s == "running" else s) for i, s in changed.items()}
-        )
-        refused = await self._refusals(
-            ids, changed, "cancelled", "waiting, scheduled, queued, retrying or running"
-        )
-        for job_id, err in list(refused.items()):
-            if isinstance(err, InvalidTransition) and err.state == JobState.RUNNING:
-                report.changed[job_id] = "cancelling"
-                del refused[job_id]
-        report.refused = refused
-        return report
+        """Cancel jobs, as Client.cancel, recorded in the audit log as self.actor. Raises
+        ServiceUnavailable."""
+        async with self.store.audited(
+            audit_entry(self.actor, "job.cancel", **ids_scope(ids))
+        ) as entry:
+            changed = await self.store.job_cancel(list(ids))
+            entry.jobs = len(changed)
+        return cancel_report(ids, changed, await self._states_of(unchanged(ids, changed)))

@@ -13,6 +13,7 @@ from jq_cli.errors import InvalidInput, InvalidTransition, JqError, NotFound
 from jq_cli.model.states import JobState
 from jq_cli.ops.audit import AuditOperations
 from jq_cli.ops.core import parse_state
+from jq_cli.store import JobRef
 
 PURGEABLE = ("completed", "dead", "cancelled")
 # Jobs per statement (and transaction) of a retry or purge by filter: a batch locks few rows for a
@@ -51,24 +52,62 @@ def ids_scope(ids: Sequence[int]) -> dict[str, Any]:
     return {"filter": {"ids": list(ids[:AUDIT_IDS]), "given": len(ids)}}
 
 
+RETRYABLE = ("retried", "dead or cancelled")
+CANCELLABLE = ("cancelled", "waiting, scheduled, queued, retrying or running")
+
+
+def unchanged(ids: Sequence[int], changed: Iterable[int]) -> list[int]:
+    """The ids an action did not change: their states are read to say why (refusals)."""
+    done = set(changed)
+    return [i for i in ids if i not in done]
+
+
+def refusals(
+    ids: Sequence[int], states: dict[int, str], verb: str, allowed: str
+) -> dict[int, JqError]:
+    """Why each of `ids` (unchanged by an action) was refused, from its state (`states`; an id
+    missing there does not exist)."""
+    refused: dict[int, JqError] = {}
+    for job_id in ids:
+        if job_id not in states:
+            refused[job_id] = NotFound(f"job {job_id} not found")
+        else:
+            refused[job_id] = InvalidTransition(
+                f"job {job_id} is {states[job_id]}: only {allowed} jobs can be {verb}",
+                state=states[job_id],
+            )
+    return refused
+
+
+def retry_report(
+    ids: Sequence[int], rows: Sequence[JobRef], states: dict[int, str]
+) -> ActionReport:
+    """What a retry by ids did: the rows it changed, and the others refused by their `states`."""
+    report = ActionReport(changed={r["id"]: "queued" for r in rows})
+    report.refused = refusals(unchanged(ids, report.changed), states, *RETRYABLE)
+    return report
+
+
+def cancel_report(
+    ids: Sequence[int], changed: dict[int, str], states: dict[int, str]
+) -> ActionReport:
+    """What a cancel by ids did: {id: state after} it changed, the others refused by `states`."""
+    report = ActionReport(
+        changed={i: ("cancelling" if s == "running" else s) for i, s in changed.items()}
+    )
+    refused = refusals(unchanged(ids, changed), states, *CANCELLABLE)
+    for job_id, err in list(refused.items()):
+        # A running job the cancel did not change was asked already: not an error twice.
+        if isinstance(err, InvalidTransition) and err.state == JobState.RUNNING:
+            report.changed[job_id] = "cancelling"
+            del refused[job_id]
+    report.refused = refused
+    return report
+
+
 class ActionOperations(AuditOperations):
-    def _refusals(
-        self, ids: Sequence[int], changed: Iterable[int], verb: str, allowed: str
-    ) -> dict[int, JqError]:
-        rest = [i for i in ids if i not in set(changed)]
-        if not rest:
-            return {}
-        states = self.store.job_states(rest)
-        refused: dict[int, JqError] = {}
-        for job_id in rest:
-            if job_id not in states:
-                refused[job_id] = NotFound(f"job {job_id} not found")
-            else:
-                refused[job_id] = InvalidTransition(
-                    f"job {job_id} is {states[job_id]}: only {allowed} jobs can be {verb}",
-                    state=states[job_id],
-                )
-        return refused
+    def _states_of(self, ids: Sequence[int]) -> dict[int, str]:
+        return self.store.job_states(ids) if ids else {}
 
     def retry(self, ids: Sequence[int]) -> ActionReport:
         """Dead (or cancelled) jobs back to queued with a fresh set of attempts; history kept.
@@ -78,9 +117,8 @@ class ActionOperations(AuditOperations):
             rows = self.store.job_retry(list(ids))
             entry.jobs = len(rows)
         self._publish_rows(rows)
-        report = ActionReport(changed={r["id"]: "queued" for r in rows})
-        report.refused = self._refusals(ids, report.changed, "retried", "dead or cancelled")
-        return report
+        rest = unchanged(ids, [r["id"] for r in rows])
+        return retry_report(ids, rows, self._states_of(rest))
 
     def retry_matching(
         self,
@@ -136,19 +174,7 @@ class ActionOperations(AuditOperations):
         with self._audited("job.cancel", **ids_scope(ids)) as entry:
             changed = self.store.job_cancel(list(ids))
             entry.jobs = len(changed)
-        report = ActionReport(
-            changed={i: ("cancelling" if s == "running" else s) for i, s in changed.items()}
-        )
-        refused = self._refusals(
-            ids, changed, "cancelled", "waiting, scheduled, queued, retrying or running"
-        )
-        for job_id, err in list(refused.items()):
-            # A running job the cancel did not change was asked already: not an error twice.
-            if isinstance(err, InvalidTransition) and err.state == JobState.RUNNING:
-                report.changed[job_id] = "cancelling"
-                del refused[job_id]
-        report.refused = refused
-        return report
+        return cancel_report(ids, changed, self._states_of(unchanged(ids, changed)))
 
     def purge_count(self, *, state: str, **filters: Any) -> tuple[int, datetime]:
         """How many jobs purge(state=..., **filters) would delete now, and the database time of

@@ -8,11 +8,28 @@ from contextlib import contextmanager
 from typing import Any
 
 from jq_cli.errors import InvalidInput
-from jq_cli.model.audit import ACTIONS
+from jq_cli.model.audit import ACTIONS, Actor
 from jq_cli.ops.core import OperationsCore
 from jq_cli.store import AuditEntry
 
 AUDIT_LIMIT = 10_000
+
+
+def audit_entry(
+    actor: Actor,
+    action: str,
+    *,
+    target: str | int | None = None,
+    filter: dict[str, Any] | None = None,
+) -> AuditEntry:
+    """The audit row of an operator action as every front end records it (sync and async)."""
+    assert action in ACTIONS, action  # a new action is named in jq_cli.model.audit.ACTIONS
+    return AuditEntry(
+        actor,
+        action,
+        None if target is None else str(target),
+        {k: v for k, v in (filter or {}).items() if v is not None},
+    )
 
 
 class AuditOperations(OperationsCore):
@@ -28,13 +45,7 @@ class AuditOperations(OperationsCore):
         """One transaction for a change and its audit row, recorded as self.actor. Pass `entry`
         back to continue the row of an action that spans several transactions."""
         if entry is None:
-            assert action in ACTIONS, action  # a new action is named in jq_cli.model.audit.ACTIONS
-            entry = AuditEntry(
-                self.actor,
-                action,
-                None if target is None else str(target),
-                {k: v for k, v in (filter or {}).items() if v is not None},
-            )
+            entry = audit_entry(self.actor, action, target=target, filter=filter)
         with self.store.audited(entry) as recorded:
             yield recorded
 

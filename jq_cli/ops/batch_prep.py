@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 from jq_cli.errors import InvalidInput
 from jq_cli.model.jobspec import JobRequest, encode_payload
-from jq_cli.ops.enqueue import full_job
 from jq_cli.store import NewJob
 
 if TYPE_CHECKING:
@@ -84,12 +83,12 @@ class BatchPreparer:
     def _template(self, new: NewJob) -> _Template | None:
         if new.unique_key is not None or new.unique_for is not None or new.depends_on:
             return None
-        return _Template(new, self._core._payload_check(new.job_type))
+        return _Template(new, self._core._rules(new.job_type).check)
 
     def _full(self, job: dict[str, Any] | JobRequest, where: str) -> NewJob:
         request = job if isinstance(job, JobRequest) else JobRequest.parse(job, where)
         try:
-            return full_job(self._core, request)
+            return self._core._prepare(request)
         except InvalidInput as exc:
             raise InvalidInput(f"{where}: {exc.message}") from None
 

@@ -1,20 +1,20 @@
 """The base of jq_cli.client.Client: the connections it holds (one Store, one Publisher, one
-Telemetry, opened on first use) and what every group of operations shares (checking a job type,
-publishing what was committed, presenting a row). The groups are mixins on this base: jobs in
-ops.py, operator actions in action_ops.py, health in health_ops.py, schedules in schedule_ops.py."""
+Telemetry, opened on first use) and what every group of operations shares (the rules of a job
+type and the one preparation of a job from ops/prepare.py, publishing what was committed,
+presenting a row). The groups are mixins on this base, in jq_cli/ops/."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Self, cast
 
 from jq_cli.config import Settings, load_settings
 from jq_cli.errors import InvalidInput, ServiceUnavailable, did_you_mean
 from jq_cli.model.audit import Actor
 from jq_cli.model.states import PRIORITY_NAMES, JobState
+from jq_cli.ops.prepare import JobTypes, TypeRules, prepare
 from jq_cli.store import Inserted, JobRef, JobRow, JobSummary, NewJob, Store
 
 if TYPE_CHECKING:
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from jq_cli.observe.telemetry import Telemetry
 
 log = logging.getLogger("jq.ops")
-SCHEMA_TTL = 30.0  # seconds a payload schema read from PostgreSQL is trusted before re-reading
 
 
 class OperationsCore:
@@ -49,8 +48,7 @@ class OperationsCore:
         self._store: Store | None = None
         self._publisher: Publisher | None = None
         self._telemetry: Telemetry | None = None
-        # job type: (when read, its payload checker, the @job defaults its workers registered)
-        self._type_schemas: dict[str, tuple[float, Any, dict[str, Any]]] = {}
+        self.types = JobTypes(lambda: self.registry)
 
     @property
     def registry(self) -> Registry:
@@ -109,46 +107,20 @@ class OperationsCore:
 
     # -- shared by the groups of operations ---------------------------------------------------
 
-    def _check_type(self, request: JobRequest) -> None:
-        self._payload_check(request.job_type)(request.payload)
-
-    def _payload_check(self, job_type: str) -> Callable[[Any], object]:
-        """What checks a payload of `job_type` (raising InvalidInput): its handler's payload model,
-        or the JSON Schema its workers registered. Raises InvalidInput for an unknown type."""
-        from jq_cli.model.jobspec import check_payload, payload_checker
-
-        handler = self.registry.get(job_type)
-        if handler is not None:
-            return handler.validate
-        # A type whose handler only the workers import is known through their registration, with
-        # the payload schema (JSON Schema of its pydantic model) they registered for it.
-        cached = self._type_schemas.get(job_type)
-        if cached is None or time.monotonic() - cached[0] > SCHEMA_TTL:
-            known, schema, defaults = self.store.job_type_info(job_type)
-            if known:
-                cached = (time.monotonic(), payload_checker(schema), defaults)
-                self._type_schemas[job_type] = cached
-        if cached is not None:
-            checker = cached[1]
-            return lambda payload: check_payload(job_type, payload, checker)
-        built_in = ", ".join(self.registry.names())
-        hint = did_you_mean(job_type, [*self.registry.names(), *self.store.job_type_names()])
-        raise InvalidInput(
-            f"unknown job type {job_type!r}{hint} (built in: {built_in}; others must be "
-            "registered by a running `jq worker --import MODULE`)"
-        )
+    def _rules(self, job_type: str) -> TypeRules:
+        """The rules of `job_type` (ops/prepare.py): its imported handler's, else those its workers
+        registered in PostgreSQL. Raises InvalidInput for an unknown type."""
+        rules = self.types.cached(job_type)
+        if rules is None:
+            rules = self.types.learn(job_type, self.store.job_type_info(job_type))
+        if rules is None:
+            raise self.types.unknown(job_type, self.store.job_type_names())
+        return rules
 
     def _prepare(self, request: JobRequest) -> NewJob:
-        from jq_cli.model.jobspec import encode_payload
-
-        self._check_type(request)
-        handler = self.registry.get(request.job_type)
-        if handler is not None:
-            request = request.with_defaults(handler.defaults.as_dict())
-        elif request.job_type in self._type_schemas:  # the defaults its workers registered
-            request = request.with_defaults(self._type_schemas[request.job_type][2])
-        text = encode_payload(request.payload, self.settings.max_payload_bytes)
-        return request.to_new_job(text, self.settings.default_max_retries)
+        """The job ready to insert, by the one preparation every front door shares
+        (ops/prepare.py). Raises InvalidInput."""
+        return prepare(request, self._rules(request.job_type), self.settings)
 
     def _publish(self, inserted: Sequence[Inserted]) -> None:
         from jq_cli.broker import Message

@@ -55,7 +55,7 @@ class EditOperations(AuditOperations):
     def retry_edited(self, job_id: int, payload: dict[str, Any]) -> dict[str, Any]:
         """Retry a dead job with a new payload, validated as a submit's would be (its type's
         handler, the size limit). Raises NotFound, InvalidTransition, InvalidInput."""
-        from jq_cli.model.jobspec import JobRequest, encode_payload
+        from jq_cli.model.jobspec import JobRequest
 
         job = self.store.job_get(job_id)
         if job["state"] != "dead":
@@ -64,8 +64,7 @@ class EditOperations(AuditOperations):
                 state=job["state"],
             )
         request = JobRequest.parse({"job_type": job["job_type"], "payload": payload})
-        self._check_type(request)
-        text = encode_payload(request.payload, self.settings.max_payload_bytes)
+        text = self._prepare(request).payload_json  # checked and encoded as a submit's payload
         with self._audited("job.edit", target=job_id) as entry:
             row = self.store.job_retry_edited(job_id, text)
             if row is None:

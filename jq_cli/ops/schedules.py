@@ -213,7 +213,7 @@ class ScheduleOperations(AuditOperations):
     def _schedule_row(self, spec: ScheduleSpec) -> dict[str, Any]:
         """The row to store for a validated ScheduleSpec, after the checks a submit of its job would
         pass (a known type, a payload its handler accepts). Raises InvalidInput."""
-        from jq_cli.model.jobspec import JobRequest, encode_payload, parse_priority
+        from jq_cli.model.jobspec import JobRequest
 
         request = JobRequest.parse(
             {
@@ -224,14 +224,15 @@ class ScheduleOperations(AuditOperations):
                 "queue": spec.queue,
             }
         )
-        self._check_type(request)
+        # The one preparation of a job (ops/prepare.py): its fired jobs are held to a submit's rules.
+        new = self._prepare(request)
         return {
             "name": spec.name,
             "job_type": spec.job_type,
             "cron": spec.cron,
             "timezone": spec.timezone,
-            "payload": encode_payload(spec.payload, self.settings.max_payload_bytes),
-            "priority": parse_priority(spec.priority).amqp,
+            "payload": new.payload_json,
+            "priority": new.priority,
             "max_retries": spec.max_retries,
             "queue": spec.queue,
             "misfire": spec.misfire,

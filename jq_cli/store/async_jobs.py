@@ -1,23 +1,26 @@
-"""The store on psycopg's async connections, for jq_cli.AsyncClient: reading jobs, retry and
-cancel. The statements are those of store/bulk.py (same names), kept beside the sync ones' logic:
+"""The store on psycopg's async connections, for jq_cli.AsyncClient: reading jobs and types,
+retry and cancel with their audit rows. The statements are those of store/bulk.py (same names), kept beside the sync ones' logic:
 a state change is the same conditional UPDATE. What an async client queues goes to the outbox
 with a NOTIFY, so that the doorbell publishes it and the event loop never blocks on AMQP."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, cast
 
 import psycopg
 from psycopg.rows import DictRow, dict_row
 
 from jq_cli.errors import DatabaseUnavailable, NotFound, SchemaNotMigrated
+from jq_cli.store.audit import AuditEntry, audit_statement
 from jq_cli.store.base import SERVICE, _database_name, _first_line, latest_version, translate
 from jq_cli.store.bulk import JOB_CANCEL, JOB_RETRY
 from jq_cli.store.cancels import cancel_channel
 from jq_cli.store.enqueue import notify_channel
+from jq_cli.store.jobs import JOB_TYPE_NAMES
 from jq_cli.store.rows import AttemptRow, JobRef, JobRow
+from jq_cli.store.work import JOB_TYPE_INFO, type_info
 
 
 class AsyncStore:
@@ -79,8 +82,29 @@ class AsyncStore:
                 f"the database schema is at version {have}, this jq needs {want}: run `jq db migrate`"
             )
 
-    async def job_type_exists(self, name: str) -> bool:
-        return bool(await self._all("SELECT 1 AS x FROM job_types WHERE name = %s", (name,)))
+    async def job_type_info(self, name: str) -> tuple[bool, Any, dict[str, Any]]:
+        """As Store.job_type_info: whether some worker registered `name`, its payload JSON Schema,
+        its @job defaults."""
+        rows = await self._all(JOB_TYPE_INFO, (name,))
+        return type_info(rows[0] if rows else None)
+
+    async def job_type_names(self) -> list[str]:
+        """As Store.job_type_names (a "did you mean" on an unknown type)."""
+        return [r["name"] for r in await self._all(JOB_TYPE_NAMES)]
+
+    @asynccontextmanager
+    async def audited(self, entry: AuditEntry) -> AsyncIterator[AuditEntry]:
+        """As Store.audited: the change made inside and its audit row in one transaction."""
+        conn = await self.conn()
+        with self._errors():
+            async with conn.transaction():
+                yield entry
+                query, params = audit_statement(entry)
+                cur = await conn.execute(query, params)
+                if entry.id is None:
+                    row = await cur.fetchone()
+                    assert row is not None  # INSERT ... RETURNING returns its row
+                    entry.id = int(row["id"])
 
     async def job_get(self, job_id: int) -> JobRow:
         """The job with its attempts, oldest first. Raises NotFound."""

@@ -44,6 +44,35 @@ class AuditRow(TypedDict):
     detail: dict[str, Any]
 
 
+# query: audit_insert
+AUDIT_INSERT = """
+    INSERT INTO audit_log (actor_kind, actor, host, action, target, filter, jobs, detail)
+    VALUES (%(kind)s, %(actor)s, %(host)s, %(action)s, %(target)s,
+            %(filter)s::jsonb, %(jobs)s, %(detail)s::jsonb)
+    RETURNING id
+"""
+# query: audit_update. A later batch of the same action: its count grows in the batch's own
+# transaction.
+AUDIT_UPDATE = "UPDATE audit_log SET jobs = %(jobs)s, detail = %(detail)s::jsonb WHERE id = %(id)s"
+
+
+def audit_statement(entry: AuditEntry) -> tuple[str, dict[str, Any]]:
+    """The statement that records `entry` (a new row, or a later batch's count) and its
+    parameters: run last in the change's transaction, by the sync and the async store alike."""
+    params = {
+        "kind": entry.actor.kind,
+        "actor": entry.actor.name,
+        "host": entry.actor.host,
+        "action": entry.action,
+        "target": entry.target,
+        "filter": json.dumps(entry.filter, default=str),
+        "jobs": entry.jobs,
+        "detail": json.dumps(entry.detail, default=str),
+        "id": entry.id,
+    }
+    return (AUDIT_INSERT if entry.id is None else AUDIT_UPDATE), params
+
+
 class AuditQueries(StoreBase):
     @contextmanager
     def audited(self, entry: AuditEntry) -> Iterator[AuditEntry]:
@@ -52,37 +81,12 @@ class AuditQueries(StoreBase):
         savepoints). The row is written last, with the count the caller set."""
         with self._errors(), self.conn.transaction():
             yield entry
-            params = {
-                "kind": entry.actor.kind,
-                "actor": entry.actor.name,
-                "host": entry.actor.host,
-                "action": entry.action,
-                "target": entry.target,
-                "filter": json.dumps(entry.filter, default=str),
-                "jobs": entry.jobs,
-                "detail": json.dumps(entry.detail, default=str),
-                "id": entry.id,
-            }
+            query, params = audit_statement(entry)
+            cur = self.conn.execute(query, params)
             if entry.id is None:
-                row = self.conn.execute(
-                    # query: audit_insert
-                    """
-                    INSERT INTO audit_log (actor_kind, actor, host, action, target, filter, jobs, detail)
-                    VALUES (%(kind)s, %(actor)s, %(host)s, %(action)s, %(target)s,
-                            %(filter)s::jsonb, %(jobs)s, %(detail)s::jsonb)
-                    RETURNING id
-                    """,
-                    params,
-                ).fetchone()
+                row = cur.fetchone()
                 assert row is not None  # INSERT ... RETURNING returns its row
                 entry.id = int(row["id"])
-            else:
-                self.conn.execute(
-                    # query: audit_update. A later batch of the same action: its count grows in
-                    # the batch's own transaction.
-                    "UPDATE audit_log SET jobs = %(jobs)s, detail = %(detail)s::jsonb WHERE id = %(id)s",
-                    params,
-                )
 
     def audit_list(
         self,

@@ -1,7 +1,10 @@
 """The insert path for jobs that need more than the plain one: jobs enqueued in an application's
 own connection and transaction, unique jobs, jobs that depend on others, jobs carrying a trace
 context. Every query names the namespace's schema, because an application's connection has its
-own search_path; a sync and an async driver run the same statements.
+own search_path. The routine is written once, as a generator of steps that does no I/O
+(enqueue_steps: each step a statement, answered with its rows); two small runners drive it, one
+on a sync connection and one on an async connection, so both kinds of client insert by the same
+rules. The plain submit (Store.job_insert) runs the same steps outside a transaction.
 
 In an application's transaction nothing here commits: the statements run inside a savepoint of
 that transaction (so that a refused insert leaves the application's transaction usable), and the
@@ -11,10 +14,11 @@ connection in autocommit mode the statements run in a transaction of their own.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from functools import lru_cache
+from typing import Any, Literal
 
 import psycopg
 from psycopg import pq, sql
@@ -22,6 +26,7 @@ from psycopg.rows import dict_row
 
 from jq_cli.errors import InvalidInput
 from jq_cli.store.base import translate
+from jq_cli.store.keys import JOB_BY_KEY, by_key_params, check_same_request
 from jq_cli.store.records import Inserted, NewJob
 
 Links = Sequence[Sequence[int]]  # per job, the indexes (in the same batch) of its parents
@@ -32,6 +37,7 @@ def notify_channel(namespace: str) -> str:
     return f"{namespace}_enqueued"
 
 
+@lru_cache(maxsize=256)
 def _q(namespace: str, text: str) -> sql.Composed:
     return sql.SQL(text).format(ns=sql.Identifier(namespace))
 
@@ -44,8 +50,6 @@ UNIQUE_FIND = """
     SELECT id, state, queue, priority FROM {ns}.jobs
     WHERE unique_key = %(key)s AND unique_until > now() ORDER BY id DESC LIMIT 1
 """
-# query: job_by_key
-BY_KEY = "SELECT id, state, queue, priority FROM {ns}.jobs WHERE idempotency_key = %(key)s"
 # query: job_parents_lock. FOR UPDATE: a parent's finish waits for this transaction, so it either
 # sees the dependency row (and counts the child down) or completed before we counted it.
 PARENTS_LOCK = """
@@ -162,7 +166,9 @@ def _inserted(row: dict[str, Any], created: bool) -> Inserted:
     return Inserted(row["id"], row["state"], row["queue"], row["priority"], created)
 
 
-def _parents_of(i: int, job: NewJob, links: Links | None, done: list[Inserted | None]) -> list[int]:
+def _parents_of(
+    i: int, job: NewJob, links: Links | None, done: Sequence[Inserted | None]
+) -> list[int]:
     parents = list(job.depends_on)
     for index in links[i] if links else ():
         earlier = done[index] if 0 <= index < i else None
@@ -170,6 +176,116 @@ def _parents_of(i: int, job: NewJob, links: Links | None, done: list[Inserted | 
             raise ValueError(f"job {i} links to job {index}, which is not an earlier one")
         parents.append(earlier.id)
     return list(dict.fromkeys(parents))  # in order, once each
+
+
+Fetch = Literal["one", "all", "none"]
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One statement of the routine and what it answers with: a row, all rows, or nothing."""
+
+    query: sql.Composed | str
+    params: dict[str, Any]
+    fetch: Fetch = "one"
+
+
+Steps = Generator[Step, Any, list[Inserted]]
+# Times a job is inserted again when the job its idempotency key named was purged between the
+# insert that met the key and the read of that job.
+KEY_RACE_TRIES = 3
+
+
+def _insert_steps(namespace: str, job: NewJob, plan: _Plan) -> Generator[Step, Any, Inserted]:
+    """Insert one job; an idempotency key that exists returns its job when the request is the same
+    (store/keys.py), else raises Conflict."""
+    for _ in range(KEY_RACE_TRIES):
+        row = yield Step(_q(namespace, INSERT), _params(job, plan))
+        if row is not None:
+            return _inserted(row, True)
+        existing = yield Step(_q(namespace, JOB_BY_KEY), by_key_params(job))
+        if existing is not None:
+            return check_same_request(job, existing)
+    raise InvalidInput("an idempotency key's job vanished; submit again")
+
+
+def enqueue_steps(
+    namespace: str, jobs: Sequence[NewJob], *, links: Links | None = None, outbox: bool = False
+) -> Steps:
+    """The insert of `jobs` (unique keys, parents, idempotency keys, the outbox) as steps; returns
+    one Inserted per job, in order. Raises InvalidInput (a parent that does not exist), Conflict
+    (an idempotency key reused for another request)."""
+    done: list[Inserted] = []
+    by_unique: dict[str, Inserted] = {}
+    root: int | None = None  # the workflow of a linked batch: its first job's
+    for i, job in enumerate(jobs):
+        found: Inserted | None = None
+        plan = _Plan()
+        if job.unique_key:
+            found = by_unique.get(job.unique_key)
+            if found is None:
+                lock = f"{namespace}:unique:{job.unique_key}"
+                yield Step(UNIQUE_LOCK, {"lock": lock}, "none")
+                row = yield Step(_q(namespace, UNIQUE_FIND), {"key": job.unique_key})
+                found = _inserted(row, False) if row else None
+        if found is None:
+            parents = _parents_of(i, job, links, done)
+            if parents:
+                rows = yield Step(_q(namespace, PARENTS_LOCK), {"ids": parents}, "all")
+                plan = _plan(job, parents, rows)
+            if links is not None and done:
+                plan.workflow = root  # one workflow: the first job's
+            found = yield from _insert_steps(namespace, job, plan)
+            if found.created and parents:
+                yield Step(
+                    _q(namespace, DEPENDENCY_INSERT),
+                    {"child": found.id, "parents": parents},
+                    "none",
+                )
+        if job.unique_key:
+            by_unique[job.unique_key] = found
+        if not done:
+            root = plan.workflow or found.id
+        done.append(found)
+    queued = [d.id for d in done if d.created and d.state == "queued"]
+    if outbox and queued:
+        yield Step(_q(namespace, OUTBOX_INSERT), {"ids": queued}, "none")
+        yield Step(NOTIFY, {"channel": notify_channel(namespace)}, "none")
+    return done
+
+
+def run_steps(cur: psycopg.Cursor[Any], steps: Steps) -> list[Inserted]:
+    """Drive `steps` on a sync cursor (rows as dicts)."""
+    try:
+        step = next(steps)
+        while True:
+            cur.execute(step.query, step.params)
+            answer: Any = None
+            if step.fetch == "one":
+                answer = cur.fetchone()
+            elif step.fetch == "all":
+                answer = cur.fetchall()
+            step = steps.send(answer)
+    except StopIteration as end:
+        result: list[Inserted] = end.value
+        return result
+
+
+async def run_steps_async(cur: psycopg.AsyncCursor[Any], steps: Steps) -> list[Inserted]:
+    """Drive `steps` on an async cursor (rows as dicts): run_steps, awaited."""
+    try:
+        step = next(steps)
+        while True:
+            await cur.execute(step.query, step.params)
+            answer: Any = None
+            if step.fetch == "one":
+                answer = await cur.fetchone()
+            elif step.fetch == "all":
+                answer = await cur.fetchall()
+            step = steps.send(answer)
+    except StopIteration as end:
+        result: list[Inserted] = end.value
+        return result
 
 
 def _dsn(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> str:
@@ -193,62 +309,16 @@ def job_enqueue(
     links: Links | None = None,
     outbox: bool,
 ) -> list[Inserted]:
-    """Insert `jobs` (with their unique keys, parents and trace contexts) through `conn`; returns
-    one Inserted per job, in order. With `outbox`, the queued ones are left for the doorbell to
-    publish after the commit (the caller's transaction); without, the caller publishes them.
-    Raises InvalidInput (a parent that does not exist), ServiceUnavailable, StoreError."""
+    """Insert `jobs` (with their unique keys, parents and trace contexts) through `conn` in one
+    transaction (a savepoint of the application's); returns one Inserted per job, in order. With
+    `outbox`, the queued ones are left for the doorbell to publish after the commit (the caller's
+    transaction); without, the caller publishes them. Raises InvalidInput (a parent that does not
+    exist), Conflict, ServiceUnavailable, StoreError."""
     with _translated(_dsn(conn), namespace):
         if not conn.autocommit and conn.info.transaction_status == pq.TransactionStatus.IDLE:
             conn.execute("SELECT 1")  # open the application's transaction, as its next query would
         with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-            done: list[Inserted | None] = []
-            by_unique: dict[str, Inserted] = {}
-            root: int | None = None  # the workflow of a linked batch: its first job's
-            for i, job in enumerate(jobs):
-                found: Inserted | None = None
-                plan = _Plan()
-                if job.unique_key:
-                    found = by_unique.get(job.unique_key)
-                    if found is None:
-                        lock = f"{namespace}:unique:{job.unique_key}"
-                        cur.execute(UNIQUE_LOCK, {"lock": lock})
-                        row = cur.execute(
-                            _q(namespace, UNIQUE_FIND), {"key": job.unique_key}
-                        ).fetchone()
-                        found = _inserted(row, False) if row else None
-                if found is None:
-                    parents = _parents_of(i, job, links, done)
-                    if parents:
-                        rows = cur.execute(_q(namespace, PARENTS_LOCK), {"ids": parents}).fetchall()
-                        plan = _plan(job, parents, rows)
-                    if links is not None and done:
-                        plan.workflow = root  # one workflow: the first job's
-                    row = cur.execute(_q(namespace, INSERT), _params(job, plan)).fetchone()
-                    if row is None:  # its idempotency key exists
-                        row = cur.execute(
-                            _q(namespace, BY_KEY), {"key": job.idempotency_key}
-                        ).fetchone()
-                        if row is None:
-                            raise InvalidInput("an idempotency key's job vanished; submit again")
-                        found = _inserted(row, False)
-                    else:
-                        found = _inserted(row, True)
-                        if parents:
-                            cur.execute(
-                                _q(namespace, DEPENDENCY_INSERT),
-                                {"child": found.id, "parents": parents},
-                            )
-                if job.unique_key:
-                    by_unique[job.unique_key] = found
-                if not done:
-                    root = plan.workflow or found.id
-                done.append(found)
-            result = [d for d in done if d is not None]
-            queued = [d.id for d in result if d.created and d.state == "queued"]
-            if outbox and queued:
-                cur.execute(_q(namespace, OUTBOX_INSERT), {"ids": queued})
-                cur.execute(NOTIFY, {"channel": notify_channel(namespace)})
-            return result
+            return run_steps(cur, enqueue_steps(namespace, jobs, links=links, outbox=outbox))
 
 
 async def job_enqueue_async(
@@ -259,55 +329,10 @@ async def job_enqueue_async(
     links: Links | None = None,
     outbox: bool,
 ) -> list[Inserted]:
-    """job_enqueue on an async connection: the same statements, awaited."""
+    """job_enqueue on an async connection: the same steps, awaited."""
     with _translated(_dsn(conn), namespace):
         if not conn.autocommit and conn.info.transaction_status == pq.TransactionStatus.IDLE:
             await conn.execute("SELECT 1")
         async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-            done: list[Inserted | None] = []
-            by_unique: dict[str, Inserted] = {}
-            root: int | None = None  # the workflow of a linked batch: its first job's
-            for i, job in enumerate(jobs):
-                found: Inserted | None = None
-                plan = _Plan()
-                if job.unique_key:
-                    found = by_unique.get(job.unique_key)
-                    if found is None:
-                        lock = f"{namespace}:unique:{job.unique_key}"
-                        await cur.execute(UNIQUE_LOCK, {"lock": lock})
-                        await cur.execute(_q(namespace, UNIQUE_FIND), {"key": job.unique_key})
-                        row = await cur.fetchone()
-                        found = _inserted(row, False) if row else None
-                if found is None:
-                    parents = _parents_of(i, job, links, done)
-                    if parents:
-                        await cur.execute(_q(namespace, PARENTS_LOCK), {"ids": parents})
-                        plan = _plan(job, parents, await cur.fetchall())
-                    if links is not None and done:
-                        plan.workflow = root
-                    await cur.execute(_q(namespace, INSERT), _params(job, plan))
-                    row = await cur.fetchone()
-                    if row is None:
-                        await cur.execute(_q(namespace, BY_KEY), {"key": job.idempotency_key})
-                        row = await cur.fetchone()
-                        if row is None:
-                            raise InvalidInput("an idempotency key's job vanished; submit again")
-                        found = _inserted(row, False)
-                    else:
-                        found = _inserted(row, True)
-                        if parents:
-                            await cur.execute(
-                                _q(namespace, DEPENDENCY_INSERT),
-                                {"child": found.id, "parents": parents},
-                            )
-                if job.unique_key:
-                    by_unique[job.unique_key] = found
-                if not done:
-                    root = plan.workflow or found.id
-                done.append(found)
-            result = [d for d in done if d is not None]
-            queued = [d.id for d in result if d.created and d.state == "queued"]
-            if outbox and queued:
-                await cur.execute(_q(namespace, OUTBOX_INSERT), {"ids": queued})
-                await cur.execute(NOTIFY, {"channel": notify_channel(namespace)})
-            return result
+            steps = enqueue_steps(namespace, jobs, links=links, outbox=outbox)
+            return await run_steps_async(cur, steps)

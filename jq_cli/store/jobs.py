@@ -10,76 +10,24 @@ from typing import Any, cast
 
 from jq_cli.errors import Conflict, NotFound
 from jq_cli.store.base import StoreBase
+from jq_cli.store.enqueue import enqueue_steps, run_steps
+from jq_cli.store.keys import check_same_request
 from jq_cli.store.records import Inserted, NewJob
 from jq_cli.store.rows import AttemptRow, JobCounts, JobRow, JobSummary, QueuedCount
 
 _FINISHED = ("completed", "dead", "cancelled")
 
 
-def _check_same_request(job: NewJob, existing: dict[str, Any]) -> None:
-    """A reused idempotency key means "the same request again": with another type or payload it
-    is someone else's job, and returning that one would report a submit that never happened."""
-    if existing["job_type"] == job.job_type and existing["same_payload"]:
-        return
-    differs = "type" if existing["job_type"] != job.job_type else "payload"
-    raise Conflict(
-        f"idempotency key {job.idempotency_key!r} is already job {existing['id']} "
-        f"({existing['job_type']}, {existing['state']}) with another {differs}"
-    )
+JOB_TYPE_NAMES = "SELECT name FROM job_types ORDER BY name"  # query: job_type_names
 
 
 class JobQueries(StoreBase):
     def job_insert(self, job: NewJob) -> Inserted:
-        """Insert one job (one round trip); an idempotency key that exists returns that job."""
-        row = self._one(
-            # query: job_insert. A job due now is queued and counted as published at once; a
-            # delayed one waits as scheduled until the scheduler promotes it.
-            """
-            WITH t AS (
-                SELECT coalesce(%(run_at)s::timestamptz,
-                                now() + make_interval(secs => coalesce(%(delay)s::float8, 0))) AS due
-            )
-            INSERT INTO jobs (job_type, queue, priority, state, payload, max_retries, run_at,
-                              idempotency_key, retry_base_delay, retry_max_delay, retry_jitter, published_at,
-                              time_limit)
-            SELECT %(job_type)s, %(queue)s, %(priority)s,
-                   CASE WHEN t.due > now() THEN 'scheduled' ELSE 'queued' END,
-                   %(payload)s::jsonb, %(max_retries)s, t.due, %(key)s,
-                   %(base)s, %(max)s, %(jitter)s,
-                   CASE WHEN t.due > now() THEN NULL ELSE now() END, %(time_limit)s
-            FROM t
-            ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-            RETURNING id, state, queue, priority
-            """,
-            {
-                "run_at": job.run_at,
-                "delay": job.delay,
-                "job_type": job.job_type,
-                "queue": job.queue,
-                "priority": job.priority,
-                "payload": job.payload_json,
-                "max_retries": job.max_retries,
-                "key": job.idempotency_key,
-                "time_limit": job.time_limit,
-                "base": job.retry_base_delay,
-                "max": job.retry_max_delay,
-                "jitter": job.retry_jitter,
-            },
-        )
-        if row is not None:
-            return Inserted(row["id"], row["state"], row["queue"], row["priority"], True)
-        existing = self._one(
-            # query: job_by_key. The payloads are compared as jsonb: key order and spacing aside.
-            "SELECT id, state, queue, priority, job_type, payload = %s::jsonb AS same_payload"
-            " FROM jobs WHERE idempotency_key = %s",
-            (job.payload_json, job.idempotency_key),
-        )
-        if existing is None:  # the first job was purged between the two statements
-            return self.job_insert(job)
-        _check_same_request(job, existing)
-        return Inserted(
-            existing["id"], existing["state"], existing["queue"], existing["priority"], False
-        )
+        """Insert one job (one round trip, in autocommit: no transaction of its own) by the one
+        enqueue routine (store/enqueue.py); an idempotency key that exists returns that job when
+        the request is the same, else raises Conflict."""
+        with self._errors(), self.conn.cursor() as cur:
+            return run_steps(cur, enqueue_steps(self.namespace, [job]))[0]
 
     def job_insert_many(self, jobs: Sequence[NewJob]) -> list[Inserted]:
         """Insert many jobs in one statement and one transaction: all of them or none.
@@ -166,7 +114,7 @@ class JobQueries(StoreBase):
                 if j.idempotency_key in existing:
                     found = existing[j.idempotency_key]
                     same = found["payload"] == json.loads(j.payload_json)
-                    _check_same_request(j, {**found, "same_payload": same})
+                    check_same_request(j, {**found, "same_payload": same})
         unkeyed = iter(
             sorted((r for r in rows if r["idempotency_key"] is None), key=lambda r: r["id"])
         )
@@ -266,9 +214,7 @@ class JobQueries(StoreBase):
 
     def job_type_names(self) -> list[str]:
         """Every type a worker registered (for a "did you mean" on an unknown type)."""
-        return [
-            r["name"] for r in self._all("SELECT name FROM job_types ORDER BY name")
-        ]  # query: job_type_names
+        return [r["name"] for r in self._all(JOB_TYPE_NAMES)]
 
     def job_states(self, ids: Sequence[int]) -> dict[int, str]:
         rows = self._all(

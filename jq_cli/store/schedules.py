@@ -13,6 +13,20 @@ from psycopg.rows import DictRow
 from jq_cli.store.base import StoreBase
 from jq_cli.store.rows import DueSchedule, FiredJob, JobRef, ScheduleJob, ScheduleRow, TickPlan
 
+# query: schedule_job_fire. One job per (schedule, tick); the unique (schedule_name, fire_time) key
+# makes a tick fired twice (two schedulers, a retried transaction) create one job. A job run now,
+# outside the ticks (`jq schedule run`), has no fire time.
+SCHEDULE_JOB_FIRE = """
+    INSERT INTO jobs (job_type, queue, priority, state, payload, max_retries, run_at, published_at,
+                      schedule_name, fire_time)
+    SELECT s.job_type, s.queue, s.priority, 'queued', s.payload, coalesce(s.max_retries, %(retries)s),
+           now(), now(), s.name, f.fire_time
+    FROM unnest(%(names)s::text[], %(times)s::timestamptz[]) AS f(name, fire_time)
+    JOIN schedules s ON s.name = f.name
+    ON CONFLICT (schedule_name, fire_time) WHERE fire_time IS NOT NULL DO NOTHING
+    RETURNING id, state, queue, priority, schedule_name, fire_time
+"""
+
 
 class ScheduleQueries(StoreBase):
     SCHEDULE_COLUMNS = (
@@ -123,16 +137,10 @@ class ScheduleQueries(StoreBase):
 
     def schedule_job_insert(self, name: str, default_max_retries: int) -> JobRef | None:
         """One job from the schedule now, outside its ticks (no fire time). None if it does not exist."""
+        # A tick with no fire time: the unique (schedule_name, fire_time) key never holds it back.
         row = self._one(
-            # query: schedule_job_insert
-            """
-            INSERT INTO jobs (job_type, queue, priority, state, payload, max_retries, run_at, published_at,
-                              schedule_name)
-            SELECT job_type, queue, priority, 'queued', payload, coalesce(max_retries, %(retries)s), now(), now(), name
-            FROM schedules WHERE name = %(name)s
-            RETURNING id, state, queue, priority
-            """,
-            {"name": name, "retries": default_max_retries},
+            SCHEDULE_JOB_FIRE,
+            {"names": [name], "times": [None], "retries": default_max_retries},
         )
         return cast(JobRef | None, row)
 
@@ -170,18 +178,7 @@ class ScheduleQueries(StoreBase):
             fired = [(r, p) for r, p in zip(planned, plans, strict=True) if p.fire_time is not None]
             jobs = (
                 conn.execute(
-                    # query: schedule_job_fire. The unique (schedule_name, fire_time) key makes a tick
-                    # fired twice (two schedulers, a retried transaction) create one job.
-                    """
-                INSERT INTO jobs (job_type, queue, priority, state, payload, max_retries, run_at, published_at,
-                                  schedule_name, fire_time)
-                SELECT s.job_type, s.queue, s.priority, 'queued', s.payload, coalesce(s.max_retries, %(retries)s),
-                       now(), now(), s.name, f.fire_time
-                FROM unnest(%(names)s::text[], %(times)s::timestamptz[]) AS f(name, fire_time)
-                JOIN schedules s ON s.name = f.name
-                ON CONFLICT (schedule_name, fire_time) WHERE fire_time IS NOT NULL DO NOTHING
-                RETURNING id, state, queue, priority, schedule_name, fire_time
-                """,
+                    SCHEDULE_JOB_FIRE,
                     {
                         "names": [r["name"] for r, _ in fired],
                         "times": [p.fire_time for _, p in fired],

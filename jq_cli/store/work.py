@@ -33,6 +33,18 @@ def last_resort(finish: Finish, problem: str) -> Finish:
     )
 
 
+# query: job_type_info
+JOB_TYPE_INFO = "SELECT payload_schema, defaults FROM job_types WHERE name = %s"
+
+
+def type_info(row: dict[str, Any] | None) -> tuple[bool, Any, dict[str, Any]]:
+    """A JOB_TYPE_INFO row as (whether some worker registered the type, its payload JSON Schema
+    or None, its @job defaults)."""
+    if row is None:
+        return False, None, {}
+    return True, row["payload_schema"], row["defaults"] or {}
+
+
 @dataclass(slots=True)
 class ClaimedJob:
     """A job a worker has claimed: what it needs to run the attempt and report its outcome.
@@ -304,10 +316,4 @@ class WorkQueries(StoreBase):
     def job_type_info(self, name: str) -> tuple[bool, Any, dict[str, Any]]:
         """(whether some worker registered `name`, its payload JSON Schema or None, its @job
         defaults)."""
-        row = self._one(
-            "SELECT payload_schema, defaults FROM job_types WHERE name = %s",  # query: job_type_info
-            (name,),
-        )
-        if row is None:
-            return False, None, {}
-        return True, row["payload_schema"], row["defaults"] or {}
+        return type_info(self._one(JOB_TYPE_INFO, (name,)))

@@ -115,8 +115,8 @@ def test_submit_checks_the_registered_schema_of_a_type_it_does_not_import(ops, s
 
 
 def test_a_client_sees_a_schema_registered_anew_once_its_copy_expires(ops, store, monkeypatch):
-    # A client keeps a type's schema for ops_core.SCHEMA_TTL (30 s, README), shortened here.
-    monkeypatch.setattr("jq_cli.ops.core.SCHEMA_TTL", 0.3)
+    # A client keeps a type's schema for ops/prepare.py SCHEMA_TTL (30 s, README), shortened here.
+    monkeypatch.setattr("jq_cli.ops.prepare.SCHEMA_TTL", 0.3)
     strict = {"type": "object", "properties": {"n": {"type": "integer"}}}
     store.job_type_register(["t_evolving"], "remote-worker", [json.dumps(strict)])
     with pytest.raises(InvalidInput, match="payload for t_evolving: n"):
