@@ -152,7 +152,7 @@ class Client(
     def get(self, job_id: int) -> dict[str, Any]:
         """The job with every attempt, and the ids of its replays. Raises NotFound."""
         job = present_job(self.store.job_get(job_id))
-        job["replays"] = self.store.job_replays_of(job_id)  # issue 16: jq replay
+        job["replays"] = self.store.job_replays_of(job_id)  # jq replay
         return job
 
     def list_jobs(

@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     db_tcp_user_timeout: float = Field(15.0, ge=0, validation_alias=_env("DB_TCP_USER_TIMEOUT"))
     db_keepalives_idle: float = Field(10.0, ge=0, validation_alias=_env("DB_KEEPALIVES_IDLE"))
 
-    # Schedules (issue 4): a `skip` schedule's tick fires only if the scheduler is at most this late.
+    # Schedules: a `skip` schedule's tick fires only if the scheduler is at most this late.
     misfire_grace: float = Field(60.0, ge=0, validation_alias=_env("MISFIRE_GRACE"))
     # Retention: the scheduler deletes terminal jobs finished longer ago than these (0 keeps them).
     retention_completed: float = Field(
@@ -91,7 +91,7 @@ class Settings(BaseSettings):
     retention_cancelled: float = Field(
         7 * 86400.0, ge=0, validation_alias=_env("RETENTION_CANCELLED")
     )
-    # The audit log's own retention (issue 16): rows older than this are pruned (0 keeps them).
+    # The audit log's own retention: rows older than this are pruned (0 keeps them).
     audit_retention: float = Field(90 * 86400.0, ge=0, validation_alias=_env("AUDIT_RETENTION"))
 
     max_payload_bytes: int = Field(1_048_576, gt=0, validation_alias=_env("MAX_PAYLOAD_BYTES"))

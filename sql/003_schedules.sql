@@ -2,7 +2,7 @@
 
 -- One row per schedule. next_fire_at is the timer: the scheduler fires a schedule when the
 -- database clock passes it and advances it in the same transaction, so a restart of any
--- scheduler loses no tick and no tick is computed from a host's clock (invariant 4).
+-- scheduler loses no tick and no tick is computed from a host's clock (docs/design.md, Invariant 4).
 CREATE TABLE schedules (
     name         text        PRIMARY KEY,
     job_type     text        NOT NULL,

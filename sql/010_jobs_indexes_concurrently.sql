@@ -2,7 +2,7 @@
 -- 010: indexes on jobs, built without locking out job writes (each statement on its own, outside a
 -- transaction). IF NOT EXISTS: a database that ran 003 before it moved its indexes here has them.
 
--- Exactly one job per tick (invariant 5): two schedulers, a restart or a retried transaction
+-- Exactly one job per tick (docs/design.md, Invariant 5): two schedulers, a restart or a retried transaction
 -- insert with ON CONFLICT DO NOTHING against this key and create nothing the second time.
 -- Partial, so the index holds only the scheduled jobs and costs ordinary submits nothing.
 CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS jobs_schedule_tick

@@ -1,5 +1,5 @@
 -- 021: workflows. A job may depend on others: it waits in state 'waiting' until every parent
--- completed, and is released by the transaction that completes its last parent (invariant 8).
+-- completed, and is released by the transaction that completes its last parent (docs/design.md, Invariant 8).
 
 ALTER TABLE jobs DROP CONSTRAINT jobs_state_check;
 ALTER TABLE jobs ADD CONSTRAINT jobs_state_check CHECK (state IN

@@ -41,10 +41,10 @@ app.command()(show.show)
 app.command("list")(jobs.list_)
 app.command()(jobs.retry)
 app.command()(jobs.cancel)
-app.command()(jobs.replay)  # issue 16
+app.command()(jobs.replay)
 app.command()(jobs.purge)
 app.command()(jobs.stats)
-app.command()(audit.audit)  # issue 16
+app.command()(audit.audit)
 app.command()(daemons.top)
 app.command()(admin.doctor)
 app.command()(daemons.worker)
@@ -54,8 +54,8 @@ app.command()(admin.demo)
 app.add_typer(db_app, name="db")
 app.add_typer(help_app, name="help")
 app.add_typer(dlq_app, name="dlq")
-app.add_typer(schedule_app, name="schedule")  # issue 4: jq schedule ...
-app.add_typer(queue_app, name="queue")  # issue 16: jq queue ...
+app.add_typer(schedule_app, name="schedule")  # jq schedule ...
+app.add_typer(queue_app, name="queue")  # jq queue ...
 
 COMMANDS = (
     "submit", "show", "list", "retry", "cancel", "purge", "stats", "top", "doctor", "worker",

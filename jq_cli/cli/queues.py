@@ -1,4 +1,4 @@
-"""`jq queue ...`: the queues, their depth and rate, pause and resume (issue 16)."""
+"""`jq queue ...`: the queues, their depth and rate, pause and resume."""
 
 # No `from __future__ import annotations` here: Typer reads every command's annotations on
 # each run, and as strings each one is compiled and evaluated again (about 30 ms of `jq --help`).

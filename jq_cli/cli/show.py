@@ -60,7 +60,7 @@ def render_job(job: dict[str, Any], timeline: list[dict[str, Any]], graph: dict[
     state = Text.from_markup(state_text(job["state"]))
     if job["cancel_requested"] and job["state"] == "running":
         state.append(" (cancel requested)")
-    if job["state"] == "scheduled" and job.get("limited_by"):  # issue 16
+    if job["state"] == "scheduled" and job.get("limited_by"):
         state.append(f" (limited: {job['limited_by']})")
     print_fields(
         out,
@@ -119,7 +119,7 @@ def render_job(job: dict[str, Any], timeline: list[dict[str, Any]], graph: dict[
                 Text(a["error"] or ""),
             )
         out.print(table)
-        # issue 16: every failed attempt's traceback, folded to its last lines.
+        # Every failed attempt's traceback, folded to its last lines.
         for a in job["attempt_history"]:
             if a["traceback"]:
                 lines = a["traceback"].rstrip().splitlines()

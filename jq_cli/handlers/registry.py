@@ -102,7 +102,7 @@ class JobContext:
         self._on_progress = on_progress
         self._cancel: CancelFlag = cancel_event or threading.Event()
         self._max_message_bytes = max_message_bytes
-        # Issue 15: a workflow step's parents, in the order given, with their results.
+        # A workflow step's parents, in the order given, with their results.
         self.parents: list[int] = [p["id"] for p in parent_results or []]
         self.parent_results: list[Any] = [p.get("result") for p in parent_results or []]
 
@@ -155,7 +155,7 @@ class Handler:
     description: str = ""
     defaults: JobDefaults = field(default_factory=JobDefaults)
     limit: Limit | None = None  # concurrency and rate across every worker
-    unique_for: float | None = None  # issue 15: @job(unique_for="1h"), the default of its submits
+    unique_for: float | None = None  # @job(unique_for="1h"), the default of its submits
     unique_on: tuple[str, ...] | None = None
 
     @property
@@ -228,7 +228,7 @@ class Registry:
         return sorted(self.handlers)
 
     def limits(self) -> dict[str, Limit]:
-        """The limits of the handlers that declare one (issue 16)."""
+        """The limits of the handlers that declare one."""
         return {n: h.limit for n, h in self.handlers.items() if h.limit is not None}
 
 

@@ -70,7 +70,7 @@ class Gate:
 
     def _authenticate(self, scope: Scope) -> problems.ProblemResponse | None:
         authenticated = not self.keys
-        key_name = None  # issue 16: the audit log's "who" of this request
+        key_name = None  # the audit log's "who" of this request
         if self.keys:
             for name, value in scope.get("headers", ()):
                 presented = None

@@ -18,7 +18,7 @@ LOOPBACK = "127.0.0.1"
 
 class ApiKeys:
     """The accepted keys, as bytes (headers arrive as bytes), each with a name the audit log
-    records as the "who" of a request (issue 16). Its repr never shows a key."""
+    records as the "who" of a request. Its repr never shows a key."""
 
     def __init__(self, keys: Iterable[str | tuple[str, str]] = ()) -> None:
         self._keys: list[tuple[str, bytes]] = []

@@ -1,6 +1,6 @@
 """Cron arithmetic, and nothing else: when a schedule fires, in its time zone, across daylight-saving
 changes, and what a scheduler that was away fires on its return (the misfire policy). No I/O: the
-caller passes the database's clock in (DESIGN invariant 4).
+caller passes the database's clock in (docs/design.md, Invariant 4).
 
 Wall-clock rules (README "Schedules"):
 - A wall-clock time the clocks skip (spring forward) fires once, shifted by the length of the gap:

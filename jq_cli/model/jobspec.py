@@ -156,7 +156,7 @@ class JobRequest(BaseModel):
     retry_jitter: float | None = Field(None, ge=0, le=1)
     # Seconds (or "30s", "5m") the attempt may run; over it the attempt ends `timeout`.
     time_limit: float | str | None = None
-    # Issue 15: unique jobs and dependencies (jq_cli.model.unique, jq_cli.model.workflows).
+    # Unique jobs and dependencies (jq_cli.model.unique, jq_cli.model.workflows).
     unique_for: float | str | None = None
     unique_on: list[str] | None = Field(None, min_length=1, max_length=50)
     depends_on: list[int] = Field(default_factory=list, max_length=1000)

@@ -1,4 +1,4 @@
-"""Limits that hold across every worker (issue 16): what one limit says, and the `10/s`
+"""Limits that hold across every worker: what one limit says, and the `10/s`
 spelling of a rate. The claim that enforces them is store/limits.py."""
 
 from __future__ import annotations

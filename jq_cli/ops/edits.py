@@ -1,4 +1,4 @@
-"""Operator actions of issue 16 in jq_cli.client.Client: retry a dead job with a corrected
+"""Operator actions in jq_cli.client.Client: retry a dead job with a corrected
 payload, replay a finished job as a new linked one, cancel by filter, and a job's timeline.
 Each change commits with its audit row."""
 

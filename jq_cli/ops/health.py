@@ -41,7 +41,7 @@ class HealthOperations(OperationsCore):
                 "n"
             ]
         by_queue.setdefault("default", {"queued": 0, "broker_ready": None})
-        # issue 16: a paused queue is listed, and marked, even with nothing queued.
+        # A paused queue is listed, and marked, even with nothing queued.
         paused = self.store.queue_paused()
         for queue in paused:
             by_queue.setdefault(queue, {"queued": 0, "broker_ready": None})
@@ -62,7 +62,7 @@ class HealthOperations(OperationsCore):
             "by_state": by_state,
             "queued_by_priority": by_priority,
             "queues": by_queue,
-            "limited": self.store.job_count_limited(),  # issue 16: held back by a limit
+            "limited": self.store.job_count_limited(),  # held back by a limit
             "workers": workers,
             "broker_error": broker_error,
             "telemetry_error": telemetry_error,

@@ -1,4 +1,4 @@
-"""The queue operations of jq_cli.client.Client (issue 16): list the queues with their depth,
+"""The queue operations of jq_cli.client.Client: list the queues with their depth,
 workers and rate, pause and resume them. A pause is a row in PostgreSQL that every worker's
 claim reads (store.queues.job_claim_gated), so it holds across workers and restarts."""
 

@@ -266,7 +266,7 @@ class ScheduleOperations(AuditOperations):
 
 
 def _present_schedule(row: ScheduleRow) -> dict[str, Any]:
-    """A schedule row as front ends show it (issue 4): priority by name, only the documented keys."""
+    """A schedule row as front ends show it: priority by name, only the documented keys."""
     keys = (
         "name",
         "job_type",

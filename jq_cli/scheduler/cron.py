@@ -17,7 +17,7 @@ CRON_BATCH = 100  # schedules fired per transaction
 class CronFirer:
     """Asks the store to fire due schedules (schedule_fire_due) with this duty's plan for each,
     CRON_BATCH per transaction until a short batch, and publishes the jobs made. One job per tick,
-    by the unique key on schedule and fire time (docs/design.md, Invariants 5)."""
+    by the unique key on schedule and fire time (docs/design.md, Invariant 5)."""
 
     def __init__(
         self,

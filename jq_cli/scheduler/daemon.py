@@ -217,7 +217,7 @@ class Scheduler:
         )
         sdnotify.notify("READY=1", "STATUS=waiting for leadership")
         # Every scheduler rings the doorbell for jobs committed in applications' own transactions
-        # (docs/design.md, Invariants 7); the outbox drain keeps two of them from both publishing.
+        # (docs/design.md, Invariant 7); the outbox drain keeps two of them from both publishing.
         doorbell = Doorbell.from_settings(self.settings, self.name)
         doorbell.start()
         try:  # the doorbell stops however the loop ends

@@ -1,6 +1,6 @@
 """The doorbell: publishes the jobs committed in applications' own transactions (and dependants
 released by their last parent) as soon as PostgreSQL announces the commit, instead of at the
-sweeper's next pass (docs/design.md, Invariants 7).
+sweeper's next pass (docs/design.md, Invariant 7).
 
 A thread beside every `jq scheduler` (leader or not: the outbox drain skips rows another doorbell
 holds, so each job is published by one of them). It LISTENs on the namespace's channel, drains the

@@ -11,7 +11,7 @@ BATCH = 1000  # rows per statement: a large backlog never holds locks for long
 
 class Promoter:
     """Asks the store for due jobs (job_promote_due) in batches until a short one, and publishes
-    them. Time is the rows' run_at against the database's clock (docs/design.md, Invariants 4)."""
+    them. Time is the rows' run_at against the database's clock (docs/design.md, Invariant 4)."""
 
     def __init__(self, store: Store, publisher: Publisher) -> None:
         self.store = store

@@ -36,7 +36,7 @@ class Sweeper:
     the job_counts summary and the broker, and the pick (job_republish_claim) walks an index up to
     REPUBLISH_LIMIT, so a pass costs the same with a thousand queued jobs or a million
     (docs/design.md, Daemons). A duplicate message it may still create is harmless: the claim is
-    conditional (docs/design.md, Invariants 2)."""
+    conditional (docs/design.md, Invariant 2)."""
 
     def __init__(
         self,

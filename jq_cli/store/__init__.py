@@ -1,7 +1,7 @@
 """All SQL of jq: the one package that speaks to PostgreSQL, and the only owner of job state.
 
 Queries are named noun_verb and commented with why. Every state change is a conditional
-UPDATE (DESIGN invariant 2); every time comparison uses the database's now() (invariant 4).
+UPDATE (docs/design.md, Invariant 2); every time comparison uses the database's now() (docs/design.md, Invariant 4).
 Driver errors are translated in one place (base.translate, applied by StoreBase._errors), into
 jq's error tree, the driver's error kept as the cause. Store is one connection; its queries are
 grouped by who needs them, one module each (each a mixin on StoreBase), and the rows they return
@@ -45,13 +45,13 @@ from jq_cli.store.work import WorkQueries
 class Store(
     JobQueries,
     BulkQueries,  # operator actions, split from JobQueries; no other mixin defines them
-    ActionQueries,  # issue 16
+    ActionQueries,
     CycleQueries,  # the worker's finish-and-claim round trip; extends QueueQueries
-    QueueQueries,  # issue 16; before WorkQueries, which it extends
+    QueueQueries,  # before WorkQueries, which it extends
     WorkQueries,
     MaintenanceQueries,
     ScheduleQueries,
-    AuditQueries,  # issue 16
+    AuditQueries,
     MigrationQueries,
     StoreBase,
 ):

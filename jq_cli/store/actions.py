@@ -1,4 +1,4 @@
-"""Operator actions of issue 16 on jobs: selection by filter (state, type, queue, priority,
+"""Operator actions on jobs: selection by filter (state, type, queue, priority,
 age), retry with an edited payload, replay as a new linked job, and what `jq show` adds."""
 
 from __future__ import annotations

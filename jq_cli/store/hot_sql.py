@@ -24,14 +24,14 @@ claimed AS (
               retry_base_delay, retry_max_delay, retry_jitter, cancel_requested,
               extract(epoch FROM now() - run_at)::float8 AS waited,
               time_limit, hand_backs,
-              parent_results, trace_context  -- issue 15: workflows, tracing
+              parent_results, trace_context  -- workflows, tracing
 ), opened AS (
     INSERT INTO attempts (job_id, number, worker)
     SELECT id, run_count, %(worker)s FROM claimed
 )"""
 CLAIMED_COLUMNS = 17  # the RETURNING list above: ClaimedJob's fields
 
-# The gates of issue 16 in the claim itself: a job of a paused queue stays queued (read from
+# The gates in the claim itself: a job of a paused queue stays queued (read from
 # committed rows: a claim that starts after a pause commits takes nothing of that queue), and while
 # any limit exists this claims nothing: the worker then takes the limited claim
 # (store/limits.py), which counts under locks.

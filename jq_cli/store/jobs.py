@@ -283,7 +283,7 @@ class JobQueries(StoreBase):
         return {"by_state": by_state, "queued": queued}
 
     def now(self) -> datetime:
-        """The database's clock: every due time is compared with it (DESIGN invariant 4)."""
+        """The database's clock: every due time is compared with it (docs/design.md, Invariant 4)."""
         row = self._one("SELECT now() AS now")  # query: now
         assert row is not None  # a SELECT without FROM returns one row
         return cast(datetime, row["now"])

@@ -1,4 +1,4 @@
-"""Limits at claim time (issue 16): the claim counts running jobs and recent starts per limit
+"""Limits at claim time: the claim counts running jobs and recent starts per limit
 key under a transaction-scoped advisory lock, claims only what fits, and sends the rest back
 to scheduled (no attempt spent) with a run_at when it may fit and the reason in limited_by."""
 
@@ -123,7 +123,7 @@ class LimitQueries(WorkQueries):
                 """
                 SELECT id, job_type, queue, payload FROM jobs
                 WHERE id = ANY(%(ids)s) AND state = 'queued'
-                  -- a paused queue's jobs wait without a claim (issue 16), limit or not
+                  -- a paused queue's jobs wait without a claim, limit or not
                   AND NOT EXISTS (SELECT 1 FROM queues q WHERE q.name = jobs.queue AND q.paused)
                 ORDER BY priority DESC, id
                 """,

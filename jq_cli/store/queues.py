@@ -1,4 +1,4 @@
-"""Queues as rows (issue 16): pause and resume, the claim that obeys a pause, and the depths
+"""Queues as rows: pause and resume, the claim that obeys a pause, and the depths
 `jq queue list` shows."""
 
 from __future__ import annotations

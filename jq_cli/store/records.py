@@ -27,7 +27,7 @@ class NewJob:
     retry_max_delay: float | None = None
     retry_jitter: float | None = None
     time_limit: float | None = None  # seconds; None: the handler's or the worker's default
-    # Issue 15 (jq_cli.store.enqueue writes these; the plain insert paths never set them).
+    # Workflows and unique jobs (jq_cli.store.enqueue writes these; the plain insert paths never set them).
     unique_key: str | None = None  # job type + payload digest: see jq_cli.model.unique
     unique_for: float | None = None  # seconds in which a second submit of the key finds this job
     trace_context: str | None = None  # JSON of the submitter's W3C trace context

@@ -57,7 +57,7 @@ class JobRow(JobSummary):
     updated_at: datetime
     schedule_name: str | None
     fire_time: datetime | None
-    # Issue 15 (sql/020, sql/021): unique jobs, tracing, workflows.
+    # (sql/020, sql/021): unique jobs, tracing, workflows.
     unique_key: str | None
     unique_until: datetime | None
     trace_context: Any

@@ -40,7 +40,7 @@ class TopApp(App[None]):
         Binding("R", "retry_all", "Retry all", show=False),
         Binding("c", "cancel_job", "Cancel"),
         Binding("p", "purge", "Purge"),
-        Binding("P", "toggle_pause", "Pause queue", show=False),  # issue 16
+        Binding("P", "toggle_pause", "Pause queue", show=False),
     ]
 
     def __init__(
@@ -259,7 +259,7 @@ class TopApp(App[None]):
                 severity="warning",
             )
             return
-        # issue 16: exactly what the filter shows (its type, queue, priority and id too). From
+        # exactly what the filter shows (its type, queue, priority and id too). From
         # the dead letters panel, which no filter narrows but the type, as before.
         flt = self.filter
         if state != flt.state:

@@ -54,6 +54,6 @@ class CountsPanel(Widget):
             text.append("-")
         for i, (q, v) in enumerate(queues):
             text.append(("  " if i else "") + f"{q} {v['queued']}")
-            if v.get("paused"):  # issue 16
+            if v.get("paused"):
                 text.append(" paused", "bold red")
         return text
