@@ -71,7 +71,6 @@ class Worker:
         reload_settings: Callable[[], Settings] | None = None,
         pool: str = "thread",
     ) -> None:
-        prefetch_arg = prefetch
         self.settings = settings
         self.metrics = metrics
         self._reload_settings = reload_settings
@@ -99,12 +98,12 @@ class Worker:
         outbox = Outbox(self.wake, limits)
         progress = Progress()
         # Unclaimed deliveries wait locally; keep that buffer small so priorities stay strict.
-        prefetch = prefetch or settings.worker_prefetch or self.concurrency
+        window = prefetch or settings.worker_prefetch or self.concurrency
         self.consumer = Consumer(
             settings.rabbitmq_url,
             settings.namespace,
             self.queues,
-            prefetch,
+            window,
             inbox.put,
             inbox.drop_generation,
         )
@@ -117,8 +116,8 @@ class Worker:
             worker=self.name,
             lease_ttl=settings.lease_ttl,
             concurrency=self.concurrency,
-            prefetch=prefetch,
-            prefetch_fixed=bool(prefetch_arg or settings.worker_prefetch),
+            prefetch=window,
+            prefetch_fixed=bool(prefetch or settings.worker_prefetch),
         )
         backoff = Backoff(
             settings.retry_base_delay, settings.retry_max_delay, settings.retry_jitter
