@@ -1,14 +1,20 @@
 """The `jq worker` daemon: consume job ids, claim in Postgres, run handlers, record outcomes.
 
 Threads and what each owns:
-- the consumer thread owns the AMQP connection (pika is not thread-safe);
+- the consumer thread owns the AMQP connection (pika is not thread-safe); it puts deliveries in
+  the inbox (jq_cli.worker.handoff: all that crosses a thread goes through there);
 - the dispatcher (the caller of run(), the main thread) owns the Postgres connection: it claims
-  deliveries in batches, acknowledges them once the claim is committed, hands jobs to the pool,
-  records outcomes in batches (group commit), renews leases and applies cancel requests;
+  deliveries in batches through the intake (jq_cli.worker.intake), which acknowledges them once
+  the claim is committed, hands jobs to the pools, records outcomes in batches (group commit),
+  renews leases (jq_cli.worker.leases) and applies cancel requests (jq_cli.worker.dispatcher);
 - the cancel listener thread owns a second Postgres connection, LISTENing for cancels of running
   jobs (jq_cli.worker.cancel_listener); the dispatcher applies what it hears;
-- `concurrency` handler threads run handlers and report outcomes back;
+- `concurrency` handler threads (jq_cli.worker.pools) run handlers through the executor
+  (jq_cli.worker.executor) and report outcomes to the outbox;
 - the telemetry thread sends heartbeats and counters to Redis, never blocking the others.
+
+Worker makes each of these parts once and hands each the others it uses (constructor arguments):
+no part reaches another through the Worker.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from jq_cli.broker import Consumer, Delivery, Message, Publisher
+from jq_cli.broker import Consumer, Message, Publisher
 from jq_cli.config import Settings, mask_url
 from jq_cli.errors import JqError, SchemaNotMigrated, ServiceUnavailable
 from jq_cli.handlers.registry import Registry
@@ -33,18 +39,25 @@ from jq_cli.observe import sdnotify
 from jq_cli.observe.telemetry import CounterBuffer, Telemetry
 from jq_cli.store import Store, hostname
 from jq_cli.worker.cancel_listener import CancelListener
+from jq_cli.worker.claim_ahead import RunTimes
 from jq_cli.worker.dispatcher import Dispatcher
 from jq_cli.worker.executor import Executor
-from jq_cli.worker.pools import AsyncRunner, Pool, ProcessPool, ThreadPool
+from jq_cli.worker.handoff import Inbox, Outbox, Progress, Wake
+from jq_cli.worker.intake import Intake
+from jq_cli.worker.outcomes import Limits
+from jq_cli.worker.pools import POOLS, Contexts, Pools, RunningJob
 
 if TYPE_CHECKING:  # prometheus-client is imported only by a daemon started with --metrics-port
     from jq_cli.observe.metrics import DaemonMetrics
 
 log = logging.getLogger("jq.worker")
-POOLS = ("thread", "process")
+__all__ = ["POOLS", "Worker"]
 
 
-class Worker(Dispatcher):
+class Worker:
+    """The daemon around the dispatcher: makes its parts and hands each the others it uses, runs
+    the dispatcher's rounds on the calling thread, and owns the life cycle, signals and telemetry."""
+
     def __init__(
         self,
         settings: Settings,
@@ -61,20 +74,15 @@ class Worker(Dispatcher):
         self.settings = settings
         self.metrics = metrics
         self._reload_settings = reload_settings
-        self._concurrency_fixed = (
-            concurrency is not None
-        )  # given on the command line: wins over reloads
-        self._prefetch_fixed = bool(prefetch or settings.worker_prefetch)
+        # Given on the command line: wins over reloads.
+        self._concurrency_fixed = concurrency is not None
         self.reload_requested = threading.Event()
         self.registry = registry
         self.queues = queues or settings.queue_names
         self.concurrency = concurrency or settings.worker_concurrency
-        # Unclaimed deliveries wait locally; keep that buffer small so priorities stay strict.
-        self.prefetch = prefetch or settings.worker_prefetch or self.concurrency
         self.name = name or f"{hostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.backoff = Backoff(
-            settings.retry_base_delay, settings.retry_max_delay, settings.retry_jitter
-        )
+        self.stopping = threading.Event()  # first signal: drain
+        self.forced = threading.Event()  # second signal: hand back now
 
         self.store = Store(
             settings.database_url, settings.namespace, application_name=f"jq-worker {self.name}"
@@ -82,38 +90,108 @@ class Worker(Dispatcher):
         self.publisher = Publisher(settings.rabbitmq_url, settings.namespace)
         self.telemetry = Telemetry(settings.redis_url, settings.namespace)
         self.counters = CounterBuffer()
+
+        # What crosses threads (jq_cli.worker.handoff), then the parts on either side of it.
+        self.wake = Wake()
+        inbox = Inbox(self.wake)
+        limits = Limits(settings.max_result_bytes, settings.max_error_bytes)
+        outbox = Outbox(self.wake, limits)
+        progress = Progress()
+        # Unclaimed deliveries wait locally; keep that buffer small so priorities stay strict.
+        window = prefetch or settings.worker_prefetch or self.concurrency
         self.consumer = Consumer(
             settings.rabbitmq_url,
             settings.namespace,
             self.queues,
-            self.prefetch,
-            self._on_delivery,
-            self._on_connection_lost,
+            window,
+            inbox.put,
+            inbox.drop_generation,
         )
-
-        if pool not in POOLS:
-            raise ValueError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
-        self.pool_kind = pool
-        self._init_dispatcher()
-        self.executor = Executor(registry, self.backoff, self.limits, self.name)
+        runtimes = RunTimes()  # measured handler run times: how far ahead to claim
+        self.intake = Intake(
+            inbox,
+            self.consumer,
+            self.store,
+            runtimes,
+            worker=self.name,
+            lease_ttl=settings.lease_ttl,
+            concurrency=self.concurrency,
+            prefetch=window,
+            prefetch_fixed=bool(prefetch or settings.worker_prefetch),
+        )
+        backoff = Backoff(
+            settings.retry_base_delay, settings.retry_max_delay, settings.retry_jitter
+        )
+        self.executor = Executor(registry, backoff, limits, self.name)
+        self.pools = Pools(
+            pool,
+            self.concurrency,
+            self.executor,
+            Contexts(settings, progress.put, limits.max_error_bytes),
+            outbox.report,
+            progress.put,
+        )
+        self.cancel_listener = CancelListener(settings, self.name, self.wake.event)
+        self.dispatcher = Dispatcher(
+            settings=settings,
+            registry=registry,
+            name=self.name,
+            store=self.store,
+            intake=self.intake,
+            pools=self.pools,
+            executor=self.executor,
+            outbox=outbox,
+            progress=progress,
+            cancels=self.cancel_listener,
+            runtimes=runtimes,
+            counters=self.counters,
+            wake=self.wake,
+            stopping=self.stopping,
+            metrics=metrics,
+        )
 
         self._stop_telemetry = False
         self._telemetry_down = False  # logged once when Redis goes away, once when it is back
-        self.stopping = threading.Event()  # first signal: drain
-        self.forced = threading.Event()  # second signal: hand back now
         self._db_down_since: float | None = None
 
-    # -- consumer thread callbacks ------------------------------------------------------------
+    # -- what the parts count, for heartbeats, logs and tests ---------------------------------
 
-    def _on_delivery(self, delivery: Delivery) -> None:
-        with self._inbox_lock:
-            self._inbox.append(delivery)
-        self._signal()
+    @property
+    def pool_kind(self) -> str:
+        return self.pools.kind
 
-    def _on_connection_lost(self, generation: int) -> None:
-        # Unacknowledged deliveries of that connection go back to the broker by themselves.
-        with self._inbox_lock:
-            self._inbox = [d for d in self._inbox if d.generation != generation]
+    @property
+    def prefetch(self) -> int:
+        """The broker's window as it is now (it follows measured run time when not set)."""
+        return self.intake.prefetch
+
+    @property
+    def duplicates(self) -> int:
+        return self.intake.duplicates
+
+    @property
+    def poison(self) -> int:
+        return self.intake.poison
+
+    @property
+    def running(self) -> dict[int, RunningJob]:
+        return self.dispatcher.running
+
+    @property
+    def processed(self) -> int:
+        return self.dispatcher.processed
+
+    @property
+    def failed(self) -> int:
+        return self.dispatcher.failed
+
+    @property
+    def timeouts(self) -> int:
+        return self.dispatcher.timeouts
+
+    @property
+    def handed_over(self) -> int:
+        return self.dispatcher.handed_over
 
     # -- signals ------------------------------------------------------------------------------
 
@@ -153,10 +231,8 @@ class Worker(Dispatcher):
         logging.getLogger().setLevel(fresh.log_level.upper())
         if not self._concurrency_fixed and fresh.worker_concurrency != self.concurrency:
             self.concurrency = fresh.worker_concurrency
-            self.pool.resize(self.concurrency)
-            if not self._prefetch_fixed:
-                self.prefetch = self.concurrency
-                self.consumer.set_prefetch(self.prefetch)
+            self.pools.resize(self.concurrency)
+            self.intake.resize(self.concurrency)
         log.info(
             "event=settings_reloaded log_level=%s concurrency=%d prefetch=%d",
             fresh.log_level,
@@ -217,15 +293,13 @@ class Worker(Dispatcher):
         self._start()
         if self.stopping.is_set():
             return 0
-        self.pool = self._make_pool()
-        self.async_runner = AsyncRunner(self.executor, self._make_ctx, self._report)
+        self.pools.start()
         consumer_thread = threading.Thread(target=self.consumer.run, name="amqp", daemon=True)
         consumer_thread.start()
         telemetry_thread = threading.Thread(
             target=self._telemetry_loop, name="telemetry", daemon=True
         )
         telemetry_thread.start()
-        self.cancel_listener = CancelListener(self.settings, self.name, self.wake)
         self.cancel_listener.start()
         deadline = time.monotonic() + 10  # READY=1 means connected; a signal must not wait for it
         while (
@@ -243,19 +317,19 @@ class Worker(Dispatcher):
         )
         sdnotify.notify("READY=1", f"STATUS=consuming {','.join(self.queues)}")
 
-        self._next_lease = self._next_progress = 0.0
+        dispatcher, intake, wake = self.dispatcher, self.intake, self.wake.event
         delay = 0.0
         drain_deadline: float | None = None
         while True:
-            due = self.next_due  # outcomes held back for group commit go by then
+            due = intake.next_due  # outcomes held back for group commit go by then
             linger = 0.1 if due is None else min(0.1, max(0.0, due - time.monotonic()))
-            self.wake.wait(delay or linger)
-            self.wake.clear()
+            wake.wait(delay or linger)
+            wake.clear()
             now = time.monotonic()
             if self.reload_requested.is_set():
                 self._reload()
             try:
-                self._dispatch_once(now)
+                dispatcher.dispatch_once(now)
                 self._note_db(None)
                 delay = 0.0
             except JqError as exc:
@@ -271,14 +345,13 @@ class Worker(Dispatcher):
                     drain_deadline = now + self.settings.shutdown_grace
                     self.consumer.stop_consuming()
                     sdnotify.notify("STOPPING=1")
-                    self._requeue_inbox()
+                    intake.requeue_all()
                 if not self.running or self.forced.is_set() or now >= drain_deadline:
                     break
         self._hand_back()
         self.consumer.stop()
         consumer_thread.join(5)
-        self.pool.shutdown()
-        self.async_runner.shutdown()
+        self.pools.shutdown()
         self.cancel_listener.stop()
         self._stop_telemetry = True
         self._send_telemetry(final=True)
@@ -295,20 +368,9 @@ class Worker(Dispatcher):
         )
         return 0
 
-    def _make_pool(self) -> Pool:
-        if self.pool_kind == "process":
-            return ProcessPool(self.concurrency, self.executor, self._report, self._on_progress)
-        return ThreadPool(self.concurrency, self.executor, self._make_ctx, self._report)
-
-    def _requeue_inbox(self) -> None:
-        with self._inbox_lock:
-            inbox, self._inbox = self._inbox, []
-        for d in inbox:
-            self.consumer.reject(d.generation, [d.tag], requeue=True)
-
     def _hand_back(self) -> None:
         with contextlib.suppress(JqError):
-            self._finish()
+            self.dispatcher.finish()
         if not self.running:
             return
         ids = [r.id for r in self.running.values() if not r.lost]
@@ -383,6 +445,6 @@ class Worker(Dispatcher):
             "timeouts": self.timeouts,
             "pool": self.pool_kind,
             # handler threads stuck past their time limit or a cancel, replaced but still alive
-            "abandoned": self.pool.abandoned + self.async_runner.abandoned,
+            "abandoned": self.pools.abandoned,
             "draining": self.stopping.is_set(),
         }

@@ -1,32 +1,39 @@
 """The worker's dispatcher: the one thread that owns the worker's Postgres connection. Each round
 it records the outcomes at hand and claims deliveries in one statement (group commit; what it
-claims and when is the intake's, jq_cli/worker/intake.py), hands jobs to a pool, renews leases, and stops
-handlers past their time limit or a cancel request. Every step may fail on a query; each one leaves its work to be retried or
-released, so that consumption resumes as soon as PostgreSQL answers again."""
+claims and when is the intake's, jq_cli/worker/intake.py), hands jobs to a pool, renews leases
+(jq_cli/worker/leases.py), and stops handlers past their time limit or a cancel request. Every
+step may fail on a query; each one leaves its work to be retried or released, so that consumption
+resumes as soon as PostgreSQL answers again.
+
+A claimed job, followed through it: the intake's Claimed → begin() makes its RunningJob (the one
+record of it, in `running`) and submits it to a pool → the pool runs it through the Executor and
+reports its Finish to the Outbox → the next cycle() collects it, records it with the next claim,
+and settles it (counters, metrics) once PostgreSQL has it.
+"""
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
-from collections import Counter, deque
-from typing import TYPE_CHECKING
+from collections import Counter
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
 
-from jq_cli.broker import Consumer, Delivery
 from jq_cli.config import Settings
 from jq_cli.errors import Conflict, JqError, ServiceUnavailable, StoreError
-from jq_cli.handlers.registry import ForcedCancel, JobContext, JobTimeout, Registry
+from jq_cli.handlers.registry import ForcedCancel, JobTimeout, Registry
 from jq_cli.observe import tracing
 from jq_cli.observe.telemetry import CounterBuffer
-from jq_cli.store import Finish, Store
-from jq_cli.store.work import ClaimedJob
-from jq_cli.worker.cancel_listener import CancelListener, ask_to_stop
+from jq_cli.store import CycleResult, Finish
+from jq_cli.store.work import ClaimedJob, HandedBack
+from jq_cli.worker.cancel_listener import ask_to_stop
 from jq_cli.worker.claim_ahead import RunTimes
 from jq_cli.worker.executor import Executor
-from jq_cli.worker.intake import Intake
-from jq_cli.worker.outcomes import Limits, sanitise
-from jq_cli.worker.pools import AsyncRunner, CancelFlag, Pool, RunningJob
+from jq_cli.worker.handoff import Outbox, Progress, Wake
+from jq_cli.worker.intake import Claimed, ClaimStore, Deliveries, Intake
+from jq_cli.worker.leases import Renewals
+from jq_cli.worker.pools import Pool, Pools, Reported, RunningJob
 
 if TYPE_CHECKING:  # prometheus-client is imported only by a daemon started with --metrics-port
     from jq_cli.observe.metrics import DaemonMetrics
@@ -37,99 +44,109 @@ TYPES_REFRESH = 5.0  # seconds between refreshes of this worker's row of types i
 TYPES_FRESH = 20.0  # a worker whose types were refreshed this recently counts as live
 
 
-class Dispatcher(Intake):
-    """The hot path of a worker (see the module docstring); jq_cli.worker.daemon.Worker adds its life
-    cycle, signals and telemetry."""
+class DispatchStore(ClaimStore, Protocol):
+    """What the dispatcher asks of PostgreSQL (jq_cli.store.Store)."""
 
-    settings: Settings
-    registry: Registry
-    name: str
-    concurrency: int
-    store: Store
-    consumer: Consumer
-    counters: CounterBuffer
-    metrics: DaemonMetrics | None
-    stopping: threading.Event
-    pool: Pool
-    async_runner: AsyncRunner
-    executor: Executor
-    cancel_listener: CancelListener | None = None  # started by Worker.run
+    def job_finish_and_claim(
+        self, finishes: Sequence[Finish], ids: Sequence[int], worker: str, lease_ttl: float
+    ) -> CycleResult: ...
+    def job_finish(self, finishes: Sequence[Finish], worker: str) -> dict[int, str]: ...
+    def job_lease_renew(
+        self, ids: Sequence[int], worker: str, lease_ttl: float
+    ) -> dict[int, bool]: ...
+    def job_progress(self, updates: dict[int, tuple[float, str | None]], worker: str) -> None: ...
+    def job_type_live_elsewhere(
+        self, job_types: Sequence[str], worker: str, within: float
+    ) -> set[str]: ...
+    def job_hand_over(
+        self, delays: dict[int, tuple[int, float]], worker: str, note: str
+    ) -> list[HandedBack]: ...
+    def worker_types_refresh(self, worker: str) -> None: ...
 
-    def _init_dispatcher(self) -> None:
-        self.limits = Limits(self.settings.max_result_bytes, self.settings.max_error_bytes)
-        self.wake = threading.Event()
-        self._inbox: list[Delivery] = []
-        self._inbox_lock = threading.Lock()
-        self._outcomes: queue.SimpleQueue[tuple[RunningJob, Finish]] = queue.SimpleQueue()
-        self._unsaved: list[tuple[RunningJob, Finish]] = []  # outcomes whose commit failed; retried
-        self._progress: dict[int, tuple[float, str | None]] = {}
-        self._progress_lock = threading.Lock()
-        self.running: dict[int, RunningJob] = {}
+
+class Cancels(Protocol):
+    """Where cancels of running jobs are heard (jq_cli.worker.cancel_listener.CancelListener)."""
+
+    def take(self) -> list[int]: ...
+
+
+class Dispatcher:
+    """The hot path of a worker (see the module docstring); jq_cli.worker.daemon.Worker makes it,
+    runs its rounds and adds the life cycle, signals and telemetry."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        registry: Registry,
+        name: str,
+        store: DispatchStore,
+        intake: Intake,
+        pools: Pools,
+        executor: Executor,
+        outbox: Outbox,
+        progress: Progress,
+        cancels: Cancels,
+        runtimes: RunTimes,
+        counters: CounterBuffer,
+        wake: Wake,
+        stopping: threading.Event,
+        metrics: DaemonMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.name = name
+        self.store = store
+        self.intake = intake
+        self.pools = pools
+        self.executor = executor
+        self.outbox = outbox
+        self.progress = progress
+        self.cancels = cancels
+        self.runtimes = runtimes
+        self.counters = counters
+        self.wake = wake
+        self.stopping = stopping
+        self.metrics = metrics
+        self.lease_ttl = settings.lease_ttl
+        self.renewals = Renewals(settings.lease_ttl)
+        self.running: dict[int, RunningJob] = {}  # by job id: every job this worker holds
+        self.processed = self.failed = self.timeouts = self.handed_over = 0
         self._stale: list[RunningJob] = []  # older runs of jobs that came back to us, being stopped
-        self.processed = self.failed = self.duplicates = self.poison = 0
-        self.timeouts = 0
         self._unknown: list[RunningJob] = []  # claimed jobs of a type this worker lacks
-        self.handed_over = 0
-        self._next_types = 0.0
-        self._next_lease = self._next_progress = self._next_prefetch = 0.0
-        self._signalled = False  # see _signal
+        self._next_types = self._next_progress = 0.0
         self._completed: Counter[str] = Counter()  # per queue, in the batch being settled
-        self.next_due: float | None = None  # when the outcomes held back must go (see _pace)
-        self.runtimes = RunTimes()  # measured handler run times: how far ahead to claim
-        self._waiting: deque[RunningJob] = deque()  # claimed, in the pool's queue, not started
-        self._waiting_types: Counter[str] = Counter()  # how many of each type _waiting holds
+        # Bound once: called per job.
+        self._report = outbox.report
+        self._queued = intake.queued
+        self._handler_of = registry.get
 
-    # -- what pools call (from their threads) -------------------------------------------------
+    # -- one round ----------------------------------------------------------------------------
 
-    def _report(self, running: RunningJob, finish: Finish) -> None:
-        running.ended = time.monotonic()
-        self._outcomes.put((running, finish))
-        self._signal()
+    def dispatch_once(self, now: float) -> None:
+        self.cycle()
+        self._hand_over()
+        self._refresh_types(now)
+        self._apply_cancels(now)
+        self._enforce_limits(now)
+        if now >= self._next_progress:
+            self._flush_progress()
+            self._next_progress = now + PROGRESS_FLUSH
+        self.renew_leases(now)
 
-    def _signal(self) -> None:
-        """Wake the dispatcher, once for everything reported or delivered until its next round (a
-        wake per job costs a lock and a notify on the hot path)."""
-        if not self._signalled:
-            self._signalled = True
-            self.wake.set()
+    # -- the cycle: outcomes recorded and deliveries claimed ----------------------------------
 
-    def _make_ctx(self, running: RunningJob, cancel: CancelFlag) -> JobContext:
-        return JobContext(
-            running.id,
-            running.job.attempts,
-            settings=self.settings,
-            on_progress=self._on_progress,
-            cancel_event=cancel,  # a threading Event, or a multiprocessing one
-            time_limit=self._time_limit(running.job),
-            max_message_bytes=self.limits.max_error_bytes,
-            parent_results=running.job.parent_results,  # workflow steps
-        )
-
-    def _on_progress(self, job_id: int, percent: float, message: str | None) -> None:
-        with self._progress_lock:
-            self._progress[job_id] = (percent, message)
-
-    def _time_limit(self, job: ClaimedJob) -> float | None:
-        """The job's own limit, else its handler's declared one, else the worker's default."""
-        if job.time_limit:
-            return job.time_limit
-        handler = self.registry.get(job.job_type)
-        if handler is not None and handler.defaults.time_limit:
-            return handler.defaults.time_limit
-        return self.settings.worker_time_limit or None
-
-    # -- the cycle: outcomes recorded and deliveries claimed (jq_cli/worker/intake.py) ------------------
-
-    def _cycle(self) -> None:
+    def cycle(self) -> None:
         """One round trip: the outcomes at hand and a claim of the deliveries there is room for,
         committed together (store/cycle.py). A refusal of either falls back to recording the
         outcomes alone (row by row if need be) and claiming alone."""
-        self._signalled = False  # before anything is read: whatever comes later wakes us again
-        batch = self._collect_outcomes()
-        room = self._pace(batch)
+        self.wake.rearm()  # before anything is read: whatever comes later wakes us again
+        intake = self.intake
+        batch = self.outbox.collect()
+        room = intake.room(batch, len(self.running), self.stopping.is_set())
         if room < 0:
             return
-        by_id = self._sort_deliveries(self._take_deliveries(room)) if room > 0 else {}
+        by_id = intake.take(room)
         if not batch and not by_id:
             return
         try:
@@ -139,10 +156,10 @@ class Dispatcher(Intake):
             attributes = {"jq.jobs": len(by_id), "jq.outcomes": len(batch), "jq.worker": self.name}
             with tracing.span(name, attributes):
                 result = self.store.job_finish_and_claim(
-                    [f for _, f in batch], list(by_id), self.name, self.settings.lease_ttl
+                    [f for _, f in batch], list(by_id), self.name, self.lease_ttl
                 )
         except ServiceUnavailable:
-            self._put_back(by_id)  # claimed again once PostgreSQL is back; outcomes stay unsaved
+            intake.put_back(by_id)  # claimed again once PostgreSQL is back; outcomes stay unsaved
             raise
         except (StoreError, Conflict) as exc:  # refused, not lost: record and claim each alone
             log.warning(
@@ -153,16 +170,45 @@ class Dispatcher(Intake):
             )
             if batch:
                 try:
-                    self._finish()
+                    self.finish()
                 except JqError:
-                    self._put_back(by_id)
+                    intake.put_back(by_id)
                     raise
-            self._claim(by_id)
+            self._start(intake.claim(by_id))
             return
         self._finished(batch, result.states)
-        self._after_cycle_claim(by_id, result)
+        if by_id:
+            self._start_cycle_claim(by_id, result)
 
-    def _begin(self, job: ClaimedJob) -> None:
+    def _start_cycle_claim(self, by_id: Deliveries, result: CycleResult) -> None:
+        intake = self.intake
+        if not result.limited:
+            self._start(intake.claimed(by_id, result.claimed))
+            return
+        # A limit exists: the gated claim took nothing it would count; the limited claim decides.
+        won = {job.id for job in result.claimed}
+        if won:
+            self._start(
+                intake.claimed({i: ds for i, ds in by_id.items() if i in won}, result.claimed)
+            )
+        self._start(intake.claim({i: ds for i, ds in by_id.items() if i not in won}))
+
+    def _start(self, claimed: Claimed) -> None:
+        """Start the jobs of a committed claim, then count the deliveries it did not win."""
+        begin = self.begin
+        for job in claimed.jobs:
+            try:
+                begin(job)
+            except Exception as exc:  # a bug here must still end the attempt, not strand the job
+                log.exception("event=start_failed job=%d", job.id)
+                running = self.running.setdefault(job.id, RunningJob(job))
+                running.leased = running.started
+                self._report(running, self.executor.failure(job, exc))
+        self.intake.count_lost(claimed.lost)
+
+    def begin(self, job: ClaimedJob) -> RunningJob:
+        """A claimed job becomes a running one: recorded in `running` and handed to a pool (or,
+        of a type this worker lacks, kept to be handed over)."""
         stale = self.running.get(job.id)
         if stale is not None:
             # An older run of this job was rescued while we were cut off, and the job came back to
@@ -178,21 +224,106 @@ class Dispatcher(Intake):
                 job.run_count,
             )
         running = RunningJob(job, limit=self._time_limit(job))  # counted from its start
+        running.leased = running.started  # the claim's commit has returned: the lease is set
         if self.metrics is not None:
             self.metrics.job_started(job.job_type, job.queue, job.waited)
         if job.cancel_requested:
             running.cancel.set()
             running.cancel_seen = running.started
         self.running[job.id] = running
-        handler = self.registry.get(job.job_type)
+        handler = self._handler_of(job.job_type)
         if handler is None:
             # A rolling deploy: this worker lacks the type. It is handed over, not failed.
             self._unknown.append(running)
+            return running
+        if handler.is_async:
+            self.pools.event_loop.submit(running)
+        else:
+            self._queued(running)  # waits for a slot (see Intake.room)
+            self.pools.sync.submit(running)
+        return running
+
+    def _time_limit(self, job: ClaimedJob) -> float | None:
+        """The job's own limit, else its handler's declared one, else the worker's default."""
+        if job.time_limit:
+            return job.time_limit
+        handler = self._handler_of(job.job_type)
+        if handler is not None and handler.defaults.time_limit:
+            return handler.defaults.time_limit
+        return self.settings.worker_time_limit or None
+
+    # -- outcomes -----------------------------------------------------------------------------
+
+    def finish(self) -> None:
+        """Record the outcomes at hand alone (shutdown, and the fallback of cycle)."""
+        batch = self.outbox.collect()
+        if not batch:
             return
-        if not handler.is_async:
-            self._waiting.append(running)  # until a slot starts it (see intake._pace)
-            self._waiting_types[job.job_type] += 1
-        (self.async_runner if handler.is_async else self.pool).submit(running)
+        with tracing.span("jq.finish", {"jq.jobs": len(batch), "jq.worker": self.name}):
+            states = self.store.job_finish([f for _, f in batch], self.name)
+        self._finished(batch, states)
+
+    def _finished(self, batch: list[Reported], states: dict[int, str]) -> None:
+        """PostgreSQL has the batch: `states` holds the new state of each outcome it let in."""
+        self.outbox.saved()
+        if not batch:
+            return
+        self._completed = Counter()
+        observe = self.runtimes.observe
+        settled = self._settled
+        for running, outcome in batch:
+            if running.began and running.ended is not None:
+                observe(running.job.job_type, running.ended - running.started)
+            settled(running, outcome, states.get(outcome.job_id))
+        if self._completed:
+            events = Counter({f"completed@{q}": n for q, n in self._completed.items()})
+            events["completed"] = self._completed.total()  # and per queue, for `jq queue list`
+            self.counters.add_many(events)
+        running_now = self.running
+        self.progress.forget(f.job_id for _, f in batch if f.job_id not in running_now)
+        self.intake.resize_prefetch()
+
+    def _settled(self, running: RunningJob, outcome: Finish, state: str | None) -> None:
+        if self.running.get(running.id) is running:
+            del self.running[running.id]
+        elif running in self._stale:
+            # The outcome of a stale run must not drop a newer run's entry (and with it its lease).
+            self._stale.remove(running)
+        if state is None:
+            log.info("event=outcome_ignored job=%d reason=job_no_longer_ours", outcome.job_id)
+            return
+        self.processed += 1
+        job = running.job
+        if self.metrics is not None:
+            self.metrics.job_finished(
+                job.job_type, job.queue, state, time.monotonic() - running.started
+            )
+        if state == "completed":
+            self._completed[job.queue] += 1  # counted once per batch: see _finished
+            return
+        if outcome.outcome == "timeout":
+            self.timeouts += 1
+        self.failed += 1 if state in ("retrying", "dead") else 0
+        self.counters.add("failed" if state in ("retrying", "dead") else state)
+        log.info(
+            "event=job_%s job=%d type=%s outcome=%s error=%r",
+            state,
+            outcome.job_id,
+            job.job_type,
+            outcome.outcome,
+            (outcome.error or "")[:200],
+        )
+
+    def _flush_progress(self) -> None:
+        updates = self.progress.take()
+        if updates:
+            try:
+                self.store.job_progress(updates, self.name)
+            except JqError:
+                self.progress.restore(updates)
+                raise
+
+    # -- jobs of a type this worker lacks -------------------------------------------------------
 
     def _hand_over(self) -> None:
         """Jobs of a type this worker lacks wait as scheduled, spending no attempt: briefly when
@@ -233,119 +364,41 @@ class Dispatcher(Intake):
             self.store.worker_types_refresh(self.name)
             self._next_types = now + TYPES_REFRESH
 
-    # -- outcomes -----------------------------------------------------------------------------
-
-    def _collect_outcomes(self) -> list[tuple[RunningJob, Finish]]:
-        """The outcomes reported since the last cycle, sanitised, after any whose commit failed."""
-        batch = self._unsaved
-        while True:
-            try:
-                running, finish = self._outcomes.get_nowait()
-            except queue.Empty:
-                break
-            if running.done:
-                continue  # a late outcome of a run the worker already ended (abandoned, killed)
-            running.done = True
-            batch.append((running, sanitise(finish, self.limits)))
-        self._unsaved = batch
-        return batch
-
-    def _finish(self) -> None:
-        """Record the outcomes at hand alone (shutdown, and the fallback of _cycle)."""
-        batch = self._collect_outcomes()
-        if not batch:
-            return
-        with tracing.span("jq.finish", {"jq.jobs": len(batch), "jq.worker": self.name}):
-            states = self.store.job_finish([f for _, f in batch], self.name)
-        self._finished(batch, states)
-
-    def _finished(self, batch: list[tuple[RunningJob, Finish]], states: dict[int, str]) -> None:
-        self._unsaved = []
-        self._completed = Counter()
-        for running, outcome in batch:
-            if running.began and running.ended is not None:
-                self.runtimes.observe(running.job.job_type, running.ended - running.started)
-            self._settled(running, outcome, states.get(outcome.job_id))
-        if self._completed:
-            events = Counter({f"completed@{q}": n for q, n in self._completed.items()})
-            events["completed"] = self._completed.total()  # and per queue, for `jq queue list`
-            self.counters.add_many(events)
-        if batch:
-            with self._progress_lock:
-                for _, outcome in batch:
-                    if outcome.job_id not in self.running:
-                        self._progress.pop(outcome.job_id, None)
-            self._resize_prefetch()
-
-    def _settled(self, running: RunningJob, outcome: Finish, state: str | None) -> None:
-        if self.running.get(running.id) is running:
-            del self.running[running.id]
-        elif running in self._stale:
-            # The outcome of a stale run must not drop a newer run's entry (and with it its lease).
-            self._stale.remove(running)
-        if state is None:
-            log.info("event=outcome_ignored job=%d reason=job_no_longer_ours", outcome.job_id)
-            return
-        self.processed += 1
-        job = running.job
-        if self.metrics is not None:
-            self.metrics.job_finished(
-                job.job_type, job.queue, state, time.monotonic() - running.started
-            )
-        if state == "completed":
-            self._completed[job.queue] += 1  # counted once per batch: see _finished
-            return
-        if outcome.outcome == "timeout":
-            self.timeouts += 1
-        self.failed += 1 if state in ("retrying", "dead") else 0
-        self.counters.add("failed" if state in ("retrying", "dead") else state)
-        log.info(
-            "event=job_%s job=%d type=%s outcome=%s error=%r",
-            state,
-            outcome.job_id,
-            job.job_type,
-            outcome.outcome,
-            (outcome.error or "")[:200],
-        )
-
-    def _flush_progress(self) -> None:
-        with self._progress_lock:
-            updates, self._progress = self._progress, {}
-        if updates:
-            try:
-                self.store.job_progress(updates, self.name)
-            except JqError:
-                with self._progress_lock:
-                    self._progress = {**updates, **self._progress}
-                raise
-
     # -- leases, cancels and time limits ------------------------------------------------------
 
     def _apply_cancels(self, now: float) -> None:
         """Ask the handlers of the jobs whose cancel the listener heard to stop."""
-        for job_id in self.cancel_listener.take() if self.cancel_listener is not None else ():
+        for job_id in self.cancels.take():
             running = self.running.get(job_id)
             if running is not None and not running.done:
                 ask_to_stop(running, now)
 
-    def _renew_leases(self) -> None:
-        """Extend the leases of running jobs (every third of the lease: a write per running job),
-        and learn of their cancels as well, should the listener have missed one."""
-        ids = [r.id for r in self.running.values() if not r.lost]
-        if not ids:
+    def renew_leases(self, now: float) -> None:
+        """Extend the leases of the running jobs whose renewal is due (each a third of the lease
+        after its claim or its last renewal: jq_cli.worker.leases), in one statement, and learn of
+        their cancels as well, should the listener have missed one. Cancels need no renewal to
+        arrive: the listener hears them (_apply_cancels)."""
+        renewals = self.renewals
+        if now < renewals.next_check:  # most rounds: nothing can be due yet
             return
-        still_ours = self.store.job_lease_renew(ids, self.name, self.settings.lease_ttl)
-        now = time.monotonic()
-        for job_id in ids:
-            running = self.running.get(job_id)
-            if running is None:
-                continue
-            if job_id not in still_ours:
+        due = renewals.due(self.running.values(), now)
+        if not due:
+            return
+        try:
+            still_ours = self.store.job_lease_renew([r.id for r in due], self.name, self.lease_ttl)
+        except BaseException:
+            renewals.failed()
+            raise
+        renewed = time.monotonic()
+        renewals.renewed(due, renewed)
+        for running in due:
+            cancel = still_ours.get(running.id)
+            if cancel is None:
                 running.lost = True
-                log.warning("event=lease_lost job=%d action=handler_asked_to_stop", job_id)
-            elif not still_ours[job_id]:
+                log.warning("event=lease_lost job=%d action=handler_asked_to_stop", running.id)
+            elif not cancel:
                 continue
-            ask_to_stop(running, now)  # cancelled, or someone else may run it now
+            ask_to_stop(running, renewed)  # cancelled, or someone else may run it now
 
     def _enforce_limits(self, now: float) -> None:
         """Stop handlers past their time limit, or past the stop grace after a cancel request: ask
@@ -374,21 +427,6 @@ class Dispatcher(Intake):
                 )
                 self._report(running, self.executor.failure(running.job, stop))
 
-    def _pool_of(self, running: RunningJob) -> Pool | AsyncRunner:
-        handler = self.registry.get(running.job.job_type)
-        return self.async_runner if handler is not None and handler.is_async else self.pool
-
-    def _dispatch_once(self, now: float) -> None:
-        self._cycle()
-        self._hand_over()
-        self._refresh_types(now)
-        self._apply_cancels(now)
-        self._enforce_limits(now)
-        if now >= self._next_progress:
-            self._flush_progress()
-            self._next_progress = now + PROGRESS_FLUSH
-        if now >= self._next_lease:
-            self._renew_leases()
-            # Every third of the lease, no faster: each renewal writes every running job's row.
-            # Cancels need no renewal to arrive: the listener hears them (_apply_cancels).
-            self._next_lease = now + self.settings.lease_ttl / 3
+    def _pool_of(self, running: RunningJob) -> Pool:
+        handler = self._handler_of(running.job.job_type)
+        return self.pools.of(handler is not None and handler.is_async)

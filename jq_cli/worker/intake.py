@@ -1,70 +1,112 @@
 """The worker's intake: deliveries from the broker become claimed jobs. It decides how many to
 claim each round (claim_ahead: by measured run time), takes the highest priorities from what has
 been delivered, acknowledges a delivery once its claim is committed, counts the duplicates, and
-sizes the broker's prefetch window. A mixin of the Dispatcher, on the dispatcher's thread."""
+sizes the broker's prefetch window. On the dispatcher's thread; the consumer thread only fills the
+inbox (jq_cli.worker.handoff.Inbox).
+
+In and out, round by round (jq_cli.worker.dispatcher.Dispatcher.cycle):
+  room(outcomes, running)   how many to claim now, or -1: not this round
+  take(room)                the deliveries to claim, by job id (messages of no job dead-lettered)
+  claimed(by_id, jobs)      once a claim is committed: acknowledged, a Claimed out
+  claim(by_id)              the claim alone (a fallback, and the claim under limits): a Claimed
+  count_lost(ids)           after the jobs started: the delivered ids nobody claimed, counted
+"""
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import Counter, deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
-from jq_cli.broker import Consumer, Delivery
-from jq_cli.config import Settings
+from jq_cli.broker import Delivery
 from jq_cli.errors import JqError, ServiceUnavailable
 from jq_cli.observe import tracing
-from jq_cli.store import CycleResult, Finish, Store
 from jq_cli.store.work import ClaimedJob
 from jq_cli.worker.claim_ahead import FINISH_LINGER, RunTimes, pace, should_resize, wanted_prefetch
-from jq_cli.worker.executor import Executor
-from jq_cli.worker.pools import RunningJob
+from jq_cli.worker.handoff import Inbox
+from jq_cli.worker.pools import Reported, RunningJob
 
 log = logging.getLogger("jq.worker")
 PREFETCH_SHRINK_EVERY = 0.5  # seconds between changes that shrink the broker's prefetch window
 
+Deliveries = dict[int, list[Delivery]]  # by the job id they carry (a duplicate: two for one id)
+
+
+class Acks(Protocol):
+    """What the intake asks of the broker's consumer (jq_cli.broker.Consumer)."""
+
+    @property
+    def generation(self) -> int: ...
+    def ack(self, generation: int, tags: Sequence[int]) -> None: ...
+    def reject(self, generation: int, tags: Sequence[int], requeue: bool) -> None: ...
+    def set_prefetch(self, prefetch: int) -> None: ...
+
+
+class ClaimStore(Protocol):
+    """What the intake asks of PostgreSQL (jq_cli.store.Store)."""
+
+    def job_claim_gated(
+        self, ids: Sequence[int], worker: str, lease_ttl: float
+    ) -> list[ClaimedJob]: ...
+    def job_states(self, ids: Sequence[int]) -> dict[int, str]: ...
+
+
+@dataclass(slots=True)
+class Claimed:
+    """What a committed claim gave: the jobs won, the highest priority first, and the delivered
+    ids it did not take (duplicates, or messages of no job: count_lost tells which)."""
+
+    jobs: list[ClaimedJob]
+    lost: list[int]
+
+
+NOTHING = Claimed([], [])
+
 
 class Intake:
-    settings: Settings
-    name: str
-    concurrency: int
-    prefetch: int
-    _prefetch_fixed: bool
-    store: Store
-    consumer: Consumer
-    executor: Executor
-    stopping: threading.Event
-    running: dict[int, RunningJob]
-    runtimes: RunTimes
-    next_due: float | None
-    poison: int
-    duplicates: int
-    _inbox: list[Delivery]
-    _inbox_lock: threading.Lock
-    _waiting: deque[RunningJob]
-    _waiting_types: Counter[str]
-    _next_prefetch: float
+    def __init__(
+        self,
+        inbox: Inbox,
+        consumer: Acks,
+        store: ClaimStore,
+        runtimes: RunTimes,
+        *,
+        worker: str,
+        lease_ttl: float,
+        concurrency: int,
+        prefetch: int,
+        prefetch_fixed: bool,
+    ) -> None:
+        self.inbox = inbox
+        self.consumer = consumer
+        self.store = store
+        self.runtimes = runtimes  # measured by the dispatcher, read here
+        self.worker = worker
+        self.lease_ttl = lease_ttl
+        self.concurrency = concurrency
+        self.prefetch = prefetch  # the broker's window as it is now
+        self.prefetch_fixed = prefetch_fixed  # set by the user: never resized
+        self.duplicates = 0  # deliveries of a job someone else claimed (or ended) first
+        self.poison = 0  # messages that carry no job of ours, dead-lettered or dropped
+        self.next_due: float | None = None  # when outcomes held back must go (see room)
+        self._waiting: deque[RunningJob] = deque()  # claimed, in the pool's queue, not started
+        self._waiting_types: Counter[str] = Counter()  # how many of each type _waiting holds
+        self._next_prefetch = 0.0
 
-    def _begin(self, job: ClaimedJob) -> None:
-        raise NotImplementedError  # the Dispatcher's: hands a claimed job to a pool
+    # -- how many, and which --------------------------------------------------------------------
 
-    def _report(self, running: RunningJob, finish: Finish) -> None:
-        raise NotImplementedError  # the Dispatcher's: takes one outcome
+    def queued(self, running: RunningJob) -> None:
+        """A claimed job went into a sync pool's queue: it waits for a slot (see room)."""
+        self._waiting.append(running)
+        self._waiting_types[running.job.job_type] += 1
 
-    def _take_deliveries(self, n: int) -> list[Delivery]:
-        with self._inbox_lock:
-            if not self._inbox:
-                return []
-            generation = self.consumer.generation
-            inbox = [d for d in self._inbox if d.generation == generation]
-            # Strict priorities: of what has been delivered, the highest priority goes first.
-            inbox.sort(key=lambda d: -d.priority)
-            taken, self._inbox = inbox[:n], inbox[n:]
-        return taken
-
-    def _pace(self, batch: list[tuple[RunningJob, Finish]]) -> int:
+    def room(self, outcomes: list[Reported], running: int, stopping: bool) -> int:
         """How many deliveries to claim now, or -1 when this round should not go to PostgreSQL
-        (claim_ahead.pace: the outcomes wait for the pool's next claim)."""
+        (claim_ahead.pace: the outcomes wait for the pool's next claim). `running`: the jobs the
+        worker holds, those with an outcome at hand included."""
         waiting = self._waiting_types
         while self._waiting and (self._waiting[0].began or self._waiting[0].done):
             # Started (slots take jobs in claim order) or ended. One in the middle that a slot
@@ -74,28 +116,31 @@ class Intake:
             if not waiting[job_type]:
                 del waiting[job_type]
         now = time.monotonic()
-        oldest = min((r.ended or now for r, _ in batch), default=now)
+        oldest = min((r.ended or now for r, _ in outcomes), default=now)
         step = pace(
             self.runtimes,
             self.concurrency,
-            busy=len(self.running) - len(batch) - len(self._waiting),
+            busy=running - len(outcomes) - len(self._waiting),
             waiting=waiting,
-            inbox=len(self._inbox),
-            outcomes=len(batch),
+            inbox=len(self.inbox),
+            outcomes=len(outcomes),
             oldest_outcome_age=now - oldest,
-            stopping=self.stopping.is_set(),
+            stopping=stopping,
         )
         if not step.now:
-            self.next_due = oldest + FINISH_LINGER if batch else None
+            self.next_due = oldest + FINISH_LINGER if outcomes else None
             return -1
         self.next_due = None
         return step.claim
 
-    def _sort_deliveries(self, deliveries: list[Delivery]) -> dict[int, list[Delivery]]:
-        """Deliveries by the job id they carry; a message that carries none is dead-lettered."""
-        by_id: dict[int, list[Delivery]] = {}
+    def take(self, n: int) -> Deliveries:
+        """Up to `n` deliveries, the highest priority first, by the job id they carry; a message
+        that carries none is dead-lettered."""
+        if n <= 0:
+            return {}
+        by_id: Deliveries = {}
         poison: list[Delivery] = []
-        for d in deliveries:
+        for d in self.inbox.take(n, self.consumer.generation):
             job_id = job_id_of(d.body)
             if job_id is None:
                 poison.append(d)
@@ -112,35 +157,38 @@ class Intake:
                 self.consumer.reject(d.generation, [d.tag], requeue=False)
         return by_id
 
-    def _after_cycle_claim(self, by_id: dict[int, list[Delivery]], result: CycleResult) -> None:
-        if not by_id:
-            return
-        if not result.limited:
-            self._claimed(by_id, result.claimed)
-            return
-        # A limit exists: the gated claim took nothing it would count; the limited claim decides.
-        won = {job.id for job in result.claimed}
-        if won:
-            self._claimed({i: ds for i, ds in by_id.items() if i in won}, result.claimed)
-        self._claim({i: ds for i, ds in by_id.items() if i not in won})
-
-    def _put_back(self, by_id: dict[int, list[Delivery]]) -> None:
+    def put_back(self, by_id: Deliveries) -> None:
+        """Taken but not claimed (PostgreSQL is away): claimed again once it is back."""
         if by_id:
-            with self._inbox_lock:  # try these again once Postgres is back
-                self._inbox[:0] = [d for ds in by_id.values() for d in ds]
+            self.inbox.put_back([d for ds in by_id.values() for d in ds])
 
-    def _claim(self, by_id: dict[int, list[Delivery]]) -> None:
-        """Claim alone (the fallback of _cycle, and the claim under limits)."""
+    # -- claimed ----------------------------------------------------------------------------------
+
+    def claimed(self, by_id: Deliveries, jobs: list[ClaimedJob]) -> Claimed:
+        """A claim of `by_id` is committed and gave `jobs`: from here the lease carries each job,
+        so every delivery goes (first of all, so that nothing after can leave one unacknowledged).
+        Returns the jobs, highest priority first (RETURNING gives the rows in no order), and the
+        ids not won."""
         if not by_id:
-            return
+            return NOTHING
+        deliveries = [d for ds in by_id.values() for d in ds]
+        self.consumer.ack(deliveries[0].generation, [d.tag for d in deliveries])
+        self.duplicates += len(deliveries) - len(by_id)  # two messages of one job: one is spare
+        if len(jobs) > 1:
+            jobs = sorted(jobs, key=_by_priority)
+        won = {job.id for job in jobs}
+        return Claimed(jobs, [i for i in by_id if i not in won])
+
+    def claim(self, by_id: Deliveries) -> Claimed:
+        """Claim alone (the fallback of the cycle, and the claim under limits). The claim obeys
+        queue pauses and limits (store/queues.py, job_claim_gated)."""
+        if not by_id:
+            return NOTHING
         try:
-            # The claim obeys queue pauses and limits (store/queues.py, job_claim_gated).
-            with tracing.span("jq.claim", {"jq.jobs": len(by_id), "jq.worker": self.name}):
-                claimed = self.store.job_claim_gated(
-                    list(by_id), self.name, self.settings.lease_ttl
-                )
+            with tracing.span("jq.claim", {"jq.jobs": len(by_id), "jq.worker": self.worker}):
+                jobs = self.store.job_claim_gated(list(by_id), self.worker, self.lease_ttl)
         except ServiceUnavailable:
-            self._put_back(by_id)
+            self.put_back(by_id)
             raise
         except Exception:
             # Not a lost connection: the claim itself failed. Hand the messages back to the broker
@@ -149,43 +197,30 @@ class Intake:
                 for d in ds:
                     self.consumer.reject(d.generation, [d.tag], requeue=True)
             raise
-        self._claimed(by_id, claimed)
+        return self.claimed(by_id, jobs)
 
-    def _claimed(self, by_id: dict[int, list[Delivery]], claimed: list[ClaimedJob]) -> None:
-        # The claim is committed: from here the lease carries the job, so the message can go. First
-        # of all, so that nothing below can leave deliveries unacknowledged.
-        deliveries = [d for ds in by_id.values() for d in ds]
-        self.consumer.ack(deliveries[0].generation, [d.tag for d in deliveries])
-        self.duplicates += sum(len(ds) - 1 for ds in by_id.values())
-        won = set()
-        # Highest priority first into the pool's queue (RETURNING gives the rows in no order).
-        for job in sorted(claimed, key=lambda j: -j.priority):
-            won.add(job.id)
-            try:
-                self._begin(job)
-            except Exception as exc:  # a bug here must still end the attempt, not strand the job
-                log.exception("event=start_failed job=%d", job.id)
-                running = self.running.setdefault(job.id, RunningJob(job))
-                self._report(running, self.executor.failure(job, exc))
-        lost = [i for i in by_id if i not in won]
-        if lost:
-            try:
-                self._count_duplicates(lost)
-            except JqError:  # counting only: the messages are settled already
-                self.duplicates += len(lost)
-
-    def _count_duplicates(self, ids: list[int]) -> None:
-        states = self.store.job_states(ids)
+    def count_lost(self, ids: list[int]) -> None:
+        """Delivered ids no claim took: duplicates of jobs claimed elsewhere or ended, or poison
+        (no such job). Counting only: their messages are settled already."""
+        if not ids:
+            return
+        try:
+            states = self.store.job_states(ids)
+        except JqError:
+            self.duplicates += len(ids)
+            return
         missing = [i for i in ids if i not in states]
         self.duplicates += len(ids) - len(missing)
         if missing:
             self.poison += len(missing)
             log.warning("event=unknown_job_message ids=%s action=dropped", missing[:10])
 
-    def _resize_prefetch(self) -> None:
+    # -- the broker's window ----------------------------------------------------------------------
+
+    def resize_prefetch(self) -> None:
         """A worker left at the default prefetch sizes the broker's window by measured run time
         (claim_ahead.wanted_prefetch); deliveries beyond a shrunken window go back to the broker."""
-        if self._prefetch_fixed:
+        if self.prefetch_fixed:
             return
         wanted = wanted_prefetch(self.runtimes, self.concurrency)
         if not should_resize(self.prefetch, wanted):
@@ -202,11 +237,24 @@ class Intake:
         self.consumer.set_prefetch(wanted)
         log.info("event=prefetch_resized prefetch=%d", wanted)
         if shrink:
-            with self._inbox_lock:
-                self._inbox.sort(key=lambda d: -d.priority)
-                self._inbox, extra = self._inbox[:wanted], self._inbox[wanted:]
-            for d in extra:
+            for d in self.inbox.trim(wanted):
                 self.consumer.reject(d.generation, [d.tag], requeue=True)
+
+    def resize(self, concurrency: int) -> None:
+        """The worker's slots changed (a reload): a window that follows them follows."""
+        self.concurrency = concurrency
+        if not self.prefetch_fixed:
+            self.prefetch = concurrency
+            self.consumer.set_prefetch(concurrency)
+
+    def requeue_all(self) -> None:
+        """Draining: every delivery not claimed goes back to the broker."""
+        for d in self.inbox.take_all():
+            self.consumer.reject(d.generation, [d.tag], requeue=True)
+
+
+def _by_priority(job: ClaimedJob) -> int:
+    return -job.priority
 
 
 def job_id_of(body: bytes) -> int | None:

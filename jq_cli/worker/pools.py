@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
+from jq_cli.config import Settings
 from jq_cli.handlers.registry import CancelFlag, ForcedCancel, JobContext, JobTimeout
 from jq_cli.store.records import Finish
 from jq_cli.store.work import ClaimedJob
@@ -82,6 +83,10 @@ class RunningJob:
     limit: float | None = None  # its time limit in seconds, counted from its start
     began: bool = False  # a slot started it (a job claimed ahead waits in the pool's queue)
     ended: float | None = None  # monotonic time its outcome was reported
+    # Monotonic time of its claim or its last lease renewal: its next renewal is due a third of the
+    # lease after it (jq_cli.worker.leases). Taken after the statement returned, so never before
+    # the database's now() that set the lease.
+    leased: float = 0.0
 
     def begin(self) -> None:
         """Its handler starts now: the run time and the time limit count from here, not from the
@@ -100,8 +105,33 @@ class RunningJob:
         return self.job.run_count
 
 
+Reported = tuple[RunningJob, Finish]  # one outcome, as a pool reports it
 Report = Callable[[RunningJob, Finish], None]
 MakeContext = Callable[[RunningJob, CancelFlag], JobContext]
+OnProgress = Callable[[int, float, str | None], None]
+
+
+@dataclass(frozen=True)
+class Contexts:
+    """Makes the JobContext a handler gets in the worker's process (its threads, its event loop; a
+    handler process makes its own)."""
+
+    settings: Settings
+    on_progress: OnProgress
+    max_message_bytes: int
+
+    def make(self, running: RunningJob, cancel: CancelFlag) -> JobContext:
+        job = running.job
+        return JobContext(
+            job.id,
+            job.attempts,
+            settings=self.settings,
+            on_progress=self.on_progress,
+            cancel_event=cancel,  # a threading Event, or a multiprocessing one
+            time_limit=running.limit,  # the dispatcher's choice at the claim
+            max_message_bytes=self.max_message_bytes,
+            parent_results=job.parent_results,  # workflow steps
+        )
 
 
 class Pool(Protocol):
@@ -414,7 +444,7 @@ class ProcessPool:
         size: int,
         executor: Executor,
         report: Report,
-        on_progress: Callable[[int, float, str | None], None],
+        on_progress: OnProgress,
     ):
         self.executor, self.report, self.on_progress = executor, report, on_progress
         self.tasks: queue.SimpleQueue[RunningJob | None] = queue.SimpleQueue()
@@ -446,3 +476,56 @@ class ProcessPool:
 
     def shutdown(self) -> None:
         self.resize(0)
+
+
+# -- the pools of one worker ------------------------------------------------------------------
+
+POOLS = ("thread", "process")
+
+
+class Pools:
+    """The worker's pools: one of its kind (threads or processes) for sync handlers and an event
+    loop for `async def` ones. Made by start(), once the worker has connected, not before: a
+    worker that never gets that far starts no thread and forks no process."""
+
+    sync: Pool
+    event_loop: AsyncRunner
+
+    def __init__(
+        self,
+        kind: str,
+        size: int,
+        executor: Executor,
+        contexts: Contexts,
+        report: Report,
+        on_progress: OnProgress,
+    ) -> None:
+        if kind not in POOLS:
+            raise ValueError(f"pool must be one of {', '.join(POOLS)}, got {kind!r}")
+        self.kind, self.size = kind, size
+        self._executor, self._contexts = executor, contexts
+        self._report, self._on_progress = report, on_progress
+
+    def start(self) -> None:
+        executor, report = self._executor, self._report
+        if self.kind == "process":
+            self.sync = ProcessPool(self.size, executor, report, self._on_progress)
+        else:
+            self.sync = ThreadPool(self.size, executor, self._contexts.make, report)
+        self.event_loop = AsyncRunner(executor, self._contexts.make, report)
+
+    def of(self, is_async: bool) -> Pool:
+        return self.event_loop if is_async else self.sync
+
+    def resize(self, size: int) -> None:
+        self.size = size
+        self.sync.resize(size)
+
+    @property
+    def abandoned(self) -> int:
+        """Handler threads stuck past their time limit or a cancel, replaced but still alive."""
+        return self.sync.abandoned + self.event_loop.abandoned
+
+    def shutdown(self) -> None:
+        self.sync.shutdown()
+        self.event_loop.shutdown()
