@@ -15,7 +15,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-AHEAD_BUDGET = 0.05  # seconds of queued work a job claimed now may wait behind (issue 12: ~50 ms)
+AHEAD_BUDGET = 0.05  # seconds of queued work a job claimed now may wait behind (about 50 ms)
 MAX_AHEAD = 1000  # jobs claimed ahead at most, whatever the run time (bounds a batch's size)
 EWMA_WEIGHT = 0.05  # the weight of each new run time in a type's moving mean
 FINISH_LINGER = 0.02  # seconds an outcome may wait to join a busy worker's next claim
