@@ -62,7 +62,7 @@ def unauthorized() -> ProblemResponse:
 def too_large(limit: int) -> ProblemResponse:
     return problem(
         413,
-        f"the request body is larger than the limit of {limit} bytes (JQ_MAX_PAYLOAD_BYTES)",
+        f"the request body is larger than the cap of {limit} bytes (JQ_MAX_PAYLOAD_BYTES)",
         kind="payload-too-large",
     )
 

@@ -91,7 +91,7 @@ def encode_payload(payload: Any, max_bytes: int) -> str:
         raise InvalidInput("payload contains a lone surrogate: it is not valid Unicode") from None
     if size > max_bytes:
         raise InvalidInput(
-            f"payload is {size} bytes, more than the limit of {max_bytes} (JQ_MAX_PAYLOAD_BYTES)"
+            f"payload is {size} bytes, more than the cap of {max_bytes} (JQ_MAX_PAYLOAD_BYTES)"
         )
     return text
 

@@ -54,7 +54,7 @@ class EditOperations(AuditOperations):
 
     def retry_edited(self, job_id: int, payload: dict[str, Any]) -> dict[str, Any]:
         """Retry a dead job with a new payload, validated as a submit's would be (its type's
-        handler, the size limit). Raises NotFound, InvalidTransition, InvalidInput."""
+        handler, the size cap). Raises NotFound, InvalidTransition, InvalidInput."""
         from jq_cli.model.jobspec import JobRequest
 
         job = self.store.job_get(job_id)

@@ -44,7 +44,7 @@ from jq_cli.worker.dispatcher import Dispatcher
 from jq_cli.worker.executor import Executor
 from jq_cli.worker.handoff import Inbox, Outbox, Progress, Wake
 from jq_cli.worker.intake import Intake
-from jq_cli.worker.outcomes import Limits
+from jq_cli.worker.outcomes import SizeCaps
 from jq_cli.worker.pools import POOLS, Contexts, Pools, RunningJob
 
 if TYPE_CHECKING:  # prometheus-client is imported only by a daemon started with --metrics-port
@@ -94,8 +94,8 @@ class Worker:
         # What crosses threads (jq_cli.worker.handoff), then the parts on either side of it.
         self.wake = Wake()
         inbox = Inbox(self.wake)
-        limits = Limits(settings.max_result_bytes, settings.max_error_bytes)
-        outbox = Outbox(self.wake, limits)
+        caps = SizeCaps(settings.max_result_bytes, settings.max_error_bytes)
+        outbox = Outbox(self.wake, caps)
         progress = Progress()
         # Unclaimed deliveries wait locally; keep that buffer small so priorities stay strict.
         window = prefetch or settings.worker_prefetch or self.concurrency
@@ -122,12 +122,12 @@ class Worker:
         backoff = Backoff(
             settings.retry_base_delay, settings.retry_max_delay, settings.retry_jitter
         )
-        self.executor = Executor(registry, backoff, limits, self.name)
+        self.executor = Executor(registry, backoff, caps, self.name)
         self.pools = Pools(
             pool,
             self.concurrency,
             self.executor,
-            Contexts(settings, progress.put, limits.max_error_bytes),
+            Contexts(settings, progress.put, caps.max_error_bytes),
             outbox.report,
             progress.put,
         )

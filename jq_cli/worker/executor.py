@@ -26,7 +26,7 @@ from jq_cli.model.retry import Backoff
 from jq_cli.observe import tracing
 from jq_cli.store.records import Finish
 from jq_cli.store.work import ClaimedJob
-from jq_cli.worker.outcomes import Limits, Unstorable, encode_result, sanitise
+from jq_cli.worker.outcomes import SizeCaps, Unstorable, encode_result, sanitise
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class Executor:
 
     registry: Registry
     backoff: Backoff
-    limits: Limits
+    caps: SizeCaps
     worker_name: str
 
     def prepare(self, job: ClaimedJob) -> tuple[Handler, Any] | Finish:
@@ -61,7 +61,7 @@ class Executor:
         try:
             prepared = self.prepare(job)
             if isinstance(prepared, Finish):
-                return sanitise(prepared, self.limits)
+                return sanitise(prepared, self.caps)
             handler, payload = prepared
             with guard(), tracing.handler_span(job):  # a child span of the submitter's
                 value = handler.fn(payload, ctx)
@@ -80,7 +80,7 @@ class Executor:
         try:
             prepared = self.prepare(job)
             if isinstance(prepared, Finish):
-                return sanitise(prepared, self.limits)
+                return sanitise(prepared, self.caps)
             handler, payload = prepared
             with tracing.handler_span(job):
                 value = await handler.fn(payload, ctx)
@@ -94,7 +94,7 @@ class Executor:
 
     def success(self, job: ClaimedJob, value: Any) -> Finish:
         try:
-            text = encode_result(value, self.limits)
+            text = encode_result(value, self.caps)
         except Unstorable as exc:
             return self.failure(job, exc, prefix="cannot store the result: ")
         return Finish(job.id, job.run_count, "completed", result_json=text)
@@ -102,7 +102,7 @@ class Executor:
     def failure(self, job: ClaimedJob, exc: BaseException, prefix: str = "") -> Finish:
         """The outcome an exception means. Never raises (a broken __str__ included)."""
         try:
-            return sanitise(self._failure(job, exc, prefix), self.limits)
+            return sanitise(self._failure(job, exc, prefix), self.caps)
         except BaseException as inner:  # the exception's own text or traceback is broken
             return Finish(
                 job.id,

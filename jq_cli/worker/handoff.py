@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 from jq_cli.broker import Delivery
 from jq_cli.store.records import Finish
-from jq_cli.worker.outcomes import Limits, sanitise
+from jq_cli.worker.outcomes import SizeCaps, sanitise
 from jq_cli.worker.pools import Reported, RunningJob
 
 
@@ -112,11 +112,11 @@ class Outbox:
     """Outcomes, one per job, from any thread to the dispatcher; they stay here, sanitised, until
     PostgreSQL has them (saved()), so that a commit that fails loses none."""
 
-    def __init__(self, wake: Wake, limits: Limits) -> None:
+    def __init__(self, wake: Wake, caps: SizeCaps) -> None:
         self._queue: queue.SimpleQueue[Reported] = queue.SimpleQueue()
         self._unsaved: list[Reported] = []
         self._wake = wake
-        self.limits = limits
+        self.caps = caps
 
     def report(self, running: RunningJob, finish: Finish) -> None:
         """A job's outcome (a pool's thread, or the dispatcher's when it ends a job itself)."""
@@ -130,7 +130,7 @@ class Outbox:
         killed) is dropped."""
         batch = self._unsaved
         get = self._queue.get_nowait
-        limits = self.limits
+        caps = self.caps
         while True:
             try:
                 running, finish = get()
@@ -139,7 +139,7 @@ class Outbox:
             if running.done:
                 continue
             running.done = True
-            batch.append((running, sanitise(finish, limits)))
+            batch.append((running, sanitise(finish, caps)))
         self._unsaved = batch
         return batch
 

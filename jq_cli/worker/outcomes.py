@@ -21,7 +21,7 @@ from jq_cli.store.records import Finish
 # A JSON \u0000 escape preceded by an even number of backslashes (zero included): a NUL that
 # json.dumps wrote. An odd number means the backslash itself was escaped and the text is literal.
 _NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
-_TRUNCATED = "\n… [cut: {over} more bytes past the limit of {limit} (JQ_MAX_ERROR_BYTES)]"
+_TRUNCATED = "\n… [cut: {over} more bytes past the cap of {limit} (JQ_MAX_ERROR_BYTES)]"
 
 
 class Unstorable(ValueError):
@@ -29,7 +29,7 @@ class Unstorable(ValueError):
 
 
 @dataclass(frozen=True)
-class Limits:
+class SizeCaps:
     max_result_bytes: int = 1_048_576
     max_error_bytes: int = 65_536
 
@@ -38,7 +38,7 @@ def _refuse_type(value: object) -> Any:
     raise TypeError(f"a {type(value).__name__} is not JSON (use dict, list, str, int, float, bool)")
 
 
-def encode_result(value: Any, limits: Limits) -> str:
+def encode_result(value: Any, caps: SizeCaps) -> str:
     """The result as JSON text for a jsonb column. Raises Unstorable naming what is wrong."""
     try:
         text = json.dumps(
@@ -58,9 +58,9 @@ def encode_result(value: Any, limits: Limits) -> str:
         size = len(text.encode("utf-8"))
     except UnicodeEncodeError:
         raise Unstorable("result holds a lone surrogate: it is not valid Unicode") from None
-    if size > limits.max_result_bytes:
+    if size > caps.max_result_bytes:
         raise Unstorable(
-            f"result is {size} bytes, more than the limit of {limits.max_result_bytes} "
+            f"result is {size} bytes, more than the cap of {caps.max_result_bytes} "
             "(JQ_MAX_RESULT_BYTES)"
         )
     return text
@@ -109,12 +109,12 @@ def check_progress(percent: Any, message: Any, limit: int) -> tuple[float, str |
         ) from None
     if size > limit:
         raise ValueError(
-            f"progress message is {size} bytes, more than the limit of {limit} (JQ_MAX_ERROR_BYTES)"
+            f"progress message is {size} bytes, more than the cap of {limit} (JQ_MAX_ERROR_BYTES)"
         )
     return max(0.0, min(100.0, value)), message
 
 
-def sanitise(finish: Finish, limits: Limits) -> Finish:
+def sanitise(finish: Finish, caps: SizeCaps) -> Finish:
     """The last gate before a batch: every field of the outcome is storable."""
     retry_in = finish.retry_in
     if retry_in is not None and not (isinstance(retry_in, float | int) and math.isfinite(retry_in)):
@@ -125,7 +125,7 @@ def sanitise(finish: Finish, limits: Limits) -> Finish:
     return replace(
         finish,
         result_json=result,
-        error=clean_text(finish.error, limits.max_error_bytes),
-        traceback=clean_text(finish.traceback, limits.max_error_bytes),
+        error=clean_text(finish.error, caps.max_error_bytes),
+        traceback=clean_text(finish.traceback, caps.max_error_bytes),
         retry_in=None if retry_in is None else max(0.0, float(retry_in)),
     )

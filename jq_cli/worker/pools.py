@@ -356,7 +356,7 @@ class _ProcessSlot:
                 child,
                 self.cancel,
                 self.pool.executor,
-                self.pool.executor.limits.max_error_bytes,
+                self.pool.executor.caps.max_error_bytes,
             ),
             name=f"jq-handler-{self.index}",
             daemon=True,

@@ -163,7 +163,7 @@ def test_submit_rejects_invalid_input_and_writes_nothing(ops, store, kwargs, fra
 def test_submit_rejects_a_payload_over_the_size_limit(settings, store):
     with (
         Client(settings.model_copy(update={"max_payload_bytes": 100})) as small,
-        pytest.raises(InvalidInput, match="more than the limit of 100"),
+        pytest.raises(InvalidInput, match="more than the cap of 100"),
     ):
         small.submit("noop", {"blob": "x" * 200})
     assert count_jobs(store) == 0

@@ -103,7 +103,7 @@ def test_payloads_are_encoded_compactly_and_checked():
         ({"x": object()}, "not JSON-serialisable"),
         ({"x": "a\x00b"}, "NUL character"),
         ({"x": "\ud800"}, "lone surrogate"),
-        ({"x": "y" * 100}, "more than the limit of 50"),
+        ({"x": "y" * 100}, "more than the cap of 50"),
     ]:
         with pytest.raises(InvalidInput, match=fragment):
             encode_payload(payload, 50)

@@ -20,23 +20,23 @@ from jq_cli.handlers.registry import (
 )
 from jq_cli.model.retry import Backoff
 from jq_cli.worker.executor import Executor
-from jq_cli.worker.outcomes import Limits
+from jq_cli.worker.outcomes import SizeCaps
 from pydantic import BaseModel
 
 from .worker_standins import claimed_job
 
-LIMITS = Limits(max_result_bytes=1000, max_error_bytes=500)
+CAPS = SizeCaps(max_result_bytes=1000, max_error_bytes=500)
 
 
 def executor_for(fn, name: str = "t", payload_model=None) -> Executor:
     registry = Registry()
     registry.register(name, fn, payload_model)
-    return Executor(registry, Backoff(1.0, 10.0, 0.0), LIMITS, "w1")
+    return Executor(registry, Backoff(1.0, 10.0, 0.0), CAPS, "w1")
 
 
 def run(fn, payload=None, payload_model=None, **job_fields):
     job = claimed_job(5, job_type="t", payload=payload or {}, **job_fields)
-    ctx = JobContext(job.id, job.attempts, max_message_bytes=LIMITS.max_error_bytes)
+    ctx = JobContext(job.id, job.attempts, max_message_bytes=CAPS.max_error_bytes)
     return executor_for(fn, payload_model=payload_model).run_sync(job, ctx, contextlib.nullcontext)
 
 
@@ -118,7 +118,7 @@ def test_an_unstorable_result_fails_the_attempt_naming_the_problem():
     assert finish.error.startswith("cannot store the result: Unstorable: result holds NaN")
     assert finish.retry_in == 1.0  # a failure like any other: it may go better next time
     finish = run(lambda payload, ctx: "x" * 2000)
-    assert "result is 2002 bytes, more than the limit of 1000" in finish.error
+    assert "result is 2002 bytes, more than the cap of 1000" in finish.error
     finish = run(lambda payload, ctx: object())
     assert "result is not JSON: a object is not JSON" in finish.error
 
@@ -142,9 +142,9 @@ def test_an_error_message_with_nul_and_past_the_limit_is_kept_storable():
 
     finish = run(boom)
     assert "\x00" not in finish.error and finish.error.startswith("ValueError: a\\x00b")
-    assert len(finish.error.encode()) <= LIMITS.max_error_bytes
+    assert len(finish.error.encode()) <= CAPS.max_error_bytes
     assert "JQ_MAX_ERROR_BYTES" in finish.error
-    assert len(finish.traceback.encode()) <= LIMITS.max_error_bytes
+    assert len(finish.traceback.encode()) <= CAPS.max_error_bytes
 
 
 def test_a_sync_handler_that_returns_a_coroutine_fails_telling_to_declare_it_async():

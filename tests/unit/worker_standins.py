@@ -20,7 +20,7 @@ from jq_cli.worker.dispatcher import Dispatcher
 from jq_cli.worker.executor import Executor
 from jq_cli.worker.handoff import Inbox, Outbox, Progress, Wake
 from jq_cli.worker.intake import Intake
-from jq_cli.worker.outcomes import Limits
+from jq_cli.worker.outcomes import SizeCaps
 from jq_cli.worker.pools import Contexts, Pools, RunningJob
 
 
@@ -264,8 +264,8 @@ def worker_parts(
     store, consumer, pool = StubStore(), StubConsumer(), StubPool(start)
     wake = Wake()
     inbox = Inbox(wake)
-    limits = Limits(conf.max_result_bytes, conf.max_error_bytes)
-    outbox = Outbox(wake, limits)
+    caps = SizeCaps(conf.max_result_bytes, conf.max_error_bytes)
+    outbox = Outbox(wake, caps)
     progress = Progress()
     runtimes = RunTimes()
     intake = Intake(
@@ -279,12 +279,12 @@ def worker_parts(
         prefetch=prefetch or concurrency,
         prefetch_fixed=prefetch is not None,
     )
-    executor = Executor(registry, Backoff(1.0, 10.0, 0.0), limits, "w1")
+    executor = Executor(registry, Backoff(1.0, 10.0, 0.0), caps, "w1")
     pools = Pools(
         "thread",
         concurrency,
         executor,
-        Contexts(conf, progress.put, limits.max_error_bytes),
+        Contexts(conf, progress.put, caps.max_error_bytes),
         outbox.report,
         progress.put,
     )
