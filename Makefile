@@ -41,11 +41,14 @@ run: migrate
 # has its own namespace; each process migrates one schema and lends it to its tests in turn
 # (tests/schema_pool.py). Most tests wait on services and subprocesses rather than compute, hence
 # more processes than the two cores. loadgroup keeps a module's shared fixture in one process.
+# Tests marked `alone` assert on timings that the others' load would distort: they run afterwards,
+# by themselves.
 TEST_PROCS ?= 4
-PARALLEL   := -n $(TEST_PROCS) --dist loadgroup
+PARALLEL   := -n $(TEST_PROCS) --dist loadgroup -m "not alone"
 
 test: $(STAMP)
 	$(BIN)/pytest -q $(PARALLEL)
+	$(BIN)/pytest -q -m alone
 
 # The unit tier alone: no service needed, a few seconds.
 test-unit: $(STAMP)
@@ -53,6 +56,7 @@ test-unit: $(STAMP)
 
 test-integration: $(STAMP)
 	$(BIN)/pytest -q $(PARALLEL) tests/integration
+	$(BIN)/pytest -q -m alone tests/integration
 
 test-acceptance: $(STAMP)
 	$(BIN)/pytest -q $(PARALLEL) tests/acceptance

@@ -187,6 +187,10 @@ def spawn(env: dict[str, str]) -> Iterator[Callable[..., subprocess.Popen]]:
 # Modules whose tests share a costly fixture wider than a test (test_scale: a million-row table):
 # under pytest-xdist (make test) each stays in one test process, so that it is built once.
 SHARED_SETUP = ("test_scale.py",)
+# Modules that assert on timings (test_scale: a query's cost as a multiple of a key lookup's) which
+# the load of other tests running beside them distorts: marked `alone`, and make test runs them
+# by themselves after the parallel run.
+ALONE = ("test_scale.py",)
 # The longest tests first (seconds measured on a loaded machine: the three-host cluster 258, the
 # chaos scenarios 27 to 87 each, the browser 89, then tens), so that none of them starts last and
 # holds the whole run up; every other test keeps its place.
@@ -203,7 +207,7 @@ LONGEST_FIRST = (
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Groups and order for pytest-xdist (SHARED_SETUP, LONGEST_FIRST). Runs before xdist reads the
+    """Groups, marks and order for pytest-xdist (SHARED_SETUP, ALONE, LONGEST_FIRST). Runs before xdist reads the
     groups (--dist loadgroup), which hands the groups out first, largest first, then the rest in
     this order."""
 
@@ -214,4 +218,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.path.name in SHARED_SETUP and item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(item.path.name))
+        if item.path.name in ALONE:
+            item.add_marker(pytest.mark.alone)
     items.sort(key=rank)  # stable: the order within a rank is the collection's
