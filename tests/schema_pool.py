@@ -7,6 +7,9 @@ waits for every older transaction in the database, other test processes' include
 migrated schema, and emptying it after the test, cost a tenth of that. A test still sees a schema that
 only it uses, under a name that only it uses, so its RabbitMQ queues and Redis keys (named by the
 same namespace) are its own too. A schema whose structure a test changed is dropped, not lent again.
+A connection that a test left open (a daemon thread that outlived it) keeps the old name on its
+search_path: after the rename it finds no table, its prepared plans included (PostgreSQL re-plans
+them when the search path's schemas change), so it cannot touch the next test's rows.
 """
 
 from __future__ import annotations
