@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 LOCK   := requirements.lock
 
-.PHONY: run test test-unit lint docs cli-reference bench bench-quick bench-memory bench-leases chaos cluster scale install lock migrate clean
+.PHONY: run test test-unit test-integration test-acceptance lint docs cli-reference bench bench-quick bench-memory bench-leases chaos cluster scale install lock migrate clean
 
 # pyproject.toml bounds each dependency's major version; $(LOCK) pins the exact versions the tests
 # passed with, and install takes those (as constraints: the package itself stays editable).
@@ -35,13 +35,31 @@ migrate: $(STAMP)
 run: migrate
 	$(BIN)/jq demo
 
-# Everything: tests/unit (no services) and tests/integration (the real PostgreSQL, RabbitMQ, Redis).
+# Everything: tests/unit (no services), tests/integration (jq in-process against the real PostgreSQL,
+# RabbitMQ and Redis) and tests/acceptance (whole processes: the CLI, daemons, the browser, chaos and
+# cluster subsets, README examples), in TEST_PROCS parallel test processes (pytest-xdist). Each test
+# has its own namespace; each process migrates one schema and lends it to its tests in turn
+# (tests/schema_pool.py). Most tests wait on services and subprocesses rather than compute, hence
+# more processes than the two cores. loadgroup keeps a module's shared fixture in one process.
+# Tests marked `alone` assert on timings that the others' load would distort: they run afterwards,
+# by themselves.
+TEST_PROCS ?= 6
+PARALLEL   := -n $(TEST_PROCS) --dist loadgroup -m "not alone"
+
 test: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(PARALLEL)
+	$(BIN)/pytest -q -m alone || [ $$? -eq 5 ]  # 5: no test is marked alone
 
 # The unit tier alone: no service needed, a few seconds.
 test-unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
+
+test-integration: $(STAMP)
+	$(BIN)/pytest -q $(PARALLEL) tests/integration
+	$(BIN)/pytest -q -m alone tests/integration || [ $$? -eq 5 ]
+
+test-acceptance: $(STAMP)
+	$(BIN)/pytest -q $(PARALLEL) tests/acceptance
 
 # The gate CI runs before the tests: lint, format check and types (configured in pyproject.toml).
 lint: $(STAMP)

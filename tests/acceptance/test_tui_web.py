@@ -2,7 +2,7 @@
 (CDP) against a `jq top --web` subprocess serving the test's namespace, on 127.0.0.1 only.
 
 The browser's side (CDP, reading xterm.js's buffer) is in cdp_browser.py. Screenshots are kept
-in tests/integration/artifacts/ (ignored by git).
+in tests/acceptance/artifacts/ (ignored by git).
 """
 
 from __future__ import annotations
