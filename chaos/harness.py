@@ -301,7 +301,7 @@ class Run:
         return []
 
     def cli(
-        self, *args: str, input: str | None = None, timeout: float = 30, env: dict | None = None
+        self, *args: str, input: str | None = None, timeout: float = 120, env: dict | None = None
     ) -> subprocess.CompletedProcess:
         try:
             return subprocess.run(

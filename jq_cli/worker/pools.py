@@ -298,7 +298,13 @@ class AsyncRunner:
         pass
 
     def shutdown(self) -> None:
+        # Stopped, joined and closed here: a loop still open when the interpreter exits is
+        # collected by BaseEventLoop.__del__, which writes an unstructured line to stderr
+        # (and so breaks `--log-format json`). A task that will not stop leaves it open.
         self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=1.0)
+        if not self._thread.is_alive():
+            self._loop.close()
 
 
 # -- the process pool -------------------------------------------------------------------------

@@ -197,11 +197,14 @@ class CliDoor(Door):
             if key == "depends_on":
                 value = ",".join(str(p) for p in value)
             args += [self.FLAGS[key], str(value)]
+        if "queue" in options:  # the CLI alone refuses a queue nobody knows yet, to catch typos
+            args.append("--new-queue")
         return int(self._run(*args))
 
     def submit_many(self, jobs: list[dict[str, Any]]) -> list[int]:
         lines = "".join(json.dumps(j) + "\n" for j in jobs)
-        return json.loads(self._run("submit", "--file", "-", "--json", input=lines))["ids"]
+        args = ["submit", "--file", "-", "--json", "--new-queue"]  # as submit's --queue, above
+        return json.loads(self._run(*args, input=lines))["ids"]
 
     def retry(self, job_id: int) -> None:
         self._run("retry", str(job_id))

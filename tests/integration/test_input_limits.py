@@ -20,7 +20,7 @@ DEEP = json.dumps(json.loads('{"a":' * 40 + "1" + "}" * 40))
         (["submit", "noop", "--payload", DEEP], "nested deeper"),
         (["submit", "noop", "--payload", '{"s": "\\ud800"}'], "lone surrogate"),
         (["submit", "noop", "--payload", '{"s": "a\\u0000b"}'], "NUL"),
-        (["submit", "noop", "--payload", json.dumps({"s": "x" * 2048})], "limit"),
+        (["submit", "noop", "--payload", json.dumps({"s": "x" * 2048})], "cap of"),
         (["submit", "noop", "--queue", "bad queue"], "queue"),
         (["submit", "noop", "--queue", "q" * 101], "queue"),
         (["submit", "noop", "--max-retries", "1000"], "max_retries"),

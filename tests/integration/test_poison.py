@@ -1,5 +1,5 @@
 """Poison outcomes: whatever a handler returns, raises or reports that PostgreSQL cannot store
-(NaN, ±Infinity, NUL, lone surrogates, non-JSON types) or that exceeds a documented limit is
+(NaN, ±Infinity, NUL, lone surrogates, non-JSON types) or that exceeds a documented size cap is
 that job's failed attempt, naming the problem; the worker stays up and its other jobs are fine."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ NAMED = {
     "nul": "NUL",
     "surrogate": "surrogate",
     "object": "not JSON",
-    "big": "limit",
+    "big": "cap of",
 }
 
 
