@@ -86,10 +86,29 @@ def _handler_span(job: Any) -> Iterator[None]:
         carried = json.loads(carried)
     parent = propagate.extract(carried) if isinstance(carried, dict) else None
     tracer = trace.get_tracer(TRACER)
+    # The span records a failure itself, guarded: OpenTelemetry's own recording calls str() on
+    # the exception, and a handler's exception whose __str__ raises would then replace the
+    # handler's failure with the tracer's (docs/design.md, Invariant 6).
     with tracer.start_as_current_span(
         f"jq.run {_field(job, 'job_type')}",
         context=parent,
         kind=trace.SpanKind.CONSUMER,
         attributes=job_attributes(job),
-    ):
-        yield
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
+        try:
+            yield
+        except BaseException as exc:
+            _record_failure(span, exc)
+            raise
+
+
+def _record_failure(span: Any, exc: BaseException) -> None:
+    from opentelemetry.trace import Status, StatusCode
+
+    try:
+        span.record_exception(exc)
+        span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+    except Exception:  # the exception's text is broken: keep its type only
+        span.set_status(Status(StatusCode.ERROR, type(exc).__name__))

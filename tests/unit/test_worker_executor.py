@@ -136,6 +136,35 @@ def test_an_exception_whose_text_raises_still_ends_the_attempt():
     assert finish.error == "Unprintable (its description raised RuntimeError)"
 
 
+def test_an_exception_whose_text_raises_still_ends_the_attempt_when_tracing(monkeypatch):
+    """OpenTelemetry records a span's exception with str(exc): a handler's exception whose
+    __str__ raises must still be the attempt's failure, not the tracer's."""
+    from jq_cli.observe import tracing
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    monkeypatch.setattr(tracing, "_enabled", lambda: True)
+    monkeypatch.setattr(trace, "get_tracer", provider.get_tracer)
+
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no text for you")
+
+    def boom(payload, ctx):
+        raise Unprintable
+
+    finish = run(boom)
+    assert finish.outcome == "failed"
+    assert finish.error == "Unprintable (its description raised RuntimeError)"
+    (span,) = spans.get_finished_spans()
+    assert span.status.description == "Unprintable"
+
+
 def test_an_error_message_with_nul_and_past_the_limit_is_kept_storable():
     def boom(payload, ctx):
         raise ValueError("a\x00b" + "é" * 1000)
