@@ -4,13 +4,22 @@ to scheduled (no attempt spent) with a run_at when it may fit and the reason in 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict, cast
 
 from jq_cli.model.limits import Limit
 from jq_cli.store.work import ClaimedJob, WorkQueries
+
+
+def key_value(field: str) -> str:
+    """The SQL for the value of a limit's key field (named by the SQL expression `field`) in a
+    job's payload: the jsonb text of `payload -> field` (a string keeps its quotes, so "1" and 1
+    differ), SQL NULL when the field is missing (JSON null is 'null'). The one definition of a
+    key's value: the claim reads it for the keys it locks and the count of running jobs compares
+    it, both in PostgreSQL, so the two never disagree (docs/design.md, Invariant 8)."""
+    return f"(payload -> {field})::text"
+
 
 CONCURRENCY_RECHECK = 0.2  # seconds a job held back by a concurrency limit waits per round
 MAX_WAIT = 30.0
@@ -118,16 +127,21 @@ class LimitQueries(WorkQueries):
         """job_claim for what fits the limits among `ids`; the rest goes back to scheduled."""
         by_scope = {(r["scope"], r["name"]): r for r in limits}
         with self._errors(), self.conn.transaction():
+            fields = sorted({r["key_field"] for r in limits if r["key_field"]})
             jobs = self.conn.execute(
-                # query: job_limit_candidates. Highest priority first, as the claim would take them.
-                """
-                SELECT id, job_type, queue, payload FROM jobs
+                # query: job_limit_candidates. Highest priority first, as the claim would take them;
+                # with each key field's value (key_value, NULL when missing) in `keyed`.
+                f"""
+                SELECT id, job_type, queue,
+                       (SELECT jsonb_object_agg(field, {key_value("field")})
+                        FROM unnest(%(fields)s::text[]) AS field) AS keyed
+                FROM jobs
                 WHERE id = ANY(%(ids)s) AND state = 'queued'
                   -- a paused queue's jobs wait without a claim, limit or not
                   AND NOT EXISTS (SELECT 1 FROM queues q WHERE q.name = jobs.queue AND q.paused)
                 ORDER BY priority DESC, id
                 """,
-                {"ids": list(ids)},
+                {"ids": list(ids), "fields": fields},
             ).fetchall()
             keys: dict[str, _Key] = {}
             job_keys: dict[int, list[_Key]] = {}
@@ -140,9 +154,12 @@ class LimitQueries(WorkQueries):
                     value = None
                     key = f"{scope}:{name}"
                     if row["key_field"]:
-                        raw = (job["payload"] or {}).get(row["key_field"])
-                        value = raw if isinstance(raw, str) else json.dumps(raw)
-                        key += f":{row['key_field']}={value}"
+                        value = (job["keyed"] or {}).get(row["key_field"])
+                        key += (
+                            f":{row['key_field']} missing"
+                            if value is None
+                            else f":{row['key_field']}={value}"
+                        )
                     mine.append(keys.setdefault(key, _Key(key, row, value)))
                 job_keys[job["id"]] = mine
             # Sorted, so that two claims needing the same keys take their locks in one order.
@@ -217,7 +234,8 @@ class LimitQueries(WorkQueries):
                 f"""
                 SELECT count(*) AS n FROM jobs
                 WHERE state = 'running' AND {column} = %(name)s
-                  AND (%(field)s::text IS NULL OR payload ->> %(field)s = %(value)s)
+                  AND (%(field)s::text IS NULL
+                       OR {key_value("%(field)s")} IS NOT DISTINCT FROM %(value)s::text)
                 """,
                 {"name": row["name"], "field": field, "value": k.value},
             ).fetchone()

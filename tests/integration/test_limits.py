@@ -85,6 +85,34 @@ def test_a_concurrency_limit_per_key_holds_across_three_workers(
         assert most_at_once(mine) == 2, host  # never over the limit, and it was reached
 
 
+MISSING = object()  # a payload without the key field
+
+
+def test_a_concurrency_limit_holds_for_every_kind_of_key_value(
+    ops, store, start_worker, start_scheduler
+):
+    """The key's value is one function of the payload, in PostgreSQL, for the keys the claim
+    locks and the running jobs it counts: a missing field, JSON null, numbers, a string that
+    spells a number, nested values and non-ASCII text each form one key of their own."""
+    values = [MISSING, None, 1, "1", 2.5, ["é"], {"b": [1, {"c": "ü"}], "a": None}, "é"]
+    ids: dict[int, list[int]] = {}
+    for n, value in enumerate(values):
+        payload = {"sleep": 0.3} if value is MISSING else {"host": value, "sleep": 0.3}
+        ids[n] = [ops.submit("limited_by_host", payload) for _ in range(6)]
+    every = [i for group in ids.values() for i in group]
+    run_three_workers(start_worker, start_scheduler)
+    wait_for(
+        lambda: set(store.job_states(every).values()) == {"completed"},
+        120,
+        what="every limited job to complete",
+    )
+    rows = attempts_of(store, every)
+    assert len(rows) == len(every)
+    for n, group in ids.items():
+        mine = [r for r in rows if r["job_id"] in group]
+        assert most_at_once(mine) <= 2, repr(values[n])
+
+
 def test_a_rate_limit_holds_across_three_workers(ops, store, start_worker, start_scheduler):
     every = [ops.submit("rate_limited", {"n": n}) for n in range(20)]
     run_three_workers(start_worker, start_scheduler)
