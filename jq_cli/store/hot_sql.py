@@ -54,10 +54,13 @@ o AS (
     -- trigger that settles them (sql/043) would lock them parent by parent, and two batches
     -- settling the same children in opposite orders would deadlock (docs/design.md,
     -- Invariant 8). An ordinary job has no row in job_dependencies: one probe of its primary
-    -- key per outcome, on a table that is empty unless workflows are used.
+    -- key per outcome, on a table that is empty unless workflows are used. The children's ids
+    -- come first (ARRAY(...), an InitPlan) and are looked up by primary key: the state test is
+    -- written so that no index serves it (|| ''), or a plan might read every waiting job.
     SELECT c.id FROM jobs c
-    WHERE c.id IN (SELECT d.child_id FROM job_dependencies d WHERE d.parent_id = ANY(%(ids)s))
-      AND c.state = 'waiting'
+    WHERE c.id = ANY(ARRAY(SELECT d.child_id FROM job_dependencies d
+                           WHERE d.parent_id = ANY(%(ids)s::bigint[])))
+      AND c.state || '' = 'waiting'
     ORDER BY c.id
     FOR UPDATE
 ), j AS (
