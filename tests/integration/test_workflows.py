@@ -264,3 +264,26 @@ def test_retry_of_a_child_whose_parents_have_not_settled_is_refused(ops, store, 
     assert runs in ops.retry([runs]).refused
     with pytest.raises(InvalidTransition, match=str(parent)):
         ops.retry_edited(runs, {})
+
+
+def test_async_client_and_http_refuse_a_retry_whose_parents_have_not_settled(ops, store, settings):
+    import asyncio
+
+    from fastapi.testclient import TestClient
+    from jq_cli import AsyncClient
+    from jq_cli.http.app import create_app
+
+    parent = ops.submit("noop", {})
+    child = ops.submit("noop", {}, depends_on=[parent])
+    _set_state(store, parent, "dead")
+
+    async def scenario():
+        async with AsyncClient(settings) as client:
+            return await client.retry([child])
+
+    report = asyncio.run(scenario())
+    assert not report.changed and f"{parent} (dead)" in report.refused[child].message
+    assert state(ops, child) == "cancelled"
+    with TestClient(create_app(settings)) as http:
+        answer = http.post(f"/api/v1/jobs/{child}/retry")
+    assert answer.status_code == 409 and str(parent) in answer.text
