@@ -177,7 +177,10 @@ class AsyncClient:
             rows = await self.store.job_retry(list(ids))
             entry.jobs = len(rows)
         rest = unchanged(ids, [r["id"] for r in rows])
-        return retry_report(ids, rows, await self._states_of(rest))
+        states = await self._states_of(rest)
+        held = [i for i, s in states.items() if s in ("dead", "cancelled")]
+        waiting_on = await self.store.job_parents_unsettled(held) if held else {}
+        return retry_report(ids, rows, states, waiting_on)
 
     async def cancel(self, ids: Sequence[int]) -> ActionReport:
         """Cancel jobs, as Client.cancel, recorded in the audit log as self.actor. Raises

@@ -121,6 +121,17 @@ class DatabaseUnavailable(ServiceUnavailable):
         super().__init__(Service.POSTGRESQL, url, detail)
 
 
+class Deadlock(DatabaseUnavailable):
+    """PostgreSQL aborted a statement to break a deadlock (SQLSTATE 40P01): nothing it did
+    stands, the connection is fine, and the same statement may simply run again. A kind of
+    DatabaseUnavailable for callers that only try again later, but never logged as an outage."""
+
+    def __init__(self, url: str, detail: str) -> None:
+        super().__init__(url, detail)
+        self.message = f"{self.service} broke a deadlock at {self.url}: {detail}"
+        self.args = (self.message,)
+
+
 class BrokerUnavailable(ServiceUnavailable):
     """RabbitMQ could not be reached, or closed the connection or channel."""
 

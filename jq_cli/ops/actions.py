@@ -79,12 +79,28 @@ def refusals(
     return refused
 
 
+def parents_refusal(job_id: int, state: str, parents: Sequence[tuple[int, str]]) -> JqError:
+    """Why a dead or cancelled job was not retried: parents it waits for have not settled."""
+    named = ", ".join(f"{p} ({s})" for p, s in parents)
+    return InvalidTransition(
+        f"job {job_id} waits for parent job(s) {named}: retry or finish them first",
+        state=state,
+    )
+
+
 def retry_report(
-    ids: Sequence[int], rows: Sequence[JobRef], states: dict[int, str]
+    ids: Sequence[int],
+    rows: Sequence[JobRef],
+    states: dict[int, str],
+    waiting_on: dict[int, list[tuple[int, str]]] | None = None,
 ) -> ActionReport:
-    """What a retry by ids did: the rows it changed, and the others refused by their `states`."""
+    """What a retry by ids did: the rows it changed, and the others refused by their `states`,
+    or, for a dead or cancelled one, by the parents it waits for (`waiting_on`)."""
     report = ActionReport(changed={r["id"]: "queued" for r in rows})
     report.refused = refusals(unchanged(ids, report.changed), states, *RETRYABLE)
+    for job_id, parents in (waiting_on or {}).items():
+        if job_id in report.refused:
+            report.refused[job_id] = parents_refusal(job_id, states[job_id], parents)
     return report
 
 
@@ -118,7 +134,10 @@ class ActionOperations(AuditOperations):
             entry.jobs = len(rows)
         self._publish_rows(rows)
         rest = unchanged(ids, [r["id"] for r in rows])
-        return retry_report(ids, rows, self._states_of(rest))
+        states = self._states_of(rest)
+        held = [i for i, s in states.items() if s in ("dead", "cancelled")]
+        waiting_on = self.store.job_parents_unsettled(held) if held else {}
+        return retry_report(ids, rows, states, waiting_on)
 
     def retry_matching(
         self,

@@ -9,6 +9,7 @@ from typing import Any
 from jq_cli.errors import InvalidInput, InvalidTransition, NotFound
 from jq_cli.model.states import JobState
 from jq_cli.model.timeline import job_timeline
+from jq_cli.ops.actions import parents_refusal
 from jq_cli.ops.audit import AuditOperations
 from jq_cli.ops.core import parse_state
 
@@ -68,6 +69,9 @@ class EditOperations(AuditOperations):
         with self._audited("job.edit", target=job_id) as entry:
             row = self.store.job_retry_edited(job_id, text)
             if row is None:
+                parents = self.store.job_parents_unsettled([job_id]).get(job_id)
+                if parents:
+                    raise parents_refusal(job_id, "dead", parents)
                 raise InvalidTransition(f"job {job_id} is no longer dead", state=None)
             entry.jobs = 1
             entry.detail = {"retried": True, "old_payload": job["payload"]}

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import cast
 
 from jq_cli.store.base import StoreBase
+from jq_cli.store.bulk import PARENTS_SETTLED
 from jq_cli.store.rows import JobRef
 
 
@@ -51,12 +52,13 @@ class ActionQueries(StoreBase):
         """A dead job back to queued with a new payload and a fresh set of attempts (history
         kept); None when it is not dead (any more)."""
         row = self._one(
-            # query: job_retry_edited. Conditional on dead, like every state change.
-            """
+            # query: job_retry_edited. Conditional on dead, like every state change, and on its
+            # parents (store/bulk.py, PARENTS_SETTLED).
+            f"""
             UPDATE jobs SET payload = %(payload)s::jsonb, state = 'queued', attempts = 0,
                             cancel_requested = false, finished_at = NULL, run_at = now(),
                             published_at = now(), updated_at = now()
-            WHERE id = %(id)s AND state = 'dead'
+            WHERE id = %(id)s AND state = 'dead' AND {PARENTS_SETTLED}
             RETURNING id, queue, priority
             """,
             {"id": job_id, "payload": payload_json},

@@ -15,7 +15,7 @@ from psycopg.rows import DictRow, dict_row
 from jq_cli.errors import DatabaseUnavailable, NotFound, SchemaNotMigrated
 from jq_cli.store.audit import AuditEntry, audit_statement
 from jq_cli.store.base import SERVICE, _database_name, _first_line, latest_version, translate
-from jq_cli.store.bulk import JOB_CANCEL, JOB_RETRY
+from jq_cli.store.bulk import JOB_CANCEL, JOB_PARENTS_UNSETTLED, JOB_RETRY, parents_by_job
 from jq_cli.store.cancels import cancel_channel
 from jq_cli.store.enqueue import notify_channel
 from jq_cli.store.jobs import JOB_TYPE_NAMES
@@ -126,6 +126,10 @@ class AsyncStore:
             "SELECT id, state FROM jobs WHERE id = ANY(%s)", (list(ids),)
         )  # query: job_states
         return {r["id"]: r["state"] for r in rows}
+
+    async def job_parents_unsettled(self, ids: Sequence[int]) -> dict[int, list[tuple[int, str]]]:
+        """store.bulk.job_parents_unsettled: the parents that keep each of `ids` from a retry."""
+        return parents_by_job(await self._all(JOB_PARENTS_UNSETTLED, {"ids": list(ids)}))
 
     async def job_retry(self, ids: Sequence[int]) -> list[JobRef]:
         """store.bulk.job_retry, the queued jobs left to the doorbell (outbox and NOTIFY) in the

@@ -15,12 +15,12 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -30,6 +30,7 @@ from psycopg.rows import DictRow, dict_row
 from jq_cli.errors import (
     Conflict,
     DatabaseUnavailable,
+    Deadlock,
     JqError,
     SchemaNotMigrated,
     Service,
@@ -37,6 +38,9 @@ from jq_cli.errors import (
 )
 
 log = logging.getLogger("jq.store")
+T = TypeVar("T")
+# Runs of one statement that PostgreSQL aborted to break a deadlock, before Deadlock is raised.
+DEADLOCK_TRIES = 3
 SERVICE = Service.POSTGRESQL
 Query = str | sql.SQL | sql.Composed  # what the store's helpers run
 MIGRATION_FILE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
@@ -110,6 +114,9 @@ def translate(exc: psycopg.Error, url: str, namespace: str) -> JqError:
         return SchemaNotMigrated(
             f"the jq schema {namespace!r} is missing in {_database_name(url)!r}: run `jq db migrate`"
         )
+    if isinstance(exc, psycopg.errors.DeadlockDetected):
+        # Not an outage: one statement lost a lock cycle and may run again (with_deadlock_retry).
+        return Deadlock(url, _first_line(exc))
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
         # Outages, but also a statement timeout or a deadlock (both OperationalError): the
         # connection may be unusable, and the caller's answer is the same, try again later.
@@ -246,12 +253,30 @@ class StoreBase:
                     self.url,
                     f"no answer within {self.timeouts.deadline:g}s (the route may be stalled)",
                 )
-            if isinstance(error, DatabaseUnavailable):
+            if isinstance(error, DatabaseUnavailable) and not isinstance(error, Deadlock):
                 self.close()
             raise error from exc
         finally:
             if outer:
                 self._busy_since = None
+
+    def with_deadlock_retry(self, query: str, run: Callable[[], T]) -> T:
+        """run() (one statement, or one transaction), again if PostgreSQL aborted it to break a
+        deadlock: nothing of it stood, so the same run is safe. Logged as a deadlock, not as an
+        outage. Raises Deadlock after DEADLOCK_TRIES, and whatever run() raises."""
+        for attempt in range(1, DEADLOCK_TRIES + 1):
+            try:
+                return run()
+            except Deadlock as exc:
+                if attempt == DEADLOCK_TRIES:
+                    raise
+                log.warning(
+                    "event=deadlock_retried query=%s attempt=%d error=%r",
+                    query,
+                    attempt,
+                    exc.message,
+                )
+        raise AssertionError("unreachable")
 
     def shutdown(self) -> None:
         """Close for good: the watchdog thread ends too."""

@@ -10,14 +10,40 @@ from jq_cli.store.base import StoreBase
 from jq_cli.store.cancels import cancel_channel
 from jq_cli.store.rows import JobRef
 
+# A job is retried only once every parent it depends on has settled as its policy says
+# (completed; or dead or cancelled under on_parent_failure = 'run'): queued before, it would run
+# without its parents' results (docs/design.md, Invariant 8). Every retry statement carries it;
+# JOB_PARENTS_UNSETTLED names the parents of a job it refused. `jobs` is the retried row.
+PARENTS_SETTLED = """NOT EXISTS (
+    SELECT 1 FROM job_dependencies d JOIN jobs p ON p.id = d.parent_id
+    WHERE d.child_id = jobs.id AND NOT (p.state = 'completed'
+        OR (jobs.on_parent_failure = 'run' AND p.state IN ('dead', 'cancelled'))))"""
+# query: job_parents_unsettled. The parents (id, state) that keep each of `ids` from a retry.
+JOB_PARENTS_UNSETTLED = """
+SELECT jobs.id, p.id AS parent_id, p.state AS parent_state
+FROM jobs JOIN job_dependencies d ON d.child_id = jobs.id JOIN jobs p ON p.id = d.parent_id
+WHERE jobs.id = ANY(%(ids)s) AND NOT (p.state = 'completed'
+    OR (jobs.on_parent_failure = 'run' AND p.state IN ('dead', 'cancelled')))
+ORDER BY jobs.id, d.position
+"""
 # query: job_retry. Dead or cancelled jobs back to queued with a fresh budget of attempts; the
 # async store (store/async_jobs.py) runs the same text.
-JOB_RETRY = """
+JOB_RETRY = f"""
 UPDATE jobs SET state = 'queued', attempts = 0, cancel_requested = false, finished_at = NULL,
                 run_at = now(), published_at = now(), updated_at = now()
-WHERE id = ANY(%(ids)s) AND state IN ('dead', 'cancelled')
+WHERE id = ANY(%(ids)s) AND state IN ('dead', 'cancelled') AND {PARENTS_SETTLED}
 RETURNING id, queue, priority
 """
+
+
+def parents_by_job(rows: Sequence[Any]) -> dict[int, list[tuple[int, str]]]:
+    """JOB_PARENTS_UNSETTLED's rows as {job id: [(parent id, its state)]}."""
+    found: dict[int, list[tuple[int, str]]] = {}
+    for r in rows:
+        found.setdefault(r["id"], []).append((r["parent_id"], r["parent_state"]))
+    return found
+
+
 # query: job_cancel. Not started jobs end cancelled; a running one is asked to stop (once), and
 # its worker hears of it at once: a NOTIFY on the namespace's cancel channel (store/cancels.py)
 # carrying the job id, which PostgreSQL delivers when this statement's transaction commits.
@@ -46,6 +72,10 @@ class BulkQueries(StoreBase):
             {"ids": list(ids)},
         )
         return cast(list[JobRef], rows)
+
+    def job_parents_unsettled(self, ids: Sequence[int]) -> dict[int, list[tuple[int, str]]]:
+        """{job id: [(parent id, state)]} of the parents that keep each of `ids` from a retry."""
+        return parents_by_job(self._all(JOB_PARENTS_UNSETTLED, {"ids": list(ids)}))
 
     @staticmethod
     def _terminal_filter(
@@ -131,6 +161,7 @@ class BulkQueries(StoreBase):
             UPDATE jobs SET state = 'queued', attempts = 0, cancel_requested = false, finished_at = NULL,
                             run_at = now(), published_at = now(), updated_at = now()
             FROM picked WHERE jobs.id = picked.id AND jobs.state IN ('dead', 'cancelled')
+              AND {PARENTS_SETTLED}
             RETURNING jobs.id, jobs.queue, jobs.priority
             """,
             params,

@@ -35,6 +35,14 @@ class CycleQueries(QueueQueries):
         """job_finish and the gated claim of `ids`, committed together. Any refusal (a row that
         PostgreSQL will not store) rolls back both and raises: the caller then records the outcomes
         alone, row by row if need be (job_finish), and claims on its own (job_claim_gated)."""
+        return self.with_deadlock_retry(
+            "job_finish_and_claim",
+            lambda: self._finish_and_claim(finishes, ids, worker, lease_ttl),
+        )
+
+    def _finish_and_claim(
+        self, finishes: Sequence[Finish], ids: Sequence[int], worker: str, lease_ttl: float
+    ) -> CycleResult:
         states: dict[int, str] = {}
         claimed: list[ClaimedJob] = []
         with self._errors():

@@ -84,11 +84,15 @@ INSERT = """
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id, state, queue, priority
 """
-# query: job_dependency_insert
+# query: job_dependency_insert. A parent already settled for the child's policy (its parents are
+# locked: PARENTS_LOCK) is marked so, and its later end counts nothing (sql/043).
 DEPENDENCY_INSERT = """
     WITH d AS (
-        INSERT INTO {ns}.job_dependencies (parent_id, child_id, position)
-        SELECT p, %(child)s, n - 1 FROM unnest(%(parents)s::bigint[]) WITH ORDINALITY AS u(p, n)
+        INSERT INTO {ns}.job_dependencies (parent_id, child_id, position, settled)
+        SELECT u.p, %(child)s, u.n - 1,
+               j.state = 'completed' OR (%(policy)s = 'run' AND j.state IN ('dead', 'cancelled'))
+        FROM unnest(%(parents)s::bigint[]) WITH ORDINALITY AS u(p, n)
+        JOIN {ns}.jobs j ON j.id = u.p
         ON CONFLICT DO NOTHING
     )
     UPDATE {ns}.jobs SET has_dependants = true WHERE id = ANY(%(parents)s) AND NOT has_dependants
@@ -239,7 +243,7 @@ def enqueue_steps(
             if found.created and parents:
                 yield Step(
                     _q(namespace, DEPENDENCY_INSERT),
-                    {"child": found.id, "parents": parents},
+                    {"child": found.id, "parents": parents, "policy": job.on_parent_failure},
                     "none",
                 )
         if job.unique_key:

@@ -49,6 +49,20 @@ o AS (
                          %(results)s::text[], %(errors)s::text[], %(tracebacks)s::text[],
                          %(retry_in)s::float8[])
              AS o(id, run, outcome, result, error, tb, retry_in)
+), kids AS MATERIALIZED (
+    -- The waiting children of this batch, locked in id order before any parent changes: the
+    -- trigger that settles them (sql/043) would lock them parent by parent, and two batches
+    -- settling the same children in opposite orders would deadlock (docs/design.md,
+    -- Invariant 8). An ordinary job has no row in job_dependencies: one probe of its primary
+    -- key per outcome, on a table that is empty unless workflows are used. The children's ids
+    -- come first (ARRAY(...), an InitPlan) and are looked up by primary key: the state test is
+    -- written so that no index serves it (|| ''), or a plan might read every waiting job.
+    SELECT c.id FROM jobs c
+    WHERE c.id = ANY(ARRAY(SELECT d.child_id FROM job_dependencies d
+                           WHERE d.parent_id = ANY(%(ids)s::bigint[])))
+      AND c.state || '' = 'waiting'
+    ORDER BY c.id
+    FOR UPDATE
 ), j AS (
     UPDATE jobs SET
         state = CASE
@@ -75,6 +89,7 @@ o AS (
     FROM o
     WHERE jobs.id = o.id AND jobs.state = 'running' AND jobs.run_count = o.run
       AND jobs.worker = %(worker)s
+      AND (SELECT count(*) FROM kids) >= 0  -- an InitPlan: the children are locked first
     RETURNING jobs.id, jobs.state
 ), a AS (
     UPDATE attempts SET finished_at = now(), outcome = o.outcome, error = o.error, traceback = o.tb

@@ -119,7 +119,8 @@ class WorkQueries(StoreBase):
         return states
 
     def _job_finish_batch(self, finishes: Sequence[Finish], worker: str) -> dict[int, str]:
-        rows = self._all(JOB_FINISH, finish_params(finishes, worker))
+        params = finish_params(finishes, worker)
+        rows = self.with_deadlock_retry("job_finish", lambda: self._all(JOB_FINISH, params))
         return {r["id"]: r["state"] for r in rows}
 
     def job_lease_renew(self, ids: Sequence[int], worker: str, lease_ttl: float) -> dict[int, bool]:

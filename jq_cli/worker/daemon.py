@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from jq_cli.broker import Consumer, Message, Publisher
 from jq_cli.config import Settings, mask_url
-from jq_cli.errors import JqError, SchemaNotMigrated, ServiceUnavailable
+from jq_cli.errors import Deadlock, JqError, SchemaNotMigrated, ServiceUnavailable
 from jq_cli.handlers.registry import Registry
 from jq_cli.model.retry import Backoff
 from jq_cli.observe import sdnotify
@@ -241,6 +241,11 @@ class Worker:
         )
 
     def _note_db(self, error: JqError | None) -> None:
+        if isinstance(
+            error, Deadlock
+        ):  # lost a lock cycle thrice, not an outage: retried next round
+            log.warning("event=database_deadlock error=%r action=retry", error.message)
+            return
         if error is None:
             if self._db_down_since is not None:
                 log.info(

@@ -23,6 +23,12 @@ def limited_by_host(payload, ctx):
     time.sleep(payload.get("sleep", 0.2))
 
 
+@job("one_per_host", concurrency=1, concurrency_key="host")
+def one_per_host(payload, ctx):
+    """A tenth of a second, one per host at a time: ten a second per host."""
+    time.sleep(0.1)
+
+
 @job("rate_limited", rate="5/s")
 def rate_limited(payload, ctx):
     """Does nothing, five starts a second at most."""
@@ -83,6 +89,58 @@ def test_a_concurrency_limit_per_key_holds_across_three_workers(
     for host, host_ids in ids.items():
         mine = [r for r in rows if r["job_id"] in host_ids]
         assert most_at_once(mine) == 2, host  # never over the limit, and it was reached
+
+
+MISSING = object()  # a payload without the key field
+
+
+def test_a_concurrency_limit_holds_for_every_kind_of_key_value(
+    ops, store, start_worker, start_scheduler
+):
+    """The key's value is one function of the payload, in PostgreSQL, for the keys the claim
+    locks and the running jobs it counts: a missing field, JSON null, numbers, a string that
+    spells a number, nested values and non-ASCII text each form one key of their own."""
+    values = [MISSING, None, 1, "1", 2.5, ["é"], {"b": [1, {"c": "ü"}], "a": None}, "é"]
+    ids: dict[int, list[int]] = {}
+    for n, value in enumerate(values):
+        payload = {"sleep": 0.3} if value is MISSING else {"host": value, "sleep": 0.3}
+        ids[n] = [ops.submit("limited_by_host", payload) for _ in range(6)]
+    every = [i for group in ids.values() for i in group]
+    run_three_workers(start_worker, start_scheduler)
+    wait_for(
+        lambda: set(store.job_states(every).values()) == {"completed"},
+        120,
+        what="every limited job to complete",
+    )
+    rows = attempts_of(store, every)
+    assert len(rows) == len(every)
+    for n, group in ids.items():
+        mine = [r for r in rows if r["job_id"] in group]
+        assert most_at_once(mine) <= 2, repr(values[n])
+
+
+def test_a_limited_key_starts_its_jobs_in_submit_order(ops, store, start_worker, start_scheduler):
+    """A burst of 30, then a feed at 80 % of the key's capacity: jobs held back by the limit
+    are not overtaken by newer arrivals of the same priority and key."""
+    start_worker(concurrency=4)
+    start_worker(concurrency=4)
+    start_scheduler()
+    every = [ops.submit("one_per_host", {"host": "h"}) for _ in range(30)]
+    begin = time.monotonic()
+    for n in range(24):  # 8 a second against a capacity of 10: paced, not waited on
+        time.sleep(max(0.0, begin + n / 8 - time.monotonic()))
+        every.append(ops.submit("one_per_host", {"host": "h"}))
+    wait_for(
+        lambda: set(store.job_states(every).values()) == {"completed"},
+        120,
+        what="every job of the key to complete",
+    )
+    rows = attempts_of(store, every)
+    assert len(rows) == len(every)
+    assert most_at_once(rows) == 1
+    started = [r["job_id"] for r in rows]  # in start order
+    inversions = sum(1 for i, a in enumerate(started) for b in started[i + 1 :] if a > b)
+    assert inversions == 0, started
 
 
 def test_a_rate_limit_holds_across_three_workers(ops, store, start_worker, start_scheduler):

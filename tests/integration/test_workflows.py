@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from jq_cli import PermanentError, chain, group, job, step
-from jq_cli.errors import InvalidInput
+from jq_cli.errors import InvalidInput, InvalidTransition
 
 import handlers_for_tests  # noqa: F401  (registers the t_* job types for in-process workers)
 from conftest import wait_for
@@ -216,3 +216,74 @@ def test_http_shim_accepts_dependencies(ops, settings):
         created = http.post("/api/v1/jobs", json={"job_type": "noop", "depends_on": [parent]})
     assert created.status_code == 201, created.text
     assert state(ops, created.json()["id"]) == "waiting"
+
+
+def _set_state(store, job_id: int, wanted: str) -> None:
+    """A parent's end as the worker's finish makes it: one conditional UPDATE of its state."""
+    store._run("UPDATE jobs SET state = %s, finished_at = now() WHERE id = %s", (wanted, job_id))
+
+
+def test_a_parent_retried_after_it_died_settles_a_run_child_once(ops, store):
+    """on_parent_failure="run": the death counts p1 settled; its retry un-settles it; its
+    completion settles it again, once. The child waits for p2 all along."""
+    p1, p2 = ops.submit("noop", {}), ops.submit("noop", {})
+    child = ops.submit("noop", {}, depends_on=[p1, p2], on_parent_failure="run")
+    _set_state(store, p1, "dead")
+    assert (state(ops, child), ops.get(child)["pending_parents"]) == ("waiting", 1)
+    assert ops.retry([p1]).changed == {p1: "queued"}
+    assert ops.get(child)["pending_parents"] == 2
+    store._run("UPDATE jobs SET result = '{\"n\": 1}' WHERE id = %s", (p1,))
+    _set_state(store, p1, "completed")
+    assert (state(ops, child), ops.get(child)["pending_parents"]) == ("waiting", 1)
+    _set_state(store, p2, "completed")
+    row = ops.get(child)
+    assert (row["state"], row["pending_parents"]) == ("queued", 0)
+    assert row["parent_results"] == [{"id": p1, "result": {"n": 1}}, {"id": p2, "result": None}]
+
+
+def test_retry_of_a_child_whose_parents_have_not_settled_is_refused(ops, store, run_cli):
+    parent = ops.submit("noop", {})
+    child = ops.submit("noop", {}, depends_on=[parent])
+    _set_state(store, parent, "dead")
+    assert state(ops, child) == "cancelled"
+    report = ops.retry([child])
+    assert not report.changed
+    err = report.refused[child]
+    assert err.kind == "invalid-transition" and f"{parent} (dead)" in err.message
+    assert state(ops, child) == "cancelled"
+    cli = run_cli("retry", str(child))
+    assert cli.returncode == 1 and str(parent) in cli.stderr
+    assert ops.retry_matching(state="cancelled") == 0
+    # A child that ran although its parent died, then died itself, while the parent was
+    # retried: it waits for the parent again, so its own retry is refused too.
+    runs = ops.submit("noop", {}, depends_on=[parent], on_parent_failure="run")
+    _set_state(store, runs, "dead")
+    assert ops.retry([runs]).changed == {runs: "queued"}  # the parent is settled (dead)
+    _set_state(store, runs, "dead")
+    assert ops.retry([parent]).changed == {parent: "queued"}
+    assert runs in ops.retry([runs]).refused
+    with pytest.raises(InvalidTransition, match=str(parent)):
+        ops.retry_edited(runs, {})
+
+
+def test_async_client_and_http_refuse_a_retry_whose_parents_have_not_settled(ops, store, settings):
+    import asyncio
+
+    from fastapi.testclient import TestClient
+    from jq_cli import AsyncClient
+    from jq_cli.http.app import create_app
+
+    parent = ops.submit("noop", {})
+    child = ops.submit("noop", {}, depends_on=[parent])
+    _set_state(store, parent, "dead")
+
+    async def scenario():
+        async with AsyncClient(settings) as client:
+            return await client.retry([child])
+
+    report = asyncio.run(scenario())
+    assert not report.changed and f"{parent} (dead)" in report.refused[child].message
+    assert state(ops, child) == "cancelled"
+    with TestClient(create_app(settings)) as http:
+        answer = http.post(f"/api/v1/jobs/{child}/retry")
+    assert answer.status_code == 409 and str(parent) in answer.text

@@ -13,6 +13,7 @@ from jq_cli.errors import (
     BrokerUnavailable,
     Conflict,
     DatabaseUnavailable,
+    Deadlock,
     JqError,
     SchemaNotMigrated,
     Service,
@@ -74,6 +75,34 @@ def test_an_outage_names_postgresql_by_type_and_masks_the_password() -> None:
     assert error.service is Service.POSTGRESQL
     assert "s3cret" not in error.message and "***" in error.message
     assert error.exit_code == 3
+
+
+def test_a_deadlock_is_its_own_kind_and_not_called_an_outage() -> None:
+    error = translate(psycopg.errors.DeadlockDetected("deadlock detected"), PG_URL, "ns")
+    assert isinstance(error, Deadlock) and isinstance(error, DatabaseUnavailable)
+    assert "deadlock" in error.message and "unavailable" not in error.message
+    assert "s3cret" not in error.message and str(error) == error.message
+
+
+def test_a_deadlocked_statement_runs_again_and_is_logged_as_a_deadlock(caplog) -> None:
+    from jq_cli.store.base import StoreBase
+
+    store = StoreBase(PG_URL, "ns")
+    runs: list[int] = []
+
+    def run() -> str:
+        runs.append(1)
+        if len(runs) < 3:
+            raise Deadlock(PG_URL, "deadlock detected")
+        return "done"
+
+    with caplog.at_level("WARNING", logger="jq.store"):
+        assert store.with_deadlock_retry("job_finish", run) == "done"
+    assert len(runs) == 3 and caplog.text.count("event=deadlock_retried") == 2
+    with pytest.raises(Deadlock):
+        store.with_deadlock_retry(
+            "job_finish", lambda: (_ for _ in ()).throw(Deadlock(PG_URL, "x"))
+        )
 
 
 @pytest.mark.parametrize(
