@@ -1,5 +1,6 @@
-"""The gate every request passes before routing: API key, body size, request metrics, and the
-last-resort handler that answers a bare 500 (and logs the traceback) for an unexpected error."""
+"""The gate every request passes before routing: API key, body size, request metrics, the access
+log, and the last-resort handler that answers a bare 500 (and logs the traceback) for an
+unexpected error."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from jq_cli.http import problems
 from jq_cli.http.keys import ApiKeys
 
 log = logging.getLogger("jq.http")
+access_log = logging.getLogger("jq.http.access")
 OPEN_PATHS = frozenset({"/health"})
 BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 
@@ -64,8 +66,15 @@ class Gate:
             if not responded:
                 await problems.internal_error()(scope, receive, send_noting)
         finally:
-            self.observe(
-                scope.get("method", ""), self._route(scope), status, time.perf_counter() - started
+            elapsed = time.perf_counter() - started
+            self.observe(scope.get("method", ""), self._route(scope), status, elapsed)
+            access_log.info(
+                '%s - "%s %s" %d %.1fms',
+                _client(scope),
+                scope.get("method", ""),
+                logged_path(scope),
+                status,
+                elapsed * 1000,
             )
 
     def _authenticate(self, scope: Scope) -> problems.ProblemResponse | None:
@@ -126,6 +135,19 @@ class Gate:
                     route = candidate
                     break
         return getattr(route, "path", None) or "unmatched"
+
+
+def logged_path(scope: Scope) -> str:
+    """The path of a request as the access log shows it: never its query string (a client may
+    send a key as `?key=`), still percent-encoded (no line breaks in a log line)."""
+    raw = scope.get("raw_path") or scope.get("path", "").encode("utf-8", "replace")
+    path = raw.partition(b"?")[0].decode("ascii", "backslashreplace")
+    return "".join(c if c.isprintable() and c != " " else repr(c)[1:-1] for c in path)
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "-"
 
 
 def _content_length(scope: Scope) -> int | None:

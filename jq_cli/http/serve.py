@@ -75,6 +75,7 @@ def serve(host: str | None, port: int) -> int:
         log_level=settings.log_level.lower(),
         server_header=False,
         log_config=None,
+        access_log=False,  # the gate logs each request, without its query string (gate.py)
         timeout_graceful_shutdown=GRACE,
     )
     server = NotifyingServer(config)
@@ -83,8 +84,9 @@ def serve(host: str | None, port: int) -> int:
 
 
 def _log_to_stderr(level: str) -> None:
-    # One line per event; uvicorn's own loggers (startup, access lines) share the handler. Access
-    # lines carry the path and query, never headers, so a key cannot reach the log.
+    # One line per event; uvicorn's own loggers (startup, errors) share the handler. The access
+    # lines are the gate's (jq.http.access): the path alone, never the query string (a key sent
+    # as `?key=` would be in it) nor headers.
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     for name in ("jq", "uvicorn"):

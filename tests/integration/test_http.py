@@ -526,6 +526,8 @@ def test_a_real_jq_serve_process_serves_the_api(settings, spawn, tmp_path):
         "via": "http"
     }
     assert httpx.get(f"{base}/api/v1/stats").status_code == 401
+    # A key in the query string is no key (headers only) and stays out of the access log.
+    assert httpx.get(f"{base}/api/v1/stats?key={key}&x=%0Afake").status_code == 401
     assert (
         httpx.get(f"{base}/openapi.json", headers={"X-API-Key": key}).json()["info"]["title"]
         == "jq"
@@ -538,6 +540,7 @@ def test_a_real_jq_serve_process_serves_the_api(settings, spawn, tmp_path):
     stderr = proc.stderr.read()
     assert "API key(s) loaded" in stderr and key not in stderr
     assert "POST /api/v1/jobs" in stderr  # the access log, one line per request
+    assert '"GET /api/v1/stats" 401' in stderr and "fake" not in stderr
 
 
 # -- issue 13: filters that filter, keys that mean one request -----------------------------------
