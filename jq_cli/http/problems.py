@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 from jq_cli.errors import JqError
+from jq_cli.model.jobspec import too_deep
 
 log = logging.getLogger("jq.http")
 MEDIA_TYPE = "application/problem+json"
@@ -138,6 +139,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> ProblemResponse:
+        if isinstance(exc.__cause__, RecursionError):
+            # FastAPI's body decoding recursed past Python's limit: a body nested far past
+            # MAX_DEPTH, refused as the payload rule refuses it (422, not "cannot parse").
+            return problem(422, str(too_deep("the request body")), kind="invalid-input")
         detail = exc.detail if isinstance(exc.detail, str) else _phrase(exc.status_code)
         if exc.status_code >= 500:
             log.error("%s %s failed: %s", request.method, request.url.path, detail)
