@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -182,24 +181,11 @@ def split_urls(value: str) -> list[str]:
 
 
 def mask_url(url: str) -> str:
-    """The URL (or comma-separated URLs) with every password replaced, fit for messages and logs.
-    A multi-host PostgreSQL URL (postgresql://u:pw@h1:5432,h2:5432/db) is one URL to this."""
-    urls = split_urls(url)
-    if len(urls) > 1:
-        return ",".join(_mask_one(u) for u in urls)
-    return _mask_one(url)
+    """The URL (or comma-separated URLs, or key=value DSN) with every password replaced, fit for
+    messages and logs (jq_cli.redaction)."""
+    from jq_cli.redaction import mask_url as mask
 
-
-def _mask_one(url: str) -> str:
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable url>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+    return mask(url)
 
 
 # The settings file every command reads when it is set (`jq --config FILE` sets it for the
@@ -257,9 +243,14 @@ def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
     path = config_file or os.environ.get(CONFIG_VARIABLE) or None
     values = read_config_file(path) if path else {}
     try:
-        return Settings(**{**values, **overrides})
+        settings = Settings(**{**values, **overrides})
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or "settings"
         where = f" (from {path})" if path and field in values else ""
         raise InvalidInput(f"invalid setting {field}{where}: {err['msg']}") from None
+    from jq_cli.redaction import remember
+
+    # Whatever this process prints from now on (errors, logs) is cleared of these passwords.
+    remember((settings.database_url, settings.rabbitmq_url, settings.redis_url))
+    return settings

@@ -85,9 +85,7 @@ def resolve_public(host: str, port: int, allow_private: bool) -> str:
 def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """Whether a worker may connect to `address` for a submitter: globally routable, and not an
     IPv6 form that embeds an IPv4 address (EMBEDDING_IPV4)."""
-    if isinstance(address, ipaddress.IPv6Address) and any(
-        address in net for net in EMBEDDING_IPV4
-    ):
+    if isinstance(address, ipaddress.IPv6Address) and any(address in net for net in EMBEDDING_IPV4):
         return False
     return address.is_global
 

@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse
 
 from jq_cli.errors import JqError
 from jq_cli.model.jobspec import too_deep
+from jq_cli.redaction import redact_known
 
 log = logging.getLogger("jq.http")
 MEDIA_TYPE = "application/problem+json"
@@ -130,8 +131,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(JqError)
     async def _jq_error(request: Request, exc: JqError) -> ProblemResponse:
-        # A JqError's message is written for users (the CLI prints it too), so it may go out.
-        return problem(exc.http_status, exc.message, kind=exc.kind)
+        # A JqError's message is written for users (the CLI prints it too), so it may go out,
+        # cleared of the settings' passwords as the CLI's error line is.
+        return problem(exc.http_status, redact_known(exc.message), kind=exc.kind)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> ProblemResponse:

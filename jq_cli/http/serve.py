@@ -16,6 +16,7 @@ from jq_cli.config import load_settings
 from jq_cli.http.app import create_app
 from jq_cli.http.keys import ApiKeys, choose_host
 from jq_cli.observe import sdnotify
+from jq_cli.redaction import RedactingFilter
 
 GRACE = 10  # seconds open requests get after SIGTERM; jq-serve.service's TimeoutStopSec is longer
 
@@ -89,6 +90,7 @@ def _log_to_stderr(level: str) -> None:
     # as `?key=` would be in it) nor headers.
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())  # no password of a service URL in any line
     for name in ("jq", "uvicorn"):
         logger = logging.getLogger(name)
         logger.handlers = [handler]

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from jq_cli.config import Settings, load_settings
 from jq_cli.errors import JqError
 from jq_cli.http.keys import ApiKeys, choose_host, is_loopback
+from jq_cli.redaction import RedactingFilter
 
 DEFAULT_PORT = 8001  # beside jq serve's 8000, so that both can run with their defaults
 COOKIE = "jq_top_session"
@@ -297,6 +298,7 @@ document.getElementById("terminal").dataset.sessionWebsocketUrl =
 def _log_to_stderr(level: str) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())  # no password of a service URL in any line
     for name in ("jq", "textual-serve", "aiohttp"):
         logger = logging.getLogger(name)
         logger.handlers = [handler]

@@ -75,7 +75,7 @@ def test_a_payload_nested_100000_deep_is_one_error_line_on_every_cli_path(run_cl
     _one_error_line(run_cli("submit", "noop", "--payload", f"@{payload}"), "nested deeper")
     _one_error_line(run_cli("submit", "noop", "--payload", "-", input=ABYSMAL), "nested deeper")
     jobs = tmp_path / "jobs.jsonl"
-    jobs.write_text('{"job_type": "noop", "payload": %s}\n' % ABYSMAL)
+    jobs.write_text(f'{{"job_type": "noop", "payload": {ABYSMAL}}}\n')
     _one_error_line(run_cli("submit", "--file", str(jobs)), "line 1")
     assert _jobs(store) == 0
 
@@ -104,8 +104,11 @@ def test_a_payload_nested_100000_deep_is_invalid_input_in_python_and_http(settin
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with TestClient(create_app(settings), base_url="http://127.0.0.1") as http:
-            job = '{"job_type": "noop", "payload": %s}' % ABYSMAL
-            for path, body in (("/api/v1/jobs", job), ("/api/v1/jobs/bulk", '{"jobs": [%s]}' % job)):
+            job = f'{{"job_type": "noop", "payload": {ABYSMAL}}}'
+            for path, body in (
+                ("/api/v1/jobs", job),
+                ("/api/v1/jobs/bulk", f'{{"jobs": [{job}]}}'),
+            ):
                 r = http.post(path, content=body, headers={"Content-Type": "application/json"})
                 assert r.status_code == 422, r.text
                 assert r.json()["type"] == "urn:jq:problem:invalid-input"
@@ -114,10 +117,13 @@ def test_a_payload_nested_100000_deep_is_invalid_input_in_python_and_http(settin
 
 
 # A 414-byte alias bomb: nine levels of nine references stand for 9**9 strings.
-ALIAS_BOMB = "".join(
-    f"{name}: &{name} [{', '.join([f'*{prev}'] * 9) if prev else ', '.join(['lol'] * 9)}]\n"
-    for prev, name in zip(" abcdefgh", "abcdefghi", strict=True)
-) + 'schedules: [{name: x, type: noop, cron: "* * * * *", payload: {x: *i}}]\n'
+ALIAS_BOMB = (
+    "".join(
+        f"{name}: &{name} [{', '.join([f'*{prev}'] * 9) if prev else ', '.join(['lol'] * 9)}]\n"
+        for prev, name in zip(" abcdefgh", "abcdefghi", strict=True)
+    )
+    + 'schedules: [{name: x, type: noop, cron: "* * * * *", payload: {x: *i}}]\n'
+)
 
 
 @pytest.mark.parametrize(
