@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     # jq serve: one key, and/or a file of keys (one a line; blank lines and # comments skipped).
     api_key: SecretStr | None = Field(None, validation_alias=_env("API_KEY"))
     api_keys_file: str | None = Field(None, validation_alias=_env("API_KEYS_FILE"))
+    # jq serve and jq top --web: Host names they answer besides loopback (comma-separated; `*`
+    # any), against DNS rebinding (jq_cli/http/sites.py).
+    serve_allowed_hosts: str = Field("", validation_alias=_env("SERVE_ALLOWED_HOSTS"))
     log_level: str = Field("INFO", validation_alias=_env("LOG_LEVEL"))
 
     @field_validator("namespace")

@@ -1,5 +1,5 @@
-"""The gate every request passes before routing: API key, body size, request metrics, the access
-log, and the last-resort handler that answers a bare 500 (and logs the traceback) for an
+"""The gate every request passes before routing: the site it comes from (Host and Origin), API
+key, body size, request metrics, the access log, and the last-resort handler that answers a bare 500 (and logs the traceback) for an
 unexpected error."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jq_cli.http import problems
 from jq_cli.http.keys import ApiKeys
+from jq_cli.http.sites import STATE_CHANGING, AllowedHosts, same_origin
 
 log = logging.getLogger("jq.http")
 access_log = logging.getLogger("jq.http.access")
@@ -21,9 +22,10 @@ BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 
 
 class Gate:
-    """Pure ASGI middleware. Refuses a request without a valid key (401) before reading its body,
-    one whose body exceeds the limit (413, from Content-Length or by counting), and replays the
-    body it read to the application."""
+    """Pure ASGI middleware. Refuses a request for a Host not allowed, or a state-changing one
+    from another site's page (403, jq_cli.http.sites; `hosts` None allows any Host), one without
+    a valid key (401) before reading its body, one whose body exceeds the limit (413, from
+    Content-Length or by counting), and replays the body it read to the application."""
 
     def __init__(
         self,
@@ -33,8 +35,10 @@ class Gate:
         max_body: int,
         observe: Callable[..., None],
         routes: Callable[[], Sequence[BaseRoute]],
+        hosts: AllowedHosts | None = None,
     ) -> None:
         self.app = app
+        self.hosts = hosts
         self.keys = keys
         self.max_body = max_body
         self.observe = observe
@@ -54,7 +58,7 @@ class Gate:
             await send(message)
 
         try:
-            refusal = self._authenticate(scope)
+            refusal = self._check_site(scope) or self._authenticate(scope)
             if refusal is None:
                 refusal, receive = await self._read_body(scope, receive)
             await (refusal or self.app)(scope, receive, send_noting)
@@ -76,6 +80,20 @@ class Gate:
                 status,
                 elapsed * 1000,
             )
+
+    def _check_site(self, scope: Scope) -> problems.ProblemResponse | None:
+        host = _header(scope, b"host")
+        if self.hosts is not None and not self.hosts.allows(host):
+            # A name that resolves here but is not ours: DNS rebinding, or a misconfigured proxy.
+            return problems.forbidden(
+                "this server does not answer to that Host name: add it to "
+                "JQ_SERVE_ALLOWED_HOSTS (or --allowed-host) if it is yours"
+            )
+        if scope.get("method") in STATE_CHANGING and not same_origin(
+            _header(scope, b"origin"), host
+        ):
+            return problems.forbidden("cross-origin request refused: the Origin is not this server")
+        return None
 
     def _authenticate(self, scope: Scope) -> problems.ProblemResponse | None:
         authenticated = not self.keys
@@ -148,6 +166,14 @@ def logged_path(scope: Scope) -> str:
 def _client(scope: Scope) -> str:
     client = scope.get("client")
     return f"{client[0]}:{client[1]}" if client else "-"
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    """The first value of a header (as latin-1, as HTTP/1.1 defines bytes), or None."""
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
 
 
 def _content_length(scope: Scope) -> int | None:

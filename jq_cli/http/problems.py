@@ -61,6 +61,10 @@ def unauthorized() -> ProblemResponse:
     )
 
 
+def forbidden(detail: str) -> ProblemResponse:
+    return problem(403, detail, kind="forbidden")
+
+
 def too_large(limit: int) -> ProblemResponse:
     return problem(
         413,

@@ -8,13 +8,14 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import uvicorn
 
 from jq_cli.config import load_settings
 from jq_cli.http.app import create_app
 from jq_cli.http.keys import ApiKeys, choose_host
+from jq_cli.http.sites import default_hosts
 from jq_cli.observe import sdnotify
 from jq_cli.redaction import RedactingFilter
 
@@ -54,8 +55,10 @@ class NotifyingServer(uvicorn.Server):
         await super().shutdown(sockets=sockets)
 
 
-def serve(host: str | None, port: int) -> int:
-    """Run until SIGTERM/SIGINT; returns the exit code. Raises InvalidInput for bad settings."""
+def serve(host: str | None, port: int, allowed_hosts: Sequence[str] = ()) -> int:
+    """Run until SIGTERM/SIGINT; returns the exit code. `allowed_hosts` are Host names to answer
+    besides loopback, the bind address and JQ_SERVE_ALLOWED_HOSTS. Raises InvalidInput for bad
+    settings."""
     settings = load_settings()
     keys = ApiKeys.from_settings(settings)
     bind = choose_host(host, keys)
@@ -68,7 +71,8 @@ def serve(host: str | None, port: int) -> int:
         sys.stderr.write(
             f"jq serve: {len(keys)} API key(s) loaded: every endpoint but /health needs one\n"
         )
-    app = create_app(settings, api_keys=keys)
+    hosts = default_hosts(settings, keys, allowed_hosts, bind=bind)
+    app = create_app(settings, api_keys=keys, allowed_hosts=hosts)
     config = uvicorn.Config(
         app,
         host=bind,

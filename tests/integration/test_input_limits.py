@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from conftest import LOOPBACK_URL
+
 
 def _jobs(store) -> int:
     return store._one("SELECT count(*) AS n FROM jobs")["n"]
@@ -103,7 +105,7 @@ def test_a_payload_nested_100000_deep_is_invalid_input_in_python_and_http(settin
         asyncio.run(submit_async())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with TestClient(create_app(settings), base_url="http://127.0.0.1") as http:
+        with TestClient(create_app(settings), base_url=LOOPBACK_URL) as http:
             job = f'{{"job_type": "noop", "payload": {ABYSMAL}}}'
             for path, body in (
                 ("/api/v1/jobs", job),
