@@ -76,3 +76,18 @@ def test_log_records_and_their_tracebacks_are_cleared_of_known_passwords():
     assert RedactingFilter().filter(record)
     line = logging.Formatter("%(message)s").format(record)
     assert PW not in line and "failed: bad url" in line and "Traceback" in line
+
+
+@pytest.mark.parametrize(
+    "url, name",
+    [
+        ("postgresql://jq@db/jobs", "jobs"),
+        (f"host=db user=jq password={PW} dbname=jobs", "jobs"),
+        (f"host=db user=jq password={PW}", "jq"),
+        ("postgresql://db", "postgres"),
+    ],
+)
+def test_the_database_a_message_names_is_read_as_libpq_reads_it(url, name):
+    from jq_cli.store.base import _database_name
+
+    assert _database_name(url) == name  # never the DSN itself, password and all
