@@ -168,11 +168,6 @@ class Settings(BaseSettings):
         return split_names(self.imports)
 
 
-# Several URLs in one setting (a RabbitMQ cluster's nodes): split only at a comma that starts
-# another URL, so a comma inside one URL (its password, its query) is never a separator.
-_NEXT_URL = re.compile(r",\s*(?=[a-z][a-z0-9+.-]*://)", re.IGNORECASE)
-
-
 def split_names(value: str) -> list[str]:
     """A comma-separated list of names (queues, modules, filter values), blanks dropped."""
     return [part.strip() for part in value.split(",") if part.strip()]
@@ -180,7 +175,9 @@ def split_names(value: str) -> list[str]:
 
 def split_urls(value: str) -> list[str]:
     """The URLs of a setting that accepts a comma-separated list (one URL: a list of one)."""
-    return [u.strip() for u in _NEXT_URL.split(value) if u.strip()]
+    from jq_cli.redaction import split_urls as split
+
+    return split(value)
 
 
 def mask_url(url: str) -> str:

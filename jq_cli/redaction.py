@@ -26,11 +26,19 @@ _DSN_SECRET = re.compile(
     r"(\b[a-z_]*password\s*=\s*)('(?:[^'\\]|\\.)*'?|.*?(?=\s+[a-z_]+\s*=|\s*$))",
     re.IGNORECASE | re.DOTALL,
 )
-_NEXT_URL = re.compile(r",\s*(?=[a-z][a-z0-9+.-]*://)", re.IGNORECASE)
 # Pieces of a password a driver may quote after misparsing its URL, split where parsers split.
 _PIECES = re.compile(r"[#/?@:&;=\s'\"]+")
 _QUOTED = re.compile(r"'([^'\n]*)'|\"([^\"\n]*)\"")
 MIN_PIECE = 4  # shorter unquoted pieces would mask ordinary words of a message
+# Several URLs in one setting (a RabbitMQ cluster's nodes): split only at a comma that starts
+# another URL, so a comma inside one URL (its password, its query) is never a separator.
+_NEXT_URL = re.compile(r",\s*(?=[a-z][a-z0-9+.-]*://)", re.IGNORECASE)
+
+
+def split_urls(value: str) -> list[str]:
+    """The URLs of a setting that accepts a comma-separated list (one URL: a list of one). Here
+    rather than in config.py: the CLI loads this module at start, without pydantic."""
+    return [u.strip() for u in _NEXT_URL.split(value) if u.strip()]
 
 
 def mask_url(url: str) -> str:
@@ -38,8 +46,7 @@ def mask_url(url: str) -> str:
     ***, fit for messages and logs. A multi-host PostgreSQL URL is one URL to this."""
     if not _SCHEME.match(url):
         return _DSN_SECRET.sub(lambda m: m.group(1) + MASK, url)
-    parts = _NEXT_URL.split(url)
-    return ",".join(_mask_one(u) for u in parts)
+    return ",".join(_mask_one(u) for u in split_urls(url))
 
 
 def _mask_one(url: str) -> str:
@@ -56,7 +63,7 @@ def secrets_in(url: str) -> set[str]:
     """The passwords `url` holds (as written and percent-decoded), for redact()."""
     found: set[str] = set()
     if _SCHEME.match(url):
-        for one in _NEXT_URL.split(url):
+        for one in split_urls(url):
             info, at, _ = one.partition("://")[2].rpartition("@")
             if at and ":" in info:
                 found.add(info.split(":", 1)[1])
