@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -100,6 +99,9 @@ class Settings(BaseSettings):
     # jq serve: one key, and/or a file of keys (one a line; blank lines and # comments skipped).
     api_key: SecretStr | None = Field(None, validation_alias=_env("API_KEY"))
     api_keys_file: str | None = Field(None, validation_alias=_env("API_KEYS_FILE"))
+    # jq serve and jq top --web: Host names they answer besides loopback (comma-separated; `*`
+    # any), against DNS rebinding (jq_cli/http/sites.py).
+    serve_allowed_hosts: str = Field("", validation_alias=_env("SERVE_ALLOWED_HOSTS"))
     log_level: str = Field("INFO", validation_alias=_env("LOG_LEVEL"))
 
     @field_validator("namespace")
@@ -166,11 +168,6 @@ class Settings(BaseSettings):
         return split_names(self.imports)
 
 
-# Several URLs in one setting (a RabbitMQ cluster's nodes): split only at a comma that starts
-# another URL, so a comma inside one URL (its password, its query) is never a separator.
-_NEXT_URL = re.compile(r",\s*(?=[a-z][a-z0-9+.-]*://)", re.IGNORECASE)
-
-
 def split_names(value: str) -> list[str]:
     """A comma-separated list of names (queues, modules, filter values), blanks dropped."""
     return [part.strip() for part in value.split(",") if part.strip()]
@@ -178,28 +175,17 @@ def split_names(value: str) -> list[str]:
 
 def split_urls(value: str) -> list[str]:
     """The URLs of a setting that accepts a comma-separated list (one URL: a list of one)."""
-    return [u.strip() for u in _NEXT_URL.split(value) if u.strip()]
+    from jq_cli.redaction import split_urls as split
+
+    return split(value)
 
 
 def mask_url(url: str) -> str:
-    """The URL (or comma-separated URLs) with every password replaced, fit for messages and logs.
-    A multi-host PostgreSQL URL (postgresql://u:pw@h1:5432,h2:5432/db) is one URL to this."""
-    urls = split_urls(url)
-    if len(urls) > 1:
-        return ",".join(_mask_one(u) for u in urls)
-    return _mask_one(url)
+    """The URL (or comma-separated URLs, or key=value DSN) with every password replaced, fit for
+    messages and logs (jq_cli.redaction)."""
+    from jq_cli.redaction import mask_url as mask
 
-
-def _mask_one(url: str) -> str:
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable url>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+    return mask(url)
 
 
 # The settings file every command reads when it is set (`jq --config FILE` sets it for the
@@ -257,9 +243,14 @@ def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
     path = config_file or os.environ.get(CONFIG_VARIABLE) or None
     values = read_config_file(path) if path else {}
     try:
-        return Settings(**{**values, **overrides})
+        settings = Settings(**{**values, **overrides})
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or "settings"
         where = f" (from {path})" if path and field in values else ""
         raise InvalidInput(f"invalid setting {field}{where}: {err['msg']}") from None
+    from jq_cli.redaction import remember
+
+    # Whatever this process prints from now on (errors, logs) is cleared of these passwords.
+    remember((settings.database_url, settings.rabbitmq_url, settings.redis_url))
+    return settings

@@ -107,10 +107,12 @@ class ServiceUnavailable(JqError):
     kind = "service-unavailable"
 
     def __init__(self, service: Service | str, url: str, detail: str) -> None:
-        from jq_cli.config import mask_url
+        from jq_cli.redaction import mask_url, redact, secrets_in
 
         self.service = Service(service)
         self.url = mask_url(url)
+        # A driver's message may quote the URL, or pieces of a password it misparsed.
+        detail = redact(detail, secrets_in(url))
         super().__init__(f"{self.service} unavailable at {self.url}: {detail}")
 
 

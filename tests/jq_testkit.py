@@ -19,6 +19,9 @@ from jq_cli.handlers import load_builtins
 DATABASE_URL = os.environ.get("JQ_TEST_DATABASE_URL", "postgresql://localhost/jq_test")
 RABBITMQ_URL = os.environ.get("JQ_TEST_RABBITMQ_URL", "amqp://guest:guest@localhost:5672/")
 REDIS_URL = os.environ.get("JQ_TEST_REDIS_URL", "redis://localhost:6379/0")
+# The shim answers loopback Host names without configuration (jq_cli/http/sites.py): test
+# clients send one (TestClient's own default, "testserver", is refused).
+LOOPBACK_URL = "http://127.0.0.1"
 JQ = str(Path(sys.executable).parent / "jq")  # by path: `jq` on PATH may be the JSON tool
 QUEUES = ("default", "other", "reports")
 

@@ -64,7 +64,7 @@ def _parameters_list(url: str, *, heartbeat: int | None = None) -> list[pika.URL
 
 
 def _parameters(url: str, *, heartbeat: int | None = None) -> pika.URLParameters:
-    from jq_cli.config import mask_url
+    from jq_cli.redaction import mask_url, redact, secrets_in
 
     try:
         plain, tls = _tls_options(url)
@@ -73,7 +73,10 @@ def _parameters(url: str, *, heartbeat: int | None = None) -> pika.URLParameters
         ValueError,
         OSError,
     ) as exc:  # a bad port, an unreadable CA file: settings to fix, not an outage
-        raise InvalidInput(f"invalid RabbitMQ URL {mask_url(url)}: {exc}") from exc
+        # pika quotes what it misparsed (a piece of a password holding `#` or `/`): its error
+        # is not kept as the cause, whose text a traceback would print.
+        reason = redact(str(exc), secrets_in(url))
+        raise InvalidInput(f"invalid RabbitMQ URL {mask_url(url)}: {reason}") from None
     if tls is not None:
         params.ssl_options = tls
     params.connection_attempts = 1

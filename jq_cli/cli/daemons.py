@@ -140,6 +140,13 @@ def serve(
         typer.Option(help="Address to listen on (default 127.0.0.1; others need an API key)."),
     ] = None,
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A Host name to answer besides loopback and the bind address (repeatable; "
+            "also JQ_SERVE_ALLOWED_HOSTS, comma-separated; * for any).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the HTTP API (the `http` extra): the same operations as these commands, as JSON."""
     import importlib.util
@@ -148,4 +155,4 @@ def serve(
         fail("jq serve needs the http extra: pip install 'jq-cli[http]'", 2)
     from jq_cli.http.serve import serve as run_serve
 
-    raise typer.Exit(run_serve(host, port))
+    raise typer.Exit(run_serve(host, port, allowed_host or ()))

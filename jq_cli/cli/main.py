@@ -135,10 +135,13 @@ def main() -> None:
     """The entry point of `jq` and `jobq`."""
     import logging
 
+    from jq_cli.redaction import RedactingFilter
+
     # Commands other than the daemons log only warnings, as one `jq: warning:` line each (for
     # example a publish deferred while RabbitMQ is down); the daemons install their own logging.
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("jq: warning: %(message)s"))
+    handler.addFilter(RedactingFilter())
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
     logging.getLogger("pika").setLevel(
         logging.CRITICAL

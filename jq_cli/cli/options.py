@@ -82,6 +82,7 @@ def read_jobs_file(value: str) -> list[tuple[int, dict[str, Any]]]:
     import json
 
     from jq_cli.errors import InvalidInput
+    from jq_cli.model.jobspec import decode_json
 
     if value == "-":
         lines = sys.stdin.read().splitlines()
@@ -94,9 +95,10 @@ def read_jobs_file(value: str) -> list[tuple[int, dict[str, Any]]]:
         if not line.strip():
             continue
         try:
-            job = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidInput(f"line {number}: not valid JSON: {exc.msg}") from None
+            job = decode_json(line, f"line {number}")
+        except ValueError as exc:  # not JSON, or NaN/Infinity (jsonb cannot store them)
+            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+            raise InvalidInput(f"line {number}: not valid JSON: {reason}") from None
         if not isinstance(job, dict):
             raise InvalidInput(f"line {number}: a job must be a JSON object")
         jobs.append((number, job))

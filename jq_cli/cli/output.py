@@ -71,7 +71,10 @@ def end_progress() -> None:
 
 
 def fail(message: str, code: int = 1) -> None:
-    sys.stderr.write(f"jq: error: {message}\n")
+    from jq_cli.redaction import redact_known
+
+    # The one error line of every command: no password of the settings' URLs, whatever wrote it.
+    sys.stderr.write(f"jq: error: {redact_known(message)}\n")
     raise typer.Exit(code)
 
 

@@ -24,6 +24,22 @@ if TYPE_CHECKING:
 MAX_SCRAPE_BYTES = 5 * 1024 * 1024
 MAX_REDIRECTS = 5
 MAX_MATCHES = 1000
+# IPv6 ranges that carry an IPv4 address inside them, which a gateway, a tunnel or the kernel
+# itself may turn into that IPv4 address: ipaddress calls several of them global whatever the
+# address they embed (64:ff9b::7f00:1 reaches 127.0.0.1 through a NAT64 gateway). They are
+# refused outright: a public site has a native address of one family or the other.
+EMBEDDING_IPV4 = tuple(
+    ipaddress.IPv6Network(net)
+    for net in (
+        "::/96",  # IPv4-compatible (deprecated), ::a.b.c.d
+        "::ffff:0:0/96",  # IPv4-mapped, ::ffff:a.b.c.d
+        "::ffff:0:0:0/96",  # IPv4-translated (SIIT)
+        "64:ff9b::/96",  # NAT64, the well-known prefix
+        "64:ff9b:1::/48",  # NAT64, local-use prefixes
+        "2001::/32",  # Teredo
+        "2002::/16",  # 6to4
+    )
+)
 
 
 class ScrapePayload(BaseModel):
@@ -58,12 +74,20 @@ def resolve_public(host: str, port: int, allow_private: bool) -> str:
     if not allow_private:
         for text in addresses:
             address = ipaddress.ip_address(text)
-            if not address.is_global:
+            if not is_public(address):
                 raise PermanentError(
                     f"refusing to fetch {host}: it resolves to the non-public address {address}"
                     " (set JQ_SCRAPE_ALLOW_PRIVATE=1 to allow)"
                 )
     return addresses[0]
+
+
+def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether a worker may connect to `address` for a submitter: globally routable, and not an
+    IPv6 form that embeds an IPv4 address (EMBEDDING_IPV4)."""
+    if isinstance(address, ipaddress.IPv6Address) and any(address in net for net in EMBEDDING_IPV4):
+        return False
+    return address.is_global
 
 
 def _pinned_session(allow_private: bool) -> requests.Session:

@@ -16,6 +16,7 @@ from jq_cli.http.gate import Gate
 from jq_cli.http.keys import ApiKeys
 from jq_cli.http.metrics import HttpMetrics
 from jq_cli.http.pool import OpsPool
+from jq_cli.http.sites import AllowedHosts, default_hosts
 
 DESCRIPTION = """The jq job queue over HTTP: the same operations and errors as the `jq` command.
 
@@ -29,12 +30,17 @@ def create_app(
     ops_factory: Callable[[], Client] | None = None,
     api_keys: ApiKeys | Iterable[str] | None = None,
     pool_size: int = 16,
+    allowed_hosts: AllowedHosts | None = None,
 ) -> FastAPI:
     """The ASGI app. `settings` default to the environment's; `ops_factory` makes the Client
     each request borrows (default: Client(settings)); without `api_keys` nothing needs a key.
-    The request body limit is settings.max_payload_bytes (JQ_MAX_PAYLOAD_BYTES)."""
+    The request body limit is settings.max_payload_bytes (JQ_MAX_PAYLOAD_BYTES).
+    `allowed_hosts` default to loopback names and JQ_SERVE_ALLOWED_HOSTS; with API keys and no
+    names configured, any Host is answered (a rebinding page has no key to send)."""
     settings = settings or load_settings()
     keys = api_keys if isinstance(api_keys, ApiKeys) else ApiKeys(api_keys or ())
+    if allowed_hosts is None:
+        allowed_hosts = default_hosts(settings, keys)
     pool = OpsPool(ops_factory or functools.partial(Client, settings), pool_size)
     metrics = HttpMetrics(pool)
 
@@ -71,5 +77,6 @@ def create_app(
         max_body=settings.max_payload_bytes,
         observe=metrics.observe,
         routes=lambda: routes,
+        hosts=allowed_hosts,
     )
     return app

@@ -1,5 +1,6 @@
-"""The gate every request passes before routing: API key, body size, request metrics, and the
-last-resort handler that answers a bare 500 (and logs the traceback) for an unexpected error."""
+"""The gate every request passes before routing: the site it comes from (Host and Origin), API
+key, body size, request metrics, the access log, and the last-resort handler that answers a bare 500 (and logs the traceback) for an
+unexpected error."""
 
 from __future__ import annotations
 
@@ -12,16 +13,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jq_cli.http import problems
 from jq_cli.http.keys import ApiKeys
+from jq_cli.http.sites import STATE_CHANGING, AllowedHosts, same_origin
 
 log = logging.getLogger("jq.http")
+access_log = logging.getLogger("jq.http.access")
 OPEN_PATHS = frozenset({"/health"})
 BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 
 
 class Gate:
-    """Pure ASGI middleware. Refuses a request without a valid key (401) before reading its body,
-    one whose body exceeds the limit (413, from Content-Length or by counting), and replays the
-    body it read to the application."""
+    """Pure ASGI middleware. Refuses a request for a Host not allowed, or a state-changing one
+    from another site's page (403, jq_cli.http.sites; `hosts` None allows any Host), one without
+    a valid key (401) before reading its body, one whose body exceeds the limit (413, from
+    Content-Length or by counting), and replays the body it read to the application."""
 
     def __init__(
         self,
@@ -31,8 +35,10 @@ class Gate:
         max_body: int,
         observe: Callable[..., None],
         routes: Callable[[], Sequence[BaseRoute]],
+        hosts: AllowedHosts | None = None,
     ) -> None:
         self.app = app
+        self.hosts = hosts
         self.keys = keys
         self.max_body = max_body
         self.observe = observe
@@ -52,7 +58,7 @@ class Gate:
             await send(message)
 
         try:
-            refusal = self._authenticate(scope)
+            refusal = self._check_site(scope) or self._authenticate(scope)
             if refusal is None:
                 refusal, receive = await self._read_body(scope, receive)
             await (refusal or self.app)(scope, receive, send_noting)
@@ -64,9 +70,30 @@ class Gate:
             if not responded:
                 await problems.internal_error()(scope, receive, send_noting)
         finally:
-            self.observe(
-                scope.get("method", ""), self._route(scope), status, time.perf_counter() - started
+            elapsed = time.perf_counter() - started
+            self.observe(scope.get("method", ""), self._route(scope), status, elapsed)
+            access_log.info(
+                '%s - "%s %s" %d %.1fms',
+                _client(scope),
+                scope.get("method", ""),
+                logged_path(scope),
+                status,
+                elapsed * 1000,
             )
+
+    def _check_site(self, scope: Scope) -> problems.ProblemResponse | None:
+        host = _header(scope, b"host")
+        if self.hosts is not None and not self.hosts.allows(host):
+            # A name that resolves here but is not ours: DNS rebinding, or a misconfigured proxy.
+            return problems.forbidden(
+                "this server does not answer to that Host name: add it to "
+                "JQ_SERVE_ALLOWED_HOSTS (or --allowed-host) if it is yours"
+            )
+        if scope.get("method") in STATE_CHANGING and not same_origin(
+            _header(scope, b"origin"), host
+        ):
+            return problems.forbidden("cross-origin request refused: the Origin is not this server")
+        return None
 
     def _authenticate(self, scope: Scope) -> problems.ProblemResponse | None:
         authenticated = not self.keys
@@ -126,6 +153,27 @@ class Gate:
                     route = candidate
                     break
         return getattr(route, "path", None) or "unmatched"
+
+
+def logged_path(scope: Scope) -> str:
+    """The path of a request as the access log shows it: never its query string (a client may
+    send a key as `?key=`), still percent-encoded (no line breaks in a log line)."""
+    raw = scope.get("raw_path") or scope.get("path", "").encode("utf-8", "replace")
+    path = raw.partition(b"?")[0].decode("ascii", "backslashreplace")
+    return "".join(c if c.isprintable() and c != " " else repr(c)[1:-1] for c in path)
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "-"
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    """The first value of a header (as latin-1, as HTTP/1.1 defines bytes), or None."""
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -16,6 +16,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 from jq_cli.errors import JqError
+from jq_cli.model.jobspec import too_deep
+from jq_cli.redaction import redact_known
 
 log = logging.getLogger("jq.http")
 MEDIA_TYPE = "application/problem+json"
@@ -57,6 +59,10 @@ def unauthorized() -> ProblemResponse:
         kind="unauthorized",
         headers={"WWW-Authenticate": 'Bearer realm="jq"'},
     )
+
+
+def forbidden(detail: str) -> ProblemResponse:
+    return problem(403, detail, kind="forbidden")
 
 
 def too_large(limit: int) -> ProblemResponse:
@@ -129,8 +135,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(JqError)
     async def _jq_error(request: Request, exc: JqError) -> ProblemResponse:
-        # A JqError's message is written for users (the CLI prints it too), so it may go out.
-        return problem(exc.http_status, exc.message, kind=exc.kind)
+        # A JqError's message is written for users (the CLI prints it too), so it may go out,
+        # cleared of the settings' passwords as the CLI's error line is.
+        return problem(exc.http_status, redact_known(exc.message), kind=exc.kind)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> ProblemResponse:
@@ -138,6 +145,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> ProblemResponse:
+        if isinstance(exc.__cause__, RecursionError):
+            # FastAPI's body decoding recursed past Python's limit: a body nested far past
+            # MAX_DEPTH, refused as the payload rule refuses it (422, not "cannot parse").
+            return problem(422, str(too_deep("the request body")), kind="invalid-input")
         detail = exc.detail if isinstance(exc.detail, str) else _phrase(exc.status_code)
         if exc.status_code >= 500:
             log.error("%s %s failed: %s", request.method, request.url.path, detail)

@@ -8,14 +8,16 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import uvicorn
 
 from jq_cli.config import load_settings
 from jq_cli.http.app import create_app
 from jq_cli.http.keys import ApiKeys, choose_host
+from jq_cli.http.sites import default_hosts
 from jq_cli.observe import sdnotify
+from jq_cli.redaction import RedactingFilter
 
 GRACE = 10  # seconds open requests get after SIGTERM; jq-serve.service's TimeoutStopSec is longer
 
@@ -53,8 +55,10 @@ class NotifyingServer(uvicorn.Server):
         await super().shutdown(sockets=sockets)
 
 
-def serve(host: str | None, port: int) -> int:
-    """Run until SIGTERM/SIGINT; returns the exit code. Raises InvalidInput for bad settings."""
+def serve(host: str | None, port: int, allowed_hosts: Sequence[str] = ()) -> int:
+    """Run until SIGTERM/SIGINT; returns the exit code. `allowed_hosts` are Host names to answer
+    besides loopback, the bind address and JQ_SERVE_ALLOWED_HOSTS. Raises InvalidInput for bad
+    settings."""
     settings = load_settings()
     keys = ApiKeys.from_settings(settings)
     bind = choose_host(host, keys)
@@ -67,7 +71,8 @@ def serve(host: str | None, port: int) -> int:
         sys.stderr.write(
             f"jq serve: {len(keys)} API key(s) loaded: every endpoint but /health needs one\n"
         )
-    app = create_app(settings, api_keys=keys)
+    hosts = default_hosts(settings, keys, allowed_hosts, bind=bind)
+    app = create_app(settings, api_keys=keys, allowed_hosts=hosts)
     config = uvicorn.Config(
         app,
         host=bind,
@@ -75,6 +80,7 @@ def serve(host: str | None, port: int) -> int:
         log_level=settings.log_level.lower(),
         server_header=False,
         log_config=None,
+        access_log=False,  # the gate logs each request, without its query string (gate.py)
         timeout_graceful_shutdown=GRACE,
     )
     server = NotifyingServer(config)
@@ -83,10 +89,12 @@ def serve(host: str | None, port: int) -> int:
 
 
 def _log_to_stderr(level: str) -> None:
-    # One line per event; uvicorn's own loggers (startup, access lines) share the handler. Access
-    # lines carry the path and query, never headers, so a key cannot reach the log.
+    # One line per event; uvicorn's own loggers (startup, errors) share the handler. The access
+    # lines are the gate's (jq.http.access): the path alone, never the query string (a key sent
+    # as `?key=` would be in it) nor headers.
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())  # no password of a service URL in any line
     for name in ("jq", "uvicorn"):
         logger = logging.getLogger(name)
         logger.handlers = [handler]

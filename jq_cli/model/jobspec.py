@@ -65,7 +65,7 @@ def encode_payload(payload: Any, max_bytes: int) -> str:
     """The payload as compact JSON, after every check a job payload must pass. Raises InvalidInput."""
     if not isinstance(payload, dict):
         raise InvalidInput(f"payload must be a JSON object, got {type(payload).__name__}")
-    deep = f"payload is nested deeper than {MAX_DEPTH} levels"
+    deep = str(too_deep())
     try:
         text = _PAYLOAD_ENCODER.encode(payload)
     except ValueError as exc:
@@ -124,9 +124,25 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON (PostgreSQL's jsonb cannot store it)")
 
 
+def too_deep(source: str = "payload") -> InvalidInput:
+    """The error of a payload (or a line, or a body) nested past MAX_DEPTH."""
+    return InvalidInput(f"{source} is nested deeper than {MAX_DEPTH} levels")
+
+
+def decode_json(text: str | bytes, source: str = "payload") -> Any:
+    """json.loads for text a user sent. JSON nested past Python's recursion limit is refused as
+    InvalidInput, the same rule as MAX_DEPTH (encode_payload): the decoder recurses once a level,
+    so a body of 100,000 brackets would otherwise end in a RecursionError. Raises ValueError
+    (json.JSONDecodeError) for text that is not JSON, for its caller to word."""
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise too_deep(source) from None
+
+
 def parse_payload_text(text: str, source: str = "payload") -> dict:
     try:
-        value = json.loads(text, parse_constant=_refuse_constant)
+        value = decode_json(text, source)
     except ValueError as exc:
         if not isinstance(exc, json.JSONDecodeError):
             raise InvalidInput(f"{source} is not valid JSON: {exc}") from None

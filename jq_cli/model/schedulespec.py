@@ -10,7 +10,7 @@ from typing import Any
 from jq_cli.errors import InvalidInput
 from jq_cli.model import cron
 from jq_cli.model.jobspec import MAX_RETRIES, check_name, parse_priority
-from jq_cli.userfiles import read_user_text
+from jq_cli.userfiles import load_user_yaml, read_user_text
 
 FIELDS = (
     "name",
@@ -105,15 +105,10 @@ def load_schedule_file(path: str | Path) -> list[dict[str, Any]]:
             doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise InvalidInput(f"schedule file {path} is not valid TOML: {exc}") from None
+        except RecursionError:  # tomllib recurses once a level of nested arrays or tables
+            raise InvalidInput(f"schedule file {path} is nested too deep") from None
     elif suffix in (".yaml", ".yml"):
-        import yaml
-
-        try:
-            doc = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise InvalidInput(
-                f"schedule file {path} is not valid YAML: {' '.join(str(exc).split())}"
-            ) from None
+        doc = load_user_yaml(text, f"schedule file {path}")
     else:
         raise InvalidInput(f"schedule file {path}: the name must end in .toml, .yaml or .yml")
     if doc is None:

@@ -9,6 +9,8 @@ import re
 import sys
 import time
 
+from jq_cli.redaction import RedactingFilter
+
 # syslog priorities as journald reads them from a "<N>" line prefix.
 _SYSLOG = {
     logging.DEBUG: 7,
@@ -41,8 +43,10 @@ class _JsonFormatter(logging.Formatter):
                 value = value[1:-1]
             line.setdefault(key, value)
         line["msg"] = message
-        if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:  # set, and cleared of passwords, by RedactingFilter
+            line["exception"] = record.exc_text
         return json.dumps(line, ensure_ascii=False)
 
 
@@ -55,6 +59,7 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
         handler.setFormatter(_JournalFormatter("%(name)s: %(message)s"))
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())  # no password of a service URL in any line
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -37,9 +37,12 @@ class Telemetry:
                 retry_on_timeout=False,
             )
         except ValueError as exc:  # a malformed URL is a setting to fix, not an outage
-            from jq_cli.config import mask_url
+            from jq_cli.redaction import mask_url, redact, secrets_in
 
-            raise InvalidInput(f"invalid Redis URL {mask_url(url)}: {exc}") from exc
+            # redis-py quotes what it misparsed (a piece of a password holding `#` or `/`): its
+            # error is not kept as the cause, whose text a traceback would print.
+            reason = redact(str(exc), secrets_in(url))
+            raise InvalidInput(f"invalid Redis URL {mask_url(url)}: {reason}") from None
 
     def _key(self, *parts: str) -> str:
         return ":".join((self.namespace, *parts))

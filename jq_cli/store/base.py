@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -99,7 +98,13 @@ def latest_version() -> int:
 
 
 def _database_name(url: str) -> str:
-    return urlsplit(url).path.lstrip("/") or "postgres"
+    """The database a URL or key=value DSN names, read as libpq reads it (a URL's path would be
+    a piece of a password holding an unencoded `/`, and a DSN has no path at all)."""
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.Error:
+        return "?"
+    return str(params.get("dbname") or params.get("user") or "postgres")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -319,10 +324,10 @@ class StoreBase:
     def ensure_database(self) -> bool:
         """Create the database named in the URL when it is missing (trust-auth fresh machines).
         Returns True when it was created."""
-        parts = urlsplit(self.url)
         name = _database_name(self.url)
-        admin_url = urlunsplit(parts._replace(path="/postgres"))
         try:
+            # The same server and credentials, database postgres: a URL or a key=value DSN.
+            admin_url = psycopg.conninfo.make_conninfo(self.url, dbname="postgres")
             with psycopg.connect(
                 admin_url, autocommit=True, connect_timeout=max(1, int(self.connect_timeout))
             ) as admin:

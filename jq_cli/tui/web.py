@@ -20,11 +20,12 @@ import shlex
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from jq_cli.config import Settings, load_settings
 from jq_cli.errors import JqError
-from jq_cli.http.keys import ApiKeys, choose_host, is_loopback
+from jq_cli.http.keys import ApiKeys, choose_host
+from jq_cli.http.sites import STATE_CHANGING, AllowedHosts, default_hosts, same_origin
+from jq_cli.redaction import RedactingFilter
 
 DEFAULT_PORT = 8001  # beside jq serve's 8000, so that both can run with their defaults
 COOKIE = "jq_top_session"
@@ -59,7 +60,8 @@ def serve_dashboard(host: str | None, port: int | None, refresh: float) -> int:
     # environment because a command line is visible to every user in `ps`.
     os.environ.clear()
     os.environ.update(session_environment(settings, os.environ))
-    server = _make_server(session_command(refresh), bind, port, keys)
+    hosts = default_hosts(settings, keys, bind=bind)
+    server = _make_server(session_command(refresh), bind, port, keys, hosts)
     try:
         server.serve()
     except OSError as exc:  # the port is taken, or the address is not this machine's
@@ -86,7 +88,7 @@ def session_environment(settings: Settings, environ: Mapping[str, str]) -> dict[
 Handler = Callable[[Any], Awaitable[Any]]
 
 
-def _make_server(command: str, host: str, port: int, keys: ApiKeys) -> Any:
+def _make_server(command: str, host: str, port: int, keys: ApiKeys, hosts: AllowedHosts) -> Any:
     # textual-serve (and aiohttp under it) are imported here, never by `jq top` without --web.
     from aiohttp import WSCloseCode, web
     from textual_serve.app_service import AppService
@@ -110,12 +112,15 @@ def _make_server(command: str, host: str, port: int, keys: ApiKeys) -> Any:
 
     @web.middleware
     async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not keys and not is_loopback(_hostname(request.host)):
-            # Keyless means loopback only, and a page of another site whose name resolves to
-            # 127.0.0.1 (DNS rebinding) must not reach the dashboard through the browser.
-            return _forbidden("a loopback address is needed without an API key")
-        if request.path == "/ws" and not _same_origin(request):
-            return _forbidden("cross-origin websocket refused")
+        # The rule of jq serve too (jq_cli/http/sites.py): a page of another site whose name
+        # resolves here (DNS rebinding) or that sends a request from the operator's browser
+        # must not reach the dashboard.
+        if not hosts.allows(request.host):
+            return _forbidden("this server does not answer to that Host name")
+        if (request.path == "/ws" or request.method in STATE_CHANGING) and not same_origin(
+            request.headers.get("Origin"), request.host
+        ):
+            return _forbidden("cross-origin request refused")
         key = request.query.get("key")
         if keys and key is not None and request.path == "/":
             if not keys.accepts(key.strip().encode()):
@@ -207,16 +212,6 @@ def _https(request: Any) -> bool:
     return bool(request.secure or request.headers.get("X-Forwarded-Proto") == "https")
 
 
-def _same_origin(request: Any) -> bool:
-    origin = request.headers.get("Origin")
-    if origin is None:  # not a browser: the key or cookie decides
-        return True
-    try:
-        return urlsplit(origin).netloc.lower() == request.host.lower()
-    except ValueError:  # not a URL
-        return False
-
-
 def _terminal_size(query: Mapping[str, str]) -> tuple[int, int]:
     """The browser's terminal in cells, as it asks (bounded: a number from a URL)."""
 
@@ -227,14 +222,6 @@ def _terminal_size(query: Mapping[str, str]) -> tuple[int, int]:
             return default
 
     return cells("width", 80), cells("height", 24)
-
-
-def _hostname(host: str) -> str:
-    """The name in a Host header, without its port (an IPv6 address keeps its colons)."""
-    try:
-        return urlsplit(f"//{host}").hostname or ""
-    except ValueError:  # a malformed header: no name, so never loopback
-        return ""
 
 
 def _forbidden(why: str) -> Any:
@@ -297,6 +284,7 @@ document.getElementById("terminal").dataset.sessionWebsocketUrl =
 def _log_to_stderr(level: str) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())  # no password of a service URL in any line
     for name in ("jq", "textual-serve", "aiohttp"):
         logger = logging.getLogger(name)
         logger.handlers = [handler]

@@ -9,10 +9,12 @@ import pytest
 from fastapi.testclient import TestClient
 from jq_cli.http.app import create_app
 
+from conftest import LOOPBACK_URL
+
 
 @pytest.fixture
 def client(settings):
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), base_url=LOOPBACK_URL) as c:
         yield c
 
 

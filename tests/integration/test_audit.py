@@ -16,7 +16,7 @@ from jq_cli.model.audit import Actor
 from jq_cli.ops import actions as action_ops
 from jq_cli.store import Finish, Store
 
-from conftest import make_settings
+from conftest import LOOPBACK_URL, make_settings
 
 
 def dead_job(ops: Client, store: Store, n: int = 1) -> int:
@@ -151,7 +151,9 @@ def test_http_actions_are_recorded_as_the_api_keys_name(settings, ops, store, tm
     keyed = make_settings(settings.namespace, api_keys_file=str(keys_file))
     job_id = dead_job(ops, store)
     other = ops.submit("noop", {})
-    with TestClient(create_app(keyed, api_keys=ApiKeys.from_settings(keyed))) as client:
+    with TestClient(
+        create_app(keyed, api_keys=ApiKeys.from_settings(keyed)), base_url=LOOPBACK_URL
+    ) as client:
         answer = client.post(
             f"/api/v1/jobs/{job_id}/retry", headers={"X-API-Key": "alice-key-0123456789"}
         )

@@ -29,6 +29,8 @@ with warnings.catch_warnings():  # Starlette's notice that it will move to `http
 
 from jq_cli.http import create_app
 
+from conftest import LOOPBACK_URL
+
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 DOORS = ("cli", "client", "async", "http")
@@ -256,7 +258,7 @@ def door(request: pytest.FixtureRequest, settings: Settings, run_cli: Any) -> It
     elif request.param == "async":
         yield AsyncDoor(settings)
     else:
-        with TestClient(create_app(settings)) as c:
+        with TestClient(create_app(settings), base_url=LOOPBACK_URL) as c:
             yield HttpDoor(c)
 
 

@@ -12,7 +12,7 @@ import warnings
 import httpx
 import pytest
 
-from conftest import listen_on_free_port, make_settings, wait_for
+from conftest import LOOPBACK_URL, listen_on_free_port, make_settings, wait_for
 
 pytest.importorskip("fastapi")
 with warnings.catch_warnings():  # Starlette's notice that it will move to `httpx2` one day
@@ -32,13 +32,13 @@ TRACE_WORDS = ("Traceback", 'File "', "line ", "RuntimeError")
 
 @pytest.fixture
 def client(settings):
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), base_url=LOOPBACK_URL) as c:
         yield c
 
 
 @pytest.fixture
 def keyed(settings):
-    with TestClient(create_app(settings, api_keys=KEYS)) as c:
+    with TestClient(create_app(settings, api_keys=KEYS), base_url=LOOPBACK_URL) as c:
         yield c
 
 
@@ -254,7 +254,7 @@ def test_bad_requests_are_problem_documents(client):
 
 def test_a_body_over_the_limit_is_refused_with_413_before_parsing(settings, ops):
     small = settings.model_copy(update={"max_payload_bytes": 1000})
-    with TestClient(create_app(small)) as c:
+    with TestClient(create_app(small), base_url=LOOPBACK_URL) as c:
         big = {"job_type": "noop", "payload": {"blob": "x" * 2000}}
         is_problem(c.post("/api/v1/jobs", json=big), 413, "payload-too-large")
         chunks = iter(
@@ -283,7 +283,7 @@ class BrokenOperations(Client):
 
 def test_an_unexpected_error_is_a_bare_500_and_the_traceback_only_logged(settings, caplog):
     app = create_app(settings, ops_factory=lambda: BrokenOperations(settings))
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOOPBACK_URL) as c:
         r = c.get("/api/v1/stats")
         doc = is_problem(r, 500, "internal-error")
     for word in (*TRACE_WORDS, "hunter2", "secret internals"):
@@ -307,7 +307,7 @@ def test_health_reports_each_service_and_503_when_postgres_or_rabbitmq_is_down(s
     ]
     for change, status, down in cases:
         broken = make_settings(settings.namespace, **change)
-        with TestClient(create_app(broken)) as c:
+        with TestClient(create_app(broken), base_url=LOOPBACK_URL) as c:
             r = c.get("/health")
             assert r.status_code == status, r.text
             assert r.json()["status"] == ("unavailable" if status == 503 else "degraded")
@@ -316,20 +316,20 @@ def test_health_reports_each_service_and_503_when_postgres_or_rabbitmq_is_down(s
 
 def test_a_service_down_answers_503_and_an_unmigrated_schema_too(settings):
     broken = make_settings(settings.namespace, database_url=f"postgresql://{CLOSED}/jq_test")
-    with TestClient(create_app(broken)) as c:
+    with TestClient(create_app(broken), base_url=LOOPBACK_URL) as c:
         is_problem(c.post("/api/v1/jobs", json={"job_type": "noop"}), 503, "service-unavailable")
         is_problem(c.get("/api/v1/stats"), 503, "service-unavailable")
         metrics = c.get("/metrics")
         assert metrics.status_code == 200 and "jq_stats_up 0.0" in metrics.text
     bare = make_settings(f"t{uuid.uuid4().hex[:12]}")
-    with TestClient(create_app(bare)) as c:
+    with TestClient(create_app(bare), base_url=LOOPBACK_URL) as c:
         is_problem(c.get("/api/v1/jobs"), 503, "schema-not-migrated")
         assert c.get("/health").status_code == 503
 
 
 def test_a_submit_while_rabbitmq_is_down_is_still_accepted(settings, ops):
     broken = make_settings(settings.namespace, rabbitmq_url=f"amqp://guest:guest@{CLOSED}/")
-    with TestClient(create_app(broken)) as c:
+    with TestClient(create_app(broken), base_url=LOOPBACK_URL) as c:
         job = submit(c)
     assert ops.get(job["id"])["state"] == "queued"  # committed; the sweeper publishes it later
 
@@ -526,6 +526,8 @@ def test_a_real_jq_serve_process_serves_the_api(settings, spawn, tmp_path):
         "via": "http"
     }
     assert httpx.get(f"{base}/api/v1/stats").status_code == 401
+    # A key in the query string is no key (headers only) and stays out of the access log.
+    assert httpx.get(f"{base}/api/v1/stats?key={key}&x=%0Afake").status_code == 401
     assert (
         httpx.get(f"{base}/openapi.json", headers={"X-API-Key": key}).json()["info"]["title"]
         == "jq"
@@ -538,6 +540,7 @@ def test_a_real_jq_serve_process_serves_the_api(settings, spawn, tmp_path):
     stderr = proc.stderr.read()
     assert "API key(s) loaded" in stderr and key not in stderr
     assert "POST /api/v1/jobs" in stderr  # the access log, one line per request
+    assert '"GET /api/v1/stats" 401' in stderr and "fake" not in stderr
 
 
 # -- issue 13: filters that filter, keys that mean one request -----------------------------------
@@ -583,3 +586,67 @@ def test_an_idempotency_key_reused_for_another_request_is_a_409_naming_the_job(c
     )
     doc = is_problem(other, 409, "conflict")
     assert f"job {first.json()['id']}" in doc["detail"]
+
+
+# -- other sites: DNS rebinding (Host) and cross-site requests (Origin) ---------------------------
+
+
+def test_a_keyless_shim_refuses_a_cross_site_post_and_leaves_the_job(client, ops):
+    job = ops.submit("noop", {})
+    evil = client.post(f"/api/v1/jobs/{job}/cancel", headers={"Origin": "http://evil.example"})
+    is_problem(evil, 403, "forbidden")
+    assert ops.get(job)["state"] == "queued"
+    null = client.post(f"/api/v1/jobs/{job}/cancel", headers={"Origin": "null"})
+    is_problem(null, 403, "forbidden")
+    own = client.post(f"/api/v1/jobs/{job}/cancel", headers={"Origin": "http://127.0.0.1"})
+    assert own.status_code == 200, own.text  # the shim's own origin
+    assert ops.get(job)["state"] == "cancelled"
+    # A read from another site's page is harmless without the Host rule's help: allowed.
+    assert client.get("/api/v1/stats", headers={"Origin": "http://evil.example"}).status_code == 200
+
+
+def test_a_keyless_shim_refuses_a_rebound_host_name(client, ops, store):
+    job = ops.submit("noop", {"secret": "payload"})
+    rebound = {"Host": "evil.example"}
+    read = client.get(f"/api/v1/jobs/{job}", headers=rebound)
+    assert "payload" not in is_problem(read, 403, "forbidden")["detail"]
+    is_problem(client.post("/api/v1/jobs", json={"job_type": "noop"}, headers=rebound), 403)
+    is_problem(client.get("/health", headers=rebound), 403)
+    assert store._one("SELECT count(*) AS n FROM jobs")["n"] == 1
+    assert client.get(f"/api/v1/jobs/{job}", headers={"Host": "localhost:8000"}).status_code == 200
+
+
+def test_configured_host_names_are_answered_and_a_keyed_shim_answers_any(settings):
+    named = settings.model_copy(update={"serve_allowed_hosts": "jq.internal"})
+    with TestClient(create_app(named), base_url="http://jq.internal") as c:
+        assert c.get("/api/v1/stats").status_code == 200
+        is_problem(c.get("/api/v1/stats", headers={"Host": "evil.example"}), 403)
+    with TestClient(create_app(settings, api_keys=KEYS), base_url="http://jq.example") as c:
+        assert c.get("/api/v1/stats", headers={"X-API-Key": KEYS[0]}).status_code == 200
+        cross = c.post(
+            "/api/v1/jobs",
+            json={"job_type": "noop"},
+            headers={"X-API-Key": KEYS[0], "Origin": "http://evil.example"},
+        )
+        is_problem(cross, 403, "forbidden")
+
+
+def test_a_real_keyless_jq_serve_answers_allowed_hosts_only(spawn):
+    def up(port: int) -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    proc, port = listen_on_free_port(
+        lambda p: spawn("serve", "--port", str(p), "--allowed-host", "jq.internal"), up
+    )
+    base = f"http://127.0.0.1:{port}"
+    assert httpx.get(f"{base}/api/v1/stats", headers={"Host": "jq.internal"}).status_code == 200
+    rebound = httpx.post(
+        f"{base}/api/v1/jobs", json={"job_type": "noop"}, headers={"Host": "evil.example"}
+    )
+    assert rebound.status_code == 403
+    assert rebound.headers["content-type"].startswith("application/problem+json")
+    proc.terminate()
+    assert proc.wait(15) == 0

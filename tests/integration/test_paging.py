@@ -9,6 +9,8 @@ import warnings
 import pytest
 from jq_cli.errors import InvalidInput
 
+from conftest import LOOPBACK_URL
+
 
 def test_before_id_pages_through_older_jobs_in_the_operations_layer(ops):
     ids = ops.submit_many([{"job_type": "noop", "payload": {"n": n}} for n in range(5)])
@@ -49,7 +51,7 @@ def test_http_next_before_id_gives_stable_pages(settings):
         from fastapi.testclient import TestClient
     from jq_cli.http import create_app
 
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url=LOOPBACK_URL) as client:
         ids = client.post(
             "/api/v1/jobs/bulk", json={"jobs": [{"job_type": "noop"} for _ in range(5)]}
         ).json()["ids"]

@@ -7,6 +7,8 @@ import getpass
 import signal
 import subprocess
 
+import pytest
+
 from conftest import JQ, wait_for
 
 CANARY = "Canary-S3cret-7f3a9"
@@ -85,3 +87,60 @@ def test_no_command_or_daemon_prints_the_password(settings, env, run_cli, spawn,
     assert any("***" in text for _, text in outputs), (
         "URLs should be shown with the password masked"
     )
+
+
+# -- every form a password takes in a URL or DSN, malformed ones included -------------------------
+
+CLOSED = "127.0.0.1:1"  # nothing listens: each command meets an outage or a parse error
+
+
+@pytest.mark.parametrize(
+    "setting, url",
+    [
+        ("JQ_DATABASE_URL", f"postgresql://jq@{CLOSED}/jq?password={CANARY}"),
+        ("JQ_DATABASE_URL", f"host=127.0.0.1 port=1 user=jq password={CANARY} dbname=jq"),
+        ("JQ_DATABASE_URL", f"host=127.0.0.1 port=1 password='{CANARY} x' dbname=jq"),
+        ("JQ_DATABASE_URL", f"host=127.0.0.1 port=1 password={CANARY} broken"),
+        ("JQ_DATABASE_URL", f"postgresql://jq:ab#{CANARY}@{CLOSED}/jq"),
+        ("JQ_DATABASE_URL", f"postgresql://jq:{CANARY}/x@{CLOSED}/jq"),
+        ("JQ_RABBITMQ_URL", f"amqp://jq:ab#{CANARY}@{CLOSED}/"),
+        ("JQ_RABBITMQ_URL", f"amqp://jq:{CANARY}/x@{CLOSED}/"),
+        ("JQ_REDIS_URL", f"redis://:{CANARY}#x@{CLOSED}/0"),
+        ("JQ_REDIS_URL", f"redis://u:ab/{CANARY}@{CLOSED}/0"),
+        ("JQ_REDIS_URL", f"redis://{CLOSED}/0?password={CANARY}"),
+    ],
+    ids=lambda v: v if v.startswith("JQ_") else v.replace(CANARY, "PW"),
+)
+def test_no_form_of_password_reaches_any_output(run_cli, setting, url):
+    for args in (["list"], ["doctor"], ["doctor", "--json"], ["submit", "noop"], ["stats"]):
+        result = run_cli(*args, extra_env={setting: url}, timeout=30)
+        output = result.stdout + result.stderr
+        assert "S3cret" not in output and "Canary" not in output, (args, output[-1000:])
+
+
+@pytest.mark.parametrize(
+    "setting, url, logged",
+    [
+        ("JQ_DATABASE_URL", f"host=127.0.0.1 port=1 password={CANARY} dbname=jq", "database"),
+        ("JQ_RABBITMQ_URL", f"amqp://jq:ab#{CANARY}@{CLOSED}/", "RabbitMQ"),
+        ("JQ_REDIS_URL", f"redis://u:{CANARY}/x@{CLOSED}/0", "Redis"),
+    ],
+    ids=["dsn", "amqp-hash", "redis-slash"],
+)
+def test_the_worker_log_holds_no_form_of_password(env, tmp_path, setting, url, logged):
+    log = tmp_path / "worker.log"
+    with open(log, "w") as sink:
+        proc = subprocess.Popen(
+            [JQ, "worker"],
+            env={**env, setting: url, "JQ_LOG_LEVEL": "DEBUG"},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for(lambda: logged in log.read_text(), 20, what=lambda: log.read_text()[-2000:])
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+    text = log.read_text()
+    assert "S3cret" not in text and "Canary" not in text, text[-2000:]

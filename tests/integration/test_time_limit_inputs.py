@@ -8,7 +8,7 @@ import json
 import pytest
 
 import poison_handlers  # noqa: F401  (t_hang)
-from conftest import wait_for
+from conftest import LOOPBACK_URL, wait_for
 
 
 def count(store) -> int:
@@ -64,7 +64,7 @@ def test_http_body_carries_a_time_limit(settings, ops):
     from fastapi.testclient import TestClient
     from jq_cli.http import create_app
 
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url=LOOPBACK_URL) as client:
         r = client.post("/api/v1/jobs", json={"job_type": "noop", "time_limit": "45s"})
         assert r.status_code == 201, r.text
         assert ops.get(r.json()["id"])["time_limit"] == 45.0

@@ -13,7 +13,7 @@ from jq_cli import PermanentError, chain, group, job, step
 from jq_cli.errors import InvalidInput, InvalidTransition
 
 import handlers_for_tests  # noqa: F401  (registers the t_* job types for in-process workers)
-from conftest import wait_for
+from conftest import LOOPBACK_URL, wait_for
 
 
 @job("t_add")
@@ -212,7 +212,7 @@ def test_http_shim_accepts_dependencies(ops, settings):
     from jq_cli.http import create_app
 
     parent = ops.submit("noop", {}, delay="1h")
-    with TestClient(create_app(settings)) as http:
+    with TestClient(create_app(settings), base_url=LOOPBACK_URL) as http:
         created = http.post("/api/v1/jobs", json={"job_type": "noop", "depends_on": [parent]})
     assert created.status_code == 201, created.text
     assert state(ops, created.json()["id"]) == "waiting"

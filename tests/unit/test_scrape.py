@@ -4,12 +4,18 @@ they resolve to, the connection goes to the judged address, and every redirect i
 from __future__ import annotations
 
 import http.server
+import ipaddress
 import socket
 import threading
 
 import pytest
 from jq_cli.handlers.registry import JobContext, PermanentError
-from jq_cli.handlers.scrape import ScrapePayload, resolve_public, scrape_website
+from jq_cli.handlers.scrape import (
+    ScrapePayload,
+    is_public,
+    resolve_public,
+    scrape_website,
+)
 
 
 class _Settings:
@@ -35,6 +41,32 @@ class _Settings:
 def test_non_public_addresses_are_refused_for_good(host):
     with pytest.raises(PermanentError, match="non-public address"):
         resolve_public(host, 80, allow_private=False)
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+        "64:ff9b::808:808",  # NAT64 of a public address: refused all the same
+        "64:ff9b:1::a00:1",  # local-use NAT64 of 10.0.0.1
+        "2002:7f00:1::1",  # 6to4 of 127.0.0.1
+        "2002:a9fe:a9fe::1",  # 6to4 of 169.254.169.254
+        "::7f00:1",  # IPv4-compatible ::127.0.0.1
+        "::a9fe:a9fe",  # IPv4-compatible ::169.254.169.254
+        "::ffff:127.0.0.1",  # IPv4-mapped
+        "::ffff:8.8.8.8",  # IPv4-mapped, public inside
+        "::ffff:0:7f00:1",  # IPv4-translated (SIIT)
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo
+    ],
+)
+def test_ipv6_forms_embedding_an_ipv4_address_are_refused(host):
+    with pytest.raises(PermanentError, match="non-public address"):
+        resolve_public(host, 80, allow_private=False)
+
+
+@pytest.mark.parametrize("address", ["2001:4860:4860::8888", "2606:4700::1111", "8.8.8.8"])
+def test_native_public_addresses_are_allowed(address):
+    assert is_public(ipaddress.ip_address(address))
 
 
 def test_a_name_with_any_private_answer_is_refused(monkeypatch):
