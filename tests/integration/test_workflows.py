@@ -284,6 +284,6 @@ def test_async_client_and_http_refuse_a_retry_whose_parents_have_not_settled(ops
     report = asyncio.run(scenario())
     assert not report.changed and f"{parent} (dead)" in report.refused[child].message
     assert state(ops, child) == "cancelled"
-    with TestClient(create_app(settings)) as http:
+    with TestClient(create_app(settings), base_url=LOOPBACK_URL) as http:
         answer = http.post(f"/api/v1/jobs/{child}/retry")
     assert answer.status_code == 409 and str(parent) in answer.text
