@@ -57,7 +57,7 @@ def test_poison_messages_neither_crash_nor_loop_the_worker(services):
     assert figures.extra["queue_left"] == 0
 
 
-# The poison classes of issue 11: each ends its own jobs as intended while the healthy load
+# The poison classes: each ends its own jobs as intended while the healthy load
 # completes, and the worker that met them drains and exits 0.
 @pytest.mark.timeout(150)
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The deploy recipe runs as written (issue 22): `jq --config FILE` reads the shipped example
+"""The deploy recipe runs as written: `jq --config FILE` reads the shipped example
 settings file (daemons/jq.env.example), comments and all, for any command."""
 
 from __future__ import annotations

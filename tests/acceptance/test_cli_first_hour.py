@@ -1,4 +1,4 @@
-"""A new user's first hour (issue 22): every mistake is one `jq: error:` line with the exit code of
+"""A new user's first hour: every mistake is one `jq: error:` line with the exit code of
 the table, checked before anything is written or started."""
 
 from __future__ import annotations

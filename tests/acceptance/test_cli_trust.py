@@ -1,4 +1,4 @@
-"""Issue 13: a command line a tired operator can trust. One error style (Click's and Typer's
+"""A command line a tired operator can trust. One error style (Click's and Typer's
 usage errors included) with "did you mean", `--version`, `-o` on show and stats, filters that
 mean "any of", idempotency keys that belong to one request, `--wait` that says what it does,
 `--import` from the current directory, passing calls to the JSON processor, and displays that

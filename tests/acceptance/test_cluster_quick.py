@@ -1,4 +1,4 @@
-"""Several hosts (issue 17): the settings that list several service addresses, against the shared
+"""Several hosts: the settings that list several service addresses, against the shared
 services; and a quick subset of `make cluster` (network namespaces, a three-node RabbitMQ
 cluster, a PostgreSQL primary with a synchronous standby) where this machine allows it."""
 

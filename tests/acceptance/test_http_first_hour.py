@@ -1,4 +1,4 @@
-"""The HTTP shim for a new user (issue 22): /docs works with no internet, and a 422 names every
+"""The HTTP shim for a new user: /docs works with no internet, and a 422 names every
 bad field, not just the first."""
 
 from __future__ import annotations

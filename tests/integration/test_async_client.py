@@ -1,4 +1,4 @@
-"""AsyncClient (issue 15): the operations of Client on psycopg's async connections, and the
+"""AsyncClient: the operations of Client on psycopg's async connections, and the
 FastAPI example that enqueues in the request's transaction."""
 
 from __future__ import annotations

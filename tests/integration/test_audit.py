@@ -1,4 +1,4 @@
-"""The audit log (issue 16): every operator action, from the CLI, `jq top` and `jq serve`, is a
+"""The audit log: every operator action, from the CLI, `jq top` and `jq serve`, is a
 row committed with its change, naming who, what, the filter and how many jobs."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Claiming ahead by measured run time (issue 12): a worker claims short jobs in large batches
+"""Claiming ahead by measured run time: a worker claims short jobs in large batches
 and sizes the broker's prefetch window by their run time, yet a high-priority job submitted
 behind a backlog of low ones waits behind no more than the claim-ahead budget of work."""
 

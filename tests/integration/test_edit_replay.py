@@ -1,4 +1,4 @@
-"""Edit, replay, act by filter (issue 16): retry with a corrected payload, `jq dlq edit` in
+"""Edit, replay, act by filter: retry with a corrected payload, `jq dlq edit` in
 $EDITOR, `jq replay`, cancel and the dead-letter commands by filter with --dry-run, `jq show`'s
 folded tracebacks and timeline, and `p` in `jq top` purging exactly what the filter shows."""
 
@@ -137,7 +137,7 @@ def test_dead_letter_commands_take_filters_and_dry_run(ops, store, run_cli):
     dry = json.loads(
         run_cli("dlq", "retry", "--all", "--queue", "other", "--dry-run", "--json").stdout
     )
-    # Counts, not ids: a bulk action works in bounded batches whatever it matches (issue 14).
+    # Counts, not ids: a bulk action works in bounded batches whatever it matches.
     assert dry == {"dry_run": True, "count": 2}
     assert set(store.job_states(other).values()) == {"dead"}
     done = json.loads(run_cli("dlq", "retry", "--all", "--queue", "other", "--json").stdout)

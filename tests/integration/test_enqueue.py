@@ -1,4 +1,4 @@
-"""Transactional enqueue (issue 15): jobs inserted in the application's own psycopg connection and
+"""Transactional enqueue: jobs inserted in the application's own psycopg connection and
 transaction exist exactly when it commits, and the doorbell publishes them right after."""
 
 from __future__ import annotations

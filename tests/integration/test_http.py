@@ -543,7 +543,7 @@ def test_a_real_jq_serve_process_serves_the_api(settings, spawn, tmp_path):
     assert '"GET /api/v1/stats" 401' in stderr and "fake" not in stderr
 
 
-# -- issue 13: filters that filter, keys that mean one request -----------------------------------
+# -- filters that filter, keys that mean one request -----------------------------------
 
 
 def test_repeated_and_comma_separated_filters_mean_any_of(client, ops):

@@ -1,4 +1,4 @@
-"""Cheap leases, prompt cancels (issue 12): a worker renews its leases every third of the lease, a
+"""Cheap leases, prompt cancels: a worker renews its leases every third of the lease, a
 renewal is a HOT update (no new index entries), and a cancel reaches a running handler through
 LISTEN/NOTIFY within moments, also when it was sent while the worker's listener was cut off."""
 

@@ -1,4 +1,4 @@
-"""Limits that hold across every worker (issue 16): three workers against a concurrency limit
+"""Limits that hold across every worker: three workers against a concurrency limit
 per payload key, a rate limit and a queue limit set from the CLI; the attempts' timestamps show
 the limit never exceeded and reached. A job held back is no attempt: it waits as limited."""
 

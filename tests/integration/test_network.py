@@ -1,4 +1,4 @@
-"""A network that goes silent (issue 14): a route to PostgreSQL stalled behind chaos.proxy's
+"""A network that goes silent: a route to PostgreSQL stalled behind chaos.proxy's
 FaultProxy, which stops forwarding while its kernel still acknowledges every byte, so neither TCP
 keepalives nor tcp_user_timeout can see anything wrong; only a deadline of jq's own can. Loopback
 only: the proxy listens on 127.0.0.1 and forwards to the test PostgreSQL."""

@@ -1,4 +1,4 @@
-"""Queues you can pause (issue 16): a pause is a row in PostgreSQL every worker's claim obeys;
+"""Queues you can pause: a pause is a row in PostgreSQL every worker's claim obeys;
 its jobs stay queued, it outlives worker and scheduler restarts, and resuming runs them."""
 
 from __future__ import annotations

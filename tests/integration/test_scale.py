@@ -1,4 +1,4 @@
-"""Cost independent of history (issue 14): on a table of a million jobs, almost all finished, every
+"""Cost independent of history: on a table of a million jobs, almost all finished, every
 query of the scheduler's duty loop, `jq stats`, `jq top`'s refresh and the /metrics gauges is served
 by an index or the job_counts summary. Checked twice: EXPLAIN shows no sequential scan of jobs, and
 each query's median time stays within a bound set against a primary-key lookup in the same run (a

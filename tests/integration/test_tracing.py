@@ -1,4 +1,4 @@
-"""Tracing (issue 15): the trace context at submit travels with the job; the worker runs the
+"""Tracing: the trace context at submit travels with the job; the worker runs the
 handler in a child span, with claim and finish spans. Tested with the SDK's in-memory exporter."""
 
 from __future__ import annotations

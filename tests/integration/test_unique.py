@@ -1,4 +1,4 @@
-"""Unique jobs (issue 15): a second submit of the same work within the period returns the first."""
+"""Unique jobs: a second submit of the same work within the period returns the first."""
 
 from __future__ import annotations
 

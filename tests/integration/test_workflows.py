@@ -1,4 +1,4 @@
-"""Workflows (issue 15): chains, groups with callbacks, dependencies; release in the transaction
+"""Workflows: chains, groups with callbacks, dependencies; release in the transaction
 that completes the last parent; dead or cancelled parents settle their dependants."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """`jq submit`, `jq show` and `jq list` import only what they need: each whole process is measured
-against `python -c pass` (issue 12, W4), and a module imported by accident costs milliseconds of
+against `python -c pass` (W4), and a module imported by accident costs milliseconds of
 every command. Each command runs here in a fresh interpreter, against services that refuse the
 connection at once (the imports that matter happen before it), and this test lists what it loaded.
 """

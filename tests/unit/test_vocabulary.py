@@ -1,4 +1,4 @@
-"""One word, one meaning (issue 21): "hand over" and "hand back" are what a worker does with a
+"""One word, one meaning: "hand over" and "hand back" are what a worker does with a
 job; the front ends pass a call to the JSON processor and never say they hand it over."""
 
 from __future__ import annotations
