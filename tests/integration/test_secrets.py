@@ -112,7 +112,11 @@ CLOSED = "127.0.0.1:1"  # nothing listens: each command meets an outage or a par
     ids=lambda v: v if v.startswith("JQ_") else v.replace(CANARY, "PW"),
 )
 def test_no_form_of_password_reaches_any_output(run_cli, setting, url):
-    for args in (["list"], ["doctor"], ["doctor", "--json"], ["submit", "noop"], ["stats"]):
+    # Both renderings of doctor (which names every URL), and one command that reaches the service
+    # and fails on it (the one error line): PostgreSQL and RabbitMQ by a submit, Redis by stats.
+    # Every other command shares that error line; the test above runs them all with one form.
+    reaches = ["stats"] if setting == "JQ_REDIS_URL" else ["submit", "noop"]
+    for args in (["doctor"], ["doctor", "--json"], reaches):
         result = run_cli(*args, extra_env={setting: url}, timeout=30)
         output = result.stdout + result.stderr
         assert "S3cret" not in output and "Canary" not in output, (args, output[-1000:])
