@@ -173,21 +173,6 @@ def split_names(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-def split_urls(value: str) -> list[str]:
-    """The URLs of a setting that accepts a comma-separated list (one URL: a list of one)."""
-    from jq_cli.redaction import split_urls as split
-
-    return split(value)
-
-
-def mask_url(url: str) -> str:
-    """The URL (or comma-separated URLs, or key=value DSN) with every password replaced, fit for
-    messages and logs (jq_cli.redaction)."""
-    from jq_cli.redaction import mask_url as mask
-
-    return mask(url)
-
-
 # The settings file every command reads when it is set (`jq --config FILE` sets it for the
 # command and the processes it starts): KEY=VALUE lines, # comments, as systemd's
 # EnvironmentFile= and daemons/jq.env.example. Its values win over the environment's.

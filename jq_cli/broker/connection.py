@@ -56,7 +56,7 @@ def _parameters_list(url: str, *, heartbeat: int | None = None) -> list[pika.URL
     """One URLParameters per broker address: JQ_RABBITMQ_URL may list a cluster's nodes,
     comma-separated. pika tries them in order on every (re)connect, so a client whose node
     dies moves to the next one, where the caller declares its queues again."""
-    from jq_cli.config import split_urls
+    from jq_cli.redaction import split_urls
 
     return [_parameters(u, heartbeat=heartbeat) for u in split_urls(url)] or [
         _parameters(url, heartbeat=heartbeat)
@@ -125,9 +125,3 @@ def _close_quietly(conn: pika.BlockingConnection | None) -> None:
         with contextlib.suppress(*_PIKA_ERRORS):
             if conn.is_open:
                 conn.close()
-
-
-def _mask(url: str) -> str:
-    from jq_cli.config import mask_url
-
-    return mask_url(url)

@@ -17,10 +17,10 @@ from jq_cli.broker.connection import (
     _close_quietly,
     _declare,
     _describe,
-    _mask,
     _parameters_list,
     queue_name,
 )
+from jq_cli.redaction import mask_url
 
 log = logging.getLogger("jq.broker")
 
@@ -178,7 +178,9 @@ class Consumer:
                     connection = self._connect()
                     if announced:
                         log.info(
-                            "event=broker_reconnected url=%s node=%s", _mask(self.url), self._node()
+                            "event=broker_reconnected url=%s node=%s",
+                            mask_url(self.url),
+                            self._node(),
                         )
                     delay, announced = 0.5, False
                 connection.process_data_events(time_limit=0.2)
@@ -195,7 +197,7 @@ class Consumer:
                 if not announced:
                     log.warning(
                         "event=broker_unavailable url=%s error=%r retry=backoff",
-                        _mask(self.url),
+                        mask_url(self.url),
                         _describe(exc),
                     )
                     announced = True

@@ -8,10 +8,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from jq_cli.config import mask_url
 from jq_cli.errors import InvalidInput, JqError, ServiceUnavailable
 from jq_cli.model.states import PRIORITY_NAMES, JobState, Priority
 from jq_cli.ops.core import OperationsCore
+from jq_cli.redaction import mask_url
 from jq_cli.store import Store, latest_version
 
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from jq_cli.broker import Publisher
-from jq_cli.config import Settings, mask_url
+from jq_cli.config import Settings
 from jq_cli.errors import (
     BrokerUnavailable,
     Conflict,
@@ -31,6 +31,7 @@ from jq_cli.errors import (
     StoreError,
 )
 from jq_cli.observe import sdnotify
+from jq_cli.redaction import mask_url
 from jq_cli.scheduler.census import WorkerCensus
 from jq_cli.scheduler.cron import CronFirer
 from jq_cli.scheduler.doorbell import Doorbell

@@ -31,12 +31,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from jq_cli.broker import Consumer, Message, Publisher
-from jq_cli.config import Settings, mask_url
+from jq_cli.config import Settings
 from jq_cli.errors import Deadlock, JqError, SchemaNotMigrated, ServiceUnavailable
 from jq_cli.handlers.registry import Registry
 from jq_cli.model.retry import Backoff
 from jq_cli.observe import sdnotify
 from jq_cli.observe.telemetry import CounterBuffer, Telemetry
+from jq_cli.redaction import mask_url
 from jq_cli.store import Store, hostname
 from jq_cli.worker.cancel_listener import CancelListener
 from jq_cli.worker.claim_ahead import RunTimes

@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 import pytest
 from jq_cli.broker import Publisher
 from jq_cli.client import Client
-from jq_cli.config import mask_url, split_urls
 from jq_cli.errors import ServiceUnavailable
+from jq_cli.redaction import mask_url, split_urls
 
 from conftest import DATABASE_URL, RABBITMQ_URL, free_port, make_settings, wait_for
 

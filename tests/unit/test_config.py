@@ -4,8 +4,9 @@ durations for the retention knobs, and URLs masked for messages."""
 from __future__ import annotations
 
 import pytest
-from jq_cli.config import Settings, load_settings, mask_url
+from jq_cli.config import Settings, load_settings
 from jq_cli.errors import InvalidInput
+from jq_cli.redaction import mask_url
 
 
 @pytest.fixture
