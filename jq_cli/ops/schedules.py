@@ -243,20 +243,11 @@ class ScheduleOperations(AuditOperations):
         self, current: ScheduleRow, spec: ScheduleSpec, *, manage_enabled: bool
     ) -> dict[str, Any]:
         """The columns to set so that the stored `current` row matches `spec` (validated here)."""
+        from jq_cli.model.schedulespec import EDITABLE  # croniter: loaded only when used
+
         row = self._schedule_row(spec)
         wanted = {**row, "payload": spec.payload}
-        fields = [
-            "job_type",
-            "cron",
-            "timezone",
-            "payload",
-            "priority",
-            "max_retries",
-            "queue",
-            "misfire",
-        ]
-        if manage_enabled:
-            fields.append("enabled")
+        fields = [f for f in EDITABLE if manage_enabled or f != "enabled"]
         stored = cast(dict[str, Any], current)
         change = {f: row[f] for f in fields if wanted[f] != stored[f]}
         restart = "cron" in change or "timezone" in change or (change.get("enabled") is True)
@@ -267,17 +258,10 @@ class ScheduleOperations(AuditOperations):
 
 def _present_schedule(row: ScheduleRow) -> dict[str, Any]:
     """A schedule row as front ends show it: priority by name, only the documented keys."""
+    from jq_cli.model.schedulespec import FIELDS  # croniter: loaded only when used
+
     keys = (
-        "name",
-        "job_type",
-        "cron",
-        "timezone",
-        "payload",
-        "priority",
-        "max_retries",
-        "queue",
-        "misfire",
-        "enabled",
+        *FIELDS,
         "last_fire_at",
         "next_fire_at",
         "created_at",
